@@ -1,0 +1,183 @@
+"""Config primitives shared by the exporter and the renewer.
+
+- :func:`parse_duration` reads Prometheus-style durations (``500ms``, ``5s``, ``1h30m``, ``21d``, ``1w``, ``1y``).
+- :data:`Duration` is a pydantic field type for them; it renders back to the same notation.
+- :class:`StrictModel` is the base of every config model: unknown keys are errors, models are frozen.
+- :func:`load_model` turns a YAML file into a model, raising :class:`ConfigError` whose path names the
+  bad field (``targets[3].timeout: expected a duration like "5s"``).
+- :func:`resolve_secret` reads secrets from ``*_file`` paths or ``${ENV}`` references; they are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+
+from certloop.errors import ConfigError
+
+__all__ = [
+    "Duration",
+    "StrictModel",
+    "format_duration",
+    "load_model",
+    "parse_duration",
+    "resolve_secret",
+    "validate_model",
+]
+
+_UNITS: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "y": 365 * 86400,
+}
+_DURATION_RE = re.compile(r"^((?:\d+(?:ms|y|w|d|h|m|s))+)$")
+_PART_RE = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Prometheus-style duration such as ``5s`` or ``1h30m`` into a timedelta."""
+    if not isinstance(text, str) or not _DURATION_RE.match(text.strip()):
+        raise ValueError(f'expected a duration like "5s", "1h30m" or "21d", got {text!r}')
+    seconds = sum(int(n) * _UNITS[u] for n, u in _PART_RE.findall(text.strip()))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta in the notation :func:`parse_duration` reads (largest units first)."""
+    ms = round(value.total_seconds() * 1000)
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit in ("y", "w", "d", "h", "m", "s"):
+        size = int(_UNITS[unit] * 1000)
+        if ms >= size:
+            out.append(f"{ms // size}{unit}")
+            ms %= size
+    if ms:
+        out.append(f"{ms}ms")
+    return "".join(out)
+
+
+def _coerce_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'expected a duration like "5s", got {value!r}')
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys rejected, values immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            # pydantic inserts discriminator tags / function names into locs; skip those.
+            if part.startswith("function-") or "[" in part:
+                continue
+            path += f".{part}" if path else part
+    return path
+
+
+def _friendly(err: Any) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid value"))
+    if kind == "extra_forbidden":
+        return "unknown key (not part of the configuration schema)"
+    if kind == "missing":
+        return "required key is missing"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg
+
+
+def validate_model(model: type[M], data: Any, *, source: str | None = None) -> M:
+    """Validate ``data`` into ``model``; the first error becomes a ConfigError naming its path.
+
+    All errors are listed in the message when there are several, first one leading.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        path = _loc_to_path(tuple(first["loc"]))
+        message = _friendly(first)
+        if len(errors) > 1:
+            rest = "; ".join(f"{_loc_to_path(tuple(e['loc']))}: {_friendly(e)}" for e in errors[1:5])
+            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+            message = f"{message} [also: {rest}{more}]"
+        raise ConfigError(path, message, source=source) from exc
+
+
+def load_model(model: type[M], path: str | os.PathLike[str]) -> M:
+    """Read a YAML file and validate it into ``model``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file: {exc.strerror or exc}", source=str(p)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError("", f"invalid YAML: {where}{problem}", source=str(p)) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", "the top level must be a mapping of keys to values", source=str(p))
+    return validate_model(model, data, source=str(p))
+
+
+_ENV_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def resolve_secret(value: str | None = None, file: str | os.PathLike[str] | None = None, *, field: str) -> str:
+    """Return a secret given inline as ``${ENV}`` (or literally) or by ``*_file``.
+
+    ``field`` is the config path used in errors; the secret itself never appears in a message.
+    """
+    if value is not None and file is not None:
+        raise ConfigError(field, "give either the value or the _file variant, not both")
+    if file is not None:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{field}_file", f"cannot read secret file {file}: {exc.strerror}") from exc
+    if value is None:
+        raise ConfigError(field, "required secret is missing (set it or its _file variant)")
+    m = _ENV_RE.match(value)
+    if m:
+        env = os.environ.get(m.group(1))
+        if env is None:
+            raise ConfigError(field, f"environment variable {m.group(1)} is not set")
+        return env
+    return value

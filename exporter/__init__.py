@@ -1,0 +1,1 @@
+"""certloop exporter: observe TLS endpoints and certificate files, expose Prometheus metrics."""

@@ -1,0 +1,1 @@
+"""certloop renewer: renew certificates on Alertmanager webhooks, install safely, verify, roll back."""

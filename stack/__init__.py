@@ -1,0 +1,1 @@
+"""Real peers on loopback (nginx, pebble, Prometheus, Alertmanager, ...) for tests and `make demo`."""

@@ -1,0 +1,1 @@
+"""Real-peer pytest fixtures built on `stack/` (filled in by the stack work)."""
