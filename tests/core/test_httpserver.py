@@ -1,0 +1,81 @@
+"""The shared asyncio HTTP server: routing, limits, keep-alive, handler failures."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from certloop.httpserver import HttpServer, Request, Response, Router
+
+
+async def _echo(req: Request) -> Response:
+    return Response.json({"path": req.path, "q": req.arg("q"), "len": len(req.body), "id": req.params.get("id")})
+
+
+async def _boom(req: Request) -> Response:
+    raise RuntimeError("bug")
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    loop = asyncio.new_event_loop()
+    router = Router({("GET", "/echo"): _echo, ("POST", "/echo"): _echo, ("GET", "/boom"): _boom,
+                     ("POST", "/items/{id}/renew"): _echo})
+    srv = HttpServer(router, max_body=1024)
+    loop.run_until_complete(srv.start("127.0.0.1", 0))
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    yield srv.port
+    asyncio.run_coroutine_threadsafe(srv.close(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(5)
+
+
+def _conn(port: int) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+
+def test_routes_query_and_path_params_over_one_keepalive_connection(server: int) -> None:
+    """Several requests reuse one connection; query and path parameters reach the handler."""
+    c = _conn(server)
+    c.request("GET", "/echo?q=a%20b")
+    r = c.getresponse()
+    assert r.status == 200 and b'"q": "a b"' in r.read()
+    c.request("POST", "/items/shop-prod/renew", body=b"xyz")
+    r = c.getresponse()
+    assert r.status == 200 and b'"id": "shop-prod"' in r.read()
+
+
+def test_unknown_path_404_wrong_method_405_bug_500(server: int) -> None:
+    """Routing errors are distinct, and a handler exception is a 500 while the server keeps serving."""
+    c = _conn(server)
+    for method, path, status in [("GET", "/nope", 404), ("DELETE", "/echo", 405), ("GET", "/boom", 500),
+                                 ("GET", "/echo", 200)]:
+        c.request(method, path)
+        r = c.getresponse()
+        r.read()
+        assert r.status == status, (method, path)
+
+
+def test_body_over_limit_is_413_and_chunked_bodies_are_read(server: int) -> None:
+    """A body beyond max_body is refused with 413; chunked encoding is decoded."""
+    c = _conn(server)
+    c.request("POST", "/echo", body=b"x" * 2000)
+    assert c.getresponse().status == 413
+    c = _conn(server)
+    c.request("POST", "/echo", body=iter([b"ab", b"cde"]), encode_chunked=True,
+              headers={"Transfer-Encoding": "chunked"})
+    r = c.getresponse()
+    assert r.status == 200 and b'"len": 5' in r.read()
+
+
+def test_garbage_request_line_gets_400(server: int) -> None:
+    """A malformed request line is answered with 400 and the connection closed."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"HELLO\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
