@@ -1,0 +1,355 @@
+"""Verification verdicts, offline and at an injected time, plus RFC 6125 hostname coverage.
+
+    trust = TrustStore.system()                       # or TrustStore.from_file("ca.pem")
+    verdict = verify_chain(chain, trust=trust, at=now, hostname="shop.example")
+    if verdict is Verdict.OK: ...
+    covers(chain[0], "www.shop.example")              # wildcard-aware, IDNA, IP SANs
+    earliest_expiry(chain)                            # leaf + intermediates, presented root excluded
+
+Path building and signature checks come from ``cryptography.x509.verification``. It raises one
+generic ``VerificationError``, so when it fails the cause is classified here, deterministically, in
+this order: leaf dates, self-signed leaf, dates of the presented issuers on the path, whether the
+top of the path reaches the trust store; anything else that the library rejected (bad signature,
+weak algorithm, path length, key usage) is ``invalid``. Hostname coverage is decided by
+:func:`covers` (RFC 6125) rather than by the library, so the verdict and the
+``hostname_match`` fact agree.
+
+Verdicts are cached by (chain fingerprints, hostname, trust store, position of ``at`` among every
+validity boundary of the chain and of the store): the verdict is a function of exactly those
+inputs, so a cached verdict can never outlive a ``not_before``/``not_after`` boundary.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+import ssl
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from certloop.errors import CertloopError
+from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem
+
+__all__ = [
+    "TrustStore",
+    "TrustStoreError",
+    "Verdict",
+    "covers",
+    "earliest_expiry",
+    "uncovered",
+    "verify_chain",
+]
+
+DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+_CACHE_SIZE = 50_000
+
+
+class Verdict(StrEnum):
+    """The outcome of verifying a presented chain. A fixed set: used as a metric label value."""
+
+    OK = "ok"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    UNKNOWN_AUTHORITY = "unknown_authority"
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    SELF_SIGNED = "self_signed"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    INTERMEDIATE_EXPIRED = "intermediate_expired"
+    INVALID = "invalid"
+
+
+class TrustStoreError(CertloopError):
+    """A trust store could not be loaded: ``source`` names the bundle, ``message`` says why."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        self.message = message
+        super().__init__(f"{source}: {message}")
+
+
+_tokens = itertools.count(1)
+
+
+class TrustStore:
+    """Trust anchors, loaded once and reused by every verification (thread-safe: read-only)."""
+
+    def __init__(self, certificates: Sequence[x509.Certificate], *, source: str = "<memory>") -> None:
+        if not certificates:
+            raise TrustStoreError(source, "no CA certificate found")
+        self.source = source
+        self.certificates = tuple(certificates)
+        self.token = next(_tokens)
+        self._store = Store(list(self.certificates))
+        with warnings.catch_warnings():
+            # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
+            warnings.simplefilter("ignore")
+            all_facts = [facts(c) for c in self.certificates]
+        self._fingerprints = frozenset(f.fingerprint_sha256 for f in all_facts)
+        self._by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+        for cert in self.certificates:
+            self._by_subject.setdefault(cert.subject, []).append(cert)
+        self.boundaries: list[datetime] = sorted(
+            {d for f in all_facts for d in (f.not_before, f.not_after)}
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, source: str = "<memory>") -> TrustStore:
+        return cls(parse_pem(data).certificates, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise TrustStoreError(os.fspath(path), exc.strerror or str(exc)) from exc
+        return cls.from_pem(data, source=os.fspath(path))
+
+    @classmethod
+    def system(cls) -> TrustStore:
+        """The operating system's bundle (OpenSSL's default CA file, else Debian's), loaded once."""
+        global _SYSTEM
+        if _SYSTEM is None:
+            paths = ssl.get_default_verify_paths()
+            candidates = [p for p in (paths.cafile, paths.openssl_cafile, DEBIAN_BUNDLE) if p]
+            found = next((p for p in candidates if os.path.isfile(p)), None)
+            if found is None:
+                raise TrustStoreError(", ".join(candidates), "no system CA bundle found")
+            _SYSTEM = cls.from_file(found)
+        return _SYSTEM
+
+    def __contains__(self, cert: x509.Certificate) -> bool:
+        return facts(cert).fingerprint_sha256 in self._fingerprints
+
+    def __len__(self) -> int:
+        return len(self.certificates)
+
+    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """Anchors that issued ``cert`` (name, key identifier and signature all match)."""
+        return [c for c in self._by_subject.get(cert.issuer, []) if _issued_by(cert, c)]
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+
+_SYSTEM: TrustStore | None = None
+
+
+# ------------------------------------------------------------------------------------------ verify
+
+_VERDICTS: dict[tuple[object, ...], Verdict] = {}
+
+
+def _server_eku(_policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+    # An EE certificate restricted to other purposes (e.g. clientAuth only) is not a server certificate.
+    if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku and (
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
+    ):
+        raise ValueError("extended key usage does not include serverAuth")
+
+
+# Web PKI rules for CAs and leaves, except that the leaf's SAN is optional (hostname coverage is
+# decided by covers()) and its EKU must allow serverAuth when present.
+_EE_POLICY = (
+    ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _server_eku)
+)
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
+
+
+def verify_chain(
+    chain: Sequence[x509.Certificate], *, trust: TrustStore, at: datetime, hostname: str | None = None
+) -> Verdict:
+    """Verify a presented chain (leaf first) against ``trust`` at ``at`` (aware), optionally for a name."""
+    if not chain:
+        return Verdict.INVALID
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    at = at.astimezone(UTC).replace(microsecond=0)  # certificate times have whole seconds
+    chain_bounds = sorted(d for c in chain for d in (facts(c).not_before, facts(c).not_after))
+    key = (
+        tuple(facts(c).fingerprint_sha256 for c in chain),
+        _normalise(hostname) if hostname else None,
+        trust.token,
+        bisect.bisect_left(chain_bounds, at),
+        bisect.bisect_right(chain_bounds, at),
+        bisect.bisect_left(trust.boundaries, at),
+        bisect.bisect_right(trust.boundaries, at),
+    )
+    found = _VERDICTS.get(key)
+    if found is None:
+        found = _verify_uncached(chain, trust, at, hostname)
+        if len(_VERDICTS) >= _CACHE_SIZE:
+            for old in list(_VERDICTS)[: _CACHE_SIZE // 10]:
+                _VERDICTS.pop(old, None)
+        _VERDICTS[key] = found
+    return found
+
+
+def _verify_uncached(
+    chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, hostname: str | None
+) -> Verdict:
+    leaf = chain[0]
+    verifier = (
+        PolicyBuilder()
+        .store(trust.store)
+        .time(at)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+        .build_client_verifier()  # the server verifier insists on a SAN match; covers() decides names
+    )
+    try:
+        verifier.verify(leaf, list(chain[1:]))
+    except VerificationError:
+        return _classify(chain, trust, at)
+    if hostname and not covers(leaf, hostname):
+        return Verdict.HOSTNAME_MISMATCH
+    return Verdict.OK
+
+
+def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict:
+    leaf = chain[0]
+    lf = facts(leaf)
+    if at < lf.not_before:
+        return Verdict.NOT_YET_VALID
+    if at > lf.not_after:
+        return Verdict.EXPIRED
+    if lf.self_issued and _issued_by(leaf, leaf):
+        return Verdict.SELF_SIGNED  # a self-signed leaf that is itself trusted verified above
+    path = _presented_path(chain)
+    for cert in path[1:]:
+        f = facts(cert)
+        if cert in trust:
+            break  # from here the store's copy is the anchor
+        if at > f.not_after:
+            return Verdict.INTERMEDIATE_EXPIRED
+        if at < f.not_before:
+            return Verdict.INVALID
+    top = path[-1]
+    if top in trust or trust.issuers_of(top):
+        return Verdict.INVALID  # reaches an anchor, yet rejected: signature, algorithm, constraints
+    if facts(top).self_issued:
+        return Verdict.UNKNOWN_AUTHORITY  # a presented root the store does not trust
+    if len(path) == 1:
+        return Verdict.INCOMPLETE_CHAIN  # the leaf alone, its issuer neither sent nor trusted
+    return Verdict.UNKNOWN_AUTHORITY  # intermediates sent, their root is not trusted
+
+
+def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """Follow issuer links from the leaf through the presented certificates (any order)."""
+    path = [chain[0]]
+    remaining = list(chain[1:])
+    while remaining and not facts(path[-1]).self_issued:
+        current = path[-1]
+        issuer = next((c for c in remaining if current.issuer == c.subject and _issued_by(current, c)), None)
+        if issuer is None:
+            break
+        path.append(issuer)
+        remaining.remove(issuer)
+    return path
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    cf, inf = facts(cert), facts(issuer)
+    if cf.aki is not None and inf.ski is not None and cf.aki != inf.ski:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------- hostnames
+
+
+def _normalise(name: str) -> str:
+    """Lower-case A-label form without a trailing dot; '' when the name cannot be encoded."""
+    name = name.strip().rstrip(".")
+    if name.isascii():
+        return name.lower()
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return ""
+
+
+def _names(subject: x509.Certificate | CertFacts | Iterable[str]) -> tuple[list[str], list[IPv4Address | IPv6Address]]:
+    if isinstance(subject, x509.Certificate):
+        subject = facts(subject)
+    if isinstance(subject, CertFacts):
+        ips = [ip for ip in (parse_ip(a) for a in subject.ip_addresses) if ip is not None]
+        return [_normalise(n) for n in subject.dns_names], ips
+    dns: list[str] = []
+    ips = []
+    for entry in subject:
+        ip = parse_ip(entry)
+        if ip is not None:
+            ips.append(ip)
+        else:
+            dns.append(_normalise(entry))
+    return dns, ips
+
+
+def _dns_match(pattern: str, name: str) -> bool:
+    if not pattern or not name:
+        return False
+    if "*" not in pattern:
+        return pattern == name
+    # RFC 6125 6.4.3: only a whole left-most label may be a wildcard; it matches exactly one label.
+    if not pattern.startswith("*.") or "*" in pattern[2:]:
+        return False
+    suffix = pattern[1:]  # ".example.com"
+    if suffix.count(".") < 2:
+        return False  # "*.com"-style patterns cover a whole top-level domain: never honoured
+    label, dot, rest = name.partition(".")
+    return bool(label) and bool(dot) and "." + rest == suffix
+
+
+def covers(subject: x509.Certificate | CertFacts | Iterable[str], name: str) -> bool:
+    """Does the certificate's SAN (or the given SAN values) cover ``name``? RFC 6125 rules.
+
+    An IP address matches only IP SANs; a host name only DNS SANs (the subject CN is not used).
+    """
+    dns, ips = _names(subject)
+    ip = parse_ip(name)
+    if ip is not None:
+        return ip in ips
+    target = _normalise(name)
+    return any(_dns_match(p, target) for p in dns)
+
+
+def uncovered(subject: x509.Certificate | CertFacts | Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
+    """Those of ``names`` the certificate does not cover, in the given order."""
+    if not isinstance(subject, x509.Certificate | CertFacts):
+        subject = tuple(subject)
+    return tuple(n for n in names if not covers(subject, n))
+
+
+def earliest_expiry(
+    chain: Sequence[x509.Certificate], roles: Sequence[Role] | None = None
+) -> datetime | None:
+    """Earliest ``not_after`` over the leaf and the intermediates (a presented root is not relied on)."""
+    if not chain:
+        return None
+    roles = roles if roles is not None else chain_roles(chain)
+    return min(facts(c).not_after for c, r in zip(chain, roles, strict=True) if r is not Role.ROOT)
