@@ -1,0 +1,290 @@
+"""Supervise real peer processes on loopback: start, wait for readiness, stop by PID.
+
+    with ProcessGroup() as group:
+        port = free_port()
+        proc = group.start(["prometheus", ...], name="prometheus", log_path=workdir / "prometheus.log")
+        wait_for_port("127.0.0.1", port, timeout=10)
+    # everything the group started is stopped here (SIGTERM, then SIGKILL after a bound)
+
+Every started process is also registered module-wide, so it is stopped at interpreter exit
+(`atexit`) and when the interpreter is asked to terminate (SIGTERM is turned into `SystemExit`
+by :func:`install_signal_handlers`; SIGINT already raises `KeyboardInterrupt`). Children run in
+their own session, so a Ctrl-C on the terminal reaches only us and we stop them by PID.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Self
+
+from certloop.errors import CertloopError
+
+LOOPBACK = "127.0.0.1"
+POLL_INTERVAL = 0.05
+STOP_TIMEOUT = 5.0
+
+
+class StackError(CertloopError):
+    """Root of the errors raised while running real peers."""
+
+
+class ToolMissing(StackError):
+    """A peer binary is not installed. ``tool`` is the executable, ``package`` the Debian package."""
+
+    def __init__(self, tool: str, package: str) -> None:
+        self.tool = tool
+        self.package = package
+        super().__init__(
+            f"{tool} not found on PATH: install the Debian package {package!r} (scripts/bootstrap.sh)"
+        )
+
+
+class NotReady(StackError):
+    """A peer did not reach a condition in time, or exited. Carries the log tail for diagnosis."""
+
+    def __init__(self, name: str, what: str, timeout: float, log_tail: str, returncode: int | None) -> None:
+        self.name = name
+        self.what = what
+        self.timeout = timeout
+        self.log_tail = log_tail
+        self.returncode = returncode
+        state = f"exited with {returncode}" if returncode is not None else f"not within {timeout:g}s"
+        super().__init__(f"{name}: {what}: {state}\n--- log tail ---\n{log_tail}")
+
+
+def require_binary(tool: str, package: str) -> str:
+    """Return the absolute path of ``tool`` or raise :class:`ToolMissing` (a failure, never a skip)."""
+    found = shutil.which(tool)
+    if found is not None:
+        return found
+    for directory in ("/usr/sbin", "/usr/bin", "/sbin"):  # sbin is not on a non-root PATH
+        candidate = Path(directory) / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ToolMissing(tool, package)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Ask the OS for a currently free TCP port on ``host`` (bind port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int) -> bool:
+    """True when a TCP connect to ``host:port`` succeeds right now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is true; raise :class:`NotReady` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise NotReady("condition", what, timeout, "", None)
+        time.sleep(POLL_INTERVAL)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on ``host:port``."""
+    wait_until(lambda: port_open(host, port), timeout, f"port {host}:{port} accepting connections")
+
+
+class Process:
+    """One supervised child: argv list, its own session, stdout+stderr appended to ``log_path``."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.name = name
+        self.log_path = log_path
+        self.cwd = cwd
+        self.env = dict(env) if env is not None else None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._popen is None:
+            raise StackError(f"{self.name}: not started")
+        return self._popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._popen is None else self._popen.poll()
+
+    def start(self) -> Self:
+        """Start the child (environment = ours updated with ``env``). Registered for cleanup at exit."""
+        if self.running:
+            raise StackError(f"{self.name}: already running as PID {self.pid}")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._log.write(f"--- start {' '.join(self.argv)}\n".encode())
+        self._log.flush()
+        env = {**os.environ, **self.env} if self.env is not None else None
+        try:
+            self._popen = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise StackError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from exc
+        _LIVE.add(self)
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log (for error messages)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``predicate`` until true; fail fast if the process exits, with the log tail either way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return
+            code = self.returncode
+            if code is not None:
+                raise NotReady(self.name, what, timeout, self.log_tail(), code)
+            if time.monotonic() >= deadline:
+                raise NotReady(self.name, what, timeout, self.log_tail(), None)
+            time.sleep(POLL_INTERVAL)
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the child's PID (if it still runs)."""
+        if self.running:
+            os.kill(self.pid, signum)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL. Returns the exit code (None if never started)."""
+        popen = self._popen
+        if popen is None:
+            return None
+        if popen.poll() is None:
+            try:
+                os.kill(popen.pid, signal.SIGTERM)
+                popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(popen.pid, signal.SIGKILL)
+                popen.wait(timeout)
+            except ProcessLookupError:
+                pass
+        _LIVE.discard(self)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return popen.returncode
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        pid = self._popen.pid if self._popen is not None else None
+        return f"Process(name={self.name!r}, pid={pid}, running={self.running})"
+
+
+class ProcessGroup:
+    """Everything started through the group is stopped by :meth:`stop_all`, newest first."""
+
+    def __init__(self) -> None:
+        self.processes: list[Process] = []
+
+    def add(self, process: Process) -> Process:
+        self.processes.append(process)
+        return process
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Process:
+        """Start a child and keep it in the group."""
+        return self.add(Process(argv, name=name, log_path=log_path, cwd=cwd, env=env).start())
+
+    def stop_all(self, timeout: float = STOP_TIMEOUT) -> None:
+        for process in reversed(self.processes):
+            process.stop(timeout)
+        self.processes.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_all()
+
+
+_LIVE: set[Process] = set()
+
+
+def stop_everything() -> None:
+    """Stop every process started in this interpreter that still runs (registered with atexit)."""
+    for process in list(_LIVE):
+        process.stop()
+
+
+atexit.register(stop_everything)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (and SIGHUP) into ``SystemExit`` so ``finally`` blocks and atexit stop children.
+
+    Only replaces default handlers and only from the main thread; SIGINT already raises
+    ``KeyboardInterrupt``. Call it from long-running entry points such as ``make demo``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, _terminate)
