@@ -1,0 +1,152 @@
+"""The renewer's exception tree: every error it raises on purpose derives from :class:`RenewerError`.
+
+Errors carry data (the step, the return code, the endpoint, the Retry-After instant) so the worker can
+branch on facts - retry issuance, retry only the deployment, back off - without parsing messages.
+
+    RenewerError
+    ├── IssuanceError                 the issuer could not produce a certificate
+    │   ├── RateLimited(retry_after)  the CA said slow down; retry_after is aware UTC or None
+    │   ├── Unauthorized              the CA refused the account or the order
+    │   ├── ChallengeFailed(domain, detail)
+    │   ├── DnsError                  the CA (or a dns-01 hook) could not resolve or publish a record
+    │   ├── ConnectionFailed          the CA (or its validation) could not be reached
+    │   ├── BackendFailed(returncode, stderr_tail)  a subprocess issuer exited with a failure code
+    │   ├── NotDue                    the backend decided nothing is due (acme.sh exit 2)
+    │   └── PendingManual             the backend waits for a human (acme.sh exit 3, manual DNS)
+    ├── ValidationError(reason)       new material rejected before any live file was touched
+    ├── DeployError(step, returncode, stderr_tail)  a deploy step failed (raised inside deploy)
+    ├── VerifyError(endpoint, detail) an endpoint did not serve the new leaf in time
+    ├── RolledBack(reason, cause)     deploy failed and the previous files are live and served again
+    └── RollbackFailed(reason, cause) deploy failed AND restoring the previous state failed: page someone
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from certloop.errors import CertloopError
+
+__all__ = [
+    "BackendFailed",
+    "ChallengeFailed",
+    "ConnectionFailed",
+    "DeployError",
+    "DnsError",
+    "IssuanceError",
+    "NotDue",
+    "PendingManual",
+    "RateLimited",
+    "RenewerError",
+    "RollbackFailed",
+    "RolledBack",
+    "Unauthorized",
+    "ValidationError",
+    "VerifyError",
+]
+
+
+class RenewerError(CertloopError):
+    """Root of the renewer's errors."""
+
+
+class IssuanceError(RenewerError):
+    """The issuer could not produce a certificate; ``detail`` says why in words for the audit trail."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class RateLimited(IssuanceError):
+    """The CA rate-limited us; ``retry_after`` (aware UTC) is when it said to come back, if it did."""
+
+    def __init__(self, detail: str, retry_after: datetime | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
+class Unauthorized(IssuanceError):
+    """The CA refused the account, the key or the order."""
+
+
+class ChallengeFailed(IssuanceError):
+    """The CA could not validate ``domain``'s challenge."""
+
+    def __init__(self, domain: str, detail: str) -> None:
+        self.domain = domain
+        super().__init__(f"challenge for {domain} failed: {detail}")
+        self.detail = detail
+
+
+class DnsError(IssuanceError):
+    """A DNS problem: the CA could not resolve a name, or a dns-01 hook could not publish a record."""
+
+
+class ConnectionFailed(IssuanceError):
+    """The ACME server (or a validation target) could not be reached."""
+
+
+class BackendFailed(IssuanceError):
+    """A subprocess issuer exited with ``returncode``; ``stderr_tail`` is the end of what it printed."""
+
+    def __init__(self, detail: str, returncode: int | None, stderr_tail: str) -> None:
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        super().__init__(detail)
+
+
+class NotDue(IssuanceError):
+    """The backend decided the certificate is not due (acme.sh exit code 2); nothing was issued."""
+
+
+class PendingManual(IssuanceError):
+    """The backend waits for a manual step (acme.sh exit code 3: add the DNS TXT record by hand)."""
+
+
+class ValidationError(RenewerError):
+    """New material was rejected before any live file was touched; ``reason`` says what is wrong."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DeployError(RenewerError):
+    """Deploy step ``step`` (its argv) failed with ``returncode`` (None: timed out or did not start)."""
+
+    def __init__(self, step: tuple[str, ...], returncode: int | None, stderr_tail: str) -> None:
+        self.step = step
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        rc = "timed out" if returncode is None else f"exited {returncode}"
+        super().__init__(f"deploy step {' '.join(step)!r} {rc}: {stderr_tail.strip()[-300:]}")
+
+
+class VerifyError(RenewerError):
+    """``endpoint`` did not serve the expected leaf before the deadline; ``detail`` says what it served."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        self.endpoint = endpoint
+        self.detail = detail
+        super().__init__(f"verify {endpoint}: {detail}")
+
+
+class RolledBack(RenewerError):
+    """The deployment failed and was undone: the previous files are live and served again.
+
+    ``reason`` is one line for the audit trail; ``cause`` is the error that triggered the rollback.
+    """
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        self.reason = reason
+        self.cause = cause
+        super().__init__(f"rolled back: {reason}")
+
+
+class RollbackFailed(RenewerError):
+    """The deployment failed and restoring the previous state failed too. Live files may be broken."""
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        self.reason = reason
+        self.cause = cause
+        super().__init__(f"ROLLBACK FAILED: {reason}")

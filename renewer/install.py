@@ -1,0 +1,404 @@
+"""Install new material atomically, reload, prove it is served, and roll back on any failure.
+
+Sequence for one deploy (``deploy(material, spec, ctx)``):
+
+1. snapshot: copy each live output to ``<file>.certloop-prev`` (atomic, mode and owner kept);
+2. journal: write ``<data_dir>/journal/<id>.json`` (fsync) naming the files and their snapshots,
+   BEFORE any live file changes - a crash (kill -9) from here on is undone by :func:`recover`;
+3. install: write each output atomically (temp file in the same directory, fsync, ``os.replace``,
+   fsync the directory), chown/chmod as configured, key 0600 by default;
+4. run the deploy steps (argv lists, each with a timeout);
+5. verify: probe every endpoint (every resolved address) until it serves the new leaf's SHA-256
+   fingerprint, within ``spec.verify.timeout``;
+6. success: delete the journal. Failure at 3-5: restore the snapshots, run the deploy steps again,
+   confirm the old leaf is served, raise :class:`RolledBack`; if that fails, :class:`RollbackFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from renewer.errors import (
+    BackendFailed,
+    DeployError,
+    RenewerError,
+    RollbackFailed,
+    RolledBack,
+    VerifyError,
+)
+from renewer.issuers.base import IssuedMaterial, run_program, split_pem
+from renewer.spec import CertificateSpec, VerifyEndpoint
+
+if TYPE_CHECKING:
+    from renewer.pipeline import RenewalContext
+
+__all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "recover", "served_fingerprint"]
+
+PREV_SUFFIX = ".certloop-prev"
+OnStage = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """A verified deployment: the new leaf's fingerprint, when it was installed and proven served."""
+
+    fingerprint: str
+    installed_at: datetime
+    verified_at: datetime
+    endpoints: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Journal:
+    """What a started install changes: role -> live path, role -> snapshot path (None: did not exist)."""
+
+    certificate: str
+    files: dict[str, str]
+    prev: dict[str, str | None]
+    old_fingerprint: str | None
+    new_fingerprint: str
+
+    def dump(self) -> bytes:
+        return json.dumps(self.__dict__, indent=1).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Journal:
+        doc = json.loads(data)
+        return cls(
+            certificate=str(doc["certificate"]),
+            files={str(k): str(v) for k, v in doc["files"].items()},
+            prev={str(k): (None if v is None else str(v)) for k, v in doc["prev"].items()},
+            old_fingerprint=doc.get("old_fingerprint"),
+            new_fingerprint=str(doc["new_fingerprint"]),
+        )
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
+    try:
+        uid = pwd.getpwnam(owner).pw_uid if owner else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+    except KeyError as exc:
+        raise DeployError(("install",), None, f"unknown owner or group: {exc}") from exc
+    return uid, gid
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int, uid: int = -1, gid: int = -1) -> None:
+    """Temp file in the same directory, chown/chmod, fsync, ``os.replace``, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.certloop-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if uid != -1 or gid != -1:
+                os.fchown(fh.fileno(), uid, gid)
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _contents(material: IssuedMaterial, role: str) -> bytes:
+    return {
+        "cert": material.cert_pem,
+        "key": material.key_pem,
+        "fullchain": material.fullchain_pem,
+        "chain": material.chain_pem,
+    }[role]
+
+
+def _journal_path(spec: CertificateSpec, ctx: RenewalContext) -> Path:
+    return ctx.data_dir / "journal" / f"{spec.id}.json"
+
+
+def _snapshot(files: dict[str, Path]) -> dict[str, str | None]:
+    """Copy each existing live file to its ``.certloop-prev`` twin; None for files that do not exist."""
+    prev: dict[str, str | None] = {}
+    for role, live in files.items():
+        try:
+            data = live.read_bytes()
+            st = live.stat()
+        except FileNotFoundError:
+            prev[role] = None
+            continue
+        twin = live.with_name(live.name + PREV_SUFFIX)
+        uid, gid = (st.st_uid, st.st_gid) if os.geteuid() == 0 else (-1, -1)
+        write_atomic(twin, data, mode=st.st_mode & 0o7777, uid=uid, gid=gid)
+        prev[role] = str(twin)
+    return prev
+
+
+def _restore(journal: Journal) -> None:
+    for role, live_s in journal.files.items():
+        live, twin_s = Path(live_s), journal.prev.get(role)
+        if twin_s is None:
+            live.unlink(missing_ok=True)
+            continue
+        twin = Path(twin_s)
+        st = twin.stat()
+        uid, gid = (st.st_uid, st.st_gid) if os.geteuid() == 0 else (-1, -1)
+        write_atomic(live, twin.read_bytes(), mode=st.st_mode & 0o7777, uid=uid, gid=gid)
+
+
+def _leaf_fingerprint_of_files(files: dict[str, Path]) -> str | None:
+    for role in ("fullchain", "cert"):
+        path = files.get(role)
+        if path is None:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            blocks = split_pem(path.read_bytes())
+            if blocks:
+                return _fingerprint_pem(blocks[0])
+    return None
+
+
+def _fingerprint_pem(pem: bytes) -> str:
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
+
+
+# --- verify probes -------------------------------------------------------------------------------
+
+
+async def _addresses(host: str, port: int, resolver: str | None) -> list[str]:
+    with contextlib.suppress(ValueError):
+        import ipaddress
+
+        ipaddress.ip_address(host)
+        return [host]
+    if resolver:
+        import dns.asyncresolver
+
+        r = dns.asyncresolver.Resolver(configure=False)
+        ns, _, ns_port = resolver.rpartition(":")
+        r.nameservers = [ns]
+        r.port = int(ns_port)
+        out: list[str] = []
+        for rtype in ("A", "AAAA"):
+            with contextlib.suppress(Exception):
+                answer = await r.resolve(host, rtype)
+                out.extend(rr.to_text() for rr in answer)
+        return out
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=0, proto=6)
+    return sorted({str(i[4][0]) for i in infos})
+
+
+async def served_fingerprint(address: str, port: int, server_name: str | None, limit: float) -> str:
+    """SHA-256 (hex) of the leaf ``address:port`` presents for ``server_name``; OSError on failure."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # we compare fingerprints; trust is validate()'s job
+    _reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(address, port, ssl=ctx, server_hostname=server_name or None), limit
+    )
+    try:
+        ssl_obj = writer.get_extra_info("ssl_object")
+        der = ssl_obj.getpeercert(binary_form=True) if ssl_obj else None
+        if not der:
+            raise OSError("no certificate presented")
+        return hashlib.sha256(der).hexdigest()
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 1)
+
+
+async def _await_served(
+    endpoints: Sequence[VerifyEndpoint], fingerprint: str, limit: float, resolver: str | None
+) -> None:
+    """Poll every address of every endpoint until all serve ``fingerprint``; VerifyError at the deadline."""
+    deadline = time.monotonic() + limit
+    for ep in endpoints:
+        server_name = ep.server_name or (None if _is_ip(ep.host) else ep.host)
+        last = "not probed"
+        pending: list[str] | None = None
+        while True:
+            try:
+                if pending is None:
+                    pending = await _addresses(ep.host, ep.port, resolver)
+                    if not pending:
+                        raise OSError(f"{ep.host} resolves to no address")
+                remaining = max(deadline - time.monotonic(), 0.1)
+                seen = await served_fingerprint(pending[0], ep.port, server_name, min(remaining, 5))
+                if seen == fingerprint:
+                    pending.pop(0)
+                    if not pending:
+                        break
+                    continue
+                last = f"serves {seen[:16]}..., expected {fingerprint[:16]}..."
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                last = f"probe failed: {exc or type(exc).__name__}"
+            if time.monotonic() >= deadline:
+                raise VerifyError(ep.endpoint, f"{last} after {limit:g}s")
+            await asyncio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# --- steps ----------------------------------------------------------------------------------------
+
+
+async def _run_steps(spec: CertificateSpec) -> None:
+    for step in spec.deploy:
+        try:
+            done = await run_program(step.argv, time_limit=step.timeout.total_seconds(), what="deploy step")
+        except BackendFailed as exc:
+            raise DeployError(tuple(step.argv), None, exc.detail) from exc
+        if done.returncode != 0:
+            raise DeployError(tuple(step.argv), done.returncode, done.stderr_tail or done.stdout[-2000:])
+
+
+def _install(material: IssuedMaterial, spec: CertificateSpec) -> None:
+    out = spec.outputs
+    uid, gid = _ids(out.owner, out.group)
+    for role, path in out.files().items():
+        mode = out.key_mode if role == "key" else out.mode
+        try:
+            write_atomic(path, _contents(material, role), mode=mode, uid=uid, gid=gid)
+        except OSError as exc:
+            raise DeployError(("install", str(path)), None, f"{exc.strerror or exc}") from exc
+
+
+async def deploy(
+    material: IssuedMaterial,
+    spec: CertificateSpec,
+    ctx: RenewalContext,
+    *,
+    on_stage: OnStage | None = None,
+) -> DeployResult:
+    """Install ``material``, run the deploy steps, verify; roll back on any failure (see module doc)."""
+    started = time.monotonic()
+    files = spec.outputs.files()
+    journal_path = _journal_path(spec, ctx)
+    journal_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if journal_path.exists():  # an earlier install was interrupted: undo it before starting anew
+        await recover(spec, ctx)
+    fingerprint = material.fingerprint
+    if on_stage is not None:
+        await on_stage("installing")
+    old_fingerprint = _leaf_fingerprint_of_files(files)
+    try:
+        prev = _snapshot(files)
+    except OSError as exc:
+        raise RolledBack(f"cannot snapshot the live files: {exc}", exc) from exc
+    journal = Journal(
+        certificate=spec.id,
+        files={r: str(p) for r, p in files.items()},
+        prev=prev,
+        old_fingerprint=old_fingerprint,
+        new_fingerprint=fingerprint,
+    )
+    write_atomic(journal_path, journal.dump(), mode=0o600)
+    try:
+        _install(material, spec)
+        installed_at = ctx.clock()
+        await _run_steps(spec)
+        if on_stage is not None:
+            await on_stage("verifying")
+        await _await_served(
+            spec.verify.endpoints, fingerprint, spec.verify.timeout.total_seconds(), ctx.dns_resolver
+        )
+    except (RenewerError, OSError) as exc:
+        await _roll_back(spec, ctx, journal, exc)
+        raise AssertionError("unreachable") from exc  # _roll_back always raises
+    journal_path.unlink(missing_ok=True)
+    _fsync_dir(journal_path.parent)
+    return DeployResult(
+        fingerprint=fingerprint,
+        installed_at=installed_at,
+        verified_at=ctx.clock(),
+        endpoints=tuple(ep.endpoint for ep in spec.verify.endpoints),
+        seconds=time.monotonic() - started,
+    )
+
+
+async def _roll_back(
+    spec: CertificateSpec, ctx: RenewalContext, journal: Journal, cause: BaseException
+) -> None:
+    reason = _reason(cause)
+    try:
+        await _undo(spec, ctx, journal)
+    except (RenewerError, OSError) as exc:
+        raise RollbackFailed(f"{reason}; then restoring failed: {_reason(exc)}", cause) from exc
+    raise RolledBack(reason, cause) from cause
+
+
+async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) -> None:
+    """Restore the snapshots, rerun the deploy steps, confirm the old leaf, drop the journal."""
+    _restore(journal)
+    await _run_steps(spec)
+    old = journal.old_fingerprint
+    if old is not None:
+        await _await_served(
+            spec.verify.endpoints, old, spec.verify.timeout.total_seconds(), ctx.dns_resolver
+        )
+    path = _journal_path(spec, ctx)
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DeployError):
+        return str(exc)
+    if isinstance(exc, VerifyError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def recover(spec: CertificateSpec, ctx: RenewalContext) -> bool:
+    """Undo an install interrupted by a crash. Returns True if there was one to undo.
+
+    The worker calls this for every certificate at start-up. RollbackFailed if it cannot.
+    """
+    path = _journal_path(spec, ctx)
+    try:
+        journal = Journal.parse(path.read_bytes())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise RollbackFailed(f"cannot read the install journal {path}: {exc}") from exc
+    try:
+        await _undo(spec, ctx, journal)
+    except (RenewerError, OSError) as exc:
+        raise RollbackFailed(f"recovering the interrupted install failed: {_reason(exc)}", exc) from exc
+    return True

@@ -1,0 +1,35 @@
+"""Issuers: one module each, one signature, one table.
+
+``ISSUERS[type]`` holds the settings model and ``async issue(settings, spec, ctx) -> IssuedMaterial``.
+Adding an issuer is one module plus one entry here and in :data:`IssuerSettings`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from renewer.issuers import acme_client, acmesh, certbot, command, httpsok, lego
+from renewer.issuers.base import IssueContext, IssuedMaterial, IssuerEntry
+
+__all__ = ["ISSUERS", "IssueContext", "IssuedMaterial", "IssuerEntry", "IssuerSettings"]
+
+ISSUERS: dict[str, IssuerEntry[Any]] = {
+    "acme": IssuerEntry(acme_client.AcmeSettings, acme_client.issue),
+    "certbot": IssuerEntry(certbot.CertbotSettings, certbot.issue),
+    "lego": IssuerEntry(lego.LegoSettings, lego.issue),
+    "acme.sh": IssuerEntry(acmesh.AcmeShSettings, acmesh.issue),
+    "httpsok": IssuerEntry(httpsok.HttpsokSettings, httpsok.issue),
+    "command": IssuerEntry(command.CommandSettings, command.issue),
+}
+
+IssuerSettings = Annotated[
+    acme_client.AcmeSettings
+    | certbot.CertbotSettings
+    | lego.LegoSettings
+    | acmesh.AcmeShSettings
+    | httpsok.HttpsokSettings
+    | command.CommandSettings,
+    Field(discriminator="type"),
+]

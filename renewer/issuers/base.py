@@ -1,0 +1,191 @@
+"""What every issuer shares: the material it returns, the context it runs in, the subprocess seam.
+
+An issuer is one function, ``async issue(settings, spec, ctx) -> IssuedMaterial``, plus its settings
+model; ``renewer.issuers.ISSUERS`` maps the ``type`` key to both. Issuers write only below
+``ctx.staging`` (fresh per attempt) and ``ctx.home`` (their own persistent state: accounts, tool
+config) - never onto live files; installing is the pipeline's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certloop.config import StrictModel
+from renewer.errors import BackendFailed, IssuanceError
+
+if TYPE_CHECKING:
+    from renewer.keystore import Keystore
+    from renewer.spec import CertificateSpec
+
+__all__ = [
+    "STDERR_TAIL",
+    "Completed",
+    "IssueContext",
+    "IssuedMaterial",
+    "IssuerEntry",
+    "run_program",
+    "split_pem",
+]
+
+STDERR_TAIL = 2000  # characters of a failed program's stderr kept in the error
+
+
+def split_pem(data: bytes) -> list[bytes]:
+    """Split concatenated PEM certificates into one PEM block each (other blocks are dropped)."""
+    out: list[bytes] = []
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    pos = 0
+    while True:
+        start = data.find(begin, pos)
+        if start < 0:
+            return out
+        stop = data.find(end, start)
+        if stop < 0:
+            return out
+        out.append(data[start : stop + len(end)] + b"\n")
+        pos = stop + len(end)
+
+
+@dataclass(frozen=True)
+class IssuedMaterial:
+    """A freshly issued certificate: leaf PEM, intermediates PEM (issuer first) and private key PEM."""
+
+    cert_pem: bytes
+    chain_pem: bytes
+    key_pem: bytes
+
+    @property
+    def fullchain_pem(self) -> bytes:
+        return self.cert_pem + self.chain_pem
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the leaf's DER, lowercase hex (what verify compares with the served leaf)."""
+        der = x509.load_pem_x509_certificate(self.cert_pem).public_bytes(serialization.Encoding.DER)
+        return hashlib.sha256(der).hexdigest()
+
+    @classmethod
+    def from_fullchain(cls, fullchain_pem: bytes, key_pem: bytes) -> IssuedMaterial:
+        """Split a leaf-first full chain into leaf and intermediates."""
+        blocks = split_pem(fullchain_pem)
+        if not blocks:
+            raise IssuanceError("the issuer produced no certificate")
+        return cls(cert_pem=blocks[0], chain_pem=b"".join(blocks[1:]), key_pem=key_pem)
+
+    @classmethod
+    def from_files(
+        cls, *, key: Path, cert: Path | None = None, chain: Path | None = None, fullchain: Path | None = None
+    ) -> IssuedMaterial:
+        """Read what a backend wrote; prefers ``fullchain``, else ``cert`` plus optional ``chain``."""
+        try:
+            key_pem = key.read_bytes()
+            if fullchain is not None and fullchain.exists():
+                return cls.from_fullchain(fullchain.read_bytes(), key_pem)
+            if cert is None:
+                raise IssuanceError("the issuer wrote neither a certificate nor a full chain")
+            blocks = split_pem(cert.read_bytes())
+            chain_blocks = split_pem(chain.read_bytes()) if chain is not None and chain.exists() else []
+        except OSError as exc:
+            raise IssuanceError(f"cannot read the issued material: {exc.strerror} ({exc.filename})") from exc
+        if not blocks:
+            raise IssuanceError(f"{cert} holds no certificate")
+        # Some tools put the chain into the cert file too; anything after the leaf counts as chain.
+        rest = chain_blocks or blocks[1:]
+        return cls(cert_pem=blocks[0], chain_pem=b"".join(rest), key_pem=key_pem)
+
+
+@dataclass(frozen=True)
+class IssueContext:
+    """Where and how one issuance attempt runs.
+
+    ``staging``: an empty directory for this attempt's output. ``home``: the issuer's persistent
+    state for this certificate (accounts, tool config) below the data directory. ``timeout``: the
+    whole attempt's budget in seconds.
+    """
+
+    staging: Path
+    home: Path
+    keystore: Keystore
+    clock: Callable[[], datetime]
+    timeout: float
+
+
+S = TypeVar("S", bound=StrictModel)
+
+
+@dataclass(frozen=True)
+class IssuerEntry(Generic[S]):
+    """One row of ``ISSUERS``: the settings model and the issue function."""
+
+    settings: type[S]
+    issue: Callable[[S, CertificateSpec, IssueContext], Awaitable[IssuedMaterial]]
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_tail(self) -> str:
+        return self.stderr[-STDERR_TAIL:]
+
+
+async def run_program(
+    argv: Sequence[str],
+    *,
+    time_limit: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    what: str = "program",
+) -> Completed:
+    """Run ``argv`` (no shell) in its own process group; kill the whole group on timeout.
+
+    The one seam where subprocess errors become ours: a program that cannot start or overruns
+    ``time_limit`` raises :class:`BackendFailed` with ``returncode`` None.
+    """
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=full_env,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise BackendFailed(f"{what} {argv[0]!r} cannot start: {exc.strerror}", None, str(exc)) from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), time_limit)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 5)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise BackendFailed(f"{what} {argv[0]!r} timed out after {time_limit:g}s", None, "") from exc
+    assert proc.returncode is not None
+    return Completed(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
