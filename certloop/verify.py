@@ -111,7 +111,11 @@ class TrustStore:
 
     @classmethod
     def from_pem(cls, data: bytes, *, source: str = "<memory>") -> TrustStore:
-        return cls(parse_pem(data).certificates, source=source)
+        with warnings.catch_warnings():
+            # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
+            warnings.simplefilter("ignore")
+            certificates = parse_pem(data).certificates
+        return cls(certificates, source=source)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
@@ -231,9 +235,11 @@ def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime
         return Verdict.NOT_YET_VALID
     if at > lf.not_after:
         return Verdict.EXPIRED
-    if lf.self_issued and _issued_by(leaf, leaf):
+    if lf.self_issued and _signed_by(leaf, leaf):
         return Verdict.SELF_SIGNED  # a self-signed leaf that is itself trusted verified above
     path = _presented_path(chain)
+    if path is None:
+        return Verdict.INVALID  # a presented issuer matches by name and key id, but not by signature
     for cert in path[1:]:
         f = facts(cert)
         if cert in trust:
@@ -252,26 +258,38 @@ def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime
     return Verdict.UNKNOWN_AUTHORITY  # intermediates sent, their root is not trusted
 
 
-def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """Follow issuer links from the leaf through the presented certificates (any order)."""
+def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate] | None:
+    """Follow issuer links from the leaf through the presented certificates (any order).
+
+    None when a presented certificate claims to be the issuer (name and key identifier) but its key
+    did not make the signature: a broken chain rather than a missing one.
+    """
     path = [chain[0]]
     remaining = list(chain[1:])
     while remaining and not facts(path[-1]).self_issued:
         current = path[-1]
-        issuer = next((c for c in remaining if current.issuer == c.subject and _issued_by(current, c)), None)
+        claimed = [c for c in remaining if _claims_issuer(current, c)]
+        issuer = next((c for c in claimed if _signed_by(current, c)), None)
         if issuer is None:
-            break
+            return None if claimed else path
         path.append(issuer)
         remaining.remove(issuer)
     return path
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    return _claims_issuer(cert, issuer) and _signed_by(cert, issuer)
+
+
+def _claims_issuer(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Issuer name equals the candidate's subject and key identifiers (when both present) agree."""
     if cert.issuer != issuer.subject:
         return False
     cf, inf = facts(cert), facts(issuer)
-    if cf.aki is not None and inf.ski is not None and cf.aki != inf.ski:
-        return False
+    return cf.aki is None or inf.ski is None or cf.aki == inf.ski
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):

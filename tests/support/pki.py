@@ -70,6 +70,19 @@ class Issued:
     def fingerprint(self) -> str:
         return self.cert.fingerprint(hashes.SHA256()).hex()
 
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    def pkcs12(self, password: bytes | None) -> bytes:
+        """A PKCS#12 archive of the key, the certificate and its chain (no encryption when no password)."""
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+        )
+        return pkcs12.serialize_key_and_certificates(b"certloop", self.key, self.cert, self.chain or None, encryption)
+
     def write(self, directory: Path, name: str) -> dict[str, Path]:
         """Write name.crt, name.key (0600), name.chain.pem and name.fullchain.pem; return the paths."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -227,3 +240,39 @@ class Pki:
             ca=False, names=names,
         )
         return Issued(cert, key, [])
+
+
+def openssl_sha1_leaf(issuer: Issued, names: Sequence[str], directory: Path, *, days: int = 30) -> x509.Certificate:
+    """A SHA-1 signed leaf (valid from the real now), made by `openssl x509` because cryptography refuses
+    to sign with SHA-1. For tests of weak crypto only."""
+    import subprocess
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_crt, ca_key = directory / "sha1-ca.crt", directory / "sha1-ca.key"
+    ca_crt.write_bytes(issuer.cert.public_bytes(serialization.Encoding.PEM))
+    ca_key.write_bytes(key_pem(issuer.key))
+    key = new_key("ec256")
+    csr = (
+        x509.CertificateSigningRequestBuilder().subject_name(_name(names[0])).sign(key, hashes.SHA256())
+    )
+    (directory / "sha1.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    sans = ",".join(f"IP:{n}" if _is_ip(n) else f"DNS:{n}" for n in names)
+    (directory / "sha1.ext").write_text(
+        f"subjectAltName={sans}\nauthorityKeyIdentifier=keyid\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    subprocess.run(
+        ["openssl", "x509", "-req", "-sha1", "-in", str(directory / "sha1.csr"), "-CA", str(ca_crt),
+         "-CAkey", str(ca_key), "-days", str(days), "-extfile", str(directory / "sha1.ext"),
+         "-out", str(directory / "sha1.crt")],
+        check=True, capture_output=True, timeout=30,
+    )
+    return x509.load_pem_x509_certificate((directory / "sha1.crt").read_bytes())
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,230 @@
+"""certloop.verify: verdicts for each class of broken chain, RFC 6125 coverage, earliest expiry, caching."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from certloop import verify as verify_mod
+from certloop.verify import (
+    TrustStore,
+    TrustStoreError,
+    Verdict,
+    covers,
+    earliest_expiry,
+    uncovered,
+    verify_chain,
+)
+from certloop.x509 import Role, facts
+from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _chain(issued: Issued) -> list:  # type: ignore[type-arg]
+    return [issued.cert, *issued.chain]
+
+
+@pytest.fixture(params=["ec256", "rsa2048"])
+def fixed_pki(request: pytest.FixtureRequest) -> Pki:
+    """A PKI built around a fixed clock, once with ECDSA keys and once with RSA keys."""
+    return Pki(now=NOW, key_kind=request.param)
+
+
+def _trust(pki: Pki) -> TrustStore:
+    return TrustStore([pki.root])
+
+
+def test_valid_chain_is_ok(fixed_pki: Pki) -> None:
+    """A complete chain to a trusted root, within its dates and covering the name, is ok."""
+    leaf = fixed_pki.leaf(["shop.example"], key_kind="rsa2048")
+    trust = _trust(fixed_pki)
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="shop.example") is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW) is Verdict.OK
+    # the root may be sent too
+    assert verify_chain([*_chain(leaf), fixed_pki.root], trust=trust, at=NOW) is Verdict.OK
+
+
+def test_expired_and_not_yet_valid_leaf(fixed_pki: Pki) -> None:
+    """Before not_before the leaf is not_yet_valid, after not_after expired; both ends are inclusive."""
+    leaf = fixed_pki.leaf(["shop.example"], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=5))
+    trust, chain = _trust(fixed_pki), _chain(leaf)
+    na, nb = facts(leaf.cert).not_after, facts(leaf.cert).not_before
+    assert verify_chain(chain, trust=trust, at=na) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=na + timedelta(seconds=1)) is Verdict.EXPIRED
+    assert verify_chain(chain, trust=trust, at=nb) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=nb - timedelta(seconds=1)) is Verdict.NOT_YET_VALID
+
+
+def test_self_signed_leaf(fixed_pki: Pki) -> None:
+    """A self-signed leaf is self_signed, unless it is itself in the trust store (pinned)."""
+    ss = fixed_pki.self_signed(["self.example"])
+    assert verify_chain([ss.cert], trust=_trust(fixed_pki), at=NOW) is Verdict.SELF_SIGNED
+    assert verify_chain([ss.cert], trust=TrustStore([ss.cert]), at=NOW, hostname="self.example") is Verdict.OK
+
+
+def test_unknown_authority(fixed_pki: Pki) -> None:
+    """A chain from a CA the store does not hold is unknown_authority, with or without its root sent."""
+    other = Pki(now=NOW, name="other")
+    leaf = other.leaf(["shop.example"])
+    trust = _trust(fixed_pki)
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW) is Verdict.UNKNOWN_AUTHORITY
+    assert verify_chain([*_chain(leaf), other.root], trust=trust, at=NOW) is Verdict.UNKNOWN_AUTHORITY
+
+
+def test_missing_intermediate_is_incomplete_chain(fixed_pki: Pki) -> None:
+    """A leaf sent without its intermediate, whose issuer the store lacks, is incomplete_chain."""
+    leaf = fixed_pki.leaf(["shop.example"])
+    assert verify_chain([leaf.cert], trust=_trust(fixed_pki), at=NOW) is Verdict.INCOMPLETE_CHAIN
+    # a store that holds the intermediate itself completes the chain
+    both = TrustStore([fixed_pki.root, fixed_pki.intermediate.cert])
+    assert verify_chain([leaf.cert], trust=both, at=NOW) is Verdict.OK
+
+
+def test_intermediate_expiring_before_the_leaf(fixed_pki: Pki) -> None:
+    """An intermediate expiring before the leaf: ok before, intermediate_expired after it ends."""
+    short = fixed_pki.issue_intermediate(days=10, name="short-lived intermediate")
+    leaf = fixed_pki.leaf(["shop.example"], issuer=short, days=60)
+    trust = _trust(fixed_pki)
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW + timedelta(days=5)) is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW + timedelta(days=11)) is Verdict.INTERMEDIATE_EXPIRED
+    assert earliest_expiry(_chain(leaf)) == facts(short.cert).not_after
+
+
+def test_hostname_mismatch(fixed_pki: Pki) -> None:
+    """A valid chain for another name is hostname_mismatch; the verdict for the right name is ok."""
+    leaf = fixed_pki.leaf(["shop.example", "*.cdn.example.net"])
+    trust = _trust(fixed_pki)
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="other.example") is Verdict.HOSTNAME_MISMATCH
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="a.cdn.example.net") is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="SHOP.example.") is Verdict.OK
+
+
+def test_expiry_takes_precedence_over_hostname(fixed_pki: Pki) -> None:
+    """An expired leaf for the wrong name reports expired: the date problem comes first."""
+    leaf = fixed_pki.leaf(["shop.example"], days=1)
+    assert verify_chain(_chain(leaf), trust=_trust(fixed_pki), at=NOW + timedelta(days=2),
+                        hostname="nope.example") is Verdict.EXPIRED
+
+
+def test_weak_signature_is_invalid(tmp_path: Path) -> None:
+    """A SHA-1 signed leaf under a trusted root is invalid (the library refuses SHA-1), and weak."""
+    pki = Pki()
+    cert = openssl_sha1_leaf(pki.intermediate, ["sha1.example"], tmp_path)
+    assert facts(cert).signature_algorithm == "sha1-ecdsa"
+    assert facts(cert).weak_crypto
+    chain = [cert, pki.intermediate.cert]
+    assert verify_chain(chain, trust=_trust(pki), at=datetime.now(UTC)) is Verdict.INVALID
+
+
+def test_forged_issuer_is_invalid() -> None:
+    """A leaf naming the presented intermediate (name and key id) but signed by another key is invalid."""
+    pki = Pki(now=NOW)
+    impostor = new_key()
+    cert = build_cert(
+        subject="forged.example", key=new_key(), issuer_cert=pki.intermediate.cert, issuer_key=impostor,
+        not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=30), ca=False,
+        names=["forged.example"],
+    )
+    verdict = verify_chain([cert, pki.intermediate.cert], trust=_trust(pki), at=NOW)
+    assert verdict is Verdict.INVALID
+
+
+def test_empty_chain_and_naive_time(fixed_pki: Pki) -> None:
+    """No certificate is invalid; a naive datetime is refused."""
+    assert verify_chain([], trust=_trust(fixed_pki), at=NOW) is Verdict.INVALID
+    with pytest.raises(ValueError, match="aware"):
+        verify_chain([fixed_pki.root], trust=_trust(fixed_pki), at=datetime(2026, 1, 1))
+
+
+def test_cached_verdict_never_outlives_a_boundary() -> None:
+    """The verdict cache hits for the same window but recomputes across a not_after boundary."""
+    pki = Pki(now=NOW)
+    leaf = pki.leaf(["cache.example"], days=3)
+    trust, chain = _trust(pki), _chain(leaf)
+    verify_mod._VERDICTS.clear()
+    assert verify_chain(chain, trust=trust, at=NOW) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=NOW + timedelta(hours=1)) is Verdict.OK
+    assert len(verify_mod._VERDICTS) == 1  # same window: one entry
+    end = facts(leaf.cert).not_after
+    assert verify_chain(chain, trust=trust, at=end) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=end + timedelta(seconds=1)) is Verdict.EXPIRED
+
+
+def test_system_trust_store_loads_once() -> None:
+    """The system store holds the Debian bundle's roots, loaded once, and does not trust a test root."""
+    store = TrustStore.system()
+    assert store is TrustStore.system()
+    assert len(store) > 50
+    pki = Pki(now=NOW)
+    leaf = pki.leaf(["shop.example"])
+    assert verify_chain([*_chain(leaf), pki.root], trust=store, at=NOW) is Verdict.UNKNOWN_AUTHORITY
+
+
+def test_trust_store_from_file(tmp_path: Path) -> None:
+    """A CA bundle file is a trust store; a file without certificates is a TrustStoreError."""
+    pki = Pki(now=NOW)
+    store = TrustStore.from_file(pki.write_root(tmp_path / "ca.pem"))
+    assert verify_chain(_chain(pki.leaf(["f.example"])), trust=store, at=NOW) is Verdict.OK
+    (tmp_path / "empty.pem").write_text("nothing")
+    with pytest.raises(TrustStoreError):
+        TrustStore.from_file(tmp_path / "empty.pem")
+    with pytest.raises(TrustStoreError):
+        TrustStore.from_file(tmp_path / "missing.pem")
+
+
+@pytest.mark.parametrize(
+    ("sans", "name", "expected"),
+    [
+        (["shop.example"], "shop.example", True),
+        (["shop.example"], "SHOP.Example.", True),  # case-insensitive, trailing dot ignored
+        (["shop.example."], "shop.example", True),
+        (["*.example.com"], "www.example.com", True),
+        (["*.example.com"], "WWW.EXAMPLE.COM", True),
+        (["*.example.com"], "example.com", False),  # not the bare domain
+        (["*.example.com"], "a.b.example.com", False),  # one label only
+        (["*.example.com"], ".example.com", False),
+        (["w*.example.com"], "www.example.com", False),  # no partial wildcards
+        (["*w.example.com"], "www.example.com", False),
+        (["www.*.com"], "www.example.com", False),  # only the left-most label
+        (["*.*.example.com"], "a.b.example.com", False),
+        (["*.com"], "example.com", False),  # a wildcard over a whole TLD is never honoured
+        (["*"], "localhost", False),
+        (["xn--bcher-kva.example"], "bücher.example", True),  # IDNA: U-label matches its A-label
+        (["*.xn--bcher-kva.example"], "www.bücher.example", True),
+        (["127.0.0.1"], "127.0.0.1", True),
+        (["127.0.0.1"], "127.0.0.2", False),
+        (["::1"], "[::1]", True),
+        (["::1"], "0:0:0:0:0:0:0:1", True),
+        (["shop.example"], "127.0.0.1", False),  # IPs match only IP SANs
+        (["127.0.0.1"], "localhost", False),
+        ([], "shop.example", False),
+    ],
+)
+def test_covers_rfc6125(sans: list[str], name: str, expected: bool) -> None:
+    """RFC 6125 matching: whole left-most wildcard label only, IDNA A-labels, IPs only against IP SANs."""
+    assert covers(sans, name) is expected
+
+
+def test_covers_certificate_ignores_common_name(pki: Pki) -> None:
+    """A certificate's SANs decide coverage; a CN that is not also a SAN does not count."""
+    leaf = pki.leaf(["a.example", "127.0.0.1"], cn="cn-only.example")
+    assert covers(leaf.cert, "a.example")
+    assert covers(facts(leaf.cert), "127.0.0.1")
+    assert not covers(leaf.cert, "cn-only.example")
+    assert uncovered(leaf.cert, ["a.example", "b.example", "127.0.0.1", "::1"]) == ("b.example", "::1")
+
+
+def test_earliest_expiry_excludes_presented_root() -> None:
+    """The earliest expiry covers leaf and intermediates but not a presented root (a trust anchor)."""
+    pki = Pki(now=NOW)
+    leaf = pki.leaf(["e.example"], days=30)
+    chain = [leaf.cert, pki.intermediate.cert, pki.root]
+    assert earliest_expiry(chain) == facts(leaf.cert).not_after
+    assert earliest_expiry(chain, [Role.LEAF, Role.INTERMEDIATE, Role.ROOT]) == facts(leaf.cert).not_after
+    assert earliest_expiry([]) is None
+    # a root presented at the end that expires first does not count
+    old_root_pki = Pki(now=NOW - timedelta(days=3640))
+    assert earliest_expiry([leaf.cert, old_root_pki.root]) == facts(leaf.cert).not_after
