@@ -1,0 +1,264 @@
+"""The renewer's config file: listen address, auth, storage, worker, scheduler, limits, certificates.
+
+    listen: 127.0.0.1:9442
+    auth: {token_file: /etc/certloop/renewer.token}
+    data_dir: /var/lib/certloop-renewer
+    certificates:
+      - id: shop
+        domains: [shop.example]
+        issuer: {type: acme, directory: https://acme-v02.api.letsencrypt.org/directory, ...}
+        outputs: {fullchain: /etc/nginx/tls/shop.pem, key: /etc/nginx/tls/shop.key}
+        deploy: [["nginx", "-t"], ["nginx", "-s", "reload"]]
+
+Every knob has a default except ``auth`` and ``certificates``. :func:`load_config` raises
+:class:`certloop.errors.ConfigError` naming the bad path; :func:`json_schema` documents the file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from certloop.config import Duration, StrictModel, load_model, resolve_secret
+from certloop.errors import ConfigError
+from renewer.spec import CertificateSpec
+
+__all__ = [
+    "DEFAULT_ALERTNAMES",
+    "DEFAULT_RATE_LIMITS",
+    "AlertsConfig",
+    "AuthConfig",
+    "DatabaseConfig",
+    "KeystoreConfig",
+    "RateLimitRule",
+    "RenewerConfig",
+    "SchedulerConfig",
+    "WorkerConfig",
+    "json_schema",
+    "load_config",
+]
+
+# Alert names (from alerting/) that mean "renew this certificate now". Other alerts are counted and ignored.
+DEFAULT_ALERTNAMES = (
+    "CertloopCertificateExpiring",
+    "CertloopCertificateExpiringSoon",
+    "CertloopCertificateExpired",
+    "CertloopRenewalOverdue",
+)
+
+
+class AuthConfig(StrictModel):
+    """Who may call the API. A bearer token (``token`` literal or ``${ENV}``, or ``token_file``), and/or
+    mTLS (``client_ca_file`` with the server's own ``tls_cert_file``/``tls_key_file``)."""
+
+    token: str | None = Field(default=None, description="bearer token, literally or as ${ENV}")
+    token_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = Field(default=None, description="require client certificates signed by this CA")
+
+    @model_validator(mode="after")
+    def _some_auth(self) -> AuthConfig:
+        if self.token is None and self.token_file is None and self.client_ca_file is None:
+            raise ValueError("set token, token_file or client_ca_file: the API never runs unauthenticated")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    def bearer_token(self) -> str | None:
+        """The token, resolved from ``${ENV}`` or its file; ``None`` when only mTLS is configured."""
+        if self.token is None and self.token_file is None:
+            return None
+        secret = resolve_secret(self.token, self.token_file, field="auth.token")
+        if len(secret) < 16:
+            raise ConfigError("auth.token", "the token must be at least 16 characters")
+        return secret
+
+
+def token_matches(expected: str, header: str | None) -> bool:
+    """Constant-time check of an ``Authorization: Bearer ...`` header against ``expected``."""
+    if not header or not header[:7].lower() == "bearer ":
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), expected.encode())
+
+
+class DatabaseConfig(StrictModel):
+    """Where jobs live. Default: SQLite in ``data_dir`` (one renewer). PostgreSQL
+    (``postgresql+psycopg://...``) or MariaDB/MySQL (``mysql+pymysql://...``) for replicas."""
+
+    url: str | None = Field(default=None, description="SQLAlchemy URL; ${ENV} allowed; default sqlite in data_dir")
+    busy_timeout: Duration = timedelta(seconds=10)
+    auto_migrate: bool = Field(default=True, description="run pending migrations at start-up")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is None or v.startswith("${"):
+            return v
+        if not v.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
+            raise ValueError("expected a sqlite://, postgresql+psycopg:// or mysql+pymysql:// URL")
+        return v
+
+    def resolved_url(self, data_dir: Path) -> str:
+        if self.url is None:
+            return f"sqlite:///{data_dir / 'renewer.db'}"
+        return resolve_secret(self.url, None, field="database.url")
+
+
+class KeystoreConfig(StrictModel):
+    """The AES-256-GCM key for private keys at rest: ``key`` (``${ENV}``) or ``key_file``.
+    Neither: ``<data_dir>/keystore.key`` is created on first start (back it up)."""
+
+    key: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> KeystoreConfig:
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("give key or key_file, not both")
+        return self
+
+
+class WorkerConfig(StrictModel):
+    concurrency: int = Field(default=2, ge=1, le=64, description="renewals run at the same time per replica")
+    lease: Duration = Field(default=timedelta(minutes=2), description="a dead replica's job is resumed after this")
+    max_attempts: int = Field(default=5, ge=1, le=100, description="per phase (issuance, deployment)")
+    backoff_base: Duration = timedelta(seconds=30)
+    backoff_max: Duration = timedelta(hours=1)
+    poll_interval: Duration = Field(default=timedelta(seconds=2), description="how often idle workers look")
+    issue_timeout: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _order(self) -> WorkerConfig:
+        if self.lease < timedelta(seconds=3):
+            raise ValueError("lease must be at least 3s")
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must be at least backoff_base")
+        return self
+
+
+class SchedulerConfig(StrictModel):
+    """The safety net: queue certificates inside renew_before even when no alert arrives."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(hours=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return v
+
+
+class RateLimitRule(StrictModel):
+    """At most ``limit`` events of ``scope`` per ``window`` for issuers of type ``issuer`` (``*``: all).
+
+    Scopes: ``account`` (new orders per issuer account), ``name_set`` (orders for the exact same set of
+    names), ``name_failures`` (failed authorizations per name)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    issuer: str = "*"
+    scope: Literal["account", "name_set", "name_failures"]
+    limit: int = Field(ge=1)
+    window: Duration
+
+
+# Let's Encrypt's published limits; a flood of alerts must never burn a week's quota.
+DEFAULT_RATE_LIMITS = (
+    RateLimitRule(name="new_orders_per_account", scope="account", limit=300, window=timedelta(hours=3)),
+    RateLimitRule(name="orders_per_name_set", scope="name_set", limit=5, window=timedelta(days=7)),
+    RateLimitRule(name="failed_authorizations_per_name", scope="name_failures", limit=5, window=timedelta(hours=1)),
+)
+
+
+class AlertsConfig(StrictModel):
+    renew_on: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALERTNAMES),
+        description="alertnames that trigger a renewal of the certificate named by the `certificate` label",
+    )
+    label: str = Field(default="certificate", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class RenewerConfig(StrictModel):
+    listen: str = Field(default="127.0.0.1:9442", description="host:port (flag --web.listen-address)")
+    auth: AuthConfig
+    data_dir: Path = Path("/var/lib/certloop-renewer")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    keystore: KeystoreConfig = Field(default_factory=KeystoreConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    rate_limits: list[RateLimitRule] = Field(default_factory=lambda: list(DEFAULT_RATE_LIMITS))
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    max_body: int = Field(default=1 << 20, ge=1024, description="webhook body limit in bytes (413 beyond)")
+    certificates: list[CertificateSpec] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f'expected "host:port", got {v!r}')
+        return v
+
+    @field_validator("certificates")
+    @classmethod
+    def _unique(cls, v: list[CertificateSpec]) -> list[CertificateSpec]:
+        seen: set[str] = set()
+        for spec in v:
+            if spec.id in seen:
+                raise ValueError(f"certificate id {spec.id!r} is used twice")
+            seen.add(spec.id)
+        return v
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _unique_limits(cls, v: list[RateLimitRule]) -> list[RateLimitRule]:
+        names = [(r.issuer, r.name) for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError("rate limit names must be unique per issuer")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"  # noqa: S104 - ":9442" means all
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def spec(self, certificate_id: str) -> CertificateSpec | None:
+        for spec in self.certificates:
+            if spec.id == certificate_id:
+                return spec
+        return None
+
+    def database_url(self) -> str:
+        return self.database.resolved_url(self.data_dir)
+
+
+def load_config(path: str | os.PathLike[str]) -> RenewerConfig:
+    """Load and validate the YAML file at ``path`` (ConfigError names the bad key)."""
+    config = load_model(RenewerConfig, path)
+    try:
+        config.auth.bearer_token()
+    except ConfigError as exc:
+        raise ConfigError(exc.path, exc.message, source=os.fspath(path)) from exc
+    return config
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the renewer config file (``certloop config schema renewer``)."""
+    schema = RenewerConfig.model_json_schema(mode="validation")
+    schema["title"] = "certloop renewer configuration"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
