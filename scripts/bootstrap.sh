@@ -15,6 +15,9 @@ DEBIAN_PACKAGES=(
   certbot                       # issuer backend driven for real
   lego                          # issuer backend driven for real
   dovecot-imapd                 # a real IMAP/POP3 server for STARTTLS tests
+  dovecot-pop3d                 # dovecot's POP3 daemon: real STLS peer for STARTTLS tests
+  slapd                         # OpenLDAP: real StartTLS (extended operation) peer for STARTTLS tests
+  vsftpd                        # a real FTP server answering AUTH TLS for STARTTLS tests
   docker-compose                # validates compose files (`config`); no engine runs here
   openssl                       # fixtures inspect served material with s_client
   procps                        # pkill/ps in fixtures' cleanup
