@@ -1,0 +1,1 @@
+"""certloop's alerting: the jsonnet mixin (rules, alerts), its renderer and the Alertmanager example."""

@@ -1,0 +1,88 @@
+// Alerts about what endpoints serve and whether the exporter can see it: verification, hostname,
+// drift between served and deployed files, inconsistent addresses, failing probes and unreadable files.
+local alert = import '../lib/alert.libsonnet';
+
+{
+  local config = $._config,
+  local sel = config.exporterSelector,
+  local cert = alert.certificate(config),
+  local reason(source) =
+    ("{{ with printf \"certloop_probe_failure_reason{source='%s',target='%%s',address='%%s'}\" "
+     + '$labels.target $labels.address | query }}{{ with first . }} ({{ .Labels.reason }}){{ end }}{{ end }}')
+    % source,
+
+  prometheusAlerts+:: {
+    groups+: [
+      {
+        name: 'certloop-serving',
+        rules: [
+          alert.new(
+            config,
+            'CertloopCertificateVerificationFailing',
+            'verificationFailing',
+            'certloop_verify_verdict{%s,verdict!~"ok|expired|not_yet_valid|hostname_mismatch"} == 1' % sel,
+            'TLS %s%s fails verification: {{ $labels.verdict }}' % [cert, alert.where],
+            ('The chain of the %s%s does not verify against the trust store (verdict {{ $labels.verdict }}'
+             + '{{ if eq $labels.verdict "unknown_authority" }}: no trusted root issued it'
+             + '{{ else if eq $labels.verdict "incomplete_chain" }}: an intermediate is missing from what is served'
+             + '{{ else if eq $labels.verdict "self_signed" }}: it is self-signed'
+             + '{{ else if eq $labels.verdict "intermediate_expired" }}: an intermediate has expired'
+             + '{{ end }}). Clients that verify reject it.') % [cert, alert.where],
+            alert.dashboard(config),
+          ),
+          alert.new(
+            config,
+            'CertloopCertificateHostnameMismatch',
+            'hostnameMismatch',
+            'certloop_hostname_match{%s} == 0' % sel,
+            'TLS %s%s does not cover the server name' % [cert, alert.where],
+            ('The leaf %s%s does not list the name clients ask for among its DNS names. Clients '
+             + 'reject it: reissue it with the name, or fix the server block that serves it.') % [cert, alert.where],
+            alert.dashboard(config),
+          ),
+          alert.new(
+            config,
+            'CertloopServedCertificateDiffersFromFile',
+            'servedDiffersFromFile',
+            'certloop_endpoint_matches_file{%s} == 0' % sel,
+            'The certificate served at {{ $labels.target }} differs from {{ $labels.expect_file }}',
+            ('The leaf %s%s is not the one in {{ $labels.expect_file }}: the file was renewed or '
+             + 'replaced but the server still serves the old certificate. Reload the server.') % [cert, alert.where],
+            alert.dashboard(config),
+          ),
+          alert.new(
+            config,
+            'CertloopEndpointAddressesInconsistent',
+            'addressesInconsistent',
+            'certloop_endpoint_addresses_consistent{%s} == 0' % sel,
+            'Addresses of {{ $labels.target }} serve different certificates',
+            ('Not every address {{ $labels.target }} resolves to serves the same leaf %s: some '
+             + 'servers behind the name were not renewed or not reloaded. Clients see one or the other '
+             + 'depending on the address they reach.') % cert,
+            alert.dashboard(config),
+          ),
+          alert.new(
+            config,
+            'CertloopProbeFailing',
+            'probeFailing',
+            'certloop_probe_success{%s,source="endpoint"} == 0' % sel,
+            'Probing %s%s fails' % [cert, alert.where],
+            ('The exporter could not fetch a certificate %s%s. Its expiry and '
+             + 'verification are unknown until the probe succeeds again.') % [alert.where, reason('endpoint')],
+            alert.dashboard(config),
+          ),
+          alert.new(
+            config,
+            'CertloopCertificateFileUnreadable',
+            'fileUnreadable',
+            'certloop_probe_success{%s,source="file"} == 0' % sel,
+            'Certificate file {{ $labels.target }} cannot be read',
+            ('The exporter could not read or parse the %sfile {{ $labels.target }}%s. Its expiry is '
+             + 'unknown until it can.') % [cert, reason('file')],
+            alert.dashboard(config),
+          ),
+        ],
+      },
+    ],
+  },
+}

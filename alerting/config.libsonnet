@@ -1,0 +1,126 @@
+// Every knob of the certloop mixin. Override any of them when importing the mixin:
+//
+//   (import 'certloop/alerting/mixin.libsonnet') + {
+//     _config+:: { exporterSelector: 'job="tls"', expiry+: { warningCeiling: '45d' } },
+//   }
+//
+// Durations are Prometheus-style strings with one unit: '90s', '15m', '6h', '30d', '2w'.
+{
+  _config+:: {
+    // Selects the exporter's series (its /metrics scrape and any /probe jobs). Change it when your
+    // Prometheus scrape job for the exporter has another name, e.g. 'job=~"certloop-exporter|certloop-probe"'.
+    exporterSelector: 'job="certloop-exporter"',
+
+    // Selects the renewer's series. Change it when the renewer's scrape job has another name.
+    renewerSelector: 'job="certloop-renewer"',
+
+    // The label that names a certificate the renewer manages. The exporter carries it as a static label
+    // on endpoints and file groups; the renewer exports it on its own series and reads it from the
+    // webhook. Change it only together with the exporter's static labels and the renewer's config.
+    certificateLabel: 'certificate',
+
+    // The label that names the owning team (a static label on exporter targets). Alerts keep it so
+    // Alertmanager can route and group by it. Change it when your organisation uses another label.
+    teamLabel: 'team',
+
+    // Where each alert's runbook lives (%s is the alert name). Change it when you host the runbooks
+    // yourself, e.g. on an internal wiki.
+    runbookUrlPattern: 'https://github.com/certloop/certloop/blob/main/docs/runbooks/%s.md',
+
+    // Link to the Certificate detail dashboard, filled into certificate alerts as `dashboard_url`
+    // (%s is the URL-encoded target). Change the host to your Grafana; the uid is the one shipped in
+    // dashboards/generated.
+    dashboardUrlPattern: 'http://localhost:3000/d/certloop-certificate-detail?var-target=%s',
+
+    // Severity of each alert. The four levels and what Alertmanager does with them in
+    // alerting/alertmanager/alertmanager.yml:
+    //   critical: users fail now or soon; page (email, chat, SMS).
+    //   major:    broken, will become critical without action; same working day.
+    //   warning:  needs attention within days, the loop may fix it itself (renewal).
+    //   info:     for awareness, often intended (a decommissioned certificate).
+    // Change one when your policy differs, e.g. make weakCrypto 'major' under a strict security policy.
+    severities: {
+      expiring: 'warning',
+      expiringSoon: 'critical',
+      expired: 'critical',
+      notYetValid: 'major',
+      verificationFailing: 'critical',
+      hostnameMismatch: 'critical',
+      intermediateBeforeLeaf: 'warning',
+      servedDiffersFromFile: 'major',
+      addressesInconsistent: 'major',
+      probeFailing: 'major',
+      fileUnreadable: 'major',
+      disappeared: 'info',
+      weakCrypto: 'warning',
+      renewalFailed: 'major',
+      renewalRolledBack: 'major',
+      renewalOverdue: 'major',
+      renewerQueueStuck: 'major',
+      exporterDown: 'major',
+      renewerDown: 'major',
+      exporterConfigReload: 'warning',
+      renewerConfigReload: 'warning',
+    },
+
+    // Expiry thresholds are relative to each certificate's lifetime (not_after - not_before), so a
+    // 6-day and a 90-day certificate both get a sensible lead time:
+    //   warning  when less than 1/warningDivisor of the lifetime remains, clamped to [floor, ceiling]
+    //   critical when less than 1/criticalDivisor remains, clamped likewise.
+    // 90-day certificate: warning at 30d left, critical at 14d (15d capped). 6-day: 2d and 1d.
+    // A certificate shorter than 3 x warningFloor warns from the moment it is issued: lower the floors
+    // when you run very short-lived certificates (e.g. 24h step-ca certificates: floors of '4h'/'2h').
+    // Change the divisors when your renewals start at another point of the lifetime; the warning
+    // alert is what triggers the renewer, so it should match your renewal policy.
+    expiry: {
+      warningDivisor: 3,
+      warningFloor: '1d',
+      warningCeiling: '30d',
+      criticalDivisor: 6,
+      criticalFloor: '12h',
+      criticalCeiling: '14d',
+      // Fixed lead times for selected certificates, e.g. ones renewed by hand through procurement.
+      // The first entry whose selector matches wins; unmatched certificates keep the relative default.
+      //   { selector: 'certificate="vpn-gateway"', warning: '45d', critical: '20d' },
+      //   { selector: 'team="payments"', warning: '21d', critical: '7d' },
+      overrides: [],
+    },
+
+    // A certificate that was exported within this window but is gone now raises
+    // CertloopCertificateDisappeared. Longer catches more, but a decommissioned target stays noisy longer.
+    disappearedLookback: '1d',
+
+    // The renewer renews a certificate at its next due time; alert when it is still due this long after.
+    // Raise it when your issuer is slow or rate-limited on purpose.
+    renewalOverdueAfter: '6h',
+
+    // Alert when the oldest queued renewal job waits longer than this.
+    renewerQueueStuckAfter: '1h',
+
+    // How long each condition must hold before the alert fires. Longer is quieter, shorter is faster.
+    'for': {
+      expiring: '15m',
+      expiringSoon: '15m',
+      expired: '5m',
+      notYetValid: '10m',
+      verificationFailing: '10m',
+      hostnameMismatch: '10m',
+      intermediateBeforeLeaf: '1h',
+      // Renewed but not reloaded: allow the deployer's reload and the next probe to catch up.
+      servedDiffersFromFile: '30m',
+      addressesInconsistent: '30m',
+      probeFailing: '10m',
+      fileUnreadable: '10m',
+      disappeared: '15m',
+      weakCrypto: '1h',
+      renewalFailed: '5m',
+      renewalRolledBack: '5m',
+      renewalOverdue: '15m',
+      renewerQueueStuck: '5m',
+      exporterDown: '5m',
+      renewerDown: '5m',
+      exporterConfigReload: '10m',
+      renewerConfigReload: '10m',
+    },
+  },
+}

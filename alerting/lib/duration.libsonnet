@@ -1,0 +1,10 @@
+// Prometheus-style durations with a single unit ('90s', '15m', '6h', '30d', '2w') to seconds.
+local units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+{
+  seconds(duration)::
+    local n = std.length(duration);
+    local unit = std.substr(duration, n - 1, 1);
+    assert n >= 2 && std.objectHas(units, unit) : 'expected a duration like "30d", got "%s"' % duration;
+    std.parseInt(std.substr(duration, 0, n - 1)) * units[unit],
+}
