@@ -1,0 +1,155 @@
+"""Certificates overview: how many certificates are fine, which expire first, and what is wrong.
+
+"Expiring" mirrors the alerting default: less than a third of the leaf's validity period remains
+(so 6-day and 90-day certificates both behave). Counts are per probed series (source, target, address).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboards import style as s
+from dashboards.style import Query, Size
+
+F = 'source=~"$source", team=~"$team"'
+LEAF = f'position="0", {F}'
+NOT_AFTER = f"certloop_cert_not_after_timestamp_seconds{{{LEAF}}}"
+NOT_BEFORE = f"certloop_cert_not_before_timestamp_seconds{{{LEAF}}}"
+LEFT = f"({NOT_AFTER} - time())"
+LIFETIME = f"({NOT_AFTER} - {NOT_BEFORE})"
+EXPIRING = f"(({LEFT} < {LIFETIME} / 3) > 0)"
+KEY = "source, target, address"
+
+DAYS_LEFT_TH = s.thresholds(s.RED, (0, s.ORANGE), (7, s.YELLOW), (21, s.GREEN))
+ANY_BAD_TH = s.thresholds(s.GREEN, (1, s.RED))
+ANY_WARN_TH = s.thresholds(s.GREEN, (1, s.ORANGE))
+
+
+def _status_row() -> list[Any]:
+    small = Size(3, 4)
+    return [
+        s.row("Status"),
+        s.stat("Watched", "Certificate endpoints and files the exporter probes (one per source, target and "
+               "address).", Query(f"count(certloop_probe_success{{{F}}})", instant=True),
+               size=small, th=s.thresholds(s.BLUE), color_mode="background"),
+        s.stat("OK", "Chains that verify and still have more than a third of their validity left.",
+               Query(f"count(certloop_verify_ok{{{F}}} == 1 unless on({KEY}) {EXPIRING})", instant=True),
+               size=small, th=s.thresholds(s.GREEN), color_mode="background"),
+        s.stat("Expiring", "Leaf certificates with less than a third of their validity period left "
+               "(the default expiry alert threshold) that have not expired yet.",
+               Query(f"count({EXPIRING})", instant=True), size=small, th=ANY_WARN_TH,
+               color_mode="background"),
+        s.stat("Expired", "Leaf certificates whose notAfter is in the past. They are still exported so "
+               "the date stays visible.", Query(f"count({LEFT} <= 0)", instant=True), size=small,
+               th=ANY_BAD_TH, color_mode="background"),
+        s.stat("Invalid", "Chains whose verdict is neither ok nor expired: unknown authority, incomplete "
+               "chain, self-signed, hostname mismatch, expired intermediate, not yet valid, invalid.",
+               Query(f'count(certloop_verify_verdict{{verdict!~"ok|expired", {F}}})', instant=True),
+               size=small, th=ANY_BAD_TH, color_mode="background"),
+        s.stat("Unreachable", "Endpoints that did not answer with a certificate and files that could not "
+               "be read or parsed (probe_success = 0).",
+               Query(f"count(certloop_probe_success{{{F}}} == 0)", instant=True), size=small,
+               th=ANY_BAD_TH, color_mode="background"),
+        s.stat("Drift", "Endpoints serving a different leaf than the file they are expected to serve "
+               "(renewed on disk but not reloaded).",
+               Query(f"count(certloop_endpoint_matches_file{{{F}}} == 0)", instant=True), size=small,
+               th=ANY_WARN_TH, color_mode="background"),
+        s.stat("Inconsistent", "Names whose addresses do not all serve the same leaf certificate.",
+               Query(f"count(certloop_endpoint_addresses_consistent{{{F}}} == 0)", instant=True),
+               size=small, th=ANY_WARN_TH, color_mode="background"),
+    ]
+
+
+def _soonest_table() -> list[Any]:
+    expr = (
+        f"sort({LEFT} / 86400"
+        f" * on({KEY}, position) group_left(issuer, subject) certloop_cert_info{{{LEAF}}}"
+        f" * on({KEY}) group_left(verdict) certloop_verify_verdict{{{F}}})"
+    )
+    return [
+        s.row("Soonest expiring"),
+        s.table("Certificates by days left",
+                "Every observed leaf certificate, soonest expiry first, with its issuer (from "
+                "certloop_cert_info) and current verdict. Negative days mean already expired.",
+                Query(expr, instant=True, table=True),
+                size=Size(24, 10), sort_by="Days left",
+                columns={"certificate": "Certificate", "team": "Team", "source": "Source",
+                         "target": "Target", "address": "Address", "issuer": "Issuer",
+                         "subject": "Subject", "verdict": "Verdict", "Value": "Days left"},
+                hide=("position", "role"),
+                overrides=[s.column_unit("Days left", s.UNIT_NONE, DAYS_LEFT_TH, cell="color-background")]),
+        s.bargauge("Leaf certificates by issuer", "How many observed leaf certificates each issuer "
+                   "signed; a renewal that silently switches CA shows up here.",
+                   Query(f"count by (issuer) (certloop_cert_info{{{LEAF}}})", legend="{{issuer}}",
+                         instant=True),
+                   size=Size(12, 8), th=s.thresholds(s.BLUE)),
+        s.table("Weak keys or signatures", "Certificates in a chain with an RSA key under 2048 bits, an "
+                "EC key under 256 bits, or a SHA-1/MD5 signature.",
+                Query(f"(certloop_cert_weak_crypto{{{F}}} == 1) * on({KEY}, position) "
+                      f"group_left(key_type, key_bits, signature_algorithm, subject) "
+                      f"certloop_cert_info{{{F}}}", instant=True, table=True),
+                size=Size(12, 8), hide=("Value",),
+                columns={"certificate": "Certificate", "target": "Target", "address": "Address",
+                         "role": "Role", "subject": "Subject", "key_type": "Key", "key_bits": "Bits",
+                         "signature_algorithm": "Signature"}),
+    ]
+
+
+def _problems() -> list[Any]:
+    return [
+        s.row("Problems"),
+        s.timeseries("Verification problems by verdict", "Number of chains per failing verdict over time.",
+                     Query(f'count by (verdict) (certloop_verify_verdict{{verdict!="ok", {F}}})',
+                           legend="{{verdict}}"), bars=True, stacked=True, minimum=0),
+        s.timeseries("Probe failures by reason", "Number of failing probes per reason over time (network "
+                     "reasons for endpoints, file reasons for files).",
+                     Query(f"count by (reason) (certloop_probe_failure_reason{{{F}}})", legend="{{reason}}"),
+                     bars=True, stacked=True, minimum=0),
+        s.table("Failing verification", "Chains that do not verify right now and why.",
+                Query(f'certloop_verify_verdict{{verdict!="ok", {F}}}', instant=True, table=True),
+                size=Size(12, 8), hide=("Value",),
+                columns={"certificate": "Certificate", "source": "Source", "target": "Target",
+                         "address": "Address", "verdict": "Verdict"}),
+        s.table("Failing probes", "Endpoints and files that currently cannot be probed, with the reason.",
+                Query(f"certloop_probe_failure_reason{{{F}}}", instant=True, table=True),
+                size=Size(12, 8), hide=("Value",),
+                columns={"certificate": "Certificate", "source": "Source", "target": "Target",
+                         "address": "Address", "reason": "Reason"}),
+    ]
+
+
+def _drift() -> list[Any]:
+    return [
+        s.row("Drift and consistency"),
+        s.table("Served certificate differs from file", "Endpoints whose served leaf is not the leaf in "
+                "expect_file: the certificate was renewed on disk but the server was not reloaded.",
+                Query(f"certloop_endpoint_matches_file{{{F}}} == 0", instant=True, table=True),
+                size=Size(12, 8), hide=("Value",),
+                columns={"certificate": "Certificate", "target": "Target", "address": "Address",
+                         "expect_file": "Expected file"}),
+        s.table("Addresses serving different certificates", "Names where not every resolved address serves "
+                "the same leaf (a forgotten node or load-balancer member).",
+                Query(f"certloop_endpoint_addresses_consistent{{{F}}} == 0", instant=True, table=True),
+                size=Size(12, 8), hide=("Value",),
+                columns={"certificate": "Certificate", "source": "Source", "target": "Target"}),
+    ]
+
+
+SPEC = s.Spec(
+    module_file=__file__,
+    title="certloop / Certificates overview",
+    description="Every certificate certloop watches: status counts, soonest expiry, problems, drift.",
+    variables=[
+        s.label_variable("source", "Source", "certloop_probe_success"),
+        s.label_variable("team", "Team", "certloop_probe_success"),
+    ],
+    links=[s.Link("Certificate detail", s.uid_for("detail.py")),
+           s.Link("Renewals", s.uid_for("renewals.py")),
+           s.Link("Exporter health", s.uid_for("exporter_health.py"), vars=False)],
+    panels=[*_status_row(), *_soonest_table(), *_problems(), *_drift()],
+)
+
+
+def build() -> dict[str, Any]:
+    """The Grafana JSON model of this dashboard."""
+    return s.dashboard(SPEC)
