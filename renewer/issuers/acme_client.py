@@ -13,21 +13,44 @@ Settings (``issuer: {type: acme, ...}``):
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import requests
+from acme import challenges, client, crypto_util, errors, messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy.errors import DeserializationError
+from josepy.jwa import ES256
+from josepy.jwk import JWK, JWKEC
 from pydantic import Field, model_validator
 
-from renewer.errors import IssuanceError
+from certloop.config import Duration, StrictModel, resolve_secret
+from renewer.errors import (
+    ChallengeFailed,
+    ConnectionFailed,
+    DnsError,
+    IssuanceError,
+    RateLimited,
+    Unauthorized,
+)
 from renewer.issuers.base import IssueContext, IssuedMaterial
+from renewer.issuers.challenges import DnsHookSolver, Solver, StandaloneSolver, WebrootSolver
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
 
-from certloop.config import Duration, StrictModel
-
 __all__ = ["AcmeSettings", "Dns01Hook", "Eab", "Http01", "issue"]
+
+T = TypeVar("T")
+USER_AGENT = "certloop-renewer"
 
 
 class Eab(StrictModel):
@@ -78,6 +101,204 @@ class AcmeSettings(StrictModel):
         return self
 
 
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+def new_private_key_pem(key_type: str) -> bytes:
+    """A fresh certificate key for ``key_type`` (``ec256`` ... ``rsa4096``), PKCS#8 PEM."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    if key_type == "ec256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif key_type == "ec384":
+        key = ec.generate_private_key(ec.SECP384R1())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+# --- the one seam where acme / requests errors become ours ---------------------------------------
+
+
+class _Network(client.ClientNetwork):
+    """Remembers the last response so a rateLimited problem can be paired with its Retry-After."""
+
+    last_response: requests.Response | None = None
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response: requests.Response = super()._send_request(method, url, *args, **kwargs)
+        self.last_response = response
+        return response
+
+
+def _retry_after(net: _Network, now: dt.datetime) -> dt.datetime | None:
+    value = net.last_response.headers.get("Retry-After") if net.last_response is not None else None
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return now + timedelta(seconds=int(value.strip()))
+    with contextlib.suppress(TypeError, ValueError):
+        when = parsedate_to_datetime(value)
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
+
+
+def _problem(err: messages.Error, net: _Network, now: dt.datetime) -> IssuanceError:
+    code = err.code or str(err.typ).rsplit(":", 1)[-1]
+    detail = f"{code}: {err.detail or err.title or err.description or 'no detail'}"
+    if code == "rateLimited":
+        return RateLimited(detail, _retry_after(net, now))
+    if code in ("unauthorized", "externalAccountRequired", "accountDoesNotExist", "badPublicKey"):
+        return Unauthorized(detail)
+    if code == "dns":
+        return DnsError(detail)
+    if code == "connection":
+        return ConnectionFailed(detail)
+    return IssuanceError(detail)
+
+
+def _translate(exc: BaseException, net: _Network, now: dt.datetime) -> IssuanceError:
+    if isinstance(exc, IssuanceError):
+        return exc
+    if isinstance(exc, messages.Error):
+        return _problem(exc, net, now)
+    if isinstance(exc, errors.ValidationError):
+        for authzr in exc.failed_authzrs:
+            for challb in authzr.body.challenges:
+                if challb.error is not None:
+                    err = challb.error
+                    code = err.code or str(err.typ)
+                    return ChallengeFailed(authzr.body.identifier.value, f"{code}: {err.detail}")
+        return ChallengeFailed("?", str(exc))
+    if isinstance(exc, errors.IssuanceError):
+        return _problem(exc.error, net, now)
+    if isinstance(exc, errors.TimeoutError):
+        return IssuanceError("the ACME server did not finish the order before the deadline")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ConnectionFailed(f"TLS to the ACME server failed (check ca_bundle): {exc}")
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return ConnectionFailed(f"cannot reach the ACME server: {exc}")
+    if isinstance(exc, errors.Error | requests.RequestException | DeserializationError):
+        return IssuanceError(f"ACME client error: {type(exc).__name__}: {exc}")
+    raise exc
+
+
+# --- the flow --------------------------------------------------------------------------------------
+
+
+class _Flow:
+    """One issuance: account, order, challenges, finalization. Blocking acme calls run in a thread."""
+
+    def __init__(self, settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.ctx = ctx
+        verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
+        self.account_key = self._account_key()
+        self.net = _Network(
+            self.account_key,
+            alg=ES256,
+            verify_ssl=verify,  # type: ignore[arg-type]  # passed to requests, which takes a CA bundle path
+            user_agent=USER_AGENT,
+            timeout=30,
+        )
+        self.acme: client.ClientV2 | None = None
+
+    # account material lives next to every certificate's home, keyed by directory URL and email
+    @property
+    def _account_dir(self) -> Path:
+        tag = hashlib.sha256(f"{self.settings.directory}\0{self.settings.email or ''}".encode()).hexdigest()
+        return self.ctx.home.parent / "accounts" / tag[:24]
+
+    def _account_key(self) -> JWK:
+        path = self._account_dir / "account-key.sealed"
+        aad = f"acme-account:{self._account_dir.name}"
+        if path.exists():
+            pem = self.ctx.keystore.read(path, certificate_id=aad, purpose="acme-account-key")
+            return JWKEC.load(pem)
+        pem = new_private_key_pem("ec256")
+        self.ctx.keystore.write(path, pem, certificate_id=aad, purpose="acme-account-key")
+        return JWKEC.load(pem)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def connect(self) -> client.ClientV2:
+        directory = await self.call(client.ClientV2.get_directory, self.settings.directory, self.net)
+        self.acme = client.ClientV2(directory, self.net)
+        regr_path = self._account_dir / "registration.json"
+        if regr_path.exists():
+            self.net.account = messages.RegistrationResource.json_loads(regr_path.read_text())
+            return self.acme
+        eab = None
+        if self.settings.eab is not None:
+            eab_cfg = self.settings.eab
+            hmac = resolve_secret(eab_cfg.hmac_key, eab_cfg.hmac_key_file, field="issuer.eab.hmac_key")
+            eab = messages.ExternalAccountBinding.from_data(
+                account_public_key=self.account_key.public_key(),
+                kid=self.settings.eab.kid,
+                hmac_key=hmac,
+                directory=directory,
+            )
+        reg = messages.NewRegistration.from_data(
+            email=self.settings.email, terms_of_service_agreed=True, external_account_binding=eab
+        )
+        try:
+            regr = await self.call(self.acme.new_account, reg)
+        except errors.ConflictError:  # the key is registered already: look the account up
+            reg = messages.NewRegistration.from_data(only_return_existing=True)
+            regr = await self.call(self.acme.new_account, reg)
+        regr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        regr_path.write_text(regr.json_dumps())
+        return self.acme
+
+    def solver(self) -> Solver:
+        s = self.settings
+        if s.dns01 is not None:
+            return DnsHookSolver(s.dns01.hook, s.dns01.cleanup, s.dns01.timeout.total_seconds())
+        assert s.http01 is not None
+        if s.http01.webroot is not None:
+            return WebrootSolver(s.http01.webroot)
+        assert s.http01.listen is not None
+        return StandaloneSolver(s.http01.listen)
+
+    async def run(self) -> IssuedMaterial:
+        acme = await self.connect()
+        key_pem = new_private_key_pem(self.spec.key_type)
+        csr = crypto_util.make_csr(key_pem, list(self.spec.domains))
+        order = await self.call(acme.new_order, csr)
+        solver = self.solver()
+        wanted = challenges.DNS01 if solver.kind == "dns-01" else challenges.HTTP01
+        async with contextlib.AsyncExitStack() as stack:
+            for authzr in order.authorizations:
+                if authzr.body.status == messages.STATUS_VALID:
+                    continue  # reused authorization
+                domain = authzr.body.identifier.value
+                if authzr.body.wildcard:
+                    domain = f"*.{domain}"
+                challb = next((c for c in authzr.body.challenges if isinstance(c.chall, wanted)), None)
+                if challb is None:
+                    raise ChallengeFailed(domain, f"the CA offers no {solver.kind} challenge")
+                response, validation = challb.response_and_validation(self.account_key)
+                token = challb.chall.encode("token")
+                await stack.enter_async_context(solver.present(domain, token, validation))
+                await self.call(acme.answer_challenge, challb, response)
+            # acme compares its deadlines with naive local time; this is the only place we build one
+            budget = min(self.settings.poll_timeout.total_seconds(), self.ctx.timeout)
+            deadline = dt.datetime.now() + timedelta(seconds=budget)
+            order = await self.call(acme.poll_authorizations, order, deadline)
+        order = await self.call(acme.finalize_order, order, deadline)
+        return IssuedMaterial.from_fullchain(order.fullchain_pem.encode(), key_pem)
+
+
 async def issue(settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
-    """Not implemented yet."""
-    raise IssuanceError("acme_client issuer not implemented yet")
+    """Issue a certificate for ``spec.domains`` from ``settings.directory`` (see the module doc)."""
+    flow = _Flow(settings, spec, ctx)
+    try:
+        return await asyncio.wait_for(flow.run(), ctx.timeout)
+    except TimeoutError as exc:
+        raise IssuanceError(f"issuance did not finish within {ctx.timeout:g}s") from exc
+    except Exception as exc:
+        raise _translate(exc, flow.net, ctx.clock()) from exc
