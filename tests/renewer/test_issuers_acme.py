@@ -18,7 +18,7 @@ from renewer.errors import ChallengeFailed, ConnectionFailed, RateLimited, Unaut
 from renewer.issuers import acme_client
 from renewer.spec import CertificateSpec
 from stack.process import free_port
-from tests.renewer.standins.peers import DOMAIN, STANDINS, AcmeStack, acme_stack  # noqa: F401
+from tests.renewer.standins.peers import DOMAIN, STANDINS, AcmeStack, acme_stack_fixture  # noqa: F401  # fixture
 
 HOOK = STANDINS / "dns_hook.py"
 

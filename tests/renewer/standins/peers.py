@@ -100,8 +100,8 @@ def start_stack(tmp_path: Path, challtestsrv: ChallTestSrv, pki: Pki) -> Iterato
         nginx.stop()
 
 
-@pytest.fixture
-def acme_stack(tmp_path: Path, challtestsrv: ChallTestSrv, pki: Pki) -> Iterator[AcmeStack]:
+@pytest.fixture(name="acme_stack")
+def acme_stack_fixture(tmp_path: Path, challtestsrv: ChallTestSrv, pki: Pki) -> Iterator[AcmeStack]:
     yield from start_stack(tmp_path, challtestsrv, pki)
 
 
