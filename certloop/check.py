@@ -1,0 +1,454 @@
+"""``certloop check``: look at endpoints and certificate files now and print what a human needs.
+
+The I/O shell around the pure parts: arguments and an optional config file become
+:class:`Endpoint`/:class:`FileSpec` items; endpoints are resolved (every address) and probed with
+bounded concurrency through :mod:`certloop.tls`; files are read with the bounded reader; each
+certificate becomes a :class:`certloop.table.Row` whose status is :func:`certloop.table.decide`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from certloop.config import parse_duration, resolve_secret
+from certloop.errors import CertloopError, ConfigError
+from certloop.resolve import Resolver, parse_nameserver
+from certloop.table import Row, Status, Thresholds, decide, exit_code, render_json, render_table
+from certloop.tls import ProbeError, fetch
+from certloop.verify import TrustStore, Verdict, earliest_expiry, verify_chain
+from certloop.x509 import FileError, FileReason, chain_roles, facts, load_der_chain, parse_ip, read_certificate_file
+
+__all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
+
+USAGE_EXIT = 64
+_DEFAULT_PORT = 443
+# File reasons that mean "could not get at the file" (UNREACHABLE); the others describe its content (INVALID).
+_ACCESS_REASONS = {
+    FileReason.NOT_FOUND, FileReason.PERMISSION_DENIED, FileReason.NOT_A_FILE,
+    FileReason.SYMLINK_LOOP, FileReason.UNREADABLE,
+}
+_CERT_SUFFIXES = (".pem", ".crt", ".cer", ".cert", ".der", ".p12", ".pfx")
+
+_EPILOG = """\
+targets:
+  host:port, host (port 443), [v6addr]:port, or the path of an existing certificate file
+  (PEM bundle, DER or PKCS#12). Every A/AAAA address of a host is probed, one row each.
+
+--config FILE reads the endpoints and files of an exporter config file. Only this subset is
+used; every other key is ignored:
+  global:    {ca_file, resolver: [host:port], connect_timeout, handshake_timeout, concurrency}
+  modules:   {NAME: {starttls, server_name}}
+  endpoints: [{targets: [host:port, ...] (or target:), server_name, starttls, module}]
+  files:     [{paths: [path|glob|dir, ...] (or path:), recursive, password | password_file}]
+Files found by expanding a glob or directory that hold no certificate (keys) are left out.
+
+status:
+  OK, WARN (expires within --warn), CRIT (within --crit), EXPIRED (leaf or intermediate),
+  INVALID (reason: not_yet_valid, unknown_authority, incomplete_chain, self_signed,
+  hostname_mismatch, invalid, or a file content problem), UNREACHABLE (reason: dns, connect,
+  refused, timeout, handshake, starttls, no_certificate, or a file access problem).
+  Endpoints are verified against the trust store (--ca-file, else the system store) for the
+  server name; files are judged by their dates only.
+
+exit codes:
+  0  every certificate OK
+  1  the worst is WARN
+  2  something is CRIT, EXPIRED, INVALID or UNREACHABLE
+  64 usage or configuration error
+
+Colour is used when stdout is a terminal and NO_COLOR is not set; a progress line is shown on
+stderr when it is a terminal.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One TLS endpoint to probe. ``target`` is shown as given."""
+
+    target: str
+    host: str
+    port: int
+    server_name: str | None = None
+    starttls: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """One certificate file. ``from_listing``: found by a glob/directory, so a key file is skipped."""
+
+    path: str
+    password: bytes | None = None
+    from_listing: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Probe settings from the flags, falling back to the config file's ``global``."""
+
+    thresholds: Thresholds
+    connect_timeout: float = 5.0
+    handshake_timeout: float = 5.0
+    concurrency: int = 32
+    ca_file: str | None = None
+    resolver: tuple[str, ...] = ()
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """``host:port``, ``host``, ``[v6]:port``, ``[v6]`` or a bare IPv6 address; port 443 by default."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty target")
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"expected [ipv6]:port, got {text!r}")
+        port_text = rest[1:] if rest else str(_DEFAULT_PORT)
+    elif value.count(":") > 1:  # a bare IPv6 address
+        host, port_text = value, str(_DEFAULT_PORT)
+    else:
+        host, sep, port_text = value.partition(":")
+        port_text = port_text if sep else str(_DEFAULT_PORT)
+    if not host or "/" in host or " " in host:
+        raise ValueError(f"invalid host in {text!r}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"expected a port between 1 and 65535 in {text!r}")
+    return host, int(port_text)
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.path.exists(text) or "/" in text or text.lower().endswith((*_CERT_SUFFIXES, ".key"))
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str | dict):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise ConfigError(where, "expected a list")
+
+
+def _expand(pattern: str, recursive: bool) -> Iterator[tuple[str, bool]]:
+    """(path, from_listing) for a path, a glob or a directory."""
+    matches = sorted(glob.glob(pattern, recursive=recursive)) if glob.has_magic(pattern) else [pattern]
+    for match in matches:
+        if os.path.isdir(match):
+            walker = os.walk(match) if recursive else [(match, [], os.listdir(match))]
+            for root, _, names in walker:
+                for name in sorted(names):
+                    path = os.path.join(root, name)
+                    if os.path.isfile(path):
+                        yield path, True
+        else:
+            yield match, glob.has_magic(pattern)
+
+
+def load_check_config(path: str) -> tuple[list[Endpoint], list[FileSpec], dict[str, Any]]:
+    """The endpoints, files and ``global`` mapping of an exporter config file (a tolerant subset)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file: {exc.strerror or exc}", source=path) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"invalid YAML: {exc}", source=path) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("", "the top level must be a mapping", source=path)
+    glob_: dict[str, Any] = data["global"] if isinstance(data.get("global"), dict) else {}
+    modules: dict[str, Any] = data["modules"] if isinstance(data.get("modules"), dict) else {}
+    endpoints: list[Endpoint] = []
+    for i, group in enumerate(_as_list(data.get("endpoints"), "endpoints")):
+        if isinstance(group, str):
+            group = {"targets": [group]}
+        if not isinstance(group, dict):
+            raise ConfigError(f"endpoints[{i}]", "expected a mapping with targets", source=path)
+        module = modules.get(group.get("module") or "default") or {}
+        targets = _as_list(group.get("targets"), f"endpoints[{i}].targets") + _as_list(
+            group.get("target"), f"endpoints[{i}].target"
+        )
+        if not targets:
+            raise ConfigError(f"endpoints[{i}].targets", "required key is missing", source=path)
+        for j, target in enumerate(targets):
+            try:
+                host, port = parse_target(str(target))
+            except ValueError as exc:
+                raise ConfigError(f"endpoints[{i}].targets[{j}]", str(exc), source=path) from exc
+            endpoints.append(Endpoint(
+                str(target), host, port,
+                server_name=group.get("server_name") or module.get("server_name"),
+                starttls=group.get("starttls") or module.get("starttls"),
+            ))
+    files: list[FileSpec] = []
+    for i, group in enumerate(_as_list(data.get("files"), "files")):
+        if isinstance(group, str):
+            group = {"paths": [group]}
+        if not isinstance(group, dict):
+            raise ConfigError(f"files[{i}]", "expected a mapping with paths", source=path)
+        password: bytes | None = None
+        if group.get("password") is not None or group.get("password_file") is not None:
+            password = resolve_secret(group.get("password"), group.get("password_file"),
+                                      field=f"files[{i}].password").encode()
+        patterns = _as_list(group.get("paths"), f"files[{i}].paths") + _as_list(group.get("path"), f"files[{i}].path")
+        for pattern in patterns:
+            for p, listed in _expand(str(pattern), bool(group.get("recursive"))):
+                files.append(FileSpec(p, password, listed))
+    return endpoints, files, glob_
+
+
+# ------------------------------------------------------------------------------------------ probing
+
+
+def file_rows(spec: FileSpec, *, now: datetime, thresholds: Thresholds) -> list[Row]:
+    """One row per certificate in the file, judged by its dates; one failure row when unreadable."""
+    try:
+        parsed = read_certificate_file(spec.path, password=spec.password)
+    except FileError as exc:
+        if spec.from_listing and exc.reason in {FileReason.NO_CERTIFICATE, FileReason.EMPTY}:
+            return []
+        status, reason = decide(None, None, now=now, thresholds=thresholds, failure=str(exc.reason),
+                                unreachable=exc.reason in _ACCESS_REASONS)
+        return [Row(spec.path, "file", status, reason)]
+    rows = []
+    for position, cert in enumerate(parsed.certificates):
+        f = facts(cert)
+        verdict = (Verdict.NOT_YET_VALID if now < f.not_before
+                   else Verdict.EXPIRED if now > f.not_after else Verdict.OK)
+        status, reason = decide(verdict, f.not_after, now=now, thresholds=thresholds)
+        rows.append(Row(
+            spec.path, "file", status, reason, position=position, subject=f.subject, issuer=f.issuer,
+            not_before=f.not_before, not_after=f.not_after, leaf_not_after=f.not_after, verdict=verdict,
+            fingerprint_sha256=f.fingerprint_sha256,
+        ))
+    return rows
+
+
+class Prober:
+    """Resolves and probes endpoints with bounded concurrency; ``clock`` gives the verification time."""
+
+    def __init__(
+        self, settings: Settings, trust: TrustStore, resolver: Resolver, clock: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
+        self.trust = trust
+        self.clock = clock
+        self._resolver = resolver
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def _addresses(self, host: str) -> list[str]:
+        if parse_ip(host) is not None:
+            return [host.strip("[]")]
+        return await self._resolver.resolve(host)
+
+    async def endpoint_rows(self, ep: Endpoint) -> list[Row]:
+        name = ep.server_name or ep.host.strip("[]")
+        base = {"server_name": ep.server_name or (None if parse_ip(ep.host) else ep.host)}
+        try:
+            async with self._slots:
+                addresses = await self._addresses(ep.host)
+        except ProbeError as exc:
+            return [self._failure(ep, None, str(exc.reason), base)]
+        if not addresses:
+            return [self._failure(ep, None, "dns", base)]
+        return list(await asyncio.gather(*(self._probe(ep, a, name, base) for a in addresses)))
+
+    async def _probe(self, ep: Endpoint, address: str, name: str, base: dict[str, Any]) -> Row:
+        try:
+            async with self._slots:
+                presented = await fetch(
+                    address, ep.port, server_name=name, starttls=ep.starttls,
+                    connect_timeout=self.settings.connect_timeout,
+                    handshake_timeout=self.settings.handshake_timeout,
+                )
+        except ProbeError as exc:
+            return self._failure(ep, address, str(exc.reason), base)
+        now = self.clock()
+        try:
+            chain = load_der_chain(presented.chain_der)
+        except ValueError:
+            return Row(ep.target, "endpoint", Status.INVALID, "invalid", address=address, verdict=Verdict.INVALID,
+                       tls_version=presented.tls_version, **base)
+        verdict = verify_chain(chain, trust=self.trust, at=now, hostname=name)
+        expiry = earliest_expiry(chain, chain_roles(chain))
+        status, reason = decide(verdict, expiry, now=now, thresholds=self.settings.thresholds)
+        leaf = facts(chain[0])
+        return Row(
+            ep.target, "endpoint", status, reason, address=address, subject=leaf.subject, issuer=leaf.issuer,
+            not_before=leaf.not_before, not_after=expiry, leaf_not_after=leaf.not_after, verdict=verdict,
+            fingerprint_sha256=leaf.fingerprint_sha256, tls_version=presented.tls_version, **base,
+        )
+
+    def _failure(self, ep: Endpoint, address: str | None, reason: str, base: dict[str, Any]) -> Row:
+        status, why = decide(None, None, now=self.clock(), thresholds=self.settings.thresholds, failure=reason)
+        return Row(ep.target, "endpoint", status, why, address=address, **base)
+
+
+class Progress:
+    """``checking 12/40`` on a terminal's stderr, erased at the end; silent otherwise."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream, self.total, self.done = stream, total, 0
+        self.enabled = total > 1 and stream.isatty()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            self.stream.write(f"\rchecking {self.done}/{self.total}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+async def collect(
+    endpoints: Sequence[Endpoint], files: Sequence[FileSpec], settings: Settings, trust: TrustStore | None,
+    *, clock: Callable[[], datetime], progress: Progress,
+) -> list[Row]:
+    """Every row, in the order the items were given (files are read while endpoints are probed).
+
+    ``trust`` may be None only when there is no endpoint (files are judged by their dates).
+    """
+    resolver = Resolver(settings.resolver or None, timeout=settings.connect_timeout)
+    prober = Prober(settings, trust, resolver, clock) if endpoints and trust is not None else None
+
+    async def one_endpoint(ep: Endpoint) -> list[Row]:
+        assert prober is not None
+        rows = await prober.endpoint_rows(ep)
+        progress.step()
+        return rows
+
+    async def one_file(spec: FileSpec) -> list[Row]:
+        rows = await asyncio.to_thread(file_rows, spec, now=clock(), thresholds=settings.thresholds)
+        progress.step()
+        return rows
+
+    results = await asyncio.gather(*(one_endpoint(e) for e in endpoints), *(one_file(f) for f in files))
+    return [row for group in results for row in group]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="certloop check", description="Check TLS endpoints and certificate files now and print a table.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("items", nargs="*", metavar="TARGET|PATH", help="host:port or certificate file")
+    p.add_argument("--config", metavar="FILE", help="also check the endpoints and files of an exporter config")
+    p.add_argument("--warn", type=_duration, default=timedelta(days=21), help="WARN at or below this time left "
+                   "(default 21d)")
+    p.add_argument("--crit", type=_duration, default=timedelta(days=7), help="CRIT at or below this (default 7d)")
+    p.add_argument("--output", choices=("table", "json"), default="table", help="output format (default table)")
+    p.add_argument("--server-name", metavar="NAME", help="SNI and verified name for every target "
+                   "(default: each target's host)")
+    p.add_argument("--starttls", metavar="PROTO", help="STARTTLS protocol for every target (smtp, imap, ...)")
+    p.add_argument("--ca-file", metavar="PEM", help="trust bundle (default: the system store)")
+    p.add_argument("--timeout", type=_duration, help="connect and handshake timeout each (default 5s)")
+    p.add_argument("--resolver", metavar="HOST:PORT", action="append", default=[],
+                   help="DNS server to resolve targets with (repeatable; default: the system resolver)")
+    p.add_argument("--concurrency", type=int, default=32, help="probes in flight at once (default 32)")
+    return p
+
+
+def _colour(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _seconds(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    return parse_duration(str(value)).total_seconds()
+
+
+def run(
+    argv: Sequence[str], *, clock: Callable[[], datetime] | None = None,
+    stdout: TextIO | None = None, stderr: TextIO | None = None,
+) -> int:
+    """The command with injectable clock and streams (tests); :func:`main` uses the real ones."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    now_fn = clock or (lambda: datetime.now(UTC))
+    parser = _parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse exits 2 on errors; our usage code is 64
+        return 0 if exc.code == 0 else USAGE_EXIT
+    if args.crit > args.warn:
+        print("certloop check: --crit must not be longer than --warn", file=err)
+        return USAGE_EXIT
+    if args.concurrency < 1:
+        print("certloop check: --concurrency must be at least 1", file=err)
+        return USAGE_EXIT
+    endpoints: list[Endpoint] = []
+    files: list[FileSpec] = []
+    glob_: dict[str, Any] = {}
+    try:
+        if args.config:
+            endpoints, files, glob_ = load_check_config(args.config)
+        for item in args.items:
+            if _looks_like_path(item):
+                files.append(FileSpec(item))
+                continue
+            host, port = parse_target(item)
+            endpoints.append(Endpoint(item, host, port))
+        if args.server_name or args.starttls:
+            endpoints = [Endpoint(e.target, e.host, e.port, args.server_name or e.server_name,
+                                  args.starttls or e.starttls) for e in endpoints]
+        timeout = args.timeout.total_seconds() if args.timeout else None
+        settings = Settings(
+            thresholds=Thresholds(args.warn, args.crit),
+            connect_timeout=timeout or _seconds(glob_.get("connect_timeout"), 5.0),
+            handshake_timeout=timeout or _seconds(glob_.get("handshake_timeout"), 5.0),
+            concurrency=args.concurrency,
+            ca_file=args.ca_file or glob_.get("ca_file"),
+            resolver=tuple(args.resolver or _as_list(glob_.get("resolver"), "global.resolver")),
+        )
+        for nameserver in settings.resolver:
+            parse_nameserver(nameserver)
+        trust = (TrustStore.from_file(settings.ca_file) if settings.ca_file else TrustStore.system()) \
+            if endpoints else None
+    except (ValueError, CertloopError) as exc:
+        print(f"certloop check: {exc}", file=err)
+        return USAGE_EXIT
+    if not endpoints and not files:
+        parser.print_usage(err)
+        print("certloop check: nothing to check (give TARGET, PATH or --config)", file=err)
+        return USAGE_EXIT
+    progress = Progress(err, len(endpoints) + len(files))
+    try:
+        rows = asyncio.run(collect(endpoints, files, settings, trust, clock=now_fn, progress=progress))
+    finally:
+        progress.close()
+    now = now_fn()
+    if args.output == "json":
+        print(render_json(rows, now=now), file=out)
+    else:
+        print(render_table(rows, now=now, colour=_colour(out)), file=out)
+    return exit_code(rows)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of ``certloop check`` (see :data:`certloop.cli.COMMANDS`)."""
+    return run(argv)
