@@ -1,0 +1,384 @@
+"""Fetch the certificate chain a TLS endpoint presents, whatever its validity.
+
+    presented = await fetch("127.0.0.1", 443, server_name="shop.example")
+    presented.chain_der      # (leaf, intermediate, ...) as DER, exactly as sent, even if invalid
+    presented.tls_version    # "TLS 1.3"
+
+Verification is deliberately *not* done here: the handshake runs with ``CERT_NONE`` so an expired,
+self-signed or mismatched chain is still observed, and `certloop.verify` judges it offline at an
+injected time. Every failure leaves this module as a :class:`ProbeError` whose ``reason`` comes
+from the fixed :class:`FailureReason` set (a Prometheus label value), with a short ``detail`` for
+humans. This module is the one seam where ``ssl``/socket/asyncio exceptions are translated.
+
+Fast path (the exporter runs thousands of these per second on two cores): one shared
+:class:`ssl.SSLContext` (:func:`observation_context`), a non-blocking socket connected with
+``loop.sock_connect`` (no name resolution, no thread hop: callers pass an IP from
+`certloop.resolve`), then ``loop.create_connection(sock=..., ssl=...)`` with a do-nothing
+protocol, so no stream objects are built. STARTTLS negotiators talk plaintext over the same raw
+socket through :class:`Plaintext` before it is handed to TLS. Measured per fetch, the asyncio
+overhead is small next to OpenSSL's own handshake cost (see benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from time import perf_counter
+
+from certloop.errors import CertloopError
+
+__all__ = [
+    "DEFAULT_MAX_CHAIN_BYTES",
+    "FailureReason",
+    "Negotiator",
+    "Plaintext",
+    "Presented",
+    "ProbeError",
+    "fetch",
+    "observation_context",
+]
+
+DEFAULT_MAX_CHAIN_BYTES = 256 * 1024
+"""Upper bound on the summed DER size of a presented chain. OpenSSL already refuses a Certificate
+message above its own 100 KiB ``max_cert_list`` (reported as ``chain_too_large`` too), so this
+bound is the second line, for builds with a larger limit."""
+
+_CLOSE_BOUND = 1.0
+"""Seconds a polite close (close_notify, wait for the peer's) may take before the transport is
+aborted: a peer that never answers must not pin a file descriptor."""
+
+_PLAINTEXT_BUDGET = 64 * 1024
+"""Bytes a STARTTLS peer may send before the upgrade (banners, capability lists). A hostile
+server streaming megabytes of banner is cut off here instead of filling memory."""
+
+_PLAINTEXT_MAX_LINE = 16 * 1024
+
+
+class FailureReason(StrEnum):
+    """Why a probe failed: a fixed set, exported as the ``reason`` label."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    HANDSHAKE = "handshake"
+    STARTTLS = "starttls"
+    NO_CERTIFICATE = "no_certificate"
+    CHAIN_TOO_LARGE = "chain_too_large"
+
+
+class ProbeError(CertloopError):
+    """A probe failed for ``reason``; ``detail`` is short text safe to show (never a label value).
+
+    ``address``/``port`` say which endpoint failed when known (``fetch_all`` fills them so results
+    can be labelled by address).
+    """
+
+    def __init__(
+        self,
+        reason: FailureReason,
+        detail: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.address = address
+        self.port = port
+        where = f"{address}:{port}: " if address is not None else ""
+        super().__init__(f"{where}{reason}: {detail}")
+
+    def at(self, address: str, port: int) -> ProbeError:
+        """The same failure, attributed to ``address:port``."""
+        err = ProbeError(self.reason, self.detail, address=address, port=port)
+        err.__cause__ = self.__cause__
+        return err
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """What one endpoint presented in one handshake."""
+
+    address: str
+    port: int
+    server_name: str | None
+    chain_der: tuple[bytes, ...]
+    """The chain exactly as sent, leaf first, unverified."""
+    tls_version: str
+    """``TLS 1.0`` .. ``TLS 1.3``."""
+    cipher: str
+    connect_seconds: float
+    handshake_seconds: float
+    """From the TLS ClientHello to the end of the handshake (including STARTTLS negotiation)."""
+
+
+class Plaintext:
+    """The plaintext side of a connection before a STARTTLS upgrade: bounded reads and writes.
+
+    Reads draw from a budget of bytes for the whole negotiation (:data:`_PLAINTEXT_BUDGET`) and
+    lines are capped, so a peer can neither exhaust memory nor stall a probe past its deadline
+    (the caller bounds time). Running out of budget or an early close raises
+    ``ProbeError(starttls)``.
+    """
+
+    __slots__ = ("_budget", "_buffer", "_loop", "_sock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._buffer = bytearray()
+        self._budget = _PLAINTEXT_BUDGET
+
+    async def send(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self._sock, data)
+
+    async def _fill(self) -> None:
+        if self._budget <= 0:
+            raise ProbeError(
+                FailureReason.STARTTLS, f"server sent more than {_PLAINTEXT_BUDGET} bytes before TLS"
+            )
+        chunk = await self._loop.sock_recv(self._sock, min(4096, self._budget))
+        if not chunk:
+            raise ProbeError(FailureReason.STARTTLS, "server closed the connection before TLS")
+        self._budget -= len(chunk)
+        self._buffer += chunk
+
+    async def read_line(self) -> bytes:
+        """One line without its CRLF/LF terminator."""
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line[:-1] if line.endswith(b"\r") else line
+            if len(self._buffer) > _PLAINTEXT_MAX_LINE:
+                raise ProbeError(
+                    FailureReason.STARTTLS, f"server sent a line longer than {_PLAINTEXT_MAX_LINE} bytes"
+                )
+            start = len(self._buffer)
+            await self._fill()
+
+    async def read_exact(self, size: int) -> bytes:
+        """Exactly ``size`` bytes (bounded by the budget)."""
+        if size > _PLAINTEXT_BUDGET:
+            raise ProbeError(FailureReason.STARTTLS, f"server announced a {size}-byte message before TLS")
+        while len(self._buffer) < size:
+            await self._fill()
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def check_drained(self) -> None:
+        """Bytes left over after the server said "go ahead" would be read as TLS: refuse them."""
+        if self._buffer:
+            raise ProbeError(FailureReason.STARTTLS, "server sent unexpected data after accepting STARTTLS")
+
+
+Negotiator = Callable[[Plaintext, "str | None"], Awaitable[None]]
+"""A STARTTLS negotiator: speaks the protocol's plaintext preamble (given the SNI name, for
+protocols that greet by name) and returns when the server is ready for the TLS ClientHello, or
+raises ``ProbeError(starttls)``. See `certloop.starttls.STARTTLS`."""
+
+
+@cache
+def observation_context() -> ssl.SSLContext:
+    """The one client context every probe shares (building contexts per probe costs CPU).
+
+    It observes, it does not judge: no verification and no hostname check (`certloop.verify` does
+    that offline), TLS 1.0 to 1.3 with every cipher at OpenSSL security level 0, so that a legacy
+    server still shows its certificate instead of failing the handshake: an old appliance with
+    an expiring certificate is exactly what must not be missed. Anonymous suites are offered last
+    so that a server with no certificate is reported as ``no_certificate``, not a handshake error.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("ALL:+aNULL:@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+    # Servers without RFC 5746 secure renegotiation are refused by OpenSSL 3 unless this is set
+    # (named ssl.OP_LEGACY_SERVER_CONNECT only from Python 3.12).
+    ctx.options |= getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4)
+    return ctx
+
+
+class _Quiet(asyncio.Protocol):
+    """The TLS transport's protocol: we read nothing after the handshake."""
+
+    __slots__ = ()
+
+
+def _quiet() -> _Quiet:
+    return _QUIET
+
+
+_QUIET = _Quiet()
+
+_VERSIONS = {
+    "TLSv1.3": "TLS 1.3",
+    "TLSv1.2": "TLS 1.2",
+    "TLSv1.1": "TLS 1.1",
+    "TLSv1": "TLS 1.0",
+    "SSLv3": "SSL 3.0",
+}
+
+
+def _unverified_chain(sslobj: ssl.SSLObject) -> tuple[bytes, ...]:
+    public = getattr(sslobj, "get_unverified_chain", None)
+    if public is not None:  # Python >= 3.13: a list of DER bytes
+        return tuple(public() or ())
+    # Python 3.10-3.12: the private _ssl object returns _ssl.Certificate objects.
+    certs = sslobj._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
+    if not certs:
+        return ()
+    der = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+    return tuple(c.public_bytes(der) for c in certs)
+
+
+_CONNECTING, _NEGOTIATING, _HANDSHAKING = "connect", "starttls", "handshake"
+
+
+async def fetch(
+    address: str,
+    port: int,
+    *,
+    server_name: str | None = None,
+    starttls: Negotiator | str | None = None,
+    connect_timeout: float = 5.0,
+    handshake_timeout: float = 5.0,
+    max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
+    context: ssl.SSLContext | None = None,
+) -> Presented:
+    """Connect to ``address`` (an IPv4/IPv6 literal), handshake and return the presented chain.
+
+    ``server_name`` is sent as SNI (an IP literal is never sent as SNI). ``starttls`` is a
+    :data:`Negotiator` or a name from `certloop.starttls.STARTTLS`; its plaintext exchange counts
+    against ``handshake_timeout``. Raises :class:`ProbeError`.
+    """
+    negotiator = _negotiator(starttls) if isinstance(starttls, str) else starttls
+    loop = asyncio.get_running_loop()
+    sni = server_name if server_name and not _is_ip(server_name) else None
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    phase = _CONNECTING
+    transport: asyncio.BaseTransport | None = None
+    started = perf_counter()
+    try:
+        async with asyncio.timeout(connect_timeout) as deadline:
+            await loop.sock_connect(sock, (address, port))
+            connected = perf_counter()
+            deadline.reschedule(loop.time() + handshake_timeout)
+            if negotiator is not None:
+                phase = _NEGOTIATING
+                plain = Plaintext(loop, sock)
+                await negotiator(plain, sni)
+                plain.check_drained()
+            phase = _HANDSHAKING
+            transport, _ = await loop.create_connection(
+                _quiet,
+                sock=sock,
+                ssl=context or observation_context(),
+                server_hostname=sni or "",  # "" = no SNI
+                ssl_handshake_timeout=handshake_timeout + 1.0,  # backstop; the deadline above rules
+                ssl_shutdown_timeout=_CLOSE_BOUND,
+            )
+            done = perf_counter()
+    except ProbeError as exc:
+        sock.close()
+        raise exc.at(address, port) from exc.__cause__
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, Exception):
+            raise _translate(exc, phase, connect_timeout, handshake_timeout).at(address, port) from exc
+        raise
+    try:
+        sslobj = transport.get_extra_info("ssl_object")
+        chain = _unverified_chain(sslobj)
+        version = sslobj.version() or ""
+        cipher = sslobj.cipher()
+    finally:
+        transport.close()
+    if not chain:
+        raise ProbeError(
+            FailureReason.NO_CERTIFICATE, "server completed the handshake without a certificate",
+            address=address, port=port,
+        )
+    size = sum(map(len, chain))
+    if size > max_chain_bytes:
+        raise ProbeError(
+            FailureReason.CHAIN_TOO_LARGE,
+            f"presented chain is {size} bytes (limit {max_chain_bytes})",
+            address=address, port=port,
+        )
+    return Presented(
+        address=address,
+        port=port,
+        server_name=sni,
+        chain_der=chain,
+        tls_version=_VERSIONS.get(version, version),
+        cipher=cipher[0] if cipher else "",
+        connect_seconds=connected - started,
+        handshake_seconds=done - connected,
+    )
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in name else socket.AF_INET, name)
+    except OSError:
+        return False
+    return True
+
+
+def _negotiator(name: str) -> Negotiator:
+    from certloop.starttls import STARTTLS  # imported late: certloop.starttls imports this module
+
+    try:
+        return STARTTLS[name]
+    except KeyError:
+        raise ValueError(f"unknown STARTTLS protocol {name!r}; known: {', '.join(sorted(STARTTLS))}") from None
+
+
+def _translate(exc: Exception, phase: str, connect_timeout: float, handshake_timeout: float) -> ProbeError:
+    """The one place where foreign exceptions become a :class:`FailureReason`."""
+    if isinstance(exc, TimeoutError):
+        if phase == _CONNECTING:
+            return ProbeError(FailureReason.TIMEOUT, f"no TCP connection within {connect_timeout:g}s")
+        what = "STARTTLS negotiation" if phase == _NEGOTIATING else "TLS handshake"
+        return ProbeError(FailureReason.TIMEOUT, f"{what} not finished within {handshake_timeout:g}s")
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        if reason in ("EXCESSIVE_MESSAGE_SIZE", "CERT_LENGTH_MISMATCH"):
+            return ProbeError(FailureReason.CHAIN_TOO_LARGE, f"certificate message too large ({reason})")
+        if reason == "NO_CERTIFICATE_RETURNED" or "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason:
+            return ProbeError(FailureReason.NO_CERTIFICATE, reason)
+        return ProbeError(FailureReason.HANDSHAKE, str(reason))
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeError(FailureReason.REFUSED, "connection refused")
+    if isinstance(exc, OSError):
+        what = {
+            errno.ECONNRESET: "connection reset",
+            errno.EPIPE: "connection closed",
+            errno.ECONNABORTED: "connection aborted",
+            errno.ENETUNREACH: "network unreachable",
+            errno.EHOSTUNREACH: "host unreachable",
+            errno.EADDRNOTAVAIL: "address not available",
+            errno.EAFNOSUPPORT: "address family not supported",
+        }.get(exc.errno or 0) or (type(exc).__name__ if exc.errno is None else errno.errorcode.get(exc.errno, "?"))
+        if phase == _CONNECTING:
+            return ProbeError(FailureReason.CONNECT, what)
+        if isinstance(exc, ConnectionAbortedError) and "SSL handshake" in str(exc):
+            return ProbeError(FailureReason.TIMEOUT, f"TLS handshake not finished within {handshake_timeout:g}s")
+        reason = FailureReason.STARTTLS if phase == _NEGOTIATING else FailureReason.HANDSHAKE
+        return ProbeError(reason, f"{what} during {phase}")
+    if isinstance(exc, EOFError):
+        return ProbeError(FailureReason.HANDSHAKE, "connection closed during handshake")
+    raise exc
