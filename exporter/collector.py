@@ -1,0 +1,81 @@
+"""The inventory cache: pre-rendered exposition fragments per target, merged into one text per change.
+
+``/metrics`` never rebuilds objects per scrape: each target's samples are rendered once when its
+result changes (:func:`exporter.report.render`), and the merged text is rebuilt only after a change,
+so a scrape of 10,000 unchanged files is a dictionary lookup and a bytes copy.
+
+:class:`Inventory` also implements prometheus_client's collector protocol (``collect``/``describe``)
+for embedding in a ``CollectorRegistry``; ``describe`` does no I/O, ``collect`` parses the cached text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import metrics as m
+
+__all__ = ["Inventory"]
+
+Key = Hashable
+
+
+class Inventory:
+    """Fragments keyed by (kind, target identity); ``text()`` merges them in catalogue order."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[Key, Mapping[str, str]]] = {}
+        self._text: str | None = ""
+        self._data: bytes | None = b""
+
+    def put(self, kind: str, key: Key, fragments: Mapping[str, str]) -> None:
+        """Set (or replace) one target's fragments."""
+        self._entries.setdefault(kind, {})[key] = fragments
+        self._text = self._data = None
+
+    def retain(self, kind: str, alive: Iterable[Key]) -> int:
+        """Drop entries of ``kind`` not in ``alive`` (targets removed from the config or disk); returns how many."""
+        entries = self._entries.get(kind)
+        if not entries:
+            return 0
+        keep = set(alive)
+        gone = [k for k in entries if k not in keep]
+        for k in gone:
+            del entries[k]
+        if gone:
+            self._text = self._data = None
+        return len(gone)
+
+    def keys(self, kind: str) -> set[Key]:
+        return set(self._entries.get(kind, {}))
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self._entries.values())
+
+    def text(self) -> str:
+        """The merged exposition text of every cached target (rebuilt only after a change)."""
+        if self._text is None:
+            per_family: dict[str, list[str]] = {}
+            for entries in self._entries.values():
+                for fragments in entries.values():
+                    for name, chunk in fragments.items():
+                        per_family.setdefault(name, []).append(chunk)
+            self._text = m.render_families(per_family, m.PER_TARGET)
+        return self._text
+
+    def data(self) -> bytes:
+        """:meth:`text` encoded, cached alongside it."""
+        if self._data is None or self._text is None:
+            self._data = self.text().encode()
+        return self._data
+
+    # prometheus_client collector protocol -------------------------------------------------------
+
+    def describe(self) -> Iterator[Metric]:
+        for spec in m.PER_TARGET:
+            yield Metric(spec.name, spec.help, spec.type)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from text_string_to_metric_families(self.text())

@@ -1,0 +1,140 @@
+"""What one probe saw, as frozen data, and its rendering into exposition text fragments (pure).
+
+    chain = assess(certs, trust=trust, at=now, hostname="shop.example")   # verdict, expiry, roles
+    obs = Observation("endpoint", "shop.example:443", "127.0.0.1", success=True, duration=0.004, chain=chain)
+    report = TargetReport("endpoint", "shop.example:443", (("certificate", "shop"),), (obs,))
+    fragments = render(report)           # {metric name: sample lines}, merged by the collector
+
+A :class:`ChainReport` knows until when its verdict holds (``valid_until``, the next validity boundary
+of the chain or the trust store), so an unchanged file is re-verified only when time crosses one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from certloop.verify import TrustStore, Verdict, earliest_expiry, verify_chain
+from certloop.x509 import CertFacts, Role, chain_roles, facts
+from exporter import metrics as m
+
+__all__ = ["ChainReport", "Observation", "TargetReport", "assess", "render"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """A presented chain (leaf first) with its facts, roles, verdict and earliest expiry."""
+
+    facts: tuple[CertFacts, ...]
+    roles: tuple[Role, ...]
+    verdict: Verdict
+    expiry: datetime | None
+    valid_until: datetime | None  # the verdict may change at this instant; None: never again
+
+    @property
+    def leaf_fingerprint(self) -> str:
+        return self.facts[0].fingerprint_sha256
+
+
+def assess(
+    chain: Sequence[x509.Certificate], *, trust: TrustStore, at: datetime, hostname: str | None = None
+) -> ChainReport:
+    """Facts, roles and the verdict of ``chain`` at ``at`` (verdicts are cached by the core)."""
+    all_facts = tuple(facts(c) for c in chain)
+    roles = chain_roles(chain)
+    verdict = verify_chain(chain, trust=trust, at=at, hostname=hostname)
+    bounds = sorted({d for f in all_facts for d in (f.not_before, f.not_after)})
+    later = [b[bisect.bisect_right(b, at)] for b in (bounds, trust.boundaries) if bisect.bisect_right(b, at) < len(b)]
+    return ChainReport(all_facts, roles, verdict, earliest_expiry(chain, roles), min(later) if later else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One probed address of an endpoint, or one file. ``reason`` is set exactly when not ``success``."""
+
+    source: str  # "endpoint" | "file"
+    target: str
+    address: str
+    success: bool
+    duration: float
+    reason: str | None = None
+    chain: ChainReport | None = None
+    hostname_match: bool | None = None  # endpoints only
+    tls_version: str | None = None
+    cipher: str | None = None
+    expect_file: str | None = None
+    matches_file: bool | None = None  # None: expect_file unset or unreadable
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReport:
+    """Everything about one target: its static labels and one observation per address (one for files)."""
+
+    source: str
+    target: str
+    labels: tuple[tuple[str, str], ...]
+    observations: tuple[Observation, ...]
+    consistent: bool | None = None  # endpoints: every address served the same leaf
+
+    @property
+    def success(self) -> bool:
+        return bool(self.observations) and all(o.success for o in self.observations)
+
+
+def consistency(observations: Sequence[Observation]) -> bool | None:
+    """Do all successful addresses serve the same leaf? None when none succeeded."""
+    leaves = {o.chain.leaf_fingerprint for o in observations if o.chain is not None}
+    return len(leaves) == 1 if leaves else None
+
+
+def _bool(value: bool) -> float:
+    return 1.0 if value else 0.0
+
+
+def render(report: TargetReport) -> dict[str, str]:
+    """Sample lines per metric name for one target (the families are merged by the caller)."""
+    out: dict[str, list[str]] = {}
+
+    def add(spec: m.MetricSpec, prefix: str, extra: Sequence[tuple[str, str]], value: float) -> None:
+        out.setdefault(spec.name, []).append(m.sample(spec.name, prefix, extra, value))
+
+    static = m.label_text(report.labels)
+    for obs in report.observations:
+        base = m.label_text((("source", obs.source), ("target", obs.target), ("address", obs.address)))
+        prefix = f"{base},{static}" if static else base
+        add(m.PROBE_SUCCESS, prefix, (), _bool(obs.success))
+        add(m.PROBE_DURATION, prefix, (), obs.duration)
+        if obs.reason is not None:
+            add(m.PROBE_FAILURE, prefix, (("reason", obs.reason),), 1)
+        if obs.tls_version is not None:
+            add(m.TLS_VERSION, prefix, (("version", obs.tls_version), ("cipher", obs.cipher or "")), 1)
+        if obs.expect_file is not None and obs.matches_file is not None:
+            add(m.MATCHES_FILE, prefix, (("expect_file", obs.expect_file),), _bool(obs.matches_file))
+        if obs.hostname_match is not None:
+            add(m.HOSTNAME_MATCH, prefix, (), _bool(obs.hostname_match))
+        chain = obs.chain
+        if chain is None:
+            continue
+        add(m.VERIFY_OK, prefix, (), _bool(chain.verdict is Verdict.OK))
+        add(m.VERIFY_VERDICT, prefix, (("verdict", chain.verdict.value),), 1)
+        if chain.expiry is not None:
+            add(m.CHAIN_EXPIRY, prefix, (), chain.expiry.timestamp())
+        for position, (f, role) in enumerate(zip(chain.facts, chain.roles, strict=True)):
+            pos = (("position", str(position)), ("role", role.value))
+            add(m.CERT_NOT_BEFORE, prefix, pos, f.not_before.timestamp())
+            add(m.CERT_NOT_AFTER, prefix, pos, f.not_after.timestamp())
+            add(m.CERT_WEAK, prefix, pos, _bool(f.weak_crypto))
+            add(m.CERT_INFO, prefix, (
+                *pos, ("subject", f.subject), ("issuer", f.issuer), ("serial", f.serial),
+                ("dns_names", ",".join(f.names)), ("fingerprint_sha256", f.fingerprint_sha256),
+                ("key_type", f.key_type), ("key_bits", str(f.key_bits)),
+                ("signature_algorithm", f.signature_algorithm),
+            ), 1)
+    if report.consistent is not None:
+        base = m.label_text((("source", report.source), ("target", report.target)))
+        add(m.CONSISTENT, f"{base},{static}" if static else base, (), _bool(report.consistent))
+    return {name: "".join(lines) for name, lines in out.items()}
