@@ -56,7 +56,7 @@ local alert = import '../lib/alert.libsonnet';
             'addressesInconsistent',
             'certloop_endpoint_addresses_consistent{%s} == 0' % sel,
             'Addresses of {{ $labels.target }} serve different certificates',
-            ('Not every address {{ $labels.target }} resolves to serves the same leaf %s: some '
+            ('The addresses {{ $labels.target }} resolves to do not all serve the same leaf %sany more: some '
              + 'servers behind the name were not renewed or not reloaded. Clients see one or the other '
              + 'depending on the address they reach.') % cert,
             alert.dashboard(config),
