@@ -1,0 +1,434 @@
+"""`certloop check`: the pure status decision, rendering, config subset, and end-to-end runs on files
+and against real TLS servers (Python's own ssl stack) listening on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
+from certloop.check import load_check_config, parse_target, run
+from certloop.table import Row, Status, Thresholds, decide, exit_code, render_table
+from certloop.verify import Verdict
+from tests.support.pki import Issued, Pki
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).with_name("golden") / "check.json"
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+TH = Thresholds(warn=timedelta(days=21), crit=timedelta(days=7))
+
+
+# ------------------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("verdict", "days", "failure", "expected"),
+    [
+        (Verdict.OK, 90, None, (Status.OK, None)),
+        (Verdict.OK, 21.5, None, (Status.OK, None)),
+        (Verdict.OK, 21, None, (Status.WARN, None)),  # thresholds are inclusive
+        (Verdict.OK, 8, None, (Status.WARN, None)),
+        (Verdict.OK, 7, None, (Status.CRIT, None)),
+        (Verdict.OK, 0.01, None, (Status.CRIT, None)),
+        (Verdict.EXPIRED, -1, None, (Status.EXPIRED, "expired")),
+        (Verdict.INTERMEDIATE_EXPIRED, 30, None, (Status.EXPIRED, "intermediate_expired")),
+        (Verdict.HOSTNAME_MISMATCH, 90, None, (Status.INVALID, "hostname_mismatch")),
+        (Verdict.NOT_YET_VALID, 90, None, (Status.INVALID, "not_yet_valid")),
+        (Verdict.UNKNOWN_AUTHORITY, 3, None, (Status.INVALID, "unknown_authority")),
+        (None, None, "refused", (Status.UNREACHABLE, "refused")),
+    ],
+)
+def test_decide(verdict: Verdict | None, days: float | None, failure: str | None,
+                expected: tuple[Status, str | None]) -> None:
+    """Status from verdict, time left and thresholds: invalid beats time left, thresholds inclusive."""
+    expiry = NOW + timedelta(days=days) if days is not None else None
+    assert decide(verdict, expiry, now=NOW, thresholds=TH, failure=failure) == expected
+
+
+def test_decide_file_content_problem_is_invalid() -> None:
+    """A failure that is not about reaching the target (e.g. a file without certificate) is INVALID."""
+    assert decide(None, None, now=NOW, thresholds=TH, failure="no_certificate", unreachable=False) == (
+        Status.INVALID, "no_certificate",
+    )
+
+
+def test_exit_code_is_the_worst_row() -> None:
+    """0 all OK, 1 when the worst is WARN, 2 for CRIT/EXPIRED/INVALID/UNREACHABLE."""
+    def rows(*statuses: Status) -> list[Row]:
+        return [Row("t", "file", s) for s in statuses]
+    assert exit_code(rows(Status.OK, Status.OK)) == 0
+    assert exit_code(rows(Status.OK, Status.WARN)) == 1
+    for bad in (Status.CRIT, Status.EXPIRED, Status.INVALID, Status.UNREACHABLE):
+        assert exit_code(rows(Status.WARN, bad, Status.OK)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("shop.example:8443", ("shop.example", 8443)),
+        ("shop.example", ("shop.example", 443)),
+        ("127.0.0.1:853", ("127.0.0.1", 853)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("[::1]", ("::1", 443)),
+        ("::1", ("::1", 443)),
+    ],
+)
+def test_parse_target(text: str, expected: tuple[str, int]) -> None:
+    """Targets are host:port with port 443 by default; IPv6 in brackets (or bare without a port)."""
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text", ["shop.example:0", "shop.example:99999", "shop.example:https", "[::1:443", ""])
+def test_parse_target_rejects(text: str) -> None:
+    """Bad ports and broken brackets are refused with a ValueError."""
+    with pytest.raises(ValueError):
+        parse_target(text)
+
+
+def test_table_colour_only_when_asked() -> None:
+    """The plain table has no escape codes; the coloured one colours the status."""
+    rows = [Row("a:443", "endpoint", Status.OK, address="127.0.0.1", subject="CN=a", not_after=NOW),
+            Row("b:443", "endpoint", Status.UNREACHABLE, "timeout")]
+    plain = render_table(rows, now=NOW - timedelta(days=3))
+    assert "\x1b[" not in plain
+    assert "UNREACHABLE (timeout)" in plain
+    assert plain.splitlines()[1].split() == ["a:443", "127.0.0.1", "a", "-", "2030-01-01", "00:00", "3", "OK"]
+    coloured = render_table(rows, now=NOW, colour=True)
+    assert "\x1b[32mOK\x1b[0m" in coloured
+
+
+# ------------------------------------------------------------------------------------- files, golden
+
+
+def _det_cert(seed: int, subject: str, issuer: str, issuer_seed: int, nb: datetime, na: datetime,
+              names: list[str], ca: bool = False) -> x509.Certificate:
+    """A byte-for-byte reproducible certificate (Ed25519 keys from fixed seeds, fixed serial)."""
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+    issuer_key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([issuer_seed]) * 32)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key()).serial_number(seed * 1000 + 7)
+        .not_valid_before(nb).not_valid_after(na)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    return builder.sign(issuer_key, None)
+
+
+def _pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _golden_files(directory: Path) -> list[str]:
+    root = _det_cert(1, "golden root", "golden root", 1, NOW - timedelta(days=100), NOW + timedelta(days=3000),
+                     [], ca=True)
+
+    def leaf(seed: int, name: str, nb_days: float, na_days: float) -> x509.Certificate:
+        return _det_cert(seed, name, "golden root", 1, NOW + timedelta(days=nb_days), NOW + timedelta(days=na_days),
+                         [name])
+
+    files = {
+        "ok.pem": _pem(leaf(2, "ok.example", -10, 90)),
+        "warn.pem": _pem(leaf(3, "warn.example", -80, 10)),
+        "crit.pem": _pem(leaf(4, "crit.example", -80, 2.5)),
+        "expired.pem": _pem(leaf(5, "expired.example", -90, -1)),
+        "future.pem": _pem(leaf(6, "future.example", 5, 95)),
+        "bundle.pem": _pem(leaf(7, "bundle.example", -1, 60)) + b"\n# garbage \x00\n" + _pem(root),
+        "garbage.pem": b"this is not a certificate\n",
+        "empty.pem": b"",
+    }
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    return [*files, "missing.pem"]
+
+
+def test_golden_json_on_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--output json` over reproducible files at a fixed clock equals the committed golden document.
+
+    Regenerate with CERTLOOP_UPDATE_GOLDEN=1 after an intended change, and review the diff."""
+    monkeypatch.chdir(tmp_path)
+    names = _golden_files(tmp_path)
+    out = io.StringIO()
+    code = run(["--output", "json", *names], clock=lambda: NOW, stdout=out, stderr=io.StringIO())
+    assert code == 2
+    if os.environ.get("CERTLOOP_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(out.getvalue())
+    assert json.loads(out.getvalue()) == json.loads(GOLDEN.read_text())
+    assert out.getvalue() == GOLDEN.read_text()  # byte-stable: sorted keys, fixed indentation
+
+
+def test_file_statuses_in_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain table over the same files shows each status with its reason and no colour when piped."""
+    monkeypatch.chdir(tmp_path)
+    names = _golden_files(tmp_path)
+    out = io.StringIO()
+    run(names, clock=lambda: NOW, stdout=out, stderr=io.StringIO())
+    by_target = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
+    assert by_target["ok.pem"].endswith(" OK")
+    assert by_target["warn.pem"].endswith(" WARN")
+    assert by_target["crit.pem"].endswith(" CRIT")
+    assert by_target["expired.pem"].endswith("EXPIRED (expired)")
+    assert by_target["future.pem"].endswith("INVALID (not_yet_valid)")
+    assert by_target["garbage.pem"].endswith("INVALID (no_certificate)")
+    assert by_target["empty.pem"].endswith("INVALID (empty)")
+    assert by_target["missing.pem"].endswith("UNREACHABLE (not_found)")
+    assert "\x1b[" not in out.getvalue()
+
+
+def test_only_warnings_exit_1_and_all_ok_exit_0(tmp_path: Path) -> None:
+    """Exit code 1 when the worst certificate is WARN, 0 when every one is OK."""
+    _golden_files(tmp_path)
+    quiet = {"clock": lambda: NOW, "stdout": io.StringIO(), "stderr": io.StringIO()}
+    assert run([str(tmp_path / "ok.pem"), str(tmp_path / "warn.pem")], **quiet) == 1  # type: ignore[arg-type]
+    assert run([str(tmp_path / "ok.pem")], **quiet) == 0  # type: ignore[arg-type]
+    assert run(["--warn", "5d", "--crit", "1d", str(tmp_path / "warn.pem")], **quiet) == 0  # type: ignore[arg-type]
+
+
+def test_usage_errors_exit_64(tmp_path: Path) -> None:
+    """Unknown flags, bad durations, crit > warn, no targets and bad targets exit 64; --help exits 0."""
+    err = io.StringIO()
+    assert run(["--bogus"], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["--warn", "soon", "x.pem"], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["--warn", "1d", "--crit", "2d", "x.pem"], stdout=io.StringIO(), stderr=err) == 64
+    assert run([], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["shop.example:notaport"], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["--config", str(tmp_path / "missing.yml")], stdout=io.StringIO(), stderr=err) == 64
+    help_run = subprocess.run(
+        [sys.executable, "-m", "certloop.cli", "check", "--help"], cwd=REPO, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert help_run.returncode == 0
+    assert "exit codes:" in help_run.stdout and "64 usage" in help_run.stdout
+    assert "endpoints:" in help_run.stdout  # the config subset is documented
+
+
+def test_config_subset(tmp_path: Path, pki: Pki) -> None:
+    """endpoints/files of an exporter config are read; other keys are ignored; key files in a listed
+    directory are skipped while an explicitly named file without certificate is reported."""
+    certs = tmp_path / "certs"
+    pki.leaf(["a.example"]).write(certs, "a")  # a.crt, a.key, a.chain.pem, a.fullchain.pem
+    (tmp_path / "p.p12").write_bytes(pki.leaf(["p.example"]).pkcs12(b"pw"))
+    (tmp_path / "pw").write_text("pw\n")
+    config = tmp_path / "exporter.yml"
+    config.write_text(
+        "global: {interval: 5m, connect_timeout: 2s, resolver: ['127.0.0.1:53']}\n"
+        "modules: {mail: {starttls: smtp}}\n"
+        "endpoints:\n"
+        "  - targets: [shop.example:443, '[::1]:8443']\n"
+        "    server_name: shop.example\n"
+        "    labels: {certificate: shop}\n"
+        "  - {targets: [mx.example:25], module: mail}\n"
+        "files:\n"
+        f"  - paths: ['{certs}']\n"
+        "    labels: {team: web}\n"
+        f"  - {{paths: ['{tmp_path}/p.p12'], password_file: '{tmp_path}/pw'}}\n"
+        "something_else: {ignored: true}\n"
+    )
+    endpoints, files, glob_ = load_check_config(str(config))
+    assert [(e.host, e.port, e.server_name, e.starttls) for e in endpoints] == [
+        ("shop.example", 443, "shop.example", None),
+        ("::1", 8443, "shop.example", None),
+        ("mx.example", 25, None, "smtp"),
+    ]
+    assert glob_["connect_timeout"] == "2s"
+    assert sorted(Path(f.path).name for f in files) == [
+        "a.chain.pem", "a.crt", "a.fullchain.pem", "a.key", "p.p12",
+    ]
+    assert files[-1].password == b"pw"
+    # run the file part: a.key is left out (found by listing), p.p12 opens with its password file
+    files_only = tmp_path / "files.yml"
+    files_only.write_text(config.read_text().split("endpoints:")[0] + "files:" + config.read_text().split("files:")[1])
+    out = io.StringIO()
+    code = run(["--config", str(files_only), "--output", "json", str(certs / "a.key")], stdout=out,
+               stderr=io.StringIO())
+    results = json.loads(out.getvalue())["results"]
+    targets = [(Path(r["target"]).name, r["status"], r["reason"]) for r in results]
+    assert ("a.key", "INVALID", "no_certificate") in targets  # named explicitly: reported
+    assert sum(1 for t in targets if t[0] == "a.key") == 1  # from the listing: skipped
+    assert ("p.p12", "OK", None) in targets
+    assert code == 2
+
+
+# ------------------------------------------------------------------------------------- real TLS
+
+
+@contextmanager
+def tls_server(certs: Mapping[str | None, Issued], tmp: Path) -> Iterator[int]:
+    """A real TLS server (Python's ssl module) on 127.0.0.1, a port chosen by the OS.
+
+    ``certs`` maps an SNI name to the certificate served for it (``None``: served without SNI or
+    for an unknown name). Each certificate is sent with its chain."""
+    contexts: dict[str | None, ssl.SSLContext] = {}
+    for i, (name, issued) in enumerate(certs.items()):
+        paths = issued.write(tmp, f"srv{i}")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(paths["fullchain"], paths["key"])
+        contexts[name] = ctx
+    default = contexts.get(None) or next(iter(contexts.values()))
+
+    def pick(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        sock.context = contexts.get(name, default)
+
+    default.sni_callback = pick  # type: ignore[assignment]
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(OSError, ssl.SSLError):
+            await reader.read(1)
+        writer.close()
+
+    stop: list[asyncio.Event] = []
+
+    async def serve() -> None:
+        stop.append(asyncio.Event())
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=default)
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        async with server:
+            await stop[0].wait()
+
+    loop.set_exception_handler(lambda _loop, _ctx: None)  # clients closing early are not errors here
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "TLS server did not start"
+    try:
+        yield port[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(10)
+        assert not thread.is_alive(), "TLS server did not stop"
+        loop.close()
+
+
+def _json(argv: list[str], **kwargs: object) -> tuple[int, list[dict[str, object]]]:
+    out = io.StringIO()
+    code = run(["--output", "json", *argv], stdout=out, stderr=io.StringIO(), **kwargs)  # type: ignore[arg-type]
+    return code, json.loads(out.getvalue())["results"]
+
+
+def test_endpoint_ok_warn_and_mismatch(tmp_path: Path, pki: Pki) -> None:
+    """Against a real TLS server: a trusted chain is OK, a short-lived leaf (by SNI) CRIT, a name the
+    leaf does not cover INVALID (hostname_mismatch); the address probed is reported."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    served = {
+        "shop.example": pki.leaf(["shop.example"], days=90),
+        "soon.example": pki.leaf(["soon.example"], days=3),
+        None: pki.leaf(["default.example"], days=90),
+    }
+    with tls_server(served, tmp_path) as port:
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "shop.example", "--ca-file", str(ca)])
+        assert code == 0
+        assert rows[0]["status"] == "OK" and rows[0]["address"] == "127.0.0.1"
+        assert rows[0]["subject"] == "CN=shop.example"
+        assert rows[0]["fingerprint_sha256"] == served["shop.example"].fingerprint
+        assert rows[0]["tls_version"] in {"TLS 1.2", "TLS 1.3"}
+        assert 89 < float(rows[0]["days_left"]) <= 90  # type: ignore[arg-type]
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "soon.example", "--ca-file", str(ca)])
+        assert (code, rows[0]["status"]) == (2, "CRIT")
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "other.example", "--ca-file", str(ca)])
+        assert (code, rows[0]["status"], rows[0]["reason"]) == (2, "INVALID", "hostname_mismatch")
+        # without --ca-file the system store does not know the test root
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "shop.example"])
+        assert rows[0]["reason"] == "unknown_authority"
+
+
+def test_endpoint_broken_chains(tmp_path: Path, pki: Pki) -> None:
+    """Self-signed, expired and missing-intermediate chains served for real get their reasons."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    expired = pki.leaf(["old.example"], not_before=pki.now - timedelta(days=100),
+                       not_after=pki.now - timedelta(days=1))
+    no_chain = pki.leaf(["bare.example"])
+    no_chain.chain = []
+    served = {"self.example": pki.self_signed(["self.example"]), "old.example": expired,
+              "bare.example": no_chain}
+    with tls_server(served, tmp_path) as port:
+        target = f"localhost:{port}"
+        expected = {"self.example": ("INVALID", "self_signed"), "old.example": ("EXPIRED", "expired"),
+                    "bare.example": ("INVALID", "incomplete_chain")}
+        for name, (status, reason) in expected.items():
+            code, rows = _json([target, "--server-name", name, "--ca-file", str(ca)])
+            assert code == 2
+            v4 = [r for r in rows if r["address"] == "127.0.0.1"]  # the server listens on IPv4 only
+            assert [(r["status"], r["reason"]) for r in v4] == [(status, reason)]
+
+
+def test_unreachable_endpoint_and_mixed_run(tmp_path: Path, pki: Pki) -> None:
+    """A refused port is UNREACHABLE (refused) next to a healthy endpoint and a file in one run."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    leaf = pki.leaf(["shop.example"])
+    paths = leaf.write(tmp_path, "file")
+    with tls_server({None: leaf}, tmp_path) as port:
+        import socket
+
+        with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        code, rows = _json([f"127.0.0.1:{port}", f"127.0.0.1:{closed}", str(paths["cert"]),
+                            "--server-name", "shop.example", "--ca-file", str(ca), "--timeout", "2s"])
+    assert code == 2
+    assert [(r["kind"], r["status"], r["reason"]) for r in rows] == [
+        ("endpoint", "OK", None), ("endpoint", "UNREACHABLE", "refused"), ("file", "OK", None),
+    ]
+
+
+def test_terminal_gets_colour_and_progress_unless_no_color(tmp_path: Path, pki: Pki,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal (a pty) the status is coloured and a progress line is drawn on stderr; NO_COLOR
+    turns colour off."""
+    a, b = pki.leaf(["a.example"]).write(tmp_path, "a"), pki.leaf(["b.example"]).write(tmp_path, "b")
+
+    def on_pty() -> tuple[str, str]:
+        results = []
+        for _ in range(2):
+            master, slave = os.openpty()
+            results.append((master, open(slave, "w", encoding="utf-8")))  # noqa: SIM115 -- closed below
+        (out_m, out), (err_m, err) = results
+        run([str(a["cert"]), str(b["cert"])], stdout=out, stderr=err)
+        out.close()
+        err.close()
+        texts = [os.read(out_m, 65536).decode(), os.read(err_m, 65536).decode()]
+        os.close(out_m)
+        os.close(err_m)
+        return texts[0], texts[1]
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    stdout, stderr = on_pty()
+    assert "\x1b[32mOK\x1b[0m" in stdout
+    assert "checking 2/2" in stderr
+    monkeypatch.setenv("NO_COLOR", "1")
+    stdout, _ = on_pty()
+    assert "\x1b[" not in stdout and " OK" in stdout
+
+
+def test_cli_piped_output_is_plain(tmp_path: Path, pki: Pki) -> None:
+    """`certloop check FILE` as a subprocess with stdout piped: a plain table and exit 0."""
+    paths = pki.leaf(["p.example"], days=90).write(tmp_path, "p")
+    done = subprocess.run(
+        [sys.executable, "-m", "certloop.cli", "check", str(paths["cert"])], cwd=REPO, capture_output=True,
+        text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" not in done.stdout and "p.example" in done.stdout
+    assert done.stdout.splitlines()[0].split()[:3] == ["TARGET", "ADDRESS", "SUBJECT"]
+    assert done.stderr == ""
