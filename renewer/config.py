@@ -86,7 +86,7 @@ class AuthConfig(StrictModel):
 
 def token_matches(expected: str, header: str | None) -> bool:
     """Constant-time check of an ``Authorization: Bearer ...`` header against ``expected``."""
-    if not header or not header[:7].lower() == "bearer ":
+    if not header or header[:7].lower() != "bearer ":
         return False
     return hmac.compare_digest(header[7:].strip().encode(), expected.encode())
 
@@ -205,7 +205,7 @@ class RenewerConfig(StrictModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
+        _host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f'expected "host:port", got {v!r}')
         return v

@@ -14,13 +14,16 @@ transaction. Database driver errors become :class:`StoreUnavailable` here and no
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -45,6 +48,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class State(StrEnum):
@@ -213,7 +218,7 @@ class CertificateState:
 _TIME_COLS = frozenset({"not_before", "lease_expires", "created_at", "updated_at", "started_at"})
 
 
-def _job(row: Mapping[str, Any]) -> Job:
+def _job(row: sa.RowMapping) -> Job:
     values = {f.name: row[f.name] for f in fields(Job)}
     for col in _TIME_COLS:
         values[col] = from_ms(values[col])
@@ -251,9 +256,16 @@ class Store:
         self.url = url
         self.engine = _engine(url, busy_timeout)
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb"}
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking store method in the store's thread pool: ``await store.call(store.claim, ...)``."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     @contextmanager
     def _tx(self, operation: str) -> Iterator[Connection]:
@@ -293,13 +305,15 @@ class Store:
                     if last is not None and last >= to_ms(alert_started):
                         return Enqueued(None, False)
                 ms = to_ms(now)
-                job_id = conn.execute(
+                inserted = conn.execute(
                     jobs.insert().values(
                         certificate=certificate, trigger=trigger, reason=reason[:512], force=force,
                         state=State.QUEUED.value, attempt=0, deploy_attempt=0, not_before=ms,
                         created_at=ms, updated_at=ms, active_key=certificate,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None
+                job_id = int(inserted[0])
                 conn.execute(job_events.insert().values(
                     job_id=job_id, from_state=None, to_state=State.QUEUED.value, at=ms, reason=reason, actor=actor,
                 ))
@@ -379,8 +393,11 @@ class Store:
             rows = conn.execute(
                 sa.select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
             ).mappings().all()
-        return [JobEvent(r["job_id"], r["from_state"], r["to_state"], from_ms(r["at"]) or datetime.min.replace(tzinfo=UTC),
-                         r["reason"], r["actor"]) for r in rows]
+        epoch = datetime.fromtimestamp(0, UTC)
+        return [
+            JobEvent(r["job_id"], r["from_state"], r["to_state"], from_ms(r["at"]) or epoch, r["reason"], r["actor"])
+            for r in rows
+        ]
 
     def list_jobs(
         self, *, certificate: str | None = None, state: str | None = None, limit: int = 100,

@@ -1,0 +1,251 @@
+"""The renewer's HTTP API on :mod:`certloop.httpserver`: webhook intake, manual renewals, state, metrics.
+
+Alertmanager retry semantics: 202 once queued (or deliberately ignored), 400 malformed, 401 bad auth,
+413 too large (never retried by Alertmanager), 503 only when the job store cannot take the job.
+Everything under ``/api/v1/`` and ``/-/reload`` needs the bearer token (constant-time compare) and/or
+a client certificate; ``/metrics``, ``/-/healthy``, ``/-/ready`` and the OpenAPI document do not.
+The token is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from certloop import __version__
+from certloop.errors import ConfigError
+from certloop.httpserver import Request, Response, Router
+from renewer.config import RenewerConfig, token_matches
+from renewer.intake import PayloadError, summary, triage
+from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
+from renewer.openapi import OPENAPI
+from renewer.ratelimit import headroom
+from renewer.scheduler import installed_facts, next_due
+from renewer.store import Store, StoreUnavailable
+from renewer.worker import ledger_request
+
+__all__ = ["ROUTES", "Api", "build_router"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Api:
+    store: Store
+    config: Callable[[], RenewerConfig]
+    token: Callable[[], str | None]
+    metrics: RenewerMetrics
+    clock: Callable[[], datetime]
+    wake: Callable[[], None]
+    reload: Callable[[], Awaitable[None]]
+
+    # -- auth -------------------------------------------------------------------------------------
+
+    def _authorized(self, req: Request) -> bool:
+        token = self.token()
+        if token is not None:
+            return token_matches(token, req.headers.get("authorization"))
+        return req.peer_cert is not None  # mTLS only: the TLS layer verified it against client_ca_file
+
+    def _unauthorized(self) -> Response:
+        resp = Response.error(401, "missing or wrong bearer token")
+        resp.headers.append(("WWW-Authenticate", 'Bearer realm="certloop-renewer"'))
+        return resp
+
+    # -- webhook ----------------------------------------------------------------------------------
+
+    async def alertmanager(self, req: Request) -> Response:
+        resp = await self._alertmanager(req)
+        self.metrics.webhook_requests.labels(str(resp.status)).inc()
+        return resp
+
+    async def _alertmanager(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._unauthorized()
+        cfg = self.config()
+        if len(req.body) > cfg.max_body:
+            return Response.error(413, f"request body larger than {cfg.max_body} bytes")
+        try:
+            tri = triage(req.body, configured={c.id for c in cfg.certificates}, renew_on=cfg.alerts.renew_on,
+                         label=cfg.alerts.label)
+        except PayloadError as exc:
+            return Response.error(400, exc.message)
+        outcomes: dict[str, str] = {}
+        now = self.clock()
+        for request in tri.requests:
+            try:
+                res = await self.store.call(
+                    self.store.enqueue, request.certificate, trigger="alert",
+                    reason=f"alert {request.alertname} firing (fingerprint {request.fingerprint or 'none'})",
+                    now=now, alert_started=request.starts_at, actor="alertmanager",
+                )
+            except StoreUnavailable as exc:
+                log.error("webhook: cannot queue %s: %s", request.certificate, exc)
+                return Response.error(503, "cannot queue the renewal now (job store unavailable); retry")
+            outcomes[request.certificate] = "queued" if res.created else "duplicate"
+        for outcome in outcomes.values():
+            self.metrics.alerts.labels(outcome).inc()
+        for ignored in tri.ignored:
+            self.metrics.alerts.labels(ignored.outcome).inc()
+        if "queued" in outcomes.values():
+            self.wake()
+        return Response.json(summary(tri, outcomes), 202)
+
+    # -- certificates and jobs --------------------------------------------------------------------
+
+    async def renew(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._unauthorized()
+        cert_id = req.params["id"]
+        if self.config().spec(cert_id) is None:
+            return Response.error(404, "no such certificate in the configuration")
+        force = (req.arg("force") or "").lower() in {"1", "true", "yes"}
+        try:
+            res = await self.store.call(
+                self.store.enqueue, cert_id, trigger="manual",
+                reason="manual renewal" + (" (forced)" if force else ""), now=self.clock(), force=force,
+                actor="api",
+            )
+        except StoreUnavailable:
+            return Response.error(503, "job store unavailable; retry")
+        if res.created:
+            self.wake()
+        return Response.json({"certificate": cert_id, "job_id": res.job_id, "created": res.created}, 202)
+
+    async def certificates(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._unauthorized()
+        try:
+            states = await self.store.call(self.store.certificate_states)
+            open_jobs = {j.certificate: j for j in await self.store.call(self.store.list_jobs, limit=1000)
+                         if j.state.value in {"queued", "issuing", "installing", "verifying"}}
+        except StoreUnavailable:
+            return Response.error(503, "job store unavailable; retry")
+        now = self.clock()
+        out = []
+        for spec in self.config().certificates:
+            live = installed_facts(spec)
+            st = states.get(spec.id)
+            job = open_jobs.get(spec.id)
+            out.append({
+                "id": spec.id,
+                "domains": spec.domains,
+                "issuer": spec.issuer.type,
+                "not_after": _iso(live.not_after if live else None),
+                "fingerprint_sha256": live.fingerprint_sha256 if live else None,
+                "next_due": _iso(next_due(spec, live, now)),
+                "last_attempt": _iso(st.last_attempt_at if st else None),
+                "last_success": _iso(st.last_success_at if st else None),
+                "last_result": st.last_result if st else None,
+                "last_error": st.last_error if st else None,
+                "open_job": None if job is None else {"id": job.id, "state": job.state.value},
+            })
+        return Response.json({"certificates": out})
+
+    async def jobs(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._unauthorized()
+        try:
+            limit = max(1, min(int(req.arg("limit", "100") or "100"), 1000))
+        except ValueError:
+            return Response.error(400, "limit: expected an integer")
+        try:
+            jobs = await self.store.call(
+                self.store.list_jobs, certificate=req.arg("certificate"), state=req.arg("state"), limit=limit,
+            )
+        except StoreUnavailable:
+            return Response.error(503, "job store unavailable; retry")
+        return Response.json({"jobs": [j.as_dict() for j in jobs]})
+
+    async def job(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._unauthorized()
+        try:
+            job_id = int(req.params["id"])
+        except ValueError:
+            return Response.error(400, "job id: expected an integer")
+        try:
+            job = await self.store.call(self.store.get_job, job_id)
+            events = await self.store.call(self.store.events, job_id) if job else []
+        except StoreUnavailable:
+            return Response.error(503, "job store unavailable; retry")
+        if job is None:
+            return Response.error(404, "no such job")
+        return Response.json({**job.as_dict(), "events": [e.as_dict() for e in events]})
+
+    # -- operations -------------------------------------------------------------------------------
+
+    async def metrics_page(self, req: Request) -> Response:
+        try:
+            await self.refresh_metrics()
+        except StoreUnavailable as exc:
+            log.warning("metrics: job store unavailable, serving the last snapshot: %s", exc)
+        return Response(200, self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+
+    async def refresh_metrics(self) -> None:
+        cfg = self.config()
+        now = self.clock()
+        stats = await self.store.call(self.store.queue_stats, now)
+        states = await self.store.call(self.store.certificate_states)
+        longest = max((r.window for r in cfg.rate_limits), default=timedelta(0))
+        ledger = await self.store.call(self.store.ledger, now - longest)
+        certs: dict[str, CertificateSnapshot] = {}
+        for spec in cfg.certificates:
+            st = states.get(spec.id)
+            live = installed_facts(spec)
+            certs[spec.id] = CertificateSnapshot(
+                not_after=live.not_after if live else None,
+                next_due=next_due(spec, live, now),
+                last_attempt=st.last_attempt_at if st else None,
+                last_success=st.last_success_at if st else None,
+                last_result=st.last_result if st else None,
+            )
+        room = headroom(cfg.rate_limits, ledger, {ledger_request(s) for s in cfg.certificates}, now)
+        self.metrics.set_snapshot(Snapshot(stats.queued, stats.in_progress, stats.oldest_queued, certs, room))
+
+    async def healthy(self, req: Request) -> Response:
+        return Response.text("certloop renewer is healthy.\n")
+
+    async def ready(self, req: Request) -> Response:
+        try:
+            await self.store.call(self.store.ping)
+        except StoreUnavailable:
+            return Response.text("job store unavailable\n", 503)
+        return Response.text("certloop renewer is ready.\n")
+
+    async def do_reload(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._unauthorized()
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            return Response.error(500, f"config not reloaded, the previous one stays active: {exc}")
+        return Response.text("config reloaded\n")
+
+    async def openapi(self, req: Request) -> Response:
+        return Response.json({**OPENAPI, "info": {**OPENAPI["info"], "version": __version__}})
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+# (method, path, Api method): the one table of routes (the OpenAPI test checks the document against it).
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("POST", "/api/v1/alertmanager", "alertmanager"),
+    ("POST", "/api/v1/certificates/{id}/renew", "renew"),
+    ("GET", "/api/v1/certificates", "certificates"),
+    ("GET", "/api/v1/jobs", "jobs"),
+    ("GET", "/api/v1/jobs/{id}", "job"),
+    ("GET", "/api/v1/openapi.json", "openapi"),
+    ("GET", "/metrics", "metrics_page"),
+    ("GET", "/-/healthy", "healthy"),
+    ("GET", "/-/ready", "ready"),
+    ("POST", "/-/reload", "do_reload"),
+)
+
+
+def build_router(api: Api) -> Router:
+    return Router({(method, path): getattr(api, name) for method, path, name in ROUTES})

@@ -1,0 +1,156 @@
+"""The renewer daemon: wires config, store, worker, safety net and HTTP API together, handles signals.
+
+SIGHUP and ``POST /-/reload`` re-read the config file; a bad file is rejected and the running config
+stays (``certloop_renewer_config_last_reload_successful`` 0). SIGTERM/SIGINT stop gracefully; a
+kill -9 is survivable by design (see :mod:`renewer.worker`). The listen address and the database
+are read once at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from certloop.errors import ConfigError
+from certloop.httpserver import HttpServer
+from renewer import migrations, pipeline
+from renewer.api import Api, build_router
+from renewer.config import RenewerConfig, load_config
+from renewer.keystore import Keystore
+from renewer.metrics import RenewerMetrics
+from renewer.scheduler import SafetyNet
+from renewer.store import Store
+from renewer.worker import Worker
+
+__all__ = ["Daemon", "open_keystore", "open_store", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_keystore(cfg: RenewerConfig, *, create: bool = True) -> Keystore:
+    """The configured keystore; by default ``<data_dir>/keystore.key``, created when missing."""
+    ks = cfg.keystore
+    if ks.key is not None or ks.key_file is not None:
+        return Keystore.from_secret(ks.key, ks.key_file)
+    path = cfg.data_dir / "keystore.key"
+    if not path.exists() and create:
+        Keystore.generate_key_file(path)
+        log.warning("created a new keystore key at %s: back it up, it decrypts the stored keys", path)
+    return Keystore.from_secret(None, path)
+
+
+def open_store(cfg: RenewerConfig, *, migrate: bool | None = None) -> Store:
+    """Connect to the configured database; run migrations when ``database.auto_migrate`` (or ``migrate``)."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store(cfg.database_url(), busy_timeout=cfg.database.busy_timeout)
+    if cfg.database.auto_migrate if migrate is None else migrate:
+        try:
+            migrations.upgrade(store.engine)
+        except Exception:
+            # A replica starting at the same moment may have migrated first; fine if we are at head now.
+            if migrations.current(store.engine) != migrations.HEAD:
+                raise
+    return store
+
+
+def _tls_context(cfg: RenewerConfig) -> ssl.SSLContext | None:
+    auth = cfg.auth
+    if auth.tls_cert_file is None or auth.tls_key_file is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(auth.tls_cert_file, auth.tls_key_file)
+    if auth.client_ca_file is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=str(auth.client_ca_file))
+    return ctx
+
+
+class Daemon:
+    def __init__(
+        self, config_path: Path, config: RenewerConfig, *, listen: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config_path = config_path
+        self._config = config
+        self._token = config.auth.bearer_token()
+        self.listen = listen or config.listen
+        self.clock = clock
+        self.metrics = RenewerMetrics()
+        self.stop_event = asyncio.Event()
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+        self.server: HttpServer | None = None
+
+    def config(self) -> RenewerConfig:
+        return self._config
+
+    async def reload(self) -> None:
+        """Re-read the config file; ConfigError leaves the running config in place."""
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+            token = new.auth.bearer_token()
+        except ConfigError as exc:
+            self.metrics.config_reload_ok.set(0)
+            log.error("config reload failed, keeping the previous config: %s", exc)
+            raise
+        old = self._config
+        self._config, self._token = new, token
+        self.metrics.config_reload_ok.set(1)
+        if new.scheduler != old.scheduler and self.safety_net is not None:
+            self.safety_net.restart()
+        if new.listen != old.listen or new.database != old.database or new.data_dir != old.data_dir:
+            log.warning("listen, database and data_dir changes take effect after a restart")
+        log.info("config reloaded: %d certificate(s)", len(new.certificates))
+        if self.safety_net is not None:
+            await self.safety_net.tick()
+
+    safety_net: SafetyNet | None = None
+
+    async def run(self) -> None:
+        cfg = self._config
+        store = await asyncio.to_thread(open_store, cfg)
+        keystore = open_keystore(cfg)
+        ctx = pipeline.RenewalContext(
+            data_dir=cfg.data_dir, clock=self.clock, keystore=keystore,
+            issuance_timeout=cfg.worker.issue_timeout.total_seconds(),
+        )
+        worker = Worker(store=store, config=self.config, ctx=ctx, metrics=self.metrics, owner=self.owner)
+        await worker.recover_all()
+        api = Api(store=store, config=self.config, token=lambda: self._token, metrics=self.metrics,
+                  clock=self.clock, wake=worker.wake, reload=self.reload)
+        self.server = HttpServer(build_router(api), max_body=max(cfg.max_body * 4, 4 << 20),
+                                 ssl_context=_tls_context(cfg), server_header="certloop-renewer")
+        host, _, port = self.listen.rpartition(":")
+        await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all
+        self.metrics.config_reload_ok.set(1)
+        scheme = "https" if self.server.ssl_context else "http"
+        log.info("listening on %s://%s:%d (owner %s)", scheme, host or "0.0.0.0", self.server.port, self.owner)  # noqa: S104
+        self.safety_net = SafetyNet(store, self.config, self.clock, worker.wake)
+        self.safety_net.start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        try:
+            await worker.run(self.stop_event)
+        finally:
+            log.info("shutting down")
+            self.safety_net.stop()
+            await self.server.close()
+            await asyncio.to_thread(store.close)
+
+    async def _sighup(self) -> None:
+        with contextlib.suppress(ConfigError):
+            await self.reload()

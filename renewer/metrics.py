@@ -1,0 +1,172 @@
+"""THE renewer metric catalogue (docs/architecture.md, "Renewer"): names, types, labels in one table.
+
+:data:`CATALOGUE` is the machine-readable list (alerting/ and dashboards/ check their queries against
+it). :class:`RenewerMetrics` owns a private registry: counters and the histogram are updated by the
+intake and the worker of this process; state read from the shared database (queue, per-certificate
+timestamps, rate-limit headroom) is a snapshot set by :meth:`RenewerMetrics.set_snapshot` just before
+each scrape, so ``collect()`` does no I/O and a removed certificate's series vanish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from certloop import __version__
+from renewer.intake import OUTCOMES
+
+__all__ = ["CATALOGUE", "RESULTS", "MetricDef", "RenewerMetrics", "Snapshot"]
+
+RESULTS = ("succeeded", "failed", "rolled_back")
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
+
+
+CATALOGUE: tuple[MetricDef, ...] = (
+    MetricDef("certloop_renewer_webhook_requests_total", "counter", ("code",), "Webhook requests by HTTP status."),
+    MetricDef("certloop_renewer_alerts_total", "counter", ("outcome",),
+              "Alerts received, by outcome (queued, duplicate, unknown_certificate, resolved_ignored, not_renewable)."),
+    MetricDef("certloop_renewer_renewals_total", "counter", ("certificate", "issuer", "result"),
+              "Finished renewals by result (succeeded, failed, rolled_back)."),
+    MetricDef("certloop_renewer_renewal_duration_seconds", "histogram", ("issuer",),
+              "Time from the job being queued (alert) to the new certificate verified as served."),
+    MetricDef("certloop_renewer_last_success_timestamp_seconds", "gauge", ("certificate",),
+              "When the certificate was last renewed successfully."),
+    MetricDef("certloop_renewer_last_attempt_timestamp_seconds", "gauge", ("certificate",),
+              "When the last renewal attempt of the certificate finished."),
+    MetricDef("certloop_renewer_last_result", "gauge", ("certificate", "result"),
+              "Result of the last finished attempt (1 for the current result)."),
+    MetricDef("certloop_renewer_next_due_timestamp_seconds", "gauge", ("certificate",),
+              "When the safety net will renew the certificate."),
+    MetricDef("certloop_renewer_certificate_not_after_timestamp_seconds", "gauge", ("certificate",),
+              "Expiry of the installed certificate."),
+    MetricDef("certloop_renewer_queue_depth", "gauge", (), "Jobs queued (open and not being worked)."),
+    MetricDef("certloop_renewer_jobs_in_progress", "gauge", (), "Jobs being worked (leased) by any replica."),
+    MetricDef("certloop_renewer_oldest_queued_job_timestamp_seconds", "gauge", (),
+              "Creation time of the oldest queued job (0 if none)."),
+    MetricDef("certloop_renewer_ratelimit_remaining", "gauge", ("issuer", "limit"),
+              "Headroom left in the rate-limit ledger."),
+    MetricDef("certloop_renewer_build_info", "gauge", ("version",), "Build information (always 1)."),
+    MetricDef("certloop_renewer_config_last_reload_successful", "gauge", (),
+              "Whether the last configuration (re)load succeeded."),
+)
+_DEF = {m.name: m for m in CATALOGUE}
+
+
+def _ts(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+@dataclass(frozen=True)
+class CertificateSnapshot:
+    not_after: datetime | None = None
+    next_due: datetime | None = None
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_result: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    queued: int = 0
+    in_progress: int = 0
+    oldest_queued: datetime | None = None
+    certificates: Mapping[str, CertificateSnapshot] = field(default_factory=dict)
+    ratelimit_remaining: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, owner: RenewerMetrics) -> None:
+        self.owner = owner
+
+    def describe(self) -> list[Metric]:
+        return []  # collect() is cheap and I/O-free, but describing lazily keeps registration trivial
+
+    def _family(self, name: str) -> GaugeMetricFamily:
+        d = _DEF[name]
+        return GaugeMetricFamily(name, d.help, labels=list(d.labels))
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.owner.snapshot
+        for name, value in (
+            ("certloop_renewer_queue_depth", snap.queued),
+            ("certloop_renewer_jobs_in_progress", snap.in_progress),
+            ("certloop_renewer_oldest_queued_job_timestamp_seconds", _ts(snap.oldest_queued) or 0.0),
+        ):
+            fam = self._family(name)
+            fam.add_metric([], float(value))
+            yield fam
+        per_cert = {
+            "certloop_renewer_last_success_timestamp_seconds": "last_success",
+            "certloop_renewer_last_attempt_timestamp_seconds": "last_attempt",
+            "certloop_renewer_next_due_timestamp_seconds": "next_due",
+            "certloop_renewer_certificate_not_after_timestamp_seconds": "not_after",
+        }
+        for name, attr in per_cert.items():
+            fam = self._family(name)
+            for cert_id, cert in sorted(snap.certificates.items()):
+                when = getattr(cert, attr)
+                if when is not None:
+                    fam.add_metric([cert_id], when.timestamp())
+            yield fam
+        fam = self._family("certloop_renewer_last_result")
+        for cert_id, cert in sorted(snap.certificates.items()):
+            if cert.last_result in RESULTS:
+                fam.add_metric([cert_id, cert.last_result], 1.0)
+        yield fam
+        fam = self._family("certloop_renewer_ratelimit_remaining")
+        for (issuer, limit), left in sorted(snap.ratelimit_remaining.items()):
+            fam.add_metric([issuer, limit], float(left))
+        yield fam
+
+
+class RenewerMetrics:
+    """The renewer's metrics in their own registry (a fresh one per daemon and per test)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.webhook_requests = Counter(
+            "certloop_renewer_webhook_requests", _DEF["certloop_renewer_webhook_requests_total"].help,
+            ["code"], registry=r,
+        )
+        self.alerts = Counter(
+            "certloop_renewer_alerts", _DEF["certloop_renewer_alerts_total"].help, ["outcome"], registry=r,
+        )
+        for outcome in OUTCOMES:
+            self.alerts.labels(outcome)
+        self.renewals = Counter(
+            "certloop_renewer_renewals", _DEF["certloop_renewer_renewals_total"].help,
+            ["certificate", "issuer", "result"], registry=r,
+        )
+        self.renewal_duration = Histogram(
+            "certloop_renewer_renewal_duration_seconds", _DEF["certloop_renewer_renewal_duration_seconds"].help,
+            ["issuer"], registry=r, buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
+        )
+        self.build_info = Gauge(
+            "certloop_renewer_build_info", _DEF["certloop_renewer_build_info"].help, ["version"], registry=r,
+        )
+        self.build_info.labels(__version__).set(1)
+        self.config_reload_ok = Gauge(
+            "certloop_renewer_config_last_reload_successful",
+            _DEF["certloop_renewer_config_last_reload_successful"].help, registry=r,
+        )
+        self.snapshot = Snapshot()
+        r.register(_SnapshotCollector(self))
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

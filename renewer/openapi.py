@@ -1,0 +1,255 @@
+"""The OpenAPI 3.1 document of the renewer's HTTP API (served at ``GET /api/v1/openapi.json``).
+
+Kept beside :data:`renewer.api.ROUTES`; a test checks that both list the same operations and that
+real responses validate against the schemas here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPENAPI"]
+
+_TS = {"type": ["string", "null"], "format": "date-time"}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+_JOB_PROPS: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "certificate": {"type": "string"},
+    "trigger": {"type": "string", "enum": ["alert", "schedule", "manual"]},
+    "reason": {"type": "string"},
+    "force": {"type": "boolean"},
+    "state": {"type": "string",
+              "enum": ["queued", "issuing", "installing", "verifying", "succeeded", "failed", "rolled_back"]},
+    "attempt": {"type": "integer", "description": "issuance attempts so far"},
+    "deploy_attempt": {"type": "integer", "description": "deployment attempts so far"},
+    "not_before": {"type": "string", "format": "date-time", "description": "not run before (backoff)"},
+    "lease_owner": {"type": ["string", "null"]},
+    "lease_expires": _TS,
+    "created_at": {"type": "string", "format": "date-time"},
+    "updated_at": {"type": "string", "format": "date-time"},
+    "started_at": _TS,
+    "last_error": {"type": ["string", "null"]},
+    "material_ref": {"type": ["string", "null"]},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "certloop renewer",
+        "version": "0",
+        "description": "Renews certificates on Alertmanager webhooks, installs them safely, verifies, rolls back.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "mtls": {"type": "mutualTLS"}},
+        "schemas": {
+            "Error": _ERROR,
+            "AlertmanagerPayload": {
+                "type": "object",
+                "description": "Alertmanager webhook payload, version 4",
+                "required": ["version", "groupKey", "status", "receiver", "alerts"],
+                "properties": {
+                    "version": {"const": "4"},
+                    "groupKey": {"type": "string"},
+                    "truncatedAlerts": {"type": "integer", "minimum": 0},
+                    "status": {"enum": ["firing", "resolved"]},
+                    "receiver": {"type": "string"},
+                    "groupLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "commonLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "commonAnnotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "externalURL": {"type": "string"},
+                    "alerts": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["status", "labels", "startsAt"],
+                        "properties": {
+                            "status": {"enum": ["firing", "resolved"]},
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "startsAt": {"type": "string"},
+                            "endsAt": {"type": "string"},
+                            "generatorURL": {"type": "string"},
+                            "fingerprint": {"type": "string"},
+                        },
+                    }},
+                },
+            },
+            "WebhookResult": {
+                "type": "object",
+                "required": ["groupKey", "truncatedAlerts", "certificates", "ignored"],
+                "properties": {
+                    "groupKey": {"type": "string"},
+                    "truncatedAlerts": {"type": "integer"},
+                    "certificates": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["certificate", "outcome", "alertname", "fingerprint"],
+                        "properties": {
+                            "certificate": {"type": "string"},
+                            "outcome": {"enum": ["queued", "duplicate"]},
+                            "alertname": {"type": "string"},
+                            "fingerprint": {"type": "string"},
+                        },
+                    }},
+                    "ignored": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["outcome", "detail", "fingerprint"],
+                        "properties": {
+                            "outcome": {"enum": ["duplicate", "unknown_certificate", "resolved_ignored",
+                                                 "not_renewable"]},
+                            "detail": {"type": "string"},
+                            "fingerprint": {"type": "string"},
+                        },
+                    }},
+                },
+            },
+            "Job": {"type": "object", "required": list(_JOB_PROPS), "properties": _JOB_PROPS},
+            "JobEvent": {
+                "type": "object",
+                "required": ["from_state", "to_state", "at", "reason", "actor"],
+                "properties": {
+                    "from_state": {"type": ["string", "null"]},
+                    "to_state": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "reason": {"type": "string"},
+                    "actor": {"type": ["string", "null"]},
+                },
+            },
+            "Certificate": {
+                "type": "object",
+                "required": ["id", "domains", "issuer", "not_after", "fingerprint_sha256", "next_due",
+                             "last_attempt", "last_success", "last_result", "last_error", "open_job"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "domains": {"type": "array", "items": {"type": "string"}},
+                    "issuer": {"type": "string"},
+                    "not_after": {**_TS, "description": "expiry of the installed certificate (read from its file)"},
+                    "fingerprint_sha256": {"type": ["string", "null"]},
+                    "next_due": {**_TS, "description": "when the safety net renews it"},
+                    "last_attempt": _TS,
+                    "last_success": _TS,
+                    "last_result": {"type": ["string", "null"], "enum": ["succeeded", "failed", "rolled_back", None]},
+                    "last_error": {"type": ["string", "null"]},
+                    "open_job": {"type": ["object", "null"], "properties": {
+                        "id": {"type": "integer"}, "state": {"type": "string"}}},
+                },
+            },
+        },
+    },
+    "security": [{"bearer": []}, {"mtls": []}],
+    "paths": {
+        "/api/v1/alertmanager": {"post": {
+            "operationId": "alertmanagerWebhook",
+            "summary": "Alertmanager webhook receiver (payload version 4)",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AlertmanagerPayload"}}}},
+            "responses": {
+                "202": {"description": "accepted: what happened to each alert", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/WebhookResult"}}}},
+                "400": _err("malformed payload; the message names the wrong field"),
+                "401": _err("missing or wrong bearer token"),
+                "413": _err("body over the size limit"),
+                "503": _err("the job store cannot queue now; Alertmanager retries"),
+            },
+        }},
+        "/api/v1/certificates/{id}/renew": {"post": {
+            "operationId": "renewCertificate",
+            "summary": "Queue a renewal now",
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"},
+                 "description": "renew even if a repeat alert would be deduplicated"},
+            ],
+            "responses": {
+                "202": {"description": "queued (created) or the open job", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["certificate", "job_id", "created"], "properties": {
+                        "certificate": {"type": "string"}, "job_id": {"type": ["integer", "null"]},
+                        "created": {"type": "boolean"}}}}}},
+                "401": _err("missing or wrong bearer token"),
+                "404": _err("no such certificate"),
+                "503": _err("job store unavailable"),
+            },
+        }},
+        "/api/v1/certificates": {"get": {
+            "operationId": "listCertificates",
+            "summary": "Managed certificates and their renewal state",
+            "responses": {
+                "200": {"description": "every configured certificate", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["certificates"], "properties": {"certificates": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/Certificate"}}}}}}},
+                "401": _err("missing or wrong bearer token"),
+                "503": _err("job store unavailable"),
+            },
+        }},
+        "/api/v1/jobs": {"get": {
+            "operationId": "listJobs",
+            "summary": "Recent jobs, newest first",
+            "parameters": [
+                {"name": "certificate", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "state", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+            ],
+            "responses": {
+                "200": {"description": "jobs", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["jobs"], "properties": {
+                        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}},
+                "400": _err("bad query parameter"),
+                "401": _err("missing or wrong bearer token"),
+                "503": _err("job store unavailable"),
+            },
+        }},
+        "/api/v1/jobs/{id}": {"get": {
+            "operationId": "getJob",
+            "summary": "One job with its audit trail",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {
+                "200": {"description": "the job and every state change", "content": {"application/json": {
+                    "schema": {"allOf": [{"$ref": "#/components/schemas/Job"}, {
+                        "type": "object", "required": ["events"], "properties": {"events": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/JobEvent"}}}}]}}}},
+                "400": _err("job id is not an integer"),
+                "401": _err("missing or wrong bearer token"),
+                "404": _err("no such job"),
+                "503": _err("job store unavailable"),
+            },
+        }},
+        "/api/v1/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document", "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                "schema": {"type": "object"}}}}},
+        }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
+            "responses": {"200": _text("Prometheus text exposition format")},
+        }},
+        "/-/healthy": {"get": {
+            "operationId": "healthy", "summary": "Liveness", "security": [],
+            "responses": {"200": _text("the process is up")},
+        }},
+        "/-/ready": {"get": {
+            "operationId": "ready", "summary": "Readiness: the job store answers", "security": [],
+            "responses": {"200": _text("ready"), "503": _text("job store unavailable")},
+        }},
+        "/-/reload": {"post": {
+            "operationId": "reload", "summary": "Reload the config file (as SIGHUP); a bad config is rejected",
+            "responses": {
+                "200": _text("reloaded"),
+                "401": _err("missing or wrong bearer token"),
+                "500": _err("the new config is invalid; the previous one stays active"),
+            },
+        }},
+    },
+}

@@ -1,0 +1,280 @@
+"""The worker: claim open jobs, issue, save, deploy, verify; retry issuance and deployment separately.
+
+Each of ``worker.concurrency`` loops claims one job at a time from the shared store (a lease, renewed
+while working). Phases of a job:
+
+1. issuance (state ``issuing``): the rate-limit ledger is consulted first (deny -> back to ``queued``
+   with the reason, until the limit frees up); the issuer runs; the material is validated and saved
+   encrypted (``pipeline.save_material``), keyed by the job id.
+2. deployment (``installing`` -> ``verifying``): ``pipeline.deploy`` installs, reloads, verifies, and
+   rolls back by itself on failure. A rolled-back deployment is retried from the saved material -
+   a failed reload never re-issues.
+
+A crash (kill -9) anywhere: the live files are restored by ``pipeline.recover`` at start-up or before
+the resumed deployment; the job's lease expires and any replica resumes it from its saved material,
+or re-issues if nothing was saved yet. Every state change is written with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from cryptography import x509
+
+from renewer import pipeline
+from renewer.config import RenewerConfig
+from renewer.errors import (
+    ChallengeFailed,
+    IssuanceError,
+    NotDue,
+    PendingManual,
+    RateLimited,
+    RenewerError,
+    RollbackFailed,
+    RolledBack,
+    ValidationError,
+)
+from renewer.metrics import RenewerMetrics
+from renewer.policy import next_attempt_at
+from renewer.ratelimit import LedgerRequest, check, failure_events, order_events
+from renewer.spec import CertificateSpec, renewal_due_at
+from renewer.store import Job, State, Store, StoreUnavailable
+
+__all__ = ["LeaseLost", "Worker", "ledger_request"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(RenewerError):
+    """Another replica took the job over (our lease expired); stop working on it."""
+
+
+def ledger_request(spec: CertificateSpec) -> LedgerRequest:
+    """The rate-limit ledger identity of ``spec``'s issuer: its type plus its CA directory/account."""
+    directory = getattr(spec.issuer, "directory", None) or getattr(spec.issuer, "server", None) or ""
+    return LedgerRequest(spec.issuer.type, f"{spec.issuer.type} {directory}".strip(), tuple(spec.domains))
+
+
+class Worker:
+    def __init__(
+        self, *, store: Store, config: Callable[[], RenewerConfig], ctx: pipeline.RenewalContext,
+        metrics: RenewerMetrics, owner: str, rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.ctx = ctx
+        self.clock = ctx.clock
+        self.metrics = metrics
+        self.owner = owner
+        self.rand = rand
+        self._wake = asyncio.Event()
+        self.active: dict[int, str] = {}  # job id -> certificate, for this process
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recover_all(self) -> None:
+        """At start-up: undo installs a crash interrupted, for every configured certificate."""
+        for spec in self.config().certificates:
+            try:
+                if await pipeline.recover(spec, self.ctx):
+                    log.warning("recovered an interrupted install of %s: previous files restored", spec.id)
+            except RenewerError as exc:
+                log.error("cannot recover the interrupted install of %s: %s", spec.id, exc)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loops = [asyncio.create_task(self._loop(stop), name=f"worker-{i}")
+                 for i in range(self.config().worker.concurrency)]
+        try:
+            await stop.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            cfg = self.config().worker
+            try:
+                job = await self.store.call(self.store.claim, self.owner, self.clock(), cfg.lease)
+            except StoreUnavailable as exc:
+                log.warning("cannot claim jobs: %s", exc)
+                job = None
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), cfg.poll_interval.total_seconds())
+                continue
+            self._wake.set()  # there may be more: let an idle sibling look too
+            await self.work(job)
+
+    async def work(self, job: Job) -> None:
+        """Run one claimed job until it is finished, requeued or its lease is lost."""
+        self.active[job.id] = job.certificate
+        task = asyncio.create_task(self._process(job))
+        beat = asyncio.create_task(self._heartbeat(job, task))
+        try:
+            await task
+        except LeaseLost:
+            log.warning("job %s: lease lost to another replica; stopped working on it", job.id)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            log.warning("job %s: stopped (lease lost or shutting down)", job.id)
+        except StoreUnavailable as exc:
+            log.error("job %s: store unavailable (%s); it resumes when the lease expires", job.id, exc)
+        except Exception:
+            log.exception("job %s: unexpected error", job.id)
+            with contextlib.suppress(RenewerError):
+                await self._finish(job, None, State.FAILED, "internal error (see the renewer log)")
+        finally:
+            beat.cancel()
+            self.active.pop(job.id, None)
+
+    async def _heartbeat(self, job: Job, task: asyncio.Task[None]) -> None:
+        lease = self.config().worker.lease
+        while not task.done():
+            await asyncio.sleep(lease.total_seconds() / 3)
+            try:
+                ok = await self.store.call(self.store.extend_lease, job.id, self.owner, self.clock() + lease)
+            except StoreUnavailable:
+                continue
+            if not ok:
+                task.cancel()
+                return
+
+    async def _move(self, job: Job, to: State, reason: str, **values: object) -> None:
+        ok = await self.store.call(self.store.transition, job.id, self.owner, to, reason, self.clock(), **values)
+        if not ok:
+            raise LeaseLost(f"job {job.id}")
+
+    async def _process(self, job: Job) -> None:
+        cfg = self.config()
+        spec = cfg.spec(job.certificate)
+        if spec is None:
+            await self._finish(job, None, State.FAILED, "certificate is no longer configured")
+            return
+        material = pipeline.load_material(self.ctx, job.id)
+        if job.state in (State.INSTALLING, State.VERIFYING):
+            # A replica died mid-deployment: put the previous files back before anything else.
+            await pipeline.recover(spec, self.ctx)
+        if material is None:
+            material = await self._issue(job, spec)
+            if material is None:
+                return
+        await self._deploy(job, spec, material)
+
+    async def _issue(self, job: Job, spec: CertificateSpec) -> pipeline.IssuedMaterial | None:
+        cfg = self.config()
+        now = self.clock()
+        request = ledger_request(spec)
+        longest = max((r.window for r in cfg.rate_limits), default=timedelta(0))
+        events = await self.store.call(self.store.ledger, now - longest, request.account)
+        decision = check(cfg.rate_limits, events, request, now)
+        if not decision.allowed:
+            await self._move(job, State.QUEUED, f"waiting: {decision.detail}; next try {decision.retry_at}",
+                             not_before=decision.retry_at or now, lease_owner=None, lease_expires=None)
+            return None
+        attempt = job.attempt + 1
+        await self._move(job, State.ISSUING, f"issuing with {spec.issuer.type} (attempt {attempt})",
+                         attempt=attempt, started_at=job.started_at or now)
+        await self.store.call(self.store.record_ledger, order_events(request, now, job.id))
+        try:
+            material = await pipeline.issue(spec, self.ctx)
+            pipeline.validate(material, spec, now=self.clock())
+        except (IssuanceError, ValidationError) as exc:
+            await self._issue_failed(job, spec, attempt, exc)
+            return None
+        pipeline.save_material(self.ctx, job.id, material)
+        return material
+
+    async def _issue_failed(self, job: Job, spec: CertificateSpec, attempt: int, exc: RenewerError) -> None:
+        cfg = self.config()
+        now = self.clock()
+        kind = type(exc).__name__
+        detail = f"{kind}: {exc}"
+        if isinstance(exc, ChallengeFailed):
+            events = failure_events(ledger_request(spec), [exc.domain], now, job.id)
+            await self.store.call(self.store.record_ledger, events)
+        if isinstance(exc, NotDue | PendingManual) or attempt >= cfg.worker.max_attempts:
+            why = "needs a human" if isinstance(exc, PendingManual) else f"after {attempt} attempt(s)"
+            await self._finish(job, spec, State.FAILED, f"issuance failed {why}: {detail}")
+            return
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        when = next_attempt_at(attempt, now, cfg.worker.backoff_base, cfg.worker.backoff_max, self.rand(), retry_after)
+        await self._move(job, State.QUEUED, f"issuance failed ({detail}); retry at {when.isoformat()}",
+                         not_before=when, last_error=detail[:2000], lease_owner=None, lease_expires=None)
+        await self._attempted(spec, detail)
+
+    async def _deploy(self, job: Job, spec: CertificateSpec, material: pipeline.IssuedMaterial) -> None:
+        cfg = self.config()
+        deploy_attempt = job.deploy_attempt + 1
+
+        async def on_stage(stage: str) -> None:
+            if stage == "installing":
+                await self._move(job, State.INSTALLING, f"installing (deploy attempt {deploy_attempt})",
+                                 deploy_attempt=deploy_attempt, material_ref=f"material/{job.id}.sealed")
+            elif stage == "verifying":
+                await self._move(job, State.VERIFYING, "deploy steps done; verifying the served leaf")
+
+        try:
+            result = await pipeline.deploy(material, spec, self.ctx, on_stage=on_stage)
+        except RolledBack as exc:
+            detail = f"rolled back: {exc.reason}"
+            if deploy_attempt >= cfg.worker.max_attempts:
+                await self._finish(job, spec, State.ROLLED_BACK, f"{detail} (after {deploy_attempt} deploy attempts)")
+                return
+            now = self.clock()
+            when = next_attempt_at(deploy_attempt, now, cfg.worker.backoff_base, cfg.worker.backoff_max, self.rand())
+            await self._move(job, State.QUEUED, f"{detail}; deployment retried at {when.isoformat()} (no re-issue)",
+                             not_before=when, last_error=detail[:2000], lease_owner=None, lease_expires=None)
+            await self._attempted(spec, detail)
+            return
+        except RollbackFailed as exc:
+            log.error("job %s: ROLLBACK FAILED for %s: %s", job.id, spec.id, exc.reason)
+            await self._finish(job, spec, State.FAILED, f"ROLLBACK FAILED, live files may be broken: {exc.reason}")
+            return
+        await self._finish(
+            job, spec, State.SUCCEEDED,
+            f"verified: leaf {result.fingerprint[:16]}... served by {len(result.endpoints)} endpoint(s)",
+            material=material,
+        )
+
+    async def _attempted(self, spec: CertificateSpec, error: str) -> None:
+        await self.store.call(self.store.update_certificate_state, spec.id, self.clock(),
+                              last_attempt_at=self.clock(), last_error=error[:2000])
+
+    async def _finish(
+        self, job: Job, spec: CertificateSpec | None, state: State, reason: str,
+        material: pipeline.IssuedMaterial | None = None,
+    ) -> None:
+        now = self.clock()
+        extra: dict[str, object] = {} if state is State.SUCCEEDED else {"last_error": reason[:2000]}
+        await self._move(job, state, reason, **extra)
+        if spec is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            pipeline.discard_material(self.ctx, job.id)
+        values: dict[str, object] = {"last_attempt_at": now, "last_result": state.value, "last_job_id": job.id}
+        if state is State.SUCCEEDED:
+            values.update(last_success_at=now, last_error=None)
+            if material is not None:
+                not_before, not_after = _validity(material)
+                values.update(not_after=not_after, next_due=renewal_due_at(spec, not_before, not_after))
+        else:
+            values["last_error"] = reason[:2000]
+        await self.store.call(self.store.update_certificate_state, spec.id, now, **values)
+        self.metrics.renewals.labels(spec.id, spec.issuer.type, state.value).inc()
+        if state is State.SUCCEEDED:
+            self.metrics.renewal_duration.labels(spec.issuer.type).observe((now - job.created_at).total_seconds())
+        log.info("job %s (%s): %s: %s", job.id, spec.id, state.value, reason)
+
+
+def _validity(material: pipeline.IssuedMaterial) -> tuple[datetime, datetime]:
+    leaf = x509.load_pem_x509_certificate(material.cert_pem)
+    return leaf.not_valid_before_utc, leaf.not_valid_after_utc
