@@ -228,3 +228,22 @@ def test_earliest_expiry_excludes_presented_root() -> None:
     # a root presented at the end that expires first does not count
     old_root_pki = Pki(now=NOW - timedelta(days=3640))
     assert earliest_expiry([leaf.cert, old_root_pki.root]) == facts(leaf.cert).not_after
+
+
+def test_hostile_chain_of_lookalike_issuers_is_cheap() -> None:
+    """A chain padded with 60 look-alike intermediates (the issuer's name, other keys) is judged
+    quickly, and as incomplete: none of them is the leaf's issuer (key identifiers differ)."""
+    import time
+
+    pki = Pki(now=NOW)
+    leaf = pki.leaf(["pad.example"])
+    fakes = [
+        build_cert(subject=facts(pki.intermediate.cert).subject.removeprefix("CN="), key=new_key(),
+                   issuer_cert=pki.root, issuer_key=pki.root_key, not_before=NOW - timedelta(days=1),
+                   not_after=NOW + timedelta(days=30), ca=True, path_length=0)
+        for _ in range(60)
+    ]
+    started = time.monotonic()
+    verdict = verify_chain([leaf.cert, *fakes], trust=_trust(pki), at=NOW)
+    assert time.monotonic() - started < 2
+    assert verdict is Verdict.INCOMPLETE_CHAIN

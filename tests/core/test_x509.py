@@ -288,3 +288,15 @@ def test_expired_and_self_signed_facts_still_parse() -> None:
         not_after=past + timedelta(days=1), ca=False,
     )
     assert facts(cert).self_issued
+
+
+def test_hostile_pem_is_parsed_in_linear_time(pki: Pki) -> None:
+    """Hundreds of thousands of unterminated BEGIN lines around a real certificate: found quickly,
+    the unterminated blocks reported as problems."""
+    leaf = pki.leaf(["h.example"])
+    junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n" * 200_000
+    started = time.monotonic()
+    parsed = parse_certificates(junk[:100] + leaf.pem + junk)
+    assert time.monotonic() - started < 3
+    assert parsed.certificates == (leaf.cert,)
+    assert parsed.problems[-1].detail == "no END line"

@@ -1,0 +1,196 @@
+"""certloop.tls.fetch against real TLS servers: the presented chain, invalid or not, with SNI.
+
+nginx (Debian, started per module on loopback) serves three names on one port; stdlib ``ssl``
+servers cover what nginx cannot be made to do here (a TLS 1.0-only legacy peer, an anonymous
+suite without any certificate, IPv6 on ``::1``). Every fetch test runs under stock asyncio and
+under uvloop, the two loops the exporter supports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import warnings
+from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certloop.tls import FailureReason, Presented, ProbeError, fetch, observation_context
+from stack.nginx import Nginx
+from stack.process import LOOPBACK, free_port
+from tests.support.pki import Issued, Pki
+from tests.support.servers import ThreadedServer, ipv6_loopback_available, server_context, tls_after
+
+Runner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def der(issued: Issued) -> tuple[bytes, ...]:
+    return (issued.cert.public_bytes(Encoding.DER), *(c.public_bytes(Encoding.DER) for c in issued.chain))
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Run a coroutine to completion on a fresh event loop of the parametrised kind."""
+    return asyncio.run if request.param == "asyncio" else uvloop.run
+
+
+@dataclass(frozen=True)
+class Site:
+    port: int
+    valid: Issued
+    self_signed: Issued
+    expired: Issued
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One real nginx port with three SNI names: valid (default), self-signed, expired."""
+    tmp = tmp_path_factory.mktemp("tls-nginx")
+    pki = Pki()
+    valid = pki.leaf(["shop.example"])
+    self_signed = pki.self_signed(["self.example"])
+    expired = pki.leaf(
+        ["old.example"], not_before=pki.now - timedelta(days=60), not_after=pki.now - timedelta(days=2)
+    )
+    port = free_port()
+    web = Nginx(tmp / "nginx")
+    for name, issued, default in (
+        ("shop", valid, True), ("self", self_signed, False), ("old", expired, False)
+    ):
+        paths = issued.write(tmp / "certs", name)
+        web.add_site(
+            [f"{name}.example"], paths["fullchain"], paths["key"], [(LOOPBACK, port)], default=default
+        )
+    web.start()
+    try:
+        yield Site(port, valid, self_signed, expired)
+    finally:
+        web.stop()
+
+
+def test_full_chain_is_retrieved_with_version_cipher_and_timings(site: Site, run: Runner) -> None:
+    """A valid site yields leaf + intermediate exactly as served, the TLS version, cipher and timings."""
+    got: Presented = run(fetch(LOOPBACK, site.port, server_name="shop.example"))
+    assert got.chain_der == der(site.valid)
+    assert len(got.chain_der) == 2
+    assert got.tls_version in {"TLS 1.2", "TLS 1.3"}
+    assert got.cipher  # e.g. ECDHE-ECDSA-AES256-GCM-SHA384
+    assert got.address == LOOPBACK and got.port == site.port and got.server_name == "shop.example"
+    assert 0 <= got.connect_seconds < 5 and 0 < got.handshake_seconds < 5
+
+
+def test_sni_selects_the_certificate(site: Site, run: Runner) -> None:
+    """Each server name on the one port returns its own leaf; no SNI gets the default site."""
+    async def all_names() -> list[Presented]:
+        return list(await asyncio.gather(
+            fetch(LOOPBACK, site.port, server_name="self.example"),
+            fetch(LOOPBACK, site.port, server_name="old.example"),
+            fetch(LOOPBACK, site.port, server_name="shop.example"),
+            fetch(LOOPBACK, site.port),
+        ))
+
+    self_signed, expired, valid, default = run(all_names())
+    assert self_signed.chain_der[0] == der(site.self_signed)[0]
+    assert expired.chain_der[0] == der(site.expired)[0]
+    assert valid.chain_der[0] == der(site.valid)[0]
+    assert default.chain_der[0] == der(site.valid)[0] and default.server_name is None
+
+
+def test_invalid_chains_are_still_retrieved(site: Site, run: Runner) -> None:
+    """Self-signed and expired certificates are presented data, not handshake failures."""
+    got = run(fetch(LOOPBACK, site.port, server_name="self.example"))
+    assert got.chain_der == der(site.self_signed)  # a lone self-signed certificate
+    cert = x509.load_der_x509_certificate(got.chain_der[0])
+    assert cert.issuer == cert.subject
+    got = run(fetch(LOOPBACK, site.port, server_name="old.example"))
+    assert got.chain_der == der(site.expired)
+    assert x509.load_der_x509_certificate(got.chain_der[0]).not_valid_after_utc < datetime.now(UTC)
+
+
+def test_ip_literal_server_name_sends_no_sni(site: Site, run: Runner) -> None:
+    """An IP given as server name is not sent as SNI (RFC 6066): the default site answers."""
+    got = run(fetch(LOOPBACK, site.port, server_name=LOOPBACK))
+    assert got.server_name is None
+    assert got.chain_der[0] == der(site.valid)[0]
+
+
+def test_legacy_tls10_server_is_observed(tmp_path: Path, run: Runner) -> None:
+    """A TLS 1.0-only server (stdlib ssl at security level 0) still shows its chain, as "TLS 1.0"."""
+    leaf = Pki().leaf(["legacy.example"])
+    ctx = server_context(leaf, tmp_path, "legacy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pinning TLS 1.0 is the point here
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.maximum_version = ssl.TLSVersion.TLSv1
+    with ThreadedServer(tls_after(ctx)) as srv:
+        got = run(fetch(srv.host, srv.port, server_name="legacy.example"))
+    assert got.tls_version == "TLS 1.0"
+    assert got.chain_der == der(leaf)
+
+
+def test_tls13_is_reported(tmp_path: Path, run: Runner) -> None:
+    """A TLS 1.3-only server is reported as "TLS 1.3" with its TLS 1.3 suite."""
+    leaf = Pki().leaf(["new.example"])
+    ctx = server_context(leaf, tmp_path, "new")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with ThreadedServer(tls_after(ctx)) as srv:
+        got = run(fetch(srv.host, srv.port, server_name="new.example"))
+    assert got.tls_version == "TLS 1.3"
+    assert got.cipher.startswith("TLS_")
+
+
+def test_server_without_certificate_is_no_certificate(run: Runner) -> None:
+    """An anonymous-suite server completes the handshake with no certificate: reason no_certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers("aNULL:@SECLEVEL=0")
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with ThreadedServer(tls_after(ctx)) as srv, pytest.raises(ProbeError) as caught:
+        run(fetch(srv.host, srv.port))
+    assert caught.value.reason is FailureReason.NO_CERTIFICATE
+    assert (caught.value.address, caught.value.port) == (srv.host, srv.port)
+
+
+def test_ipv6_loopback(tmp_path: Path, run: Runner) -> None:
+    """IPv6 literals are probed over IPv6; without ::1 here, the failure is a connect-level reason."""
+    if ipv6_loopback_available():
+        leaf = Pki().leaf(["v6.example"])
+        with ThreadedServer(tls_after(server_context(leaf, tmp_path, "v6")), host="::1") as srv:
+            got = run(fetch("::1", srv.port, server_name="v6.example"))
+        assert got.address == "::1"
+        assert got.chain_der == der(leaf)
+    else:
+        with pytest.raises(ProbeError) as caught:
+            run(fetch("::1", free_port(), connect_timeout=1.0))
+        assert caught.value.reason in {FailureReason.CONNECT, FailureReason.REFUSED}
+        assert caught.value.address == "::1"
+
+
+def test_chain_larger_than_the_bound_is_chain_too_large(site: Site, run: Runner) -> None:
+    """certloop's own chain-size bound applies after the handshake: reason chain_too_large."""
+    size = sum(map(len, der(site.valid)))
+    with pytest.raises(ProbeError) as caught:
+        run(fetch(LOOPBACK, site.port, server_name="shop.example", max_chain_bytes=size - 1))
+    assert caught.value.reason is FailureReason.CHAIN_TOO_LARGE
+    assert f"{size} bytes" in caught.value.detail
+
+
+def test_one_shared_observation_context() -> None:
+    """Every probe shares one unverifying context that still allows legacy protocol versions."""
+    ctx = observation_context()
+    assert ctx is observation_context()
+    assert ctx.verify_mode is ssl.CERT_NONE and not ctx.check_hostname
+    assert ctx.minimum_version in {ssl.TLSVersion.MINIMUM_SUPPORTED, ssl.TLSVersion.SSLv3}
+
+
+def test_unknown_starttls_name_is_a_programming_error() -> None:
+    """A STARTTLS protocol name that is not in the table raises ValueError naming the known ones."""
+    with pytest.raises(ValueError, match="known: ftp, imap, ldap"):
+        asyncio.run(fetch(LOOPBACK, 1, starttls="gopher"))
