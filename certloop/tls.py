@@ -360,7 +360,7 @@ def _translate(exc: Exception, phase: str, connect_timeout: float, handshake_tim
             return ProbeError(FailureReason.CHAIN_TOO_LARGE, f"certificate message too large ({reason})")
         if reason == "NO_CERTIFICATE_RETURNED" or "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason:
             return ProbeError(FailureReason.NO_CERTIFICATE, reason)
-        return ProbeError(FailureReason.HANDSHAKE, str(reason))
+        return ProbeError(FailureReason.HANDSHAKE, f"TLS handshake failed: {reason}")
     if isinstance(exc, ConnectionRefusedError):
         return ProbeError(FailureReason.REFUSED, "connection refused")
     if isinstance(exc, OSError):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import warnings
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
