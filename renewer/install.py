@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "recover", "served_fingerprint"]
 
 PREV_SUFFIX = ".certloop-prev"
+# A reloading server keeps old workers accepting for a moment after new ones serve: the new leaf
+# must be seen on this many consecutive probes, STABLE_INTERVAL seconds apart, to count as served.
+STABLE_PROBES = 3
+STABLE_INTERVAL = 0.05
 OnStage = Callable[[str], Awaitable[None]]
 
 
@@ -238,12 +242,14 @@ async def served_fingerprint(address: str, port: int, server_name: str | None, l
 async def _await_served(
     endpoints: Sequence[VerifyEndpoint], fingerprint: str, limit: float, resolver: str | None
 ) -> None:
-    """Poll every address of every endpoint until all serve ``fingerprint``; VerifyError at the deadline."""
+    """Poll every address of every endpoint until each serves ``fingerprint`` steadily (STABLE_PROBES
+    in a row); VerifyError at the deadline."""
     deadline = time.monotonic() + limit
     for ep in endpoints:
         server_name = ep.server_name or (None if _is_ip(ep.host) else ep.host)
         last = "not probed"
         pending: list[str] | None = None
+        streak = 0
         while True:
             try:
                 if pending is None:
@@ -253,10 +259,15 @@ async def _await_served(
                 remaining = max(deadline - time.monotonic(), 0.1)
                 seen = await served_fingerprint(pending[0], ep.port, server_name, min(remaining, 5))
                 if seen == fingerprint:
-                    pending.pop(0)
-                    if not pending:
-                        break
+                    streak += 1
+                    if streak >= STABLE_PROBES:
+                        pending.pop(0)
+                        streak = 0
+                        if not pending:
+                            break
+                    await asyncio.sleep(STABLE_INTERVAL)
                     continue
+                streak = 0
                 last = f"serves {seen[:16]}..., expected {fingerprint[:16]}..."
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 last = f"probe failed: {exc or type(exc).__name__}"

@@ -1,0 +1,303 @@
+"""Install, reload, verify and roll back against a real nginx (reloaded for real with `nginx -s reload`).
+
+Material is minted per test with tests/support/pki.py; validation is pure and runs first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from certloop.config import validate_model
+from certloop.verify import TrustStore
+from renewer import install, pipeline
+from renewer.errors import DeployError, RollbackFailed, RolledBack, ValidationError, VerifyError
+from renewer.issuers.base import IssuedMaterial
+from renewer.keystore import Keystore
+from renewer.spec import CertificateSpec
+from stack.nginx import Nginx
+from stack.process import free_port
+from tests.support.pki import Issued, Pki
+
+DOMAIN = "shop.example"
+
+
+def _material(issued: Issued) -> IssuedMaterial:
+    return IssuedMaterial(cert_pem=issued.pem, chain_pem=issued.chain_pem, key_pem=issued.key_pem)
+
+
+@dataclass
+class Served:
+    nginx: Nginx
+    port: int
+    live: dict[str, Path]
+    old: Issued
+    ctx: pipeline.RenewalContext
+    tmp: Path
+
+    def spec(self, *, deploy: list[object] | None = None, timeout: str = "5s", **extra: object) -> CertificateSpec:
+        doc: dict[str, object] = {
+            "id": "shop",
+            "domains": [DOMAIN],
+            "issuer": {"type": "command", "argv": ["true"]},
+            "outputs": {"fullchain": str(self.live["fullchain"]), "key": str(self.live["key"])},
+            "deploy": deploy if deploy is not None else [self.nginx.argv_for("test"), self.nginx.argv_for("reload")],
+            "verify": {
+                "endpoints": [{"endpoint": f"127.0.0.1:{self.port}", "server_name": DOMAIN}],
+                "timeout": timeout,
+            },
+        }
+        doc.update(extra)
+        return validate_model(CertificateSpec, doc)
+
+    def served(self) -> str:
+        return asyncio.run(install.served_fingerprint("127.0.0.1", self.port, DOMAIN, 5))
+
+    def wait_served(self, fingerprint: str, within: float = 10) -> None:
+        """Wait (bounded) until nginx serves ``fingerprint``: a reload signalled elsewhere takes a moment."""
+        deadline = time.monotonic() + within
+        while self.served() != fingerprint:
+            assert time.monotonic() < deadline, f"nginx never served {fingerprint[:16]}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def served(tmp_path: Path, nginx: Nginx, pki: Pki) -> Served:
+    old = pki.leaf([DOMAIN], days=2)
+    live = old.write(tmp_path / "live", "shop")
+    port = free_port()
+    nginx.add_site([DOMAIN], live["fullchain"], live["key"], listen=[("127.0.0.1", port)], default=True)
+    nginx.start()
+    ctx = pipeline.RenewalContext(
+        data_dir=tmp_path / "data", clock=lambda: datetime.now(UTC), keystore=Keystore(b"s" * 32)
+    )
+    return Served(nginx, port, live, old, ctx, tmp_path)
+
+
+def test_deploy_installs_reloads_and_verifies_the_new_leaf(served: Served, pki: Pki) -> None:
+    """A good deploy: files replaced atomically with the configured modes, the old kept, nginx serves
+    the new leaf, the journal is gone and the worker saw installing then verifying."""
+    new = pki.leaf([DOMAIN], days=90)
+    assert served.served() == served.old.fingerprint
+    stages: list[str] = []
+
+    async def record(stage: str) -> None:
+        stages.append(stage)
+
+    result = asyncio.run(pipeline.deploy(_material(new), served.spec(), served.ctx, on_stage=record))
+    assert result.fingerprint == new.fingerprint
+    assert served.served() == new.fingerprint
+    assert stages == ["installing", "verifying"]
+    assert served.live["fullchain"].read_bytes() == new.fullchain_pem
+    assert served.live["key"].stat().st_mode & 0o777 == 0o600
+    assert served.live["fullchain"].stat().st_mode & 0o777 == 0o644
+    prev = served.live["fullchain"].with_name("shop.fullchain.pem" + install.PREV_SUFFIX)
+    assert prev.read_bytes() == served.old.fullchain_pem
+    assert not (served.ctx.data_dir / "journal" / "shop.json").exists()
+    assert [p.name for p in served.live["key"].parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_nginx_t_failure_rolls_back_and_old_leaf_stays_served(served: Served, pki: Pki) -> None:
+    """`nginx -t` rejects a key that does not match: files restored, old leaf served, RolledBack."""
+    new, other = pki.leaf([DOMAIN], days=90), pki.leaf([DOMAIN], days=90)
+    bad = IssuedMaterial(cert_pem=new.pem, chain_pem=new.chain_pem, key_pem=other.key_pem)
+    with pytest.raises(RolledBack) as info:
+        asyncio.run(pipeline.deploy(bad, served.spec(), served.ctx))
+    assert isinstance(info.value.cause, DeployError)
+    assert info.value.cause.step[-1] == "-t"
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
+    assert served.live["key"].read_bytes() == served.old.key_pem
+    assert served.served() == served.old.fingerprint
+    assert not (served.ctx.data_dir / "journal" / "shop.json").exists()
+
+
+def test_reload_failure_rolls_back(served: Served, pki: Pki) -> None:
+    """A reload step that fails (once) triggers the rollback; the rerun succeeds and the old leaf is served."""
+    marker = served.tmp / "reload-failed-once"
+    flaky = [sys.executable, "-c", f"import os,sys; p={str(marker)!r}; "
+             "sys.exit(0) if os.path.exists(p) else (open(p,'w').close(), sys.exit(3))"]
+    spec = served.spec(deploy=[served.nginx.argv_for("test"), flaky, served.nginx.argv_for("reload")])
+    with pytest.raises(RolledBack) as info:
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert isinstance(info.value.cause, DeployError) and info.value.cause.returncode == 3
+    assert served.served() == served.old.fingerprint
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
+
+
+def test_verify_timeout_rolls_back(served: Served, pki: Pki) -> None:
+    """Without a reload nginx keeps serving the old leaf: verify times out, files are restored."""
+    spec = served.spec(deploy=[served.nginx.argv_for("test")], timeout="1s")
+    started = time.monotonic()
+    with pytest.raises(RolledBack) as info:
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert isinstance(info.value.cause, VerifyError)
+    assert time.monotonic() - started < 5
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
+
+
+def test_rollback_failure_is_loud(served: Served, pki: Pki) -> None:
+    """When the deploy steps fail again during the rollback, RollbackFailed is raised (page someone)."""
+    spec = served.spec(deploy=[["false"]])
+    with pytest.raises(RollbackFailed):
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem  # files restored anyway
+
+
+def test_interrupted_install_is_recovered(served: Served, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between writing the key and the certificate leaves a mismatched pair and a journal;
+    recover() restores the previous pair, reruns the deploy steps and confirms the old leaf."""
+    real = install.write_atomic
+    calls = {"n": 0}
+
+    def crash_after_key(path: Path, data: bytes, **kw: object) -> None:
+        real(path, data, **kw)  # type: ignore[arg-type]
+        if path == served.live["key"]:
+            raise KeyboardInterrupt  # not caught by deploy: stands in for the process dying here
+        calls["n"] += 1
+
+    monkeypatch.setattr(install, "write_atomic", crash_after_key)
+    spec = served.spec()
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    monkeypatch.setattr(install, "write_atomic", real)
+    assert served.live["key"].read_bytes() != served.old.key_pem  # half-installed
+    assert asyncio.run(pipeline.recover(spec, served.ctx)) is True
+    assert served.live["key"].read_bytes() == served.old.key_pem
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
+    assert served.served() == served.old.fingerprint
+    assert asyncio.run(pipeline.recover(spec, served.ctx)) is False
+
+
+_CHILD = """
+import asyncio, json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from certloop.config import validate_model
+from renewer import pipeline
+from renewer.issuers.base import IssuedMaterial
+from renewer.keystore import Keystore
+from renewer.spec import CertificateSpec
+doc = json.loads(sys.argv[1])
+spec = validate_model(CertificateSpec, doc["spec"])
+ctx = pipeline.RenewalContext(Path(doc["data_dir"]), lambda: datetime.now(UTC), Keystore(b"s" * 32))
+m = IssuedMaterial(doc["cert"].encode(), doc["chain"].encode(), doc["key"].encode())
+asyncio.run(pipeline.deploy(m, spec, ctx))
+"""
+
+
+def test_kill_9_during_deploy_then_recover(served: Served, pki: Pki) -> None:
+    """kill -9 of the renewer while a deploy step runs (new files live, not yet verified): on restart
+    recover() puts the old pair back, reloads nginx and the old leaf is served again."""
+    gate, started = served.tmp / "block", served.tmp / "step-started"
+    gate.touch()
+    block = [sys.executable, "-c", f"import os,time; g={str(gate)!r}; open({str(started)!r},'w').close()\n"
+             "while os.path.exists(g): time.sleep(0.05)"]
+    spec = served.spec(deploy=[served.nginx.argv_for("test"), served.nginx.argv_for("reload"), block])
+    new = pki.leaf([DOMAIN])
+    doc = {"spec": spec.model_dump(mode="json"), "data_dir": str(served.ctx.data_dir),
+           "cert": new.pem.decode(), "chain": new.chain_pem.decode(), "key": new.key_pem.decode()}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(doc)], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert child.poll() is None, "deploy child exited early"
+            assert time.monotonic() < deadline, "deploy step never started"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(5)
+    finally:
+        gate.unlink(missing_ok=True)  # releases the orphaned step too
+        if child.poll() is None:
+            child.kill()
+    assert served.live["fullchain"].read_bytes() == new.fullchain_pem  # crashed with new files live
+    served.wait_served(new.fingerprint)  # the crashed run had already reloaded nginx
+    assert asyncio.run(pipeline.recover(spec, served.ctx)) is True
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
+    assert served.served() == served.old.fingerprint
+
+
+# --- validate: rejected before any live file is touched ------------------------------------------
+
+
+def _spec_for(tmp_path: Path, **extra: object) -> CertificateSpec:
+    doc: dict[str, object] = {
+        "id": "shop", "domains": [DOMAIN, "www.shop.example"], "issuer": {"type": "command", "argv": ["x"]},
+        "outputs": {"fullchain": str(tmp_path / "f.pem"), "key": str(tmp_path / "k.pem")},
+    }
+    doc.update(extra)
+    return validate_model(CertificateSpec, doc)
+
+
+def test_validate_accepts_good_material(tmp_path: Path, pki: Pki) -> None:
+    """A matching key, full coverage, enough lifetime and a chain to the trusted root pass."""
+    good = pki.leaf([DOMAIN, "www.shop.example"], days=30)
+    trust = TrustStore.from_pem(pki.root_pem)
+    pipeline.validate(_material(good), _spec_for(tmp_path), now=datetime.now(UTC), trust=trust)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong_key", "does not match"),
+        ("uncovered", "does not cover www.shop.example"),
+        ("short", "less than min_lifetime"),
+        ("future", "not valid yet"),
+        ("broken_chain", "chain does not build"),
+        ("untrusted", "does not verify to the configured trust"),
+        ("garbage_key", "private key does not parse"),
+    ],
+)
+def test_validate_rejects(tmp_path: Path, pki: Pki, case: str, message: str) -> None:
+    """Each defect is rejected with a reason naming it."""
+    names = [DOMAIN, "www.shop.example"]
+    good = pki.leaf(names, days=30)
+    m = _material(good)
+    trust = None
+    now = datetime.now(UTC)
+    if case == "wrong_key":
+        m = IssuedMaterial(good.pem, good.chain_pem, pki.leaf(names).key_pem)
+    elif case == "uncovered":
+        m = _material(pki.leaf([DOMAIN], days=30))
+    elif case == "short":
+        m = _material(pki.leaf(names, days=0.5))
+    elif case == "future":
+        m = _material(pki.leaf(names, not_before=now + timedelta(hours=1), not_after=now + timedelta(days=9)))
+    elif case == "broken_chain":
+        m = IssuedMaterial(good.pem, Pki().intermediate.pem, good.key_pem)
+    elif case == "untrusted":
+        trust = TrustStore.from_pem(Pki().root_pem)
+    elif case == "garbage_key":
+        m = IssuedMaterial(good.pem, good.chain_pem, b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ValidationError, match=message):
+        pipeline.validate(m, _spec_for(tmp_path), now=now, trust=trust)
+
+
+def test_validate_wildcard_domain_needs_the_wildcard_san(tmp_path: Path, pki: Pki) -> None:
+    """A configured wildcard is covered only by that wildcard SAN, not by one name below it."""
+    spec = _spec_for(tmp_path, domains=["*.shop.example"])
+    pipeline.validate(_material(pki.leaf(["*.shop.example"])), spec, now=datetime.now(UTC))
+    with pytest.raises(ValidationError):
+        pipeline.validate(_material(pki.leaf(["www.shop.example"])), spec, now=datetime.now(UTC))
+
+
+def test_material_is_saved_encrypted_and_loads_back(tmp_path: Path, pki: Pki) -> None:
+    """save_material keeps no plaintext key on disk; load_material returns the same material."""
+    ctx = pipeline.RenewalContext(tmp_path, lambda: datetime.now(UTC), Keystore(b"m" * 32))
+    m = _material(pki.leaf([DOMAIN]))
+    path = pipeline.save_material(ctx, 42, m)
+    assert b"PRIVATE KEY" not in path.read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert pipeline.load_material(ctx, 42) == m
+    assert pipeline.load_material(ctx, 43) is None
+    pipeline.discard_material(ctx, 42)
+    assert pipeline.load_material(ctx, 42) is None
