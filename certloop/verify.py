@@ -189,9 +189,10 @@ def verify_chain(
     if at.tzinfo is None:
         raise ValueError("at must be timezone-aware")
     at = at.astimezone(UTC).replace(microsecond=0)  # certificate times have whole seconds
-    chain_bounds = sorted(d for c in chain for d in (facts(c).not_before, facts(c).not_after))
+    chain_facts = [facts(c) for c in chain]
+    chain_bounds = sorted(d for f in chain_facts for d in (f.not_before, f.not_after))
     key = (
-        tuple(facts(c).fingerprint_sha256 for c in chain),
+        tuple(f.fingerprint_sha256 for f in chain_facts),
         _normalise(hostname) if hostname else None,
         trust.token,
         bisect.bisect_left(chain_bounds, at),

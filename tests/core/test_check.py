@@ -272,8 +272,8 @@ def test_config_subset(tmp_path: Path, pki: Pki) -> None:
 
 
 @contextmanager
-def tls_server(certs: Mapping[str | None, Issued], tmp: Path) -> Iterator[int]:
-    """A real TLS server (Python's ssl module) on 127.0.0.1, a port chosen by the OS.
+def tls_server(certs: Mapping[str | None, Issued], tmp: Path, host: str = "127.0.0.1") -> Iterator[int]:
+    """A real TLS server (Python's ssl module) on ``host`` (loopback), a port chosen by the OS.
 
     ``certs`` maps an SNI name to the certificate served for it (``None``: served without SNI or
     for an unknown name). Each certificate is sent with its chain."""
@@ -302,7 +302,7 @@ def tls_server(certs: Mapping[str | None, Issued], tmp: Path) -> Iterator[int]:
 
     async def serve() -> None:
         stop.append(asyncio.Event())
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=default)
+        server = await asyncio.start_server(handle, host, 0, ssl=default)
         port.append(server.sockets[0].getsockname()[1])
         ready.set()
         async with server:
@@ -432,3 +432,24 @@ def test_cli_piped_output_is_plain(tmp_path: Path, pki: Pki) -> None:
     assert "\x1b[" not in done.stdout and "p.example" in done.stdout
     assert done.stdout.splitlines()[0].split()[:3] == ["TARGET", "ADDRESS", "SUBJECT"]
     assert done.stderr == ""
+
+
+def test_config_endpoints_and_ipv6(tmp_path: Path, pki: Pki) -> None:
+    """Endpoints from --config (with global.ca_file and a server_name) are probed, over IPv6 too."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    leaf = pki.leaf(["shop.example"], days=15)
+    with tls_server({None: leaf}, tmp_path / "v4") as port4, \
+            tls_server({None: leaf}, tmp_path / "v6", host="::1") as port6:
+        config = tmp_path / "exporter.yml"
+        config.write_text(
+            f"global: {{ca_file: '{ca}', connect_timeout: 3s}}\n"
+            "endpoints:\n"
+            f"  - targets: ['127.0.0.1:{port4}', '[::1]:{port6}']\n"
+            "    server_name: shop.example\n"
+            "    labels: {certificate: shop}\n"
+        )
+        code, rows = _json(["--config", str(config)])
+    assert code == 1  # 15 days left: WARN
+    assert [(r["address"], r["status"], r["server_name"]) for r in rows] == [
+        ("127.0.0.1", "WARN", "shop.example"), ("::1", "WARN", "shop.example"),
+    ]
