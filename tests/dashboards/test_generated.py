@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv; used only to validate
 import pytest
 import yaml
 
@@ -100,7 +100,8 @@ def test_uids_titles_and_defaults(dashboards: dict[str, dict[str, Any]]) -> None
 
 
 def _overlaps(a: dict[str, int], b: dict[str, int]) -> bool:
-    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+    horizontal = a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+    return horizontal and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
 
 
 def test_panels_are_laid_out_without_overlap(dashboards: dict[str, dict[str, Any]]) -> None:
@@ -111,7 +112,7 @@ def test_panels_are_laid_out_without_overlap(dashboards: dict[str, dict[str, Any
         assert len(ids) == len(set(ids)), name
         for pos in grid:
             assert set(pos) == {"h", "w", "x", "y"} and pos["w"] > 0 and pos["h"] > 0
-            assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, (name, pos)
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, (name, pos)
         clashes = [(a, b) for i, a in enumerate(grid) for b in grid[i + 1:] if _overlaps(a, b)]
         assert not clashes, (name, clashes)
 
