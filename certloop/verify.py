@@ -193,7 +193,7 @@ def verify_chain(
     chain_bounds = sorted(d for f in chain_facts for d in (f.not_before, f.not_after))
     key = (
         tuple(f.fingerprint_sha256 for f in chain_facts),
-        _normalise(hostname) if hostname else None,
+        hostname or None,  # as given: two spellings may differ in kind ("127.0.0.1." is a DNS name)
         trust.token,
         bisect.bisect_left(chain_bounds, at),
         bisect.bisect_right(chain_bounds, at),

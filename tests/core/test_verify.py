@@ -247,3 +247,12 @@ def test_hostile_chain_of_lookalike_issuers_is_cheap() -> None:
     verdict = verify_chain([leaf.cert, *fakes], trust=_trust(pki), at=NOW)
     assert time.monotonic() - started < 2
     assert verdict is Verdict.INCOMPLETE_CHAIN
+
+
+def test_cache_keeps_ip_and_dns_spellings_apart() -> None:
+    """'127.0.0.1' (an IP, matched against IP SANs) and '127.0.0.1.' (a DNS name) are cached apart."""
+    pki = Pki(now=NOW)
+    leaf = pki.leaf(["127.0.0.1"])
+    chain, trust = _chain(leaf), _trust(pki)
+    assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1") is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1.") is Verdict.HOSTNAME_MISMATCH
