@@ -6,6 +6,11 @@ local duration = import '../lib/duration.libsonnet';
   local config = $._config,
   local sel = config.exporterSelector,
   local cert = alert.certificate(config),
+  // The expiry alerts compute the time left themselves rather than reading certloop:cert_seconds_left,
+  // so $value is exact at evaluation time whatever order rule groups run in; the thresholds they compare
+  // against only change when a certificate does.
+  // Notification templates show it as "time left"; $value is the seconds left in both expiry alerts.
+  local timeLeft = { time_left: '{{ $value | humanizeDuration }}' },
   local identity = std.join(', ', ['job', 'source', 'target', config.certificateLabel, config.teamLabel]),
 
   prometheusAlerts+:: {
@@ -17,23 +22,25 @@ local duration = import '../lib/duration.libsonnet';
             config,
             'CertloopCertificateExpiring',
             'expiring',
-            '(certloop:cert_seconds_left{role="leaf"} > 0) < certloop:cert_expiry_warning_threshold_seconds',
+            ('(certloop_cert_not_after_timestamp_seconds{%s,role="leaf"} - time() > 0)'
+             + ' < certloop:cert_expiry_warning_threshold_seconds') % sel,
             'TLS %s%s expires in {{ $value | humanizeDuration }}' % [cert, alert.where],
             ('The %s%s expires in {{ $value | humanizeDuration }}: less than its warning lead time '
              + '(a third of its lifetime unless overridden). certloop renews it when the renewer manages it; '
              + 'otherwise renew and deploy it now.') % [cert, alert.where],
-            alert.dashboard(config),
+            alert.dashboard(config) + timeLeft,
           ),
           alert.new(
             config,
             'CertloopCertificateExpiringSoon',
             'expiringSoon',
-            '(certloop:cert_seconds_left{role="leaf"} > 0) < certloop:cert_expiry_critical_threshold_seconds',
+            ('(certloop_cert_not_after_timestamp_seconds{%s,role="leaf"} - time() > 0)'
+             + ' < certloop:cert_expiry_critical_threshold_seconds') % sel,
             'TLS %s%s expires in {{ $value | humanizeDuration }}' % [cert, alert.where],
             ('The %s%s expires in {{ $value | humanizeDuration }}: less than its critical lead time '
              + '(a sixth of its lifetime unless overridden). Renewal has not happened in time; clients '
              + 'will fail when it expires.') % [cert, alert.where],
-            alert.dashboard(config),
+            alert.dashboard(config) + timeLeft,
           ),
           alert.new(
             config,
@@ -43,7 +50,7 @@ local duration = import '../lib/duration.libsonnet';
             'TLS %s%s has expired' % [cert, alert.where],
             ('The %s%s expired {{ $value | humanizeDuration }} ago. Clients reject it: '
              + 'renew and deploy it now.') % [cert, alert.where],
-            alert.dashboard(config),
+            alert.dashboard(config) + { time_left: 'none, expired {{ $value | humanizeDuration }} ago' },
           ),
           alert.new(
             config,
