@@ -23,6 +23,7 @@ def _config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))
     cfg.set_main_option("version_locations", str(_HERE / "versions"))
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["engine"] = engine
     return cfg
 

@@ -75,11 +75,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Dropping a table drops its indexes (MariaDB refuses to drop an index a foreign key needs first).
     op.drop_table("certificate_state")
-    op.drop_index("ix_ratelimit_lookup", table_name="ratelimit_events")
     op.drop_table("ratelimit_events")
-    op.drop_index("ix_job_events_job", table_name="job_events")
     op.drop_table("job_events")
-    op.drop_index("ix_jobs_certificate", table_name="jobs")
-    op.drop_index("ix_jobs_claim", table_name="jobs")
     op.drop_table("jobs")
