@@ -186,9 +186,10 @@ def test_mysql_ssl_request_with_a_protocol_faithful_server(material: Material) -
     """A protocol-faithful fake MySQL (no TLS-enabled MySQL runs here): it greets with CLIENT_SSL,
     accepts only a 32-byte SSL request packet with sequence 1 and the CLIENT_SSL flag, then TLS."""
     caps = mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SSL | mysql.CLIENT_SECURE_CONNECTION | 0x80000
-    ssl_request_head = b"\x20\x00\x00\x01" + struct.pack("<I", mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SSL | mysql.CLIENT_SECURE_CONNECTION)
+    flags = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SSL | mysql.CLIENT_SECURE_CONNECTION
+    ssl_request_head = b"\x20\x00\x00\x01" + struct.pack("<I", flags)
     handler = tls_after(
-        server_context(material.leaf, material.dir, "mysql"), mysql_greeting(caps), None, expect=ssl_request_head
+        server_context(material.leaf, material.dir, "mysql"), mysql_greeting(caps), 36, expect=ssl_request_head
     )
     with ThreadedServer(handler) as srv:
         assert probe(srv.port, "mysql").chain_der == material.chain_der

@@ -134,17 +134,31 @@ def scripted(*steps: bytes | None) -> Handler:
     return handler
 
 
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def tls_after(
-    context: ssl.SSLContext, *plain_steps: bytes | None, expect: bytes | None = None
+    context: ssl.SSLContext, *plain_steps: bytes | int | None, expect: bytes | None = None
 ) -> Handler:
-    """Play ``plain_steps`` (see :func:`scripted`), optionally check the client's last request
-    starts with ``expect``, then run a TLS server handshake with ``context`` on the same socket."""
+    """Play ``plain_steps`` (``bytes`` sent, ``None`` reads one request, an ``int`` reads exactly
+    that many bytes, so a ClientHello sent right behind a binary request is left for TLS),
+    optionally check the client's last request starts with ``expect``, then run a TLS server
+    handshake with ``context`` on the same socket."""
 
     def handler(conn: socket.socket) -> None:
         last = b""
         for step in plain_steps:
             if step is None:
                 last = conn.recv(65536)
+            elif isinstance(step, int):
+                last = _recv_exact(conn, step)
             else:
                 conn.sendall(step)
         if expect is not None and not last.startswith(expect):
