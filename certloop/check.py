@@ -358,18 +358,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("items", nargs="*", metavar="TARGET|PATH", help="host:port or certificate file")
     p.add_argument("--config", metavar="FILE", help="also check the endpoints and files of an exporter config")
-    p.add_argument("--warn", type=_duration, default=timedelta(days=21), help="WARN at or below this time left "
-                   "(default 21d)")
-    p.add_argument("--crit", type=_duration, default=timedelta(days=7), help="CRIT at or below this (default 7d)")
+    p.add_argument("--warn", type=_duration, default=timedelta(days=21), metavar="DURATION",
+                   help="WARN at or below this time left (default 21d)")
+    p.add_argument("--crit", type=_duration, default=timedelta(days=7), metavar="DURATION",
+                   help="CRIT at or below this (default 7d)")
     p.add_argument("--output", choices=("table", "json"), default="table", help="output format (default table)")
     p.add_argument("--server-name", metavar="NAME", help="SNI and verified name for every target "
                    "(default: each target's host)")
     p.add_argument("--starttls", metavar="PROTO", help="STARTTLS protocol for every target (smtp, imap, ...)")
     p.add_argument("--ca-file", metavar="PEM", help="trust bundle (default: the system store)")
-    p.add_argument("--timeout", type=_duration, help="connect and handshake timeout each (default 5s)")
+    p.add_argument("--timeout", type=_duration, metavar="DURATION",
+                   help="connect and handshake timeout each (default 5s)")
     p.add_argument("--resolver", metavar="HOST:PORT", action="append", default=[],
                    help="DNS server to resolve targets with (repeatable; default: the system resolver)")
-    p.add_argument("--concurrency", type=int, default=32, help="probes in flight at once (default 32)")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="probes in flight at once (default: global.concurrency of --config, else 32)")
     return p
 
 
@@ -398,7 +401,7 @@ def run(
     if args.crit > args.warn:
         print("certloop check: --crit must not be longer than --warn", file=err)
         return USAGE_EXIT
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         print("certloop check: --concurrency must be at least 1", file=err)
         return USAGE_EXIT
     endpoints: list[Endpoint] = []
@@ -421,7 +424,7 @@ def run(
             thresholds=Thresholds(args.warn, args.crit),
             connect_timeout=timeout or _seconds(glob_.get("connect_timeout"), 5.0),
             handshake_timeout=timeout or _seconds(glob_.get("handshake_timeout"), 5.0),
-            concurrency=args.concurrency,
+            concurrency=args.concurrency or max(1, int(glob_.get("concurrency") or 32)),
             ca_file=args.ca_file or glob_.get("ca_file"),
             resolver=tuple(args.resolver or _as_list(glob_.get("resolver"), "global.resolver")),
         )
