@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Self
+from typing import IO, Protocol, Self, TypeVar
 
 from certloop.errors import CertloopError
 
@@ -225,15 +225,29 @@ class Process:
         return f"Process(name={self.name!r}, pid={pid}, running={self.running})"
 
 
+class Stoppable(Protocol):
+    """Anything with ``stop()``: a :class:`Process` or a peer wrapper (Nginx, Prometheus, Pebble, ...)."""
+
+    def stop(self) -> object: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
 class ProcessGroup:
-    """Everything started through the group is stopped by :meth:`stop_all`, newest first."""
+    """Everything started through or added to the group is stopped by :meth:`stop_all`, newest first.
+
+        with ProcessGroup() as group:
+            dns = group.add(ChallTestSrv(...)); dns.start()
+            web = group.add(Nginx(...)); web.start()
+    """
 
     def __init__(self) -> None:
-        self.processes: list[Process] = []
+        self.members: list[Stoppable] = []
 
-    def add(self, process: Process) -> Process:
-        self.processes.append(process)
-        return process
+    def add(self, member: S) -> S:
+        self.members.append(member)
+        return member
 
     def start(
         self,
@@ -247,10 +261,17 @@ class ProcessGroup:
         """Start a child and keep it in the group."""
         return self.add(Process(argv, name=name, log_path=log_path, cwd=cwd, env=env).start())
 
-    def stop_all(self, timeout: float = STOP_TIMEOUT) -> None:
-        for process in reversed(self.processes):
-            process.stop(timeout)
-        self.processes.clear()
+    def stop_all(self) -> None:
+        """Stop every member, newest first; one failing stop does not keep the others running."""
+        errors: list[BaseException] = []
+        for member in reversed(self.members):
+            try:
+                member.stop()
+            except Exception as exc:  # collected, re-raised once the others have stopped
+                errors.append(exc)
+        self.members.clear()
+        if errors:
+            raise StackError(f"stopping failed: {errors}") from errors[0]
 
     def __enter__(self) -> Self:
         return self

@@ -3,11 +3,17 @@ answers over HTTPS trusted by the minted CA bundle, and every start has a fresh 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from pathlib import Path
+
 import dns.message
 import dns.query
-import dns.rdatatype
+import josepy as jose
 import requests
+from acme import client, crypto_util, messages
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from stack.challtestsrv import ChallTestSrv
 from stack.pebble import Pebble
@@ -67,3 +73,32 @@ def test_pebble_regenerates_its_root_on_restart(pebble: Pebble) -> None:
     assert second.serial_number != first.serial_number
     assert pebble.trust_bundle_path.read_bytes() == pebble.root_pem()
     assert "newOrder" in pebble.directory()
+
+
+def test_pebble_honours_a_short_certificate_lifetime(challtestsrv: ChallTestSrv, tmp_path: Path) -> None:
+    """certificate_validity=300 makes pebble issue 5-minute certificates (PEBBLE_VA_ALWAYS_VALID skips
+    challenges here; real validation is the renewer's tests' business). The chain ends at root_pem()."""
+    pebble = Pebble(tmp_path / "pebble", challtestsrv.dns_address, always_valid=True, certificate_validity=300)
+    pebble.start()
+    try:
+        account_key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        network = client.ClientNetwork(account_key, alg=jose.ES256, user_agent="certloop-tests",
+                                       verify_ssl=str(pebble.ca_bundle_path))
+        acme = client.ClientV2(client.ClientV2.get_directory(pebble.directory_url, network), network)
+        acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+        key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        order = acme.new_order(crypto_util.make_csr(key_pem, ["shop.example"]))
+        for authorization in order.authorizations:
+            challenge = authorization.body.challenges[0]
+            acme.answer_challenge(challenge, challenge.response(account_key))
+        # acme's deadline is compared with its own naive datetime.now(); an aware one would raise.
+        order = acme.poll_and_finalize(order, deadline=datetime.now() + timedelta(seconds=30))
+    finally:
+        root = pebble.root_pem() if pebble.running else b""
+        pebble.stop()
+    chain = x509.load_pem_x509_certificates(order.fullchain_pem.encode())
+    lifetime = chain[0].not_valid_after_utc - chain[0].not_valid_before_utc
+    assert timedelta(minutes=4) < lifetime <= timedelta(minutes=5)
+    assert chain[-1].issuer == x509.load_pem_x509_certificate(root).subject

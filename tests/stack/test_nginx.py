@@ -99,3 +99,20 @@ def test_http_site_serves_acme_challenge_files(nginx: Nginx, tmp_path: Path) -> 
     url = f"http://127.0.0.1:{port}/.well-known/acme-challenge/tok123"
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.read() == b"tok123.thumb"
+
+
+def test_reload_with_broken_material_fails_and_keeps_serving(nginx: Nginx, pki: Pki, tmp_path: Path) -> None:
+    """A reload onto a missing key raises NginxError; the old certificate is still served afterwards."""
+    port = free_port()
+    paths = pki.leaf(["shop.example"]).write(tmp_path / "live", "shop")
+    site = nginx.add_site(["shop.example"], paths["fullchain"], paths["key"], listen=[("127.0.0.1", port)])
+    nginx.start()
+    root = pki.write_root(tmp_path / "root.pem")
+    before = served_leaf("127.0.0.1", port, "shop.example", root)
+
+    nginx.remove_site(site)
+    nginx.add_site(["shop.example"], paths["fullchain"], tmp_path / "missing.key", listen=[("127.0.0.1", port)])
+    with pytest.raises(NginxError, match=r"missing\.key"):
+        nginx.reload()
+
+    assert served_leaf("127.0.0.1", port, "shop.example", root).serial_number == before.serial_number
