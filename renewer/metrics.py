@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -135,6 +135,7 @@ class RenewerMetrics:
     """The renewer's metrics in their own registry (a fresh one per daemon and per test)."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # `_created` series are not in the catalogue (process-wide switch)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.webhook_requests = Counter(

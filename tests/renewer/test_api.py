@@ -1,0 +1,244 @@
+"""The renewer HTTP API served in-process on loopback by certloop.httpserver, with a real SQLite store
+(and an unreachable PostgreSQL for the 503 case). The worker is not running here: jobs stay queued,
+so what the API stored can be asserted exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import requests
+
+from certloop.httpserver import HttpServer
+from renewer.api import ROUTES, Api, build_router
+from renewer.config import RenewerConfig, load_config
+from renewer.metrics import CATALOGUE, RenewerMetrics
+from renewer.openapi import OPENAPI
+from renewer.store import Store
+from tests.renewer.conftest import TOKEN, Setup
+from tests.support.pki import Pki
+
+FIXTURES = Path(__file__).parent / "fixtures"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Harness:
+    """An Api + HttpServer on an event loop in a background thread."""
+
+    def __init__(self, config: RenewerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = RenewerMetrics()
+        self.wakes = 0
+        self.reloads: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def reload() -> None:
+            self.reloads.append("called")
+
+        self.api = Api(store=store, config=lambda: self.config, token=config.auth.bearer_token,
+                       metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload)
+        self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body)
+        asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(10)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.http = requests.Session()
+
+    def _wake(self) -> None:
+        self.wakes += 1
+
+    def post(self, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> requests.Response:
+        return self.http.post(self.url + path, data=body, headers=AUTH if headers is None else headers, timeout=10)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
+        return self.http.get(self.url + path, headers=AUTH if headers is None else headers, timeout=10)
+
+    def close(self) -> None:
+        self.http.close()
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def setup(make_setup: Callable[..., Setup]) -> Setup:
+    return make_setup(["shop", "blog", "api"], top={"max_body": 4096})
+
+
+@pytest.fixture
+def harness(setup: Setup, sqlite_store: Store) -> Iterator[Harness]:
+    h = Harness(load_config(setup.path), sqlite_store)
+    yield h
+    h.close()
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def validate(doc: Any, schema_name: str) -> None:
+    """Validate ``doc`` against ``#/components/schemas/<schema_name>`` of the served OpenAPI document."""
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": OPENAPI["components"]}
+    jsonschema.Draft202012Validator(schema).validate(doc)
+
+
+def test_webhook_needs_the_bearer_token_and_never_logs_it(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """No token or a wrong one: 401 with WWW-Authenticate, nothing queued, the token in no log line."""
+    caplog.set_level(logging.DEBUG)
+    assert harness.post("/api/v1/alertmanager", fixture("firing.json"), headers={}).status_code == 401
+    wrong = harness.post("/api/v1/alertmanager", fixture("firing.json"), headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    basic = harness.post("/api/v1/alertmanager", fixture("firing.json"), headers={"Authorization": f"Basic {TOKEN}"})
+    assert basic.status_code == 401
+    assert harness.store.list_jobs() == []
+    assert TOKEN not in caplog.text
+
+
+def test_firing_alert_is_queued_once_and_repeats_are_duplicates(harness: Harness) -> None:
+    """202 with per-alert outcomes; the same payload again (HA peer, repeat) is a duplicate, one job."""
+    first = harness.post("/api/v1/alertmanager", fixture("firing.json"))
+    assert first.status_code == 202
+    validate(first.json(), "WebhookResult")
+    assert [c["outcome"] for c in first.json()["certificates"]] == ["queued"]
+    second = harness.post("/api/v1/alertmanager", fixture("firing.json"))
+    assert [c["outcome"] for c in second.json()["certificates"]] == ["duplicate"]
+    jobs = harness.store.list_jobs()
+    assert [(j.certificate, j.trigger, j.state.value) for j in jobs] == [("shop", "alert", "queued")]
+    assert harness.wakes == 1
+
+
+def test_concurrent_duplicate_deliveries_give_one_job(harness: Harness) -> None:
+    """Forty simultaneous deliveries of one grouped payload: one job per certificate."""
+    body = fixture("grouped.json")
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: requests.post(harness.url + "/api/v1/alertmanager", data=body,
+                                                      headers=AUTH, timeout=10).status_code, range(40)))
+    assert set(codes) == {202}
+    assert sorted(j.certificate for j in harness.store.list_jobs()) == ["blog", "shop"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("malformed.json", "body is not valid JSON"), ("wrong_schema.json", 'version: expected "4"'),
+     ("missing_alerts.json", "alerts: required field is missing")],
+)
+def test_malformed_payload_is_400_with_a_message(harness: Harness, name: str, message: str) -> None:
+    """Malformed bodies are 400 (Alertmanager does not retry) and the message says what is wrong."""
+    resp = harness.post("/api/v1/alertmanager", fixture(name))
+    assert resp.status_code == 400
+    assert message in resp.json()["error"]
+    assert harness.store.list_jobs() == []
+
+
+def test_oversized_payload_is_413(harness: Harness) -> None:
+    """A body over max_body is refused with 413 and counted; nothing is queued."""
+    doc = json.loads(fixture("firing.json"))
+    doc["commonAnnotations"] = {"padding": "x" * 5000}
+    resp = harness.post("/api/v1/alertmanager", json.dumps(doc).encode())
+    assert resp.status_code == 413
+    assert harness.metrics.webhook_requests.labels("413")._value.get() == 1
+    assert harness.store.list_jobs() == []
+
+
+def test_hostile_labels_resolved_and_unknown_are_counted_and_ignored(harness: Harness) -> None:
+    """Shell metacharacters, ../, unknown ids and resolved alerts: 202, nothing queued, counted by outcome."""
+    for name in ("hostile_labels.json", "unknown_certificate.json", "resolved.json"):
+        resp = harness.post("/api/v1/alertmanager", fixture(name))
+        assert resp.status_code == 202 and resp.json()["certificates"] == []
+        assert "rm -rf" not in resp.text and "etc/passwd" not in resp.text
+    assert harness.store.list_jobs() == []
+    assert harness.metrics.alerts.labels("unknown_certificate")._value.get() == 7
+    assert harness.metrics.alerts.labels("resolved_ignored")._value.get() == 1
+
+
+def test_store_down_answers_503_so_alertmanager_retries(setup: Setup) -> None:
+    """When the job store cannot be reached the webhook answers 503 and readiness fails."""
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=2")
+    h = Harness(load_config(setup.path), store)
+    try:
+        assert h.post("/api/v1/alertmanager", fixture("firing.json")).status_code == 503
+        assert h.get("/-/ready", headers={}).status_code == 503
+        assert h.get("/-/healthy", headers={}).status_code == 200
+        assert h.get("/metrics", headers={}).status_code == 200
+    finally:
+        h.close()
+        store.close()
+
+
+def test_manual_renew_certificates_and_jobs(harness: Harness, setup: Setup, pki: Pki) -> None:
+    """Manual renewal queues a job; the certificate list shows the installed expiry; jobs show the trail."""
+    leaf = pki.leaf(["shop.example"], days=10)
+    Path(setup.data["certificates"][0]["outputs"]["fullchain"]).write_bytes(leaf.fullchain_pem)
+    assert harness.post("/api/v1/certificates/nope/renew").status_code == 404
+    assert harness.post("/api/v1/certificates/shop/renew", headers={}).status_code == 401
+    resp = harness.post("/api/v1/certificates/shop/renew?force=true")
+    assert resp.status_code == 202 and resp.json()["created"] is True
+    job_id = resp.json()["job_id"]
+    certs = harness.get("/api/v1/certificates").json()["certificates"]
+    for cert in certs:
+        validate(cert, "Certificate")
+    shop = next(c for c in certs if c["id"] == "shop")
+    assert datetime.fromisoformat(shop["not_after"]) == leaf.cert.not_valid_after_utc
+    assert shop["fingerprint_sha256"] == leaf.fingerprint
+    assert shop["open_job"] == {"id": job_id, "state": "queued"}
+    assert next(c for c in certs if c["id"] == "blog")["not_after"] is None
+    jobs = harness.get("/api/v1/jobs?certificate=shop").json()["jobs"]
+    assert [j["id"] for j in jobs] == [job_id] and jobs[0]["force"] is True
+    for job in jobs:
+        validate(job, "Job")
+    detail = harness.get(f"/api/v1/jobs/{job_id}").json()
+    assert [e["to_state"] for e in detail["events"]] == ["queued"]
+    assert detail["events"][0]["reason"] == "manual renewal (forced)"
+    assert harness.get("/api/v1/jobs/999").status_code == 404
+    assert harness.get("/api/v1/jobs/x").status_code == 400
+    assert harness.get("/api/v1/jobs", headers={}).status_code == 401
+
+
+def test_metrics_follow_the_catalogue_and_pass_promtool(harness: Harness, pki: Pki, setup: Setup) -> None:
+    """/metrics exposes exactly the catalogue's families and `promtool check metrics` finds nothing."""
+    Path(setup.data["certificates"][0]["outputs"]["fullchain"]).write_bytes(pki.leaf(["shop.example"]).fullchain_pem)
+    harness.post("/api/v1/alertmanager", fixture("grouped.json"))
+    harness.post("/api/v1/alertmanager", b"{")
+    text = harness.get("/metrics", headers={}).text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert families == {m.name for m in CATALOGUE}
+    assert 'certloop_renewer_webhook_requests_total{code="202"} 1.0' in text
+    assert 'certloop_renewer_webhook_requests_total{code="400"} 1.0' in text
+    assert 'certloop_renewer_alerts_total{outcome="queued"} 2.0' in text
+    assert "certloop_renewer_queue_depth 2.0" in text
+    assert 'certloop_renewer_certificate_not_after_timestamp_seconds{certificate="shop"}' in text
+    assert 'certloop_renewer_ratelimit_remaining{issuer="command",limit="orders_per_name_set"} 5.0' in text
+    check = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text.encode(), capture_output=True,
+                           timeout=30, check=False)
+    assert check.returncode == 0 and check.stdout.strip() == b"" and check.stderr.strip() == b"", check
+
+
+def test_openapi_document_lists_exactly_the_routes(harness: Harness) -> None:
+    """The served OpenAPI 3.1 document has one operation per route, and nothing else."""
+    doc = harness.get("/api/v1/openapi.json", headers={}).json()
+    assert doc["openapi"] == "3.1.0"
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == {(m, p) for m, p, _ in ROUTES}
+    jsonschema.Draft202012Validator.check_schema({"components": doc["components"]})
+
+
+def test_health_ready_reload_and_unknown_paths(harness: Harness) -> None:
+    """Health and readiness answer without auth; reload needs it; unknown paths are 404, wrong verbs 405."""
+    assert harness.get("/-/healthy", headers={}).status_code == 200
+    assert harness.get("/-/ready", headers={}).status_code == 200
+    assert harness.post("/-/reload", headers={}).status_code == 401
+    assert harness.post("/-/reload").status_code == 200 and harness.reloads == ["called"]
+    assert harness.get("/nope").status_code == 404
+    assert harness.get("/api/v1/alertmanager").status_code == 405
