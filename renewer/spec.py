@@ -27,6 +27,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from certloop.config import Duration, StrictModel, parse_duration
 from renewer.issuers import IssuerSettings
+from renewer.issuers.lego import KEY_TYPES as LEGO_KEY_TYPES
 
 __all__ = [
     "CERTIFICATE_ID_PATTERN",
@@ -219,6 +220,20 @@ class CertificateSpec(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError("domains must be distinct")
         return names
+
+    @model_validator(mode="after")
+    def _issuer_fits(self) -> CertificateSpec:
+        if self.issuer.type == "lego" and self.key_type not in LEGO_KEY_TYPES:
+            raise ValueError(f"lego cannot issue key_type {self.key_type} (it supports {sorted(LEGO_KEY_TYPES)})")
+        if self.issuer.type == "httpsok":
+            theirs = {str(self.issuer.cert_path), str(self.issuer.key_path)}
+            ours = {str(p) for p in self.outputs.files().values()}
+            if theirs & ours:
+                raise ValueError(
+                    "httpsok's cert_path/key_path must not be outputs: httpsok overwrites them in place, "
+                    "certloop installs to outputs with a rollback copy"
+                )
+        return self
 
     @property
     def renew_policy(self) -> RenewBefore:

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certloop.config import StrictModel
-from renewer.errors import BackendFailed, IssuanceError
+from renewer.errors import BackendFailed, ChallengeFailed, ConnectionFailed, IssuanceError, RateLimited
 
 if TYPE_CHECKING:
     from renewer.keystore import Keystore
@@ -35,6 +35,7 @@ __all__ = [
     "IssueContext",
     "IssuedMaterial",
     "IssuerEntry",
+    "classify_failure",
     "run_program",
     "split_pem",
 ]
@@ -189,3 +190,28 @@ def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
+
+
+_RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
+_CONNECT_HINTS = ("connection refused", "failed to establish a new connection", "no such host", "timed out")
+
+
+def classify_failure(
+    tool: str, done: Completed, domains: Sequence[str], *, failed_domain: str | None = None
+) -> IssuanceError:
+    """Turn a failed ACME client run into our error tree from what it printed (its exit code is 1 for
+    everything). ``failed_domain``: the domain the tool named in a challenge failure, if parsed."""
+    text = f"{done.stdout}\n{done.stderr}"
+    low = text.lower()
+    if _RATE_LIMITED.lower() in low:
+        return RateLimited(f"{tool}: the CA rate-limited the request")
+    if failed_domain is not None:
+        return ChallengeFailed(failed_domain, f"{tool} reported a failed challenge (exit {done.returncode})")
+    if any(hint in low for hint in _CONNECT_HINTS) and "challenge" not in low:
+        return ConnectionFailed(f"{tool}: cannot reach the ACME server: {_last_line(text)}")
+    return BackendFailed(f"{tool} exited {done.returncode}: {_last_line(text)}", done.returncode, done.stderr_tail)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"

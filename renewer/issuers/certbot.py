@@ -1,28 +1,36 @@
-"""Drive Debian's ``certbot certonly`` as a subprocess, with its own config/work/logs dirs.
+"""Drive Debian's ``certbot certonly`` as a subprocess, with its own config/work/logs directories.
 
-    issuer: {type: certbot, directory: https://..., email: ..., ca_bundle: ..., webroot: /var/www/acme}
-    # or http01_port: 8080 for --standalone
+    issuer:
+      type: certbot
+      directory: https://acme-v02.api.letsencrypt.org/directory
+      email: ops@example.com          # else --register-unsafely-without-email
+      ca_bundle: /etc/ssl/pebble.pem  # REQUESTS_CA_BUNDLE, for a private ACME server
+      webroot: /var/www/acme          # --webroot -w ...; or http01_port: 8080 for --standalone
 
-certbot writes into ``<home>/config/live/<id>/``; we read the result into memory and never let it
-touch live files (no installer, no deploy hooks).
+certbot keeps its state in ``<home>/config`` (account, lineage), ``<home>/work`` and ``<home>/logs``.
+It runs without installer or hooks, so it never touches live files: we read the lineage from
+``config/live/<id>/`` into memory and delete the lineage (the account stays), so the next run
+issues afresh instead of certbot deciding the certificate is "not yet due". ``--no-autorenew``
+keeps a system certbot timer away from it, ``--no-random-sleep-on-renew`` is passed as asked of
+every unattended certbot run (it only affects ``renew``; certloop decides when to renew).
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from renewer.errors import IssuanceError
-from renewer.issuers.base import IssueContext, IssuedMaterial
+from certloop.config import StrictModel
+from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
 
-from certloop.config import StrictModel
-
-__all__ = ["CertbotSettings", "issue"]
+__all__ = ["CertbotSettings", "build_argv", "issue"]
 
 
 class CertbotSettings(StrictModel):
@@ -41,6 +49,63 @@ class CertbotSettings(StrictModel):
         return self
 
 
+_KEY_ARGS = {
+    "ec256": ["--key-type", "ecdsa", "--elliptic-curve", "secp256r1"],
+    "ec384": ["--key-type", "ecdsa", "--elliptic-curve", "secp384r1"],
+    "rsa2048": ["--key-type", "rsa", "--rsa-key-size", "2048"],
+    "rsa3072": ["--key-type", "rsa", "--rsa-key-size", "3072"],
+    "rsa4096": ["--key-type", "rsa", "--rsa-key-size", "4096"],
+}
+
+
+def build_argv(settings: CertbotSettings, spec: CertificateSpec, home: Path, time_limit: float) -> list[str]:
+    """The exact ``certbot certonly`` argv (pure, tested on its own)."""
+    argv = [
+        settings.executable, "certonly",
+        "--non-interactive", "--agree-tos", "--no-random-sleep-on-renew", "--no-autorenew",
+        "--force-renewal", "--no-eff-email",
+        "--config-dir", str(home / "config"),
+        "--work-dir", str(home / "work"),
+        "--logs-dir", str(home / "logs"),
+        "--server", settings.directory,
+        "--cert-name", spec.id,
+        "--issuance-timeout", str(max(int(time_limit), 1)),
+        *_KEY_ARGS[spec.key_type],
+    ]
+    argv += ["--email", settings.email] if settings.email else ["--register-unsafely-without-email"]
+    if settings.webroot is not None:
+        argv += ["--webroot", "--webroot-path", str(settings.webroot)]
+    else:
+        argv += ["--standalone", "--http-01-port", str(settings.http01_port)]
+    for domain in spec.domains:
+        argv += ["--domain", domain]
+    return argv
+
+
+def _forget_lineage(home: Path, cert_name: str) -> None:
+    config = home / "config"
+    for path in (config / "live" / cert_name, config / "archive" / cert_name):
+        shutil.rmtree(path, ignore_errors=True)
+    (config / "renewal" / f"{cert_name}.conf").unlink(missing_ok=True)
+
+
+_DOMAIN_LINE = re.compile(r"^\s*Domain:\s*(\S+)", re.MULTILINE)
+
+
 async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
-    """Not implemented yet."""
-    raise IssuanceError("certbot issuer not implemented yet")
+    """Run certbot certonly; read ``live/<id>/`` into memory; leave only the account behind."""
+    _forget_lineage(ctx.home, spec.id)  # a lineage left by a crash must not make certbot skip
+    env = {"REQUESTS_CA_BUNDLE": str(settings.ca_bundle)} if settings.ca_bundle else {}
+    argv = build_argv(settings, spec, ctx.home, ctx.timeout)
+    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot")
+    try:
+        if done.returncode != 0:
+            text = done.stdout + done.stderr
+            failed = _DOMAIN_LINE.search(text) if "Some challenges have failed" in text else None
+            raise classify_failure("certbot", done, spec.domains, failed_domain=failed.group(1) if failed else None)
+        live = ctx.home / "config" / "live" / spec.id
+        return IssuedMaterial.from_files(
+            key=live / "privkey.pem", cert=live / "cert.pem", chain=live / "chain.pem"
+        )
+    finally:
+        _forget_lineage(ctx.home, spec.id)  # the key must not linger in plaintext

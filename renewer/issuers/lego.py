@@ -1,25 +1,36 @@
-"""Drive Debian's ``lego`` (4.x) as a subprocess: ``lego ... run`` into a staging ``--path``.
+"""Drive Debian's ``lego`` (4.x) as a subprocess: ``lego [global flags] run``.
 
-    issuer: {type: lego, directory: https://..., email: ..., ca_bundle: ..., webroot: /var/www/acme}
-    # or http_port: 8080 for lego's own listener
+    issuer:
+      type: lego
+      directory: https://acme-v02.api.letsencrypt.org/directory
+      email: ops@example.com
+      ca_bundle: /etc/ssl/pebble.pem     # LEGO_CA_CERTIFICATES, for a private ACME server
+      webroot: /var/www/acme             # --http --http.webroot; or http_port: 8080 (--http.port :8080)
+
+``--path`` is the issuer's home under the data dir (lego keeps its account there); lego writes
+``certificates/<domain>.crt`` (leaf + issuer bundle) and ``.key``, which we read into memory and
+delete. We always use ``run`` (certloop decides when to renew), so ``renew``'s
+``--no-random-sleep`` does not apply. lego's key types are ec256, ec384, rsa2048, rsa4096 (no
+rsa3072: such a spec is rejected when the config loads).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from renewer.errors import IssuanceError
-from renewer.issuers.base import IssueContext, IssuedMaterial
+from certloop.config import StrictModel
+from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
 
-from certloop.config import StrictModel
+__all__ = ["KEY_TYPES", "LegoSettings", "build_argv", "issue"]
 
-__all__ = ["LegoSettings", "issue"]
+KEY_TYPES = frozenset({"ec256", "ec384", "rsa2048", "rsa4096"})
 
 
 class LegoSettings(StrictModel):
@@ -38,6 +49,50 @@ class LegoSettings(StrictModel):
         return self
 
 
+def build_argv(settings: LegoSettings, spec: CertificateSpec, home: Path, time_limit: float) -> list[str]:
+    """The exact lego argv (pure, tested on its own): global flags first, then ``run``."""
+    argv = [
+        settings.executable,
+        "--accept-tos",
+        "--email", settings.email,
+        "--server", settings.directory,
+        "--path", str(home),
+        "--key-type", spec.key_type,
+        "--cert.timeout", str(max(int(time_limit), 1)),
+        "--http",
+    ]
+    if settings.webroot is not None:
+        argv += ["--http.webroot", str(settings.webroot)]
+    else:
+        argv += ["--http.port", f":{settings.http_port}"]
+    for domain in spec.domains:
+        argv += ["--domains", domain]
+    return [*argv, "run"]
+
+
+def _file_stem(domain: str) -> str:
+    """lego's file name for a domain: ``*`` becomes ``_`` (``*.shop.example`` -> ``_.shop.example``)."""
+    return domain.replace("*", "_")
+
+
+_FAILED_DOMAIN = re.compile(r"^\[([^\]\s]+)\]\s+acme:", re.MULTILINE)
+
+
 async def issue(settings: LegoSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
-    """Not implemented yet."""
-    raise IssuanceError("lego issuer not implemented yet")
+    """Run ``lego ... run``; read ``certificates/<first domain>.{crt,key}``; delete them."""
+    env = {"LEGO_CA_CERTIFICATES": str(settings.ca_bundle)} if settings.ca_bundle else {}
+    argv = build_argv(settings, spec, ctx.home, ctx.timeout)
+    certs = ctx.home / "certificates"
+    stem = _file_stem(spec.domains[0])
+    produced = [certs / f"{stem}{ext}" for ext in (".crt", ".key", ".issuer.crt", ".json", ".pem")]
+    for path in produced:
+        path.unlink(missing_ok=True)
+    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="lego")
+    try:
+        if done.returncode != 0:
+            failed = _FAILED_DOMAIN.search(done.stdout + done.stderr)
+            raise classify_failure("lego", done, spec.domains, failed_domain=failed.group(1) if failed else None)
+        return IssuedMaterial.from_files(key=certs / f"{stem}.key", cert=certs / f"{stem}.crt")
+    finally:
+        for path in produced:  # the key must not linger in plaintext
+            path.unlink(missing_ok=True)
