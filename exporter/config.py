@@ -40,6 +40,7 @@ from pydantic import AfterValidator, Field
 
 from certloop.config import Duration, StrictModel, load_model, resolve_secret, validate_model
 from certloop.errors import ConfigError
+from certloop.resolve import parse_nameserver
 
 __all__ = [
     "DEFAULT_MODULE",
@@ -92,6 +93,11 @@ def _check_target(text: str) -> str:
     return text.strip()
 
 
+def _check_nameserver(text: str) -> str:
+    parse_nameserver(text)
+    return text.strip()
+
+
 def _check_label_name(name: str) -> str:
     if not _LABEL_RE.match(name) or name.startswith("__"):
         raise ValueError(f"{name!r} is not a valid Prometheus label name")
@@ -117,6 +123,7 @@ def _check_positive(value: timedelta) -> timedelta:
 
 
 Target = Annotated[str, AfterValidator(_check_target)]
+Nameserver = Annotated[str, AfterValidator(_check_nameserver)]
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
 StartTLS = Annotated[str | None, AfterValidator(_check_starttls)]
 PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
@@ -133,7 +140,7 @@ class GlobalConfig(StrictModel):
     connect_timeout: PositiveDuration = timedelta(seconds=5)
     handshake_timeout: PositiveDuration = timedelta(seconds=5)
     ca_file: str | None = Field(default=None, description="PEM trust bundle; default: the system store")
-    resolver: list[Target] = Field(default_factory=list, description="DNS servers host:port; default: system")
+    resolver: list[Nameserver] = Field(default_factory=list, description="DNS servers host:port; default: system")
     max_file_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="larger files are too_large")
 
 

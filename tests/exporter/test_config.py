@@ -1,0 +1,71 @@
+"""The exporter's config file: defaults, one bad file per error with its exact message, the CLI check, the schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from certloop.errors import ConfigError
+from exporter.config import json_schema, load_config, parse_config
+from tests.exporter.support import run_cli, write_config
+
+BAD = Path(__file__).parent / "bad_configs"
+BAD_FILES = sorted(BAD.glob("*.yml"))
+
+
+def _expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# error: "), f"{path.name} must start with '# error: <exact message>'"
+    return first.removeprefix("# error: ")
+
+
+def test_there_is_a_bad_config_per_error() -> None:
+    """The directory holds the bad configs the parametrised test below walks (a guard against an empty glob)."""
+    assert len(BAD_FILES) >= 15
+
+
+@pytest.mark.parametrize("path", BAD_FILES, ids=[p.stem for p in BAD_FILES])
+def test_bad_config_is_rejected_with_its_message(path: Path) -> None:
+    """Each bad file fails to load with exactly the message in its first line, prefixed by the file name."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {_expected(path)}"
+
+
+def test_defaults_and_durations() -> None:
+    """An empty file is valid: 5m sweeps, 64 probes in flight, the system trust store, the default module."""
+    config = parse_config({})
+    assert config.global_.interval.total_seconds() == 300
+    assert config.global_.concurrency == 64
+    assert config.global_.ca_file is None
+    assert config.module(None).ip_protocol == "both"
+    parsed = parse_config({"global": {"interval": "1h30m", "jitter": "0s"},
+                           "endpoints": [{"targets": ["[::1]:443", "shop.example:8443"],
+                                          "labels": {"certificate": "shop"}}]})
+    assert parsed.global_.interval.total_seconds() == 5400
+    assert parsed.endpoints[0].labels == {"certificate": "shop"}
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    """``--config.check`` exits 0 for a good file and 1 with the path-naming message for a bad one."""
+    good = write_config(tmp_path / "good.yml", {"endpoints": [{"targets": ["127.0.0.1:443"]}]})
+    ok = run_cli(f"--config.file={good}", "--config.check")
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    bad = BAD / "bad_target.yml"
+    failed = run_cli(f"--config.file={bad}", "--config.check")
+    assert failed.returncode == 1
+    assert f"{bad}: {_expected(bad)}" in failed.stderr
+
+
+def test_json_schema_is_printed_by_the_cli() -> None:
+    """``certloop config schema exporter`` prints the JSON Schema, which knows every top-level key."""
+    schema = json_schema()
+    assert set(schema["properties"]) == {"global", "modules", "endpoints", "files"}
+    out = subprocess.run([sys.executable, "-m", "certloop.cli", "config", "schema", "exporter"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(out.stdout)["properties"]["global"]
