@@ -122,6 +122,8 @@ def main(argv: Sequence[str]) -> int:
         level=args.log_level.upper(), stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s component=%(name)s msg=%(message)s",
     )
+    for noisy in ("alembic", "apscheduler"):  # their INFO lines repeat on every start / tick
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         cfg = load_config(args.config_file)
     except ConfigError as exc:
