@@ -19,9 +19,6 @@ import pytest
 import yaml
 from cryptography import x509
 
-from certloop.config import validate_model
-from exporter.config import load_config as load_exporter_config
-from renewer.config import RenewerConfig
 from stack.prometheus import promtool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,18 +138,33 @@ def test_prometheus_config_is_valid() -> None:
     assert {"certloop-exporter", "certloop-renewer"} <= set(jobs)
 
 
-def test_exporter_config_loads() -> None:
-    """compose/exporter.yml is a valid exporter config and carries the `certificate` label contract."""
-    config = load_exporter_config(COMPOSE / "exporter.yml")
-    assert config.endpoints[0].labels["certificate"] == "shop"
+def config_check(component: str, name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    argv = [str(REPO / ".venv" / "bin" / "certloop"), component, f"--config.file={COMPOSE / name}", "--config.check"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, **env}, cwd=REPO)
+
+
+def test_exporter_config_passes_config_check() -> None:
+    """`certloop exporter --config.check` accepts compose/exporter.yml, which carries the `certificate` label."""
+    done = config_check("exporter", "exporter.yml", {})
+    assert done.returncode == 0, done.stdout + done.stderr
+    endpoints = yaml.safe_load((COMPOSE / "exporter.yml").read_text())["endpoints"]
+    assert endpoints[0]["labels"]["certificate"] == "shop"
 
 
 @pytest.mark.parametrize("name", ["renewer.yml", "renewer.postgres.yml"])
-def test_renewer_configs_validate(name: str) -> None:
-    """The renewer configs validate (secrets stay unresolved ${ENV}/files; they exist only in containers)."""
-    config = validate_model(RenewerConfig, yaml.safe_load((COMPOSE / name).read_text()), source=name)
-    assert [c.id for c in config.certificates] == ["shop"]
-    assert (config.database.url is not None) == (name == "renewer.postgres.yml")
+def test_renewer_configs_pass_config_check(name: str) -> None:
+    """`certloop renewer --config.check` accepts both renewer configs with the secrets compose passes in."""
+    env = {**SECRETS, "CERTLOOP_DATABASE_URL": "postgresql+psycopg://certloop:x@postgres:5432/certloop"}
+    done = config_check("renewer", name, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    without_token = {k: v for k, v in env.items() if k != "CERTLOOP_RENEWER_TOKEN"}
+    missing = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "certloop"), "renewer", f"--config.file={COMPOSE / name}", "--config.check"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+        env={**{k: v for k, v in os.environ.items() if k != "CERTLOOP_RENEWER_TOKEN"}, **without_token},
+    )
+    assert missing.returncode != 0 and "CERTLOOP_RENEWER_TOKEN" in missing.stderr, "a missing token must fail"
 
 
 def test_demo_seed_mints_an_expiring_certificate(tmp_path: Path) -> None:
