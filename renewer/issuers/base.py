@@ -196,9 +196,7 @@ _RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
 _CONNECT_HINTS = ("connection refused", "failed to establish a new connection", "no such host", "timed out")
 
 
-def classify_failure(
-    tool: str, done: Completed, domains: Sequence[str], *, failed_domain: str | None = None
-) -> IssuanceError:
+def classify_failure(tool: str, done: Completed, *, failed_domain: str | None = None) -> IssuanceError:
     """Turn a failed ACME client run into our error tree from what it printed (its exit code is 1 for
     everything). ``failed_domain``: the domain the tool named in a challenge failure, if parsed."""
     text = f"{done.stdout}\n{done.stderr}"

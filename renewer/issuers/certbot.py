@@ -102,7 +102,7 @@ async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueCont
         if done.returncode != 0:
             text = done.stdout + done.stderr
             failed = _DOMAIN_LINE.search(text) if "Some challenges have failed" in text else None
-            raise classify_failure("certbot", done, spec.domains, failed_domain=failed.group(1) if failed else None)
+            raise classify_failure("certbot", done, failed_domain=failed.group(1) if failed else None)
         live = ctx.home / "config" / "live" / spec.id
         return IssuedMaterial.from_files(
             key=live / "privkey.pem", cert=live / "cert.pem", chain=live / "chain.pem"

@@ -2,9 +2,16 @@
 
     issuer: {type: command, argv: ["/usr/local/bin/mint", "--profile", "web"]}
 
-The program gets ``CERTLOOP_CERT_PATH``, ``CERTLOOP_KEY_PATH``, ``CERTLOOP_FULLCHAIN_PATH``,
-``CERTLOOP_DOMAINS`` (comma-separated) and ``CERTLOOP_CERTIFICATE_ID``; it must write the key and
-the certificate (or the full chain) there and exit 0.
+The program runs without a shell, in a fresh staging directory, and gets:
+
+    CERTLOOP_CERT_PATH       where to write the leaf (optionally followed by the chain)
+    CERTLOOP_FULLCHAIN_PATH  or write leaf + chain here instead
+    CERTLOOP_KEY_PATH        where to write the private key (PEM)
+    CERTLOOP_DOMAINS         the names to request, comma-separated
+    CERTLOOP_CERTIFICATE_ID  the certificate id
+    CERTLOOP_KEY_TYPE        ec256 | ec384 | rsa2048 | rsa3072 | rsa4096
+
+Exit 0 with the key and a certificate (or full chain) written; anything else is a failure.
 """
 
 from __future__ import annotations
@@ -13,13 +20,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from renewer.errors import IssuanceError
-from renewer.issuers.base import IssueContext, IssuedMaterial
+from certloop.config import StrictModel
+from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
-
-from certloop.config import StrictModel
 
 __all__ = ["CommandSettings", "issue"]
 
@@ -30,5 +35,21 @@ class CommandSettings(StrictModel):
 
 
 async def issue(settings: CommandSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
-    """Not implemented yet."""
-    raise IssuanceError("command issuer not implemented yet")
+    """Run the program and read what it wrote into the staging directory."""
+    paths = {
+        "cert": ctx.staging / "cert.pem",
+        "fullchain": ctx.staging / "fullchain.pem",
+        "key": ctx.staging / "key.pem",
+    }
+    env = {
+        "CERTLOOP_CERT_PATH": str(paths["cert"]),
+        "CERTLOOP_FULLCHAIN_PATH": str(paths["fullchain"]),
+        "CERTLOOP_KEY_PATH": str(paths["key"]),
+        "CERTLOOP_DOMAINS": ",".join(spec.domains),
+        "CERTLOOP_CERTIFICATE_ID": spec.id,
+        "CERTLOOP_KEY_TYPE": spec.key_type,
+    }
+    done = await run_program(settings.argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="command")
+    if done.returncode != 0:
+        raise classify_failure(settings.argv[0], done)
+    return IssuedMaterial.from_files(key=paths["key"], cert=paths["cert"], fullchain=paths["fullchain"])

@@ -91,7 +91,7 @@ async def issue(settings: LegoSettings, spec: CertificateSpec, ctx: IssueContext
     try:
         if done.returncode != 0:
             failed = _FAILED_DOMAIN.search(done.stdout + done.stderr)
-            raise classify_failure("lego", done, spec.domains, failed_domain=failed.group(1) if failed else None)
+            raise classify_failure("lego", done, failed_domain=failed.group(1) if failed else None)
         return IssuedMaterial.from_files(key=certs / f"{stem}.key", cert=certs / f"{stem}.crt")
     finally:
         for path in produced:  # the key must not linger in plaintext

@@ -8,6 +8,7 @@ certificate files the pipeline replaces, starting with a leaf minted close to ex
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -105,11 +106,20 @@ def acme_stack_fixture(tmp_path: Path, challtestsrv: ChallTestSrv, pki: Pki) -> 
     yield from start_stack(tmp_path, challtestsrv, pki)
 
 
-def standin_path_env(*, pki_dir: Path, record: Path) -> dict[str, str]:
-    """PATH with the stand-in scripts first, plus where they find the test CA and record argv."""
-    return {
-        "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CERTLOOP_STANDIN_CA_DIR": str(pki_dir),
-        "CERTLOOP_STANDIN_RECORD": str(record),
-        "CERTLOOP_STANDIN_PYTHON": sys.executable,
-    }
+def standin_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> Path:
+    """Put the stand-ins (and this venv's python3, their interpreter) first on PATH, give them the
+    test CA to mint from, and return the file they record their argv into (JSON lines)."""
+    ca_dir = tmp_path / "standin-ca"
+    ca_dir.mkdir(exist_ok=True)
+    (ca_dir / "ca.pem").write_bytes(pki.intermediate.pem)
+    (ca_dir / "ca.key").write_bytes(pki.intermediate.key_pem)
+    record = tmp_path / "standin-argv.jsonl"
+    path = os.pathsep.join([str(STANDINS), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.setenv("CERTLOOP_STANDIN_CA_DIR", str(ca_dir))
+    monkeypatch.setenv("CERTLOOP_STANDIN_RECORD", str(record))
+    return record
+
+
+def recorded(record: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
