@@ -5,13 +5,15 @@
 Writes the key and full chain to the paths the renewer's command issuer passes in its environment
 (CERTLOOP_KEY_PATH, CERTLOOP_FULLCHAIN_PATH, CERTLOOP_CERT_PATH), for the names in CERTLOOP_DOMAINS,
 and appends "<certificate id>\\n" to COUNT_FILE (one line per issuance, O_APPEND). If FAIL_FILE exists
-it exits 1 instead (an issuance failure the test can switch on and off).
+it exits 1 instead (an issuance failure the test can switch on and off). With CERTLOOP_TEST_MINT_SLEEP
+set it first writes its pid to that file and sleeps (a slow CA, for kill -9 tests).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -24,6 +26,10 @@ def main() -> int:
     if len(sys.argv) > 3 and Path(sys.argv[3]).exists():
         print("mint: told to fail", file=sys.stderr)
         return 1
+    sleep_file = os.environ.get("CERTLOOP_TEST_MINT_SLEEP")
+    if sleep_file:
+        Path(sleep_file).write_text(str(os.getpid()))
+        time.sleep(60)
     names = os.environ["CERTLOOP_DOMAINS"].split(",")
     leaf = Pki().leaf(names, days=days)
     key_path = Path(os.environ["CERTLOOP_KEY_PATH"])

@@ -13,8 +13,8 @@ import yaml
 
 from renewer.backup import FORMAT, BackupError, read_backup
 from renewer.cli import main
-from renewer.daemon import open_keystore, open_store
 from renewer.config import load_config
+from renewer.daemon import open_keystore, open_store
 from renewer.store import State
 from tests.renewer.conftest import Setup, clean
 

@@ -1,0 +1,225 @@
+"""The worker driving the real pipeline with the `command` issuer (tests/renewer/mint.py mints with the
+test PKI and counts its invocations): success, issuance retries with backoff, the rate-limit ledger,
+deployment retried from saved material without re-issuing, rollback, and kill -9 of a real renewer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from renewer import pipeline
+from renewer.config import RenewerConfig, load_config
+from renewer.daemon import open_keystore
+from renewer.metrics import RenewerMetrics
+from renewer.store import Job, State, Store
+from renewer.worker import Worker
+from tests.renewer.conftest import RenewerProcess, Setup, wait_for
+from tests.support.pki import Pki
+
+# A deploy step that fails while the live certificate is valid for more than 10 days (the new one).
+REJECT_LONG_LIVED = (
+    "import sys, datetime; from cryptography import x509; "
+    "c = x509.load_pem_x509_certificate(open(sys.argv[1], 'rb').read()); "
+    "sys.exit(1 if c.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(days=10) else 0)"
+)
+AM_FIRING = (Path(__file__).parent / "fixtures" / "firing.json").read_bytes()
+
+
+class Clock:
+    """A settable clock, at whole milliseconds (the store's resolution)."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_worker(cfg: RenewerConfig, store: Store, clock: Clock, owner: str = "test") -> Worker:
+    ctx = pipeline.RenewalContext(data_dir=cfg.data_dir, clock=clock, keystore=open_keystore(cfg))
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return Worker(store=store, config=lambda: cfg, ctx=ctx, metrics=RenewerMetrics(), owner=owner, rand=lambda: 0.0)
+
+
+def run_once(worker: Worker, store: Store, clock: Clock) -> Job:
+    """Claim the next due job and work it to its next resting point; return the job afterwards."""
+    job = store.claim(worker.owner, clock(), timedelta(minutes=1))
+    assert job is not None, "no job was due"
+    asyncio.run(worker.work(job))
+    after = store.get_job(job.id)
+    assert after is not None
+    return after
+
+
+def live_leaf(cfg: RenewerConfig) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(Path(cfg.certificates[0].outputs.fullchain or "").read_bytes())
+
+
+def states(store: Store, job_id: int) -> list[str]:
+    return [e.to_state for e in store.events(job_id)]
+
+
+def test_alert_to_verified_install_in_one_pass(make_setup: Callable[..., Setup], sqlite_store: Store) -> None:
+    """A queued job is issued once, installed, verified and recorded, with every state in the trail."""
+    setup = make_setup(["shop"])
+    cfg, clock = load_config(setup.path), Clock()
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
+    job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.SUCCEEDED and job.attempt == 1 and job.deploy_attempt == 1
+    assert states(sqlite_store, job.id) == ["queued", "issuing", "installing", "verifying", "succeeded"]
+    assert setup.issued() == ["shop"]
+    leaf = live_leaf(cfg)
+    assert leaf.subject.rfc4514_string() == "CN=shop.example"
+    key = serialization.load_pem_private_key(Path(cfg.certificates[0].outputs.key).read_bytes(), None)
+    assert key.public_key() == leaf.public_key()
+    assert oct(Path(cfg.certificates[0].outputs.key).stat().st_mode & 0o777) == "0o600"
+    state = sqlite_store.certificate_states()["shop"]
+    assert state.last_result == "succeeded" and state.not_after == leaf.not_valid_after_utc
+    assert state.next_due == leaf.not_valid_after_utc - (leaf.not_valid_after_utc - leaf.not_valid_before_utc) / 3
+    assert worker.metrics.renewals.labels("shop", "command", "succeeded")._value.get() == 1
+    assert pipeline.load_material(worker.ctx, job.id) is None  # saved material is discarded once done
+
+
+def test_failed_issuance_backs_off_then_fails(make_setup: Callable[..., Setup], sqlite_store: Store,
+                                             tmp_path: Path) -> None:
+    """An issuer failure requeues with exponential backoff and the error; max_attempts ends in failed."""
+    fail = tmp_path / "fail"
+    fail.touch()
+    setup = make_setup(["shop"], fail_file=fail)
+    cfg, clock = load_config(setup.path), Clock()
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
+    job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.QUEUED and job.attempt == 1
+    assert job.not_before == clock() + timedelta(milliseconds=500)  # base 1s, attempt 1, jitter 0
+    assert "BackendFailed" in (job.last_error or "") or "IssuanceError" in (job.last_error or "")
+    assert sqlite_store.claim("x", clock(), timedelta(seconds=5)) is None  # not before the backoff
+    clock.now += timedelta(seconds=1)
+    job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.QUEUED and job.attempt == 2
+    assert job.not_before == clock() + timedelta(seconds=1)
+    clock.now += timedelta(seconds=2)
+    job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.FAILED and "after 3 attempt(s)" in (job.last_error or "")
+    assert sqlite_store.certificate_states()["shop"].last_result == "failed"
+    assert setup.issued() == []
+
+
+def test_failed_reload_rolls_back_and_retries_deployment_without_reissuing(
+    make_setup: Callable[..., Setup], sqlite_store: Store, pki: Pki, tmp_path: Path,
+) -> None:
+    """A deploy step that rejects the new material (like `nginx -t`) restores the previous files; retries
+    reuse the saved material (one issuance); after max_attempts the job ends rolled_back, old cert live."""
+    fullchain = tmp_path / "live" / "shop" / "fullchain.pem"
+    setup = make_setup(["shop"], deploy=[["true"], [sys.executable, "-c", REJECT_LONG_LIVED, str(fullchain)]])
+    cfg, clock = load_config(setup.path), Clock()
+    old = pki.leaf(["shop.example"], days=3)
+    outputs = cfg.certificates[0].outputs
+    Path(outputs.fullchain or "").write_bytes(old.fullchain_pem)
+    Path(outputs.key).write_bytes(old.key_pem)
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
+    job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.QUEUED and job.deploy_attempt == 1
+    assert "rolled back" in (job.last_error or "") and "no re-issue" in states_reasons(sqlite_store, job.id)[-1]
+    assert live_leaf(cfg) == old.cert
+    assert pipeline.load_material(worker.ctx, job.id) is not None
+    for _ in range(2):
+        clock.now += timedelta(seconds=3)
+        job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.ROLLED_BACK and job.deploy_attempt == 3 and job.attempt == 1
+    assert setup.issued() == ["shop"]
+    assert live_leaf(cfg) == old.cert
+    assert states(sqlite_store, job.id).count("issuing") == 1
+    assert worker.metrics.renewals.labels("shop", "command", "rolled_back")._value.get() == 1
+
+
+def states_reasons(store: Store, job_id: int) -> list[str]:
+    return [e.reason for e in store.events(job_id)]
+
+
+def test_rate_limit_ledger_makes_a_flood_wait(make_setup: Callable[..., Setup], sqlite_store: Store) -> None:
+    """With 1 order per name set per week, a second renewal waits a week with the reason; nothing issued."""
+    setup = make_setup(["shop"], top={"rate_limits": [
+        {"name": "orders_per_name_set", "scope": "name_set", "limit": 1, "window": "7d"}]})
+    cfg, clock = load_config(setup.path), Clock()
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="first", now=clock())
+    assert run_once(worker, sqlite_store, clock).state is State.SUCCEEDED
+    start = clock()
+    sqlite_store.enqueue("shop", trigger="manual", reason="again", now=clock(), force=True)
+    job = run_once(worker, sqlite_store, clock)
+    assert job.state is State.QUEUED and job.attempt == 0
+    assert job.not_before == start + timedelta(days=7)
+    assert "rate limit orders_per_name_set" in states_reasons(sqlite_store, job.id)[-1]
+    assert setup.issued() == ["shop"]
+
+
+def _job_state(proc: RenewerProcess, cert: str = "shop") -> str | None:
+    jobs = proc.get(f"/api/v1/jobs?certificate={cert}").json()["jobs"]
+    return jobs[0]["state"] if jobs else None
+
+
+def _kill_pid_file(path: Path) -> None:
+    if path.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(path.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("stage", ["issuing", "installing"])
+def test_kill_9_mid_job_then_restart_finishes_the_job(
+    make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess], pki: Pki, tmp_path: Path,
+    stage: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kill -9 of a real renewer while issuing (slow CA) or deploying (slow reload): the live files stay a
+    consistent pair; after a restart the lease expires, the job resumes - from the saved material when it
+    was deploying (no second issuance) - and succeeds."""
+    slow = [["sleep", "60"]] if stage == "installing" else [["true"]]
+    setup = make_setup(["shop"], deploy=slow, top={"worker": {"lease": "3s", "poll_interval": "200ms"}})
+    old = pki.leaf(["shop.example"], days=2)
+    outputs = setup.data["certificates"][0]["outputs"]
+    Path(outputs["fullchain"]).write_bytes(old.fullchain_pem)
+    Path(outputs["key"]).write_bytes(old.key_pem)
+    pid_file = tmp_path / "mint.pid"
+    if stage == "issuing":
+        monkeypatch.setenv("CERTLOOP_TEST_MINT_SLEEP", str(pid_file))
+    proc = start_renewer(setup.path)
+    assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
+    wait_for(lambda: _job_state(proc) == stage and (stage != "issuing" or pid_file.exists()), 20,
+             what=f"the job to reach {stage}")
+    proc.kill(signal.SIGKILL)
+    _kill_pid_file(pid_file)  # the slow CA child outlives the renewer (own session); stop it too
+    cert_pem = Path(outputs["fullchain"]).read_bytes()
+    key = serialization.load_pem_private_key(Path(outputs["key"]).read_bytes(), None)
+    assert key.public_key() == x509.load_pem_x509_certificate(cert_pem).public_key()
+    # Restart with a fast deploy and a fast CA.
+    monkeypatch.delenv("CERTLOOP_TEST_MINT_SLEEP", raising=False)
+    data = yaml.safe_load(setup.path.read_text())
+    data["certificates"][0]["deploy"] = [["true"]]
+    setup.path.write_text(yaml.safe_dump(data))
+    again = start_renewer(setup.path, log_name="renewer2.log")
+    wait_for(lambda: _job_state(again) == "succeeded", 30, what="the resumed job to succeed")
+    job = again.get("/api/v1/jobs?certificate=shop").json()["jobs"][0]
+    trail = [e["to_state"] for e in again.get(f"/api/v1/jobs/{job['id']}").json()["events"]]
+    live = x509.load_pem_x509_certificate(Path(outputs["fullchain"]).read_bytes())
+    assert live != old.cert
+    if stage == "installing":
+        assert setup.issued() == ["shop"]  # the saved material was deployed, not re-issued
+        assert trail.count("issuing") == 1 and trail.count("installing") == 2
+    else:
+        assert setup.issued() == ["shop"]  # the killed attempt never finished; one clean re-issue
+        assert trail.count("issuing") == 2
+    assert trail[-1] == "succeeded"
