@@ -3,7 +3,7 @@
 - ``nginx``: an :class:`stack.nginx.Nginx` in a temp prefix, *not started*: add sites, then ``start()``.
 - ``prometheus_factory(scrape_configs, rule_files=(), alertmanager_url=None, **kw)``: a started Prometheus.
 - ``challtestsrv``: a started pebble-challtestsrv (DNS only) on free ports.
-- ``pebble``: a started pebble using ``challtestsrv`` as its DNS server.
+- ``pebble``: a started pebble using ``challtestsrv`` as its DNS server (validation on free ports).
 - ``alertmanager_factory(config_yaml)``: a started Alertmanager.
 - ``webhook_receiver``: a started loopback HTTP receiver recording every request.
 
@@ -78,8 +78,13 @@ def challtestsrv(tmp_path: Path) -> Iterator[ChallTestSrv]:
 
 @pytest.fixture
 def pebble(tmp_path: Path, challtestsrv: ChallTestSrv) -> Iterator[Pebble]:
-    """A started pebble (ACME over HTTPS, ``ca_bundle_path`` trusts it) resolving names via challtestsrv."""
-    server = Pebble(tmp_path / "pebble", dns_server=challtestsrv.dns_address)
+    """A started pebble (ACME over HTTPS, ``ca_bundle_path`` trusts it) resolving names via challtestsrv.
+
+    Validation ports are free ports: serve http-01 on ``pebble.http_port`` (e.g. an nginx http site),
+    tls-alpn-01 on ``pebble.tls_port``.
+    """
+    server = Pebble(tmp_path / "pebble", dns_server=challtestsrv.dns_address, http_port=free_port(),
+                    tls_port=free_port())
     server.start()
     try:
         yield server
