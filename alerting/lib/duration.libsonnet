@@ -4,7 +4,10 @@ local units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 {
   seconds(duration)::
     local n = std.length(duration);
+    local number = std.substr(duration, 0, n - 1);
     local unit = std.substr(duration, n - 1, 1);
-    assert n >= 2 && std.objectHas(units, unit) : 'expected a duration like "30d", got "%s"' % duration;
-    std.parseInt(std.substr(duration, 0, n - 1)) * units[unit],
+    assert n >= 2 && std.objectHas(units, unit)
+           && std.all([std.member('0123456789', c) for c in std.stringChars(number)])
+           : 'expected a duration like "30d", got "%s"' % duration;
+    std.parseInt(number) * units[unit],
 }

@@ -1,0 +1,115 @@
+"""Every metric and label the alerting rules use exists in the metric catalogue.
+
+Today the catalogue is read from the tables in docs/architecture.md (the contract); once
+exporter/metrics.py and renewer/metrics.py expose their catalogues, `catalogue()` switches to them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.alerting.rules import ROOT, annotation_queries, iter_rules, load_rules, selectors
+
+# Labels every exporter series may carry beyond its own: the common ones, the scrape's, and the static
+# labels the mixin relies on (config.libsonnet: certificateLabel, teamLabel).
+EXPORTER_COMMON = {"source", "target", "address", "job", "instance", "certificate", "team"}
+RENEWER_COMMON = {"job", "instance"}
+# Series Prometheus itself makes.
+BUILTIN = {"up": {"job", "instance"}}
+# A chain-position pair the per-position metrics carry.
+POSITION = {"position", "role"}
+
+
+def _cells(line: str) -> list[str]:
+    """Cells of a markdown table row; `|` inside backticks (value sets like `a|b`) does not split."""
+    if not line.startswith("|"):
+        return []
+    cells, current, in_code = [], "", False
+    for char in line.strip()[1:]:
+        if char == "`":
+            in_code = not in_code
+        if char == "|" and not in_code:
+            cells.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return cells
+
+
+def catalogue() -> dict[str, dict[str, set[str] | None]]:
+    """metric -> label -> allowed values (None: any value), from docs/architecture.md's tables."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    metrics: dict[str, dict[str, set[str] | None]] = {}
+    for line in text.splitlines():
+        cells = _cells(line)
+        if len(cells) < 3 or not re.fullmatch(r"`(certloop_[a-z0-9_]+)`", cells[0]):
+            continue
+        name, label_text = cells[0].strip("`"), cells[2]
+        labels: dict[str, set[str] | None] = {}
+        for label, values in re.findall(r"\b([a-z_]+)(?:=`([^`]*)`)?", label_text.replace("(no address)", "")):
+            labels[label] = set(values.split("|")) if values else None
+        common = RENEWER_COMMON if name.startswith("certloop_renewer_") else EXPORTER_COMMON
+        for label in common:
+            labels.setdefault(label, None)
+        if "position" in labels:
+            labels["role"] = {"leaf", "intermediate", "root"}
+        metrics[name] = labels
+    for name, builtin_labels in BUILTIN.items():
+        metrics[name] = dict.fromkeys(builtin_labels)
+    return metrics
+
+
+def _recorded_names() -> set[str]:
+    return {r["record"] for r in iter_rules(load_rules()) if "record" in r}
+
+
+def _all_selectors() -> list[tuple[str, str, list]]:
+    out = []
+    for rule in iter_rules(load_rules()):
+        name = rule.get("alert") or rule.get("record")
+        out.append((name, rule["expr"], selectors(rule["expr"])))
+        for query in annotation_queries(rule):
+            out.append((f"{name} (annotation query)", query, selectors(query)))
+    return out
+
+
+def test_catalogue_is_read_from_the_contract() -> None:
+    """The catalogue parser finds both tables, with label value sets where the contract fixes them."""
+    cat = catalogue()
+    assert "certloop_cert_not_after_timestamp_seconds" in cat
+    assert "certloop_renewer_next_due_timestamp_seconds" in cat
+    assert cat["certloop_renewer_last_result"]["result"] is None
+    assert cat["certloop_renewer_renewals_total"]["result"] == {"succeeded", "failed", "rolled_back"}
+    assert cat["certloop_cert_not_after_timestamp_seconds"]["role"] == {"leaf", "intermediate", "root"}
+    assert "address" in cat["certloop_endpoint_addresses_consistent"]  # common labels are always allowed
+
+
+def test_selector_extraction_reads_names_and_matchers() -> None:
+    """The PromQL reader finds selectors and skips functions, keywords, grouping lists and strings."""
+    expr = ('label_replace(count by (source) (max_over_time(foo_x{a="1",b=~"x|y"}[1d]) '
+            '< ignoring(position) group_left() bar:rec), "status", "ok", "", "") unless on (job) up == 0')
+    found = {(s.metric, s.matchers) for s in selectors(expr)}
+    assert found == {("foo_x", (("a", "=", "1"), ("b", "=~", "x|y"))), ("bar:rec", ()), ("up", ())}
+
+
+@pytest.mark.parametrize(("rule", "expr", "found"), _all_selectors(), ids=lambda v: v if isinstance(v, str) else "")
+def test_rule_uses_only_catalogued_metrics_and_labels(rule: str, expr: str, found: list) -> None:
+    """Each selector names a catalogued metric (or a recording rule of ours) with catalogued labels and values."""
+    cat = catalogue()
+    recorded = _recorded_names()
+    assert found, f"{rule}: no selector found in {expr!r}"
+    for sel in found:
+        if sel.metric in recorded:
+            # Recording rules keep the labels of the series they are computed from.
+            continue
+        assert sel.metric in cat, f"{rule}: {sel.metric} is not in the metric catalogue"
+        allowed = dict(cat[sel.metric])
+        if "role" in allowed or "position" in allowed:
+            allowed.update(dict.fromkeys(POSITION - set(allowed)))
+        for label, op, value in sel.matchers:
+            assert label in allowed, f"{rule}: {sel.metric} has no label {label!r}"
+            values = allowed[label]
+            if values is not None and op == "=" and "%s" not in value:
+                assert value in values, f"{rule}: {sel.metric}{{{label}={value!r}}} not in {sorted(values)}"
