@@ -178,3 +178,21 @@ def test_demo_seed_mints_an_expiring_certificate(tmp_path: Path) -> None:
     assert leaf.not_valid_after_utc - datetime.now(UTC) < timedelta(hours=1)
     assert {p.name for p in pki.iterdir()} == {"pebble-ca.pem", "pebble.pem", "pebble.key"}
     assert (tls / "shop.key").stat().st_mode & 0o777 == 0o640
+
+
+def test_alertmanager_renewal_route_reaches_the_compose_renewer() -> None:
+    """The webhook in the mounted alertmanager.yml targets the compose `renewer` service on the port the
+    renewer listens on, with the token file the `secrets` volume provides."""
+    config = yaml.safe_load((REPO / "alerting" / "alertmanager" / "alertmanager.yml").read_text())
+    [receiver] = [r for r in config["receivers"] if r["name"] == "certloop-renewer"]
+    [webhook] = receiver["webhook_configs"]
+    match = re.fullmatch(r"http://([^:/]+):(\d+)/api/v1/alertmanager", webhook["url"])
+    assert match, webhook["url"]
+    renewer_listen = yaml.safe_load((COMPOSE / "renewer.yml").read_text())["listen"]
+    assert match.group(1) in services(BASE)
+    assert match.group(2) == renewer_listen.rpartition(":")[2], (
+        f"Alertmanager posts to port {match.group(2)}, the renewer listens on {renewer_listen}"
+    )
+    credentials = webhook["http_config"]["authorization"]["credentials_file"]
+    assert "secrets:/etc/alertmanager/secrets:ro" in services(BASE)["alertmanager"]["volumes"]
+    assert credentials == "/etc/alertmanager/secrets/renewer-token"
