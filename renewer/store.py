@@ -357,12 +357,15 @@ class Store:
             return res.rowcount == 1
 
     def transition(
-        self, job_id: int, owner: str | None, to_state: State, reason: str, now: datetime, **values: Any,
+        self, job_id: int, owner: str | None, to_state: State, reason: str, now: datetime, *,
+        certificate_state: Mapping[str, Any] | None = None, **values: Any,
     ) -> bool:
         """Move a job to ``to_state`` and record it; False (nothing written) when ``owner`` lost the lease.
 
         Terminal states close the job (``active_key`` NULL) and release the lease. ``values`` sets other
         columns (``attempt``, ``not_before`` (datetime), ``last_error``, ``material_ref``, ...).
+        ``certificate_state`` updates the certificate's state row in the same transaction, so a webhook
+        never sees the job closed without the success that closed it.
         """
         ms = to_ms(now)
         row_values: dict[str, Any] = {"state": to_state.value, "updated_at": ms}
@@ -381,6 +384,9 @@ class Store:
             conn.execute(job_events.insert().values(
                 job_id=job_id, from_state=current, to_state=to_state.value, at=ms, reason=reason, actor=owner,
             ))
+            if certificate_state is not None:
+                certificate = conn.execute(sa.select(jobs.c.certificate).where(jobs.c.id == job_id)).scalar_one()
+                self._upsert_state(conn, certificate, now, certificate_state)
             return True
 
     def get_job(self, job_id: int) -> Job | None:
@@ -438,19 +444,22 @@ class Store:
 
     def update_certificate_state(self, certificate: str, now: datetime, **values: Any) -> None:
         """Upsert columns of ``certificate_state`` (datetimes converted; None clears)."""
-        row = {k: (to_ms(v) if isinstance(v, datetime) else v) for k, v in values.items()}
-        row["updated_at"] = to_ms(now)
         for _ in range(3):
             try:
                 with self._tx("update_certificate_state") as conn:
-                    res = conn.execute(
-                        certificate_state.update().where(certificate_state.c.certificate == certificate).values(**row)
-                    )
-                    if res.rowcount == 0:
-                        conn.execute(certificate_state.insert().values(certificate=certificate, **row))
+                    self._upsert_state(conn, certificate, now, values)
                 return
             except IntegrityError:
                 continue  # inserted concurrently by another replica: the update wins next round
+
+    @staticmethod
+    def _upsert_state(conn: Connection, certificate: str, now: datetime, values: Mapping[str, Any]) -> None:
+        row = {k: (to_ms(v) if isinstance(v, datetime) else v) for k, v in values.items()}
+        row["updated_at"] = to_ms(now)
+        table = certificate_state
+        res = conn.execute(table.update().where(table.c.certificate == certificate).values(**row))
+        if res.rowcount == 0:
+            conn.execute(table.insert().values(certificate=certificate, **row))
 
     # -- rate-limit ledger ------------------------------------------------------------------------
 

@@ -148,8 +148,12 @@ class Worker:
                 task.cancel()
                 return
 
-    async def _move(self, job: Job, to: State, reason: str, **values: object) -> None:
-        ok = await self.store.call(self.store.transition, job.id, self.owner, to, reason, self.clock(), **values)
+    async def _move(
+        self, job: Job, to: State, reason: str, *, certificate_state: dict[str, object] | None = None,
+        **values: object,
+    ) -> None:
+        ok = await self.store.call(self.store.transition, job.id, self.owner, to, reason, self.clock(),
+                                   certificate_state=certificate_state, **values)
         if not ok:
             raise LeaseLost(f"job {job.id}")
 
@@ -255,11 +259,6 @@ class Worker:
     ) -> None:
         now = self.clock()
         extra: dict[str, object] = {} if state is State.SUCCEEDED else {"last_error": reason[:2000]}
-        await self._move(job, state, reason, **extra)
-        if spec is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            pipeline.discard_material(self.ctx, job.id)
         values: dict[str, object] = {"last_attempt_at": now, "last_result": state.value, "last_job_id": job.id}
         if state is State.SUCCEEDED:
             values.update(last_success_at=now, last_error=None)
@@ -268,7 +267,13 @@ class Worker:
                 values.update(not_after=not_after, next_due=renewal_due_at(spec, not_before, not_after))
         else:
             values["last_error"] = reason[:2000]
-        await self.store.call(self.store.update_certificate_state, spec.id, now, **values)
+        # The job closes and the certificate's state records why in one transaction: a webhook arriving in
+        # between must not see "no open job, no recent success" and issue again.
+        await self._move(job, state, reason, certificate_state=values, **extra)
+        if spec is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            pipeline.discard_material(self.ctx, job.id)
         self.metrics.renewals.labels(spec.id, spec.issuer.type, state.value).inc()
         if state is State.SUCCEEDED:
             self.metrics.renewal_duration.labels(spec.issuer.type).observe((now - job.created_at).total_seconds())
