@@ -27,13 +27,12 @@ class Inventory:
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[Key, Mapping[str, str]]] = {}
-        self._text: str | None = ""
         self._data: bytes | None = b""
 
     def put(self, kind: str, key: Key, fragments: Mapping[str, str]) -> None:
         """Set (or replace) one target's fragments."""
         self._entries.setdefault(kind, {})[key] = fragments
-        self._text = self._data = None
+        self._data = None
 
     def retain(self, kind: str, alive: Iterable[Key]) -> int:
         """Drop entries of ``kind`` not in ``alive`` (targets removed from the config or disk); returns how many."""
@@ -45,7 +44,7 @@ class Inventory:
         for k in gone:
             del entries[k]
         if gone:
-            self._text = self._data = None
+            self._data = None
         return len(gone)
 
     def keys(self, kind: str) -> set[Key]:
@@ -54,22 +53,19 @@ class Inventory:
     def __len__(self) -> int:
         return sum(len(e) for e in self._entries.values())
 
-    def text(self) -> str:
-        """The merged exposition text of every cached target (rebuilt only after a change)."""
-        if self._text is None:
+    def data(self) -> bytes:
+        """The merged exposition of every cached target, encoded (rebuilt only after a change)."""
+        if self._data is None:
             per_family: dict[str, list[str]] = {}
             for entries in self._entries.values():
                 for fragments in entries.values():
                     for name, chunk in fragments.items():
                         per_family.setdefault(name, []).append(chunk)
-            self._text = m.render_families(per_family, m.PER_TARGET)
-        return self._text
-
-    def data(self) -> bytes:
-        """:meth:`text` encoded, cached alongside it."""
-        if self._data is None or self._text is None:
-            self._data = self.text().encode()
+            self._data = m.render_families(per_family, m.PER_TARGET).encode()
         return self._data
+
+    def text(self) -> str:
+        return self.data().decode()
 
     # prometheus_client collector protocol -------------------------------------------------------
 

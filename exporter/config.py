@@ -191,7 +191,7 @@ class ExporterConfig(StrictModel):
 
     def module(self, name: str | None) -> ModuleConfig:
         """The named module; ``None`` or ``default`` gives the configured default or the built-in one."""
-        return self.modules.get(name or DEFAULT_MODULE) or ModuleConfig()
+        return self.modules.get(name or DEFAULT_MODULE) or _BUILTIN_MODULE
 
     def file_password(self, index: int) -> bytes | None:
         """The PKCS#12 password of ``files[index]`` (``${ENV}`` or ``password_file`` resolved)."""
@@ -199,6 +199,9 @@ class ExporterConfig(StrictModel):
         if group.password is None and group.password_file is None:
             return None
         return resolve_secret(group.password, group.password_file, field=f"files[{index}].password").encode()
+
+
+_BUILTIN_MODULE = ModuleConfig()
 
 
 def _check_references(config: ExporterConfig, source: str | None) -> None:

@@ -16,6 +16,7 @@ import errno
 import fnmatch
 import glob
 import os
+import re
 import time
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
@@ -45,18 +46,31 @@ def stat_key(path: str) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
-def _wanted(name: str, group: FileGroup) -> bool:
-    if group.include and not any(fnmatch.fnmatch(name, p) for p in group.include):
-        return False
-    return not any(fnmatch.fnmatch(name, p) for p in group.exclude)
+class _NameFilter:
+    """A group's include/exclude patterns compiled once into two regexes (fnmatch per name is slow)."""
+
+    __slots__ = ("_exclude", "_include")
+
+    def __init__(self, group: FileGroup) -> None:
+        self._include = _compile(group.include)
+        self._exclude = _compile(group.exclude)
+
+    def __call__(self, name: str) -> bool:
+        if self._include is not None and not self._include.match(name):
+            return False
+        return self._exclude is None or not self._exclude.match(name)
 
 
-def _list_directory(root: str, group: FileGroup) -> Iterator[str]:
+def _compile(patterns: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
+
+
+def _list_directory(root: str, group: FileGroup, wanted: _NameFilter) -> Iterator[str]:
     if group.recursive:
         for dirpath, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
             dirnames.sort()
             for name in sorted(filenames):
-                if _wanted(name, group):
+                if wanted(name):
                     yield os.path.join(dirpath, name)
         return
     try:
@@ -65,21 +79,22 @@ def _list_directory(root: str, group: FileGroup) -> Iterator[str]:
     except OSError:
         return
     for entry in entries:
-        if _wanted(entry.name, group):
+        if wanted(entry.name):
             yield entry.path
 
 
-def expand_group(group: FileGroup) -> Iterator[str]:
+def expand_group(group: FileGroup, wanted: _NameFilter | None = None) -> Iterator[str]:
     """Every file path a group names now: plain paths as given (even missing), globs, directory contents."""
+    wanted = wanted or _NameFilter(group)
     for pattern in group.paths:
         if _GLOB_CHARS & set(pattern):
             for match in sorted(glob.glob(pattern, recursive=group.recursive)):
                 if os.path.isdir(match):
-                    yield from _list_directory(match, group)
+                    yield from _list_directory(match, group, wanted)
                 else:
                     yield match
         elif os.path.isdir(pattern):
-            yield from _list_directory(pattern, group)
+            yield from _list_directory(pattern, group, wanted)
         else:
             yield pattern
 
@@ -109,21 +124,21 @@ class FileSource:
         self.ctx = ctx
         self.interval = ctx.config.global_.files_interval.total_seconds()
         self.max_bytes = ctx.config.global_.max_file_bytes
-        self._groups: list[tuple[FileGroup, tuple[tuple[str, str], ...], bytes | None]] = []
+        self._groups: list[tuple[FileGroup, _NameFilter, tuple[tuple[str, str], ...], bytes | None]] = []
         for i, group in enumerate(ctx.config.files):
             try:
                 password = ctx.config.file_password(i)
             except ConfigError:
                 password = None  # validated at load time; the secret vanished since: read without it
-            self._groups.append((group, tuple(sorted(group.labels.items())), password))
+            self._groups.append((group, _NameFilter(group), tuple(sorted(group.labels.items())), password))
         self._known: dict[str, _Known] = {}
 
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
         alive: set[Hashable] = set()
         jobs: list[_Job] = []
-        for group, labels, password in self._groups:
-            for path in expand_group(group):
+        for group, wanted, labels, password in self._groups:
+            for path in expand_group(group, wanted):
                 if path in alive:
                     continue  # named by an earlier group: that group's labels win
                 alive.add(path)
