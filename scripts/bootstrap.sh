@@ -21,6 +21,7 @@ DEBIAN_PACKAGES=(
   docker-compose                # validates compose files (`config`); no engine runs here
   openssl                       # fixtures inspect served material with s_client
   procps                        # pkill/ps in fixtures' cleanup
+  wrk                           # the benchmark load generator (C, cheap; Lua cycles targets)
 )
 
 missing=()
