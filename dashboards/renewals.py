@@ -10,6 +10,8 @@ from dashboards.style import Query, Size
 C = 'certificate=~"$certificate"'
 RENEWALS = f"certloop_renewer_renewals_total{{{C}}}"
 BUCKETS = "certloop_renewer_renewal_duration_seconds_bucket"
+OLDEST = "max(certloop_renewer_oldest_queued_job_timestamp_seconds)"
+OLDEST_AGE = f"(time() - {OLDEST}) * ({OLDEST} > bool 0)"  # the gauge is 0 when nothing is queued
 HEADROOM_TH = s.thresholds(s.RED, (1, s.ORANGE), (5, s.GREEN))
 RESULT_COLOURS = [
     {"matcher": {"id": "byName", "options": name},
@@ -41,10 +43,8 @@ def _outcomes() -> list[Any]:
                Query("sum(certloop_renewer_jobs_in_progress)", instant=True), size=small,
                th=s.thresholds(s.BLUE)),
         s.stat("Oldest queued job", "Age of the oldest job still queued; a growing age means the queue is "
-               "stuck.", Query("time() - (max(certloop_renewer_oldest_queued_job_timestamp_seconds) > 0)",
-                               instant=True),
-               unit=s.UNIT_SECONDS, size=small, th=s.thresholds(s.GREEN, (600, s.ORANGE), (3600, s.RED)),
-               no_value="none queued"),
+               "stuck; 0 when nothing is queued.", Query(OLDEST_AGE, instant=True),
+               unit=s.UNIT_SECONDS, size=small, th=s.thresholds(s.GREEN, (600, s.ORANGE), (3600, s.RED))),
         s.timeseries("Renewals by outcome", "Finished renewals per outcome over time.",
                      Query(f"sum by (result) (increase({RENEWALS}[{s.RATE_INTERVAL}]))", legend="{{result}}"),
                      bars=True, stacked=True, minimum=0, legend_calcs=("sum",)),

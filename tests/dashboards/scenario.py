@@ -1,0 +1,143 @@
+"""A small real estate for the dashboards: nginx sites, certificate files, DNS, exporter and renewer configs.
+
+Every state a dashboard panel shows is produced by the real components:
+- `shop.test` resolves (via pebble-challtestsrv DNS) to 127.0.0.1 and 127.0.0.2; nginx serves an
+  expiring leaf on .1 and an expired one on .2 -> expiring, expired, addresses inconsistent; the group's
+  `expect_file` holds a third leaf -> drift;
+- `weak.test` serves a self-signed certificate -> invalid verdict (self_signed);
+- `down.test` points at a port nobody listens on -> probe failure `refused`;
+- a directory of certificate files, one with an RSA-1024 key -> `source="file"` series, weak crypto
+  (nginx's OpenSSL refuses to serve a 1024-bit key, so the weak key is observed as a file).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from stack.challtestsrv import ChallTestSrv
+from stack.nginx import Nginx
+from stack.pebble import Pebble
+from stack.process import LOOPBACK, Process, free_port
+from tests.support.pki import Pki
+
+SHOP, WEAK, DOWN = "shop.test", "weak.test", "down.test"
+
+
+@dataclass(frozen=True)
+class Estate:
+    exporter_config: Path
+    tls_port: int
+    root_ca: Path
+
+
+def build_estate(workdir: Path, pki: Pki, nginx: Nginx, dns: ChallTestSrv) -> Estate:
+    """Write certificates, configure and start nginx, publish DNS records, write the exporter config."""
+    certs = workdir / "certs"
+    certs.mkdir(parents=True)
+    files = workdir / "files"
+    files.mkdir()
+    port, refused = free_port(), free_port()
+
+    expiring = pki.leaf([SHOP], not_before=pki.now - timedelta(days=85), not_after=pki.now + timedelta(days=5))
+    expired = pki.leaf([SHOP], not_before=pki.now - timedelta(days=91), not_after=pki.now - timedelta(days=1))
+    on_disk = pki.leaf([SHOP], days=90)  # renewed on disk but never reloaded
+    weak = pki.self_signed([WEAK])
+    served = {name: issued.write(certs, name) for name, issued in
+              (("expiring", expiring), ("expired", expired), ("on_disk", on_disk), ("weak", weak))}
+    pki.leaf(["files.test"], days=60).write(files, "app")
+    pki.leaf(["legacy.test"], days=60, key_kind="rsa1024").write(files, "legacy")
+
+    nginx.add_site([SHOP], served["expiring"]["fullchain"], served["expiring"]["key"], [(LOOPBACK, port)])
+    nginx.add_site([SHOP], served["expired"]["fullchain"], served["expired"]["key"], [("127.0.0.2", port)])
+    nginx.add_site([WEAK], served["weak"]["fullchain"], served["weak"]["key"], [(LOOPBACK, port)], default=True)
+    nginx.start()
+    dns.add_a(SHOP, [LOOPBACK, "127.0.0.2"])
+    dns.add_a(WEAK, [LOOPBACK])
+    dns.add_a(DOWN, [LOOPBACK])
+
+    root = pki.write_root(workdir / "root.pem")
+    config: dict[str, Any] = {
+        "global": {"interval": "1s", "files_interval": "1s", "jitter": "0s", "connect_timeout": "2s",
+                   "handshake_timeout": "2s", "ca_file": str(root), "resolver": [dns.dns_address]},
+        "endpoints": [
+            {"targets": [f"{SHOP}:{port}"], "expect_file": str(served["on_disk"]["fullchain"]),
+             "labels": {"certificate": "shop", "team": "web"}},
+            {"targets": [f"{WEAK}:{port}"], "labels": {"certificate": "weak", "team": "web"}},
+            {"targets": [f"{DOWN}:{refused}"], "labels": {"team": "ops"}},
+        ],
+        "files": [{"paths": [str(files)], "include": ["*.fullchain.pem"],
+                   "labels": {"certificate": "app", "team": "ops"}}],
+    }
+    path = workdir / "exporter.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return Estate(path, port, root)
+
+
+def renewer_config(workdir: Path, pebble: Pebble, verify_endpoint: str) -> tuple[Path, str]:
+    """A renewer config (sqlite in its data dir, bearer token) for three certificates, and the token.
+
+    - `renewed`: pebble (validation disabled) issues, no deploy step -> succeeded;
+    - `unreachable-ca`: its ACME directory is a closed port -> failed;
+    - `not-served`: issued, but `verify_endpoint` keeps serving another certificate -> rolled back.
+    """
+    token = secrets.token_hex(16)
+    data = workdir / "renewer-data"
+    out = workdir / "renewer-out"
+    for d in (data, out, workdir / "webroot"):
+        d.mkdir()
+
+    def cert(cert_id: str, directory: str, **extra: Any) -> dict[str, Any]:
+        return {"id": cert_id, "domains": [f"{cert_id}.test"],
+                "issuer": {"type": "acme", "directory": directory, "ca_bundle": str(pebble.ca_bundle_path),
+                           "http01": {"webroot": str(workdir / "webroot")}, "poll_timeout": "10s"},
+                "outputs": {"fullchain": str(out / f"{cert_id}.pem"), "key": str(out / f"{cert_id}.key")},
+                **extra}
+
+    config = {
+        "auth": {"token": token},
+        "data_dir": str(data),
+        "worker": {"max_attempts": 1, "poll_interval": "1s", "backoff_base": "1s", "lease": "30s"},
+        "certificates": [
+            cert("renewed", pebble.directory_url),
+            cert("unreachable-ca", f"https://{LOOPBACK}:{free_port()}/dir"),
+            cert("not-served", pebble.directory_url,
+                 verify={"endpoints": [{"endpoint": verify_endpoint, "server_name": WEAK}], "timeout": "2s"}),
+        ],
+    }
+    path = workdir / "renewer.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, token
+
+
+def alert_payload(certificate: str) -> dict[str, Any]:
+    """An Alertmanager webhook (version 4) with one firing expiry alert for `certificate`."""
+    alert = {"status": "firing", "labels": {"alertname": "CertloopCertificateExpiring", "certificate": certificate,
+                                            "severity": "warning"},
+             "annotations": {}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+             "generatorURL": "", "fingerprint": secrets.token_hex(8)}
+    return {"version": "4", "status": "firing", "receiver": "renewer", "groupKey": certificate,
+            "truncatedAlerts": 0, "groupLabels": {"certificate": certificate}, "commonLabels": alert["labels"],
+            "commonAnnotations": {}, "externalURL": "http://alertmanager", "alerts": [alert]}
+
+
+def start_component(argv: list[str], name: str, workdir: Path) -> tuple[Process, str]:
+    """Start `certloop <component> ...` on a free loopback port; wait until /metrics answers."""
+    port = free_port()
+    address = f"{LOOPBACK}:{port}"
+    proc = Process([*argv, "--web.listen-address", address], name=name, log_path=workdir / f"{name}.log").start()
+
+    def metrics_up() -> bool:
+        try:
+            return requests.get(f"http://{address}/metrics", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    proc.wait_until(metrics_up, 20, f"http://{address}/metrics answering")
+    return proc, address
