@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.alerting.rules import ROOT, annotation_queries, iter_rules, load_rules, selectors
+from tests.alerting.rules import ROOT, Selector, annotation_queries, iter_rules, load_rules, selectors
 
 # Labels every exporter series may carry beyond its own: the common ones, the scrape's, and the static
 # labels the mixin relies on (config.libsonnet: certificateLabel, teamLabel).
@@ -65,10 +65,10 @@ def _recorded_names() -> set[str]:
     return {r["record"] for r in iter_rules(load_rules()) if "record" in r}
 
 
-def _all_selectors() -> list[tuple[str, str, list]]:
-    out = []
+def _all_selectors() -> list[tuple[str, str, list[Selector]]]:
+    out: list[tuple[str, str, list[Selector]]] = []
     for rule in iter_rules(load_rules()):
-        name = rule.get("alert") or rule.get("record")
+        name = str(rule.get("alert") or rule.get("record"))
         out.append((name, rule["expr"], selectors(rule["expr"])))
         for query in annotation_queries(rule):
             out.append((f"{name} (annotation query)", query, selectors(query)))
@@ -95,7 +95,7 @@ def test_selector_extraction_reads_names_and_matchers() -> None:
 
 
 @pytest.mark.parametrize(("rule", "expr", "found"), _all_selectors(), ids=lambda v: v if isinstance(v, str) else "")
-def test_rule_uses_only_catalogued_metrics_and_labels(rule: str, expr: str, found: list) -> None:
+def test_rule_uses_only_catalogued_metrics_and_labels(rule: str, expr: str, found: list[Selector]) -> None:
     """Each selector names a catalogued metric (or a recording rule of ours) with catalogued labels and values."""
     cat = catalogue()
     recorded = _recorded_names()
