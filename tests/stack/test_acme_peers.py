@@ -10,7 +10,7 @@ import dns.message
 import dns.query
 import josepy as jose
 import requests
-from acme import client, crypto_util, messages
+from acme import challenges, client, crypto_util, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,7 +91,8 @@ def test_pebble_honours_a_short_certificate_lifetime(challtestsrv: ChallTestSrv,
         )
         order = acme.new_order(crypto_util.make_csr(key_pem, ["shop.example"]))
         for authorization in order.authorizations:
-            challenge = authorization.body.challenges[0]
+            # pebble lists challenges in random order; take http-01 (this acme has no tls-alpn-01 type)
+            [challenge] = [c for c in authorization.body.challenges if isinstance(c.chall, challenges.HTTP01)]
             acme.answer_challenge(challenge, challenge.response(account_key))
         # acme's deadline is compared with its own naive datetime.now(); an aware one would raise.
         order = acme.poll_and_finalize(order, deadline=datetime.now() + timedelta(seconds=30))
