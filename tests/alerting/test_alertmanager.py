@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from renewer.config import DEFAULT_ALERTNAMES
 from stack.alertmanager import Alertmanager
 from stack.process import wait_until
 from stack.receiver import Receiver
@@ -31,7 +32,7 @@ from tests.alerting.payloads import (
     SHOP_SOON,
     SHOP_UNTRUSTED,
 )
-from tests.alerting.rules import ALERTMANAGER_DIR
+from tests.alerting.rules import ALERTMANAGER_DIR, alerts
 
 EXAMPLE = ALERTMANAGER_DIR / "alertmanager.yml"
 TEMPLATES = ALERTMANAGER_DIR / "templates"
@@ -116,6 +117,8 @@ def test_example_config_passes_amtool_check_config(tmp_path: Path) -> None:
       "team": "platform-cn"}, "certloop-renewer,platform-cn-critical"),
     ({"alertname": "CertloopCertificateExpiring", "severity": "warning"}, "ops-warning"),
     ({"alertname": "CertloopRenewalFailed", "certificate": "shop", "severity": "major"}, "ops-major"),
+    ({"alertname": "CertloopRenewalOverdue", "certificate": "shop", "severity": "major"},
+     "certloop-renewer,ops-major"),
     ({"alertname": "CertloopCertificateWeakCrypto", "certificate": "shop", "severity": "warning",
       "team": "platform-cn"}, "platform-cn"),
     ({"alertname": "CertloopCertificateDisappeared", "severity": "info"}, "ops-info"),
@@ -126,6 +129,19 @@ def test_routing_tree_picks_receivers(labels: dict[str, str], receivers: str) ->
                      *(f"{k}={v}" for k, v in labels.items()))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == receivers
+
+
+def test_renewal_route_names_the_alerts_the_renewer_renews_on() -> None:
+    """The renewal route's alertnames are alerts of the generated rules and exactly the renewer's default
+    `alerts.renew_on`, so the example config and the renewer agree out of the box."""
+    config = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    [route] = [r for r in config["route"]["routes"] if r["receiver"] == "certloop-renewer"]
+    assert route["continue"] is True
+    assert 'certificate=~".+"' in route["matchers"]
+    [names] = [m.split("=~", 1)[1].strip('"') for m in route["matchers"] if m.startswith("alertname=~")]
+    routed = set(names.split("|"))
+    assert routed <= {rule["alert"] for rule in alerts()}
+    assert routed == set(DEFAULT_ALERTNAMES)
 
 
 def test_renewer_gets_renewable_alerts_with_its_bearer_token(loop: Loop) -> None:
