@@ -1,7 +1,9 @@
 """Certificates overview: how many certificates are fine, which expire first, and what is wrong.
 
-"Expiring" mirrors the alerting default: less than a third of the leaf's validity period remains
-(so 6-day and 90-day certificates both behave). Counts are per probed series (source, target, address).
+"Expiring" mirrors the default warning threshold of alerting/config.libsonnet: less than a third of
+the leaf's validity period remains, clamped to [1d, 30d] (so 6-day and 90-day certificates both
+behave). Per-certificate overrides configured in the mixin are not reflected here. Counts are per
+probed series (source, target, address).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ NOT_AFTER = f"certloop_cert_not_after_timestamp_seconds{{{LEAF}}}"
 NOT_BEFORE = f"certloop_cert_not_before_timestamp_seconds{{{LEAF}}}"
 LEFT = f"({NOT_AFTER} - time())"
 LIFETIME = f"({NOT_AFTER} - {NOT_BEFORE})"
-EXPIRING = f"(({LEFT} < {LIFETIME} / 3) > 0)"
+# alerting/config.libsonnet expiry.warningDivisor / warningFloor / warningCeiling
+WARN_DIVISOR, WARN_FLOOR, WARN_CEILING = 3, 86400, 30 * 86400
+WARNING_AT = f"clamp_min(clamp_max({LIFETIME} / {WARN_DIVISOR}, {WARN_CEILING}), {WARN_FLOOR})"
+EXPIRING = f"(({LEFT} < {WARNING_AT}) > 0)"
 KEY = "source, target, address"
 
 DAYS_LEFT_TH = s.thresholds(s.RED, (0, s.ORANGE), (7, s.YELLOW), (21, s.GREEN))
@@ -32,11 +37,11 @@ def _status_row() -> list[Any]:
         s.stat("Watched", "Certificate endpoints and files the exporter probes (one per source, target and "
                "address).", Query(f"count(certloop_probe_success{{{F}}})", instant=True),
                size=small, th=s.thresholds(s.BLUE), color_mode="background"),
-        s.stat("OK", "Chains that verify and still have more than a third of their validity left.",
+        s.stat("OK", "Chains that verify and are not expiring (see Expiring).",
                Query(f"count(certloop_verify_ok{{{F}}} == 1 unless on({KEY}) {EXPIRING})", instant=True),
                size=small, th=s.thresholds(s.GREEN), color_mode="background"),
-        s.stat("Expiring", "Leaf certificates with less than a third of their validity period left "
-               "(the default expiry alert threshold) that have not expired yet.",
+        s.stat("Expiring", "Leaf certificates past the default warning threshold that have not expired yet: "
+               "less than a third of the validity period left, at least 1 day and at most 30 days.",
                Query(f"count({EXPIRING})", instant=True), size=small, th=ANY_WARN_TH,
                color_mode="background"),
         s.stat("Expired", "Leaf certificates whose notAfter is in the past. They are still exported so "
