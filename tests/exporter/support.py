@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +29,9 @@ Sample = tuple[dict[str, str], float]
 class ExporterThread:
     """The exporter (engine + HTTP server) on its own event loop in a background thread."""
 
-    def __init__(self, config: ExporterConfig | None = None, config_path: Path | None = None) -> None:
+    def __init__(self, config: ExporterConfig | None = None, config_path: Path | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock
         self.config = config
         self.config_path = config_path
         self.url = ""
@@ -49,7 +52,10 @@ class ExporterThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.engine = Engine(self.config_path, config=self.config)
+        if self.clock is not None:
+            self.engine = Engine(self.config_path, config=self.config, clock=self.clock)
+        else:
+            self.engine = Engine(self.config_path, config=self.config)
         server = build_server(self.engine)
         await server.start("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{server.port}"
@@ -90,10 +96,10 @@ class ExporterThread:
 
 @contextmanager
 def exporter(config: Mapping[str, Any] | None = None, *, config_path: Path | None = None,
-             ready: bool = True) -> Iterator[ExporterThread]:
+             ready: bool = True, clock: Callable[[], datetime] | None = None) -> Iterator[ExporterThread]:
     """Run an exporter for ``config`` (a dict) or ``config_path``; waits for /-/ready unless told not to."""
     parsed = parse_config(dict(config)) if config is not None else None
-    thread = ExporterThread(parsed, config_path).start()
+    thread = ExporterThread(parsed, config_path, clock).start()
     try:
         if ready:
             thread.wait_ready()

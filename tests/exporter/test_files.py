@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,23 @@ def test_recursive_directories(pki: Pki, tmp_path: Path) -> None:
     assert value(text, "certloop_probe_success", target=str(root / "a" / "b" / "deep.crt")) == 1
     assert value(text, "certloop_probe_success", target=str(root / "top.crt")) == 1
     assert len(samples(text, "certloop_probe_success", source="file")) == 2
+
+
+def test_verdict_follows_the_clock_without_rereading(pki: Pki, tmp_path: Path) -> None:
+    """An unchanged file is re-judged when time crosses its not_after, from memory: no read is counted."""
+    now = datetime.now(UTC)
+    clock = [now]
+    leaf = pki.leaf(["soon.example"], not_after=now + timedelta(hours=1))
+    paths = leaf.write(tmp_path, "soon")
+    config = {"global": {"files_interval": "50ms", "jitter": "0s", "ca_file": str(pki.write_root(tmp_path / "r.pem"))},
+              "files": [{"paths": [str(paths["fullchain"])]}]}
+    target = str(paths["fullchain"])
+    with exporter(config, clock=lambda: clock[0]) as exp:
+        text = exp.metrics()
+        assert value(text, "certloop_verify_verdict", target=target, verdict="ok") == 1
+        clock[0] = now + timedelta(hours=2)
+        wait_until(lambda: bool(samples(exp.metrics(), "certloop_verify_verdict", target=target, verdict="expired")),
+                   10, "the verdict to become expired")
+        text = exp.metrics()
+    assert value(text, "certloop_verify_ok", target=target) == 0
+    assert _probes(text) == 1  # judged again from memory, not read again
