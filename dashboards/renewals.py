@@ -65,17 +65,18 @@ def _durations() -> list[Any]:
 
     return [
         s.row("Durations"),
-        s.timeseries("Renewal duration quantiles", "Time from the alert to a verified installed certificate: "
-                     "median, 90th and 99th percentile of renewals finished in each interval.",
+        s.timeseries("Renewal duration quantiles", "Time from the job being queued (alert) to a verified installed "
+                     "certificate: median, 90th and 99th percentile of successful renewals in each interval.",
                      quantile("0.5"), quantile("0.9"), quantile("0.99"), unit=s.UNIT_SECONDS, minimum=0),
-        s.timeseries("p90 duration by issuer", "90th percentile renewal duration per issuer backend.",
+        s.timeseries("p90 duration by issuer", "90th percentile duration of successful renewals per issuer backend.",
                      quantile("0.9", "issuer"), unit=s.UNIT_SECONDS, minimum=0),
-        s.stat("Mean duration", "Mean alert-to-verified time of renewals finished in the time range.",
+        s.stat("Mean duration", "Mean alert-to-verified time of successful renewals in the time range.",
                Query("sum(increase(certloop_renewer_renewal_duration_seconds_sum[$__range])) / "
                      "sum(increase(certloop_renewer_renewal_duration_seconds_count[$__range]))", instant=True),
                unit=s.UNIT_SECONDS, size=Size(6, 4), th=s.thresholds(s.GREEN, (300, s.ORANGE)),
                no_value="no renewals"),
-        s.stat("Renewals finished", "Renewals (any outcome) recorded by the duration histogram in the range.",
+        s.stat("Successful renewals", "Successful renewals recorded by the duration histogram in the range "
+               "(the histogram observes successes only).",
                Query("sum(increase(certloop_renewer_renewal_duration_seconds_count[$__range]))", instant=True),
                size=Size(6, 4), decimals=0, th=s.thresholds(s.BLUE)),
         s.bargauge("Rate-limit headroom", "Remaining issuance budget per issuer and limit in the renewer's "
