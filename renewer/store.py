@@ -256,7 +256,10 @@ class Store:
         self.url = url
         self.engine = _engine(url, busy_timeout)
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb"}
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+        # SQLite has one writer: more threads would only queue on its lock (and its busy handler sleeps in
+        # growing steps, which is what a p99 feels). Servers get a small pool.
+        workers = 1 if self.engine.dialect.name == "sqlite" else 8
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

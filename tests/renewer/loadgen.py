@@ -52,9 +52,10 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
     def summary(self) -> str:
+        mean = statistics.fmean(self.latencies or [0])
         return (f"{len(self.statuses)} requests in {self.seconds:.2f}s = {self.rate:.0f} req/s; latency p50 "
                 f"{self.quantile(0.5) * 1000:.1f} ms, p99 {self.quantile(0.99) * 1000:.1f} ms, max "
-                f"{max(self.latencies, default=0) * 1000:.1f} ms, mean {statistics.fmean(self.latencies or [0]) * 1000:.1f} ms")
+                f"{max(self.latencies, default=0) * 1000:.1f} ms, mean {mean * 1000:.1f} ms")
 
 
 async def _connection(host: str, port: int, path: str, token: str, bodies: list[tuple[int, bytes]],

@@ -22,6 +22,7 @@ from renewer import pipeline
 from renewer.config import RenewerConfig, load_config
 from renewer.daemon import open_keystore
 from renewer.metrics import RenewerMetrics
+from renewer.scheduler import SafetyNet
 from renewer.store import Job, State, Store
 from renewer.worker import Worker
 from tests.renewer.conftest import RenewerProcess, Setup, wait_for
@@ -223,3 +224,38 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
         assert setup.issued() == ["shop"]  # the killed attempt never finished; one clean re-issue
         assert trail.count("issuing") == 2
     assert trail[-1] == "succeeded"
+
+
+def test_safety_net_queues_only_certificates_inside_renew_before(
+    make_setup: Callable[..., Setup], sqlite_store: Store, pki: Pki,
+) -> None:
+    """The scheduler tick queues a certificate inside renew_before or missing, not a fresh one, and
+    records each installed certificate's expiry and next due time."""
+    setup = make_setup(["fresh", "old", "missing"], renew_before="10d")
+    cfg, clock = load_config(setup.path), Clock()
+    fresh = pki.leaf(["fresh.example"], days=60)
+    Path(cfg.certificates[0].outputs.fullchain or "").write_bytes(fresh.fullchain_pem)
+    Path(cfg.certificates[1].outputs.fullchain or "").write_bytes(pki.leaf(["old.example"], days=5).fullchain_pem)
+    woken: list[int] = []
+    net = SafetyNet(sqlite_store, lambda: cfg, clock, lambda: woken.append(1))
+    assert sorted(asyncio.run(net.tick())) == ["missing", "old"]
+    assert woken == [1]
+    jobs = {j.certificate: j for j in sqlite_store.list_jobs()}
+    assert set(jobs) == {"missing", "old"} and jobs["old"].trigger == "schedule"
+    state = sqlite_store.certificate_states()["fresh"]
+    assert state.not_after == fresh.cert.not_valid_after_utc
+    assert state.next_due == fresh.cert.not_valid_after_utc - timedelta(days=10)
+    assert asyncio.run(net.tick()) == []  # already queued: nothing new
+
+
+def test_daemon_safety_net_renews_without_any_alert(
+    make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess], pki: Pki,
+) -> None:
+    """A real renewer with the scheduler on renews a certificate that is inside its window, no webhook."""
+    setup = make_setup(["shop"], renew_before="10d", top={"scheduler": {"enabled": True, "interval": "1h"}})
+    outputs = setup.data["certificates"][0]["outputs"]
+    Path(outputs["fullchain"]).write_bytes(pki.leaf(["shop.example"], days=2).fullchain_pem)
+    proc = start_renewer(setup.path)
+    wait_for(lambda: _job_state(proc) == "succeeded", 20, what="the safety net's renewal")
+    assert setup.issued() == ["shop"]
+    assert proc.get("/api/v1/jobs").json()["jobs"][0]["trigger"] == "schedule"
