@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Sink
 
 from stack.nginx import Nginx
 from stack.process import free_port, require_binary, wait_until
 from stack.prometheus import Prometheus
 from tests.exporter.support import ExporterProcess, exporter, samples, value, write_config
 from tests.support.pki import Pki
+from tests.support.servers import server_context
 
 GOLDEN = Path(__file__).parent / "golden" / "probe_ok.txt"
 FIXED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -167,3 +170,23 @@ def test_real_prometheus_scrapes_inventory_and_probe(nginx: Nginx, tmp_path: Pat
         assert probed[0]["metric"]["source"] == "endpoint"
         expiry = prom.query('certloop_chain_expiry_timestamp_seconds{job="certloop"} - time()')
         assert expiry and float(expiry[0]["value"][1]) > 80 * 86400
+
+
+def test_probe_module_with_starttls_against_aiosmtpd(tmp_path: Path, pki: Pki) -> None:
+    """``/probe?module=smtp`` negotiates STARTTLS with a real aiosmtpd and reports its certificate by the module."""
+    leaf = pki.leaf(["mail.test"])
+    smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port(), require_starttls=True,
+                      tls_context=server_context(leaf, tmp_path, "smtp"))
+    smtp.start()
+    try:
+        config = {"global": {"ca_file": str(pki.write_root(tmp_path / "root.pem"))},
+                  "modules": {"smtp": {"starttls": "smtp", "server_name": "mail.test"}}}
+        with exporter(config) as exp:
+            target = f"127.0.0.1:{smtp.port}"
+            with_starttls = requests.get(f"{exp.url}/probe", params={"target": target, "module": "smtp"}, timeout=10)
+            plain = requests.get(f"{exp.url}/probe", params={"target": target}, timeout=10)
+    finally:
+        smtp.stop()
+    assert value(with_starttls.text, "certloop_verify_verdict", target=target, verdict="ok") == 1
+    assert value(with_starttls.text, "certloop_cert_info", position="0", fingerprint_sha256=leaf.fingerprint) == 1
+    assert value(plain.text, "certloop_probe_success", target=target) == 0  # SMTP spoken where TLS was expected
