@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
@@ -51,6 +52,7 @@ __all__ = ["AcmeSettings", "Dns01Hook", "Eab", "Http01", "issue"]
 
 T = TypeVar("T")
 USER_AGENT = "certloop-renewer"
+POLL_INTERVAL = 0.2  # seconds between polls of an authorization or order (bounded by the deadline)
 
 
 class Eab(StrictModel):
@@ -285,13 +287,51 @@ class _Flow:
                 token = challb.chall.encode("token")
                 await stack.enter_async_context(solver.present(domain, token, validation))
                 await self.call(acme.answer_challenge, challb, response)
-            # acme compares its deadlines with naive local time; this is the only place we build one
             budget = min(self.settings.poll_timeout.total_seconds(), self.ctx.timeout)
-            deadline = dt.datetime.now() + timedelta(seconds=budget)
-            order = await self.call(acme.poll_authorizations, order, deadline)
-        order = await self.call(acme.finalize_order, order, deadline)
-        return IssuedMaterial.from_fullchain(order.fullchain_pem.encode(), key_pem)
+            deadline = time.monotonic() + budget
+            order = await self.wait_authorizations(acme, order, deadline)
+        pem = await self.finalize(acme, order, deadline)
+        return IssuedMaterial.from_fullchain(pem.encode(), key_pem)
 
+    def _post_as_get(self, acme: client.ClientV2, url: str) -> requests.Response:
+        response: requests.Response = self.net.post(url, None, new_nonce_url=acme.directory["newNonce"])
+        return response
+
+    async def wait_authorizations(
+        self, acme: client.ClientV2, order: messages.OrderResource, deadline: float
+    ) -> messages.OrderResource:
+        """Poll each authorization every POLL_INTERVAL until it leaves ``pending`` (bounded by deadline)."""
+        done = []
+        for authzr in order.authorizations:
+            while authzr.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
+                if time.monotonic() >= deadline:
+                    raise IssuanceError("the ACME server did not validate the challenges before the deadline")
+                authzr, _ = await self.call(acme.poll, authzr)
+                if authzr.body.status == messages.STATUS_PENDING:
+                    await asyncio.sleep(POLL_INTERVAL)
+            done.append(authzr)
+        failed = [a for a in done if a.body.status != messages.STATUS_VALID]
+        if failed:
+            raise errors.ValidationError(failed)
+        updated: messages.OrderResource = order.update(authorizations=done)
+        return updated
+
+    async def finalize(self, acme: client.ClientV2, order: messages.OrderResource, deadline: float) -> str:
+        """Send the CSR, poll the order until ``valid``, download the full chain."""
+        await self.call(acme.begin_finalization, order)
+        while True:
+            response = await self.call(self._post_as_get, acme, order.uri)
+            body = messages.Order.from_json(response.json())
+            if body.status == messages.STATUS_INVALID:
+                if body.error is not None:
+                    raise errors.IssuanceError(body.error)
+                raise IssuanceError("the ACME server marked the order invalid without a reason")
+            if body.status == messages.STATUS_VALID and body.certificate is not None:
+                chain: requests.Response = await self.call(self._post_as_get, acme, body.certificate)
+                return chain.text
+            if time.monotonic() >= deadline:
+                raise IssuanceError("the ACME server did not issue the certificate before the deadline")
+            await asyncio.sleep(POLL_INTERVAL)
 
 async def issue(settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
     """Issue a certificate for ``spec.domains`` from ``settings.directory`` (see the module doc)."""
