@@ -28,9 +28,9 @@
     runbookUrlPattern: 'https://github.com/certloop/certloop/blob/main/docs/runbooks/%s.md',
 
     // Link to the Certificate detail dashboard, filled into certificate alerts as `dashboard_url`
-    // (%s is the URL-encoded target). Change the host to your Grafana; the uid is the one shipped in
-    // dashboards/generated.
-    dashboardUrlPattern: 'http://localhost:3000/d/certloop-certificate-detail?var-target=%s',
+    // (%s is the URL-encoded target). Change the host to your Grafana; the uid (certloop-detail) is the one
+    // dashboards/generated/detail.json ships with.
+    dashboardUrlPattern: 'http://localhost:3000/d/certloop-detail?var-target=%s',
 
     // Severity of each alert. The four levels and what Alertmanager does with them in
     // alerting/alertmanager/alertmanager.yml:

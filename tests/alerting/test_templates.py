@@ -18,7 +18,7 @@ from tests.alerting.rules import ALERTMANAGER_DIR, alerts
 
 TEMPLATES = ALERTMANAGER_DIR / "templates"
 RUNBOOK = "https://github.com/certloop/certloop/blob/main/docs/runbooks/CertloopCertificateExpiringSoon.md"
-DASHBOARD = "http://localhost:3000/d/certloop-certificate-detail?var-target=shop.example%3A443"
+DASHBOARD = "http://localhost:3000/d/certloop-detail?var-target=shop.example%3A443"
 
 
 def notification(status: str = "firing") -> dict[str, Any]:
