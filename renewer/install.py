@@ -24,7 +24,6 @@ import json
 import os
 import pwd
 import secrets
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certloop.resolve import Resolver, is_ip_literal
+from certloop.tls import FailureReason, ProbeError, fetch
 from renewer.errors import (
     BackendFailed,
     DeployError,
@@ -196,66 +197,40 @@ def _fingerprint_pem(pem: bytes) -> str:
 # --- verify probes -------------------------------------------------------------------------------
 
 
-async def _addresses(host: str, port: int, resolver: str | None) -> list[str]:
-    with contextlib.suppress(ValueError):
-        import ipaddress
+async def served_fingerprint(
+    address: str, port: int, server_name: str | None, limit: float
+) -> str:
+    """SHA-256 (hex) of the leaf ``address:port`` presents for ``server_name``. ProbeError on failure.
 
-        ipaddress.ip_address(host)
-        return [host]
-    if resolver:
-        import dns.asyncresolver
-
-        r = dns.asyncresolver.Resolver(configure=False)
-        ns, _, ns_port = resolver.rpartition(":")
-        r.nameservers = [ns]
-        r.port = int(ns_port)
-        out: list[str] = []
-        for rtype in ("A", "AAAA"):
-            with contextlib.suppress(Exception):
-                answer = await r.resolve(host, rtype)
-                out.extend(rr.to_text() for rr in answer)
-        return out
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=0, proto=6)
-    return sorted({str(i[4][0]) for i in infos})
-
-
-async def served_fingerprint(address: str, port: int, server_name: str | None, limit: float) -> str:
-    """SHA-256 (hex) of the leaf ``address:port`` presents for ``server_name``; OSError on failure."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # we compare fingerprints; trust is validate()'s job
-    _reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(address, port, ssl=ctx, server_hostname=server_name or None), limit
+    The chain is fetched unverified (``certloop.tls.fetch``): we compare fingerprints here, trust
+    was :func:`renewer.pipeline.validate`'s job.
+    """
+    presented = await fetch(
+        address, port, server_name=server_name, connect_timeout=limit, handshake_timeout=limit
     )
-    try:
-        ssl_obj = writer.get_extra_info("ssl_object")
-        der = ssl_obj.getpeercert(binary_form=True) if ssl_obj else None
-        if not der:
-            raise OSError("no certificate presented")
-        return hashlib.sha256(der).hexdigest()
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), 1)
+    if not presented.chain_der:
+        raise ProbeError(FailureReason.NO_CERTIFICATE, "no certificate presented")
+    return hashlib.sha256(presented.chain_der[0]).hexdigest()
 
 
 async def _await_served(
-    endpoints: Sequence[VerifyEndpoint], fingerprint: str, limit: float, resolver: str | None
+    endpoints: Sequence[VerifyEndpoint], fingerprint: str, limit: float, resolver_address: str | None
 ) -> None:
     """Poll every address of every endpoint until each serves ``fingerprint`` steadily (STABLE_PROBES
     in a row); VerifyError at the deadline."""
     deadline = time.monotonic() + limit
+    resolver = Resolver([resolver_address] if resolver_address else None)
     for ep in endpoints:
-        server_name = ep.server_name or (None if _is_ip(ep.host) else ep.host)
+        server_name = ep.server_name or (None if is_ip_literal(ep.host) else ep.host)
         last = "not probed"
         pending: list[str] | None = None
         streak = 0
         while True:
             try:
                 if pending is None:
-                    pending = await _addresses(ep.host, ep.port, resolver)
+                    pending = await resolver.resolve(ep.host)
                     if not pending:
-                        raise OSError(f"{ep.host} resolves to no address")
+                        raise ProbeError(FailureReason.DNS, f"{ep.host} resolves to no address")
                 remaining = max(deadline - time.monotonic(), 0.1)
                 seen = await served_fingerprint(pending[0], ep.port, server_name, min(remaining, 5))
                 if seen == fingerprint:
@@ -269,21 +244,11 @@ async def _await_served(
                     continue
                 streak = 0
                 last = f"serves {seen[:16]}..., expected {fingerprint[:16]}..."
-            except (OSError, TimeoutError, ssl.SSLError) as exc:
-                last = f"probe failed: {exc or type(exc).__name__}"
+            except ProbeError as exc:
+                last = f"probe failed: {exc}"
             if time.monotonic() >= deadline:
                 raise VerifyError(ep.endpoint, f"{last} after {limit:g}s")
             await asyncio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 # --- steps ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Material is minted per test with tests/support/pki.py; validation is pure and ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from renewer.errors import DeployError, RollbackFailed, RolledBack, ValidationEr
 from renewer.issuers.base import IssuedMaterial
 from renewer.keystore import Keystore
 from renewer.spec import CertificateSpec
+from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.process import free_port
 from tests.support.pki import Issued, Pki
@@ -301,3 +303,16 @@ def test_material_is_saved_encrypted_and_loads_back(tmp_path: Path, pki: Pki) ->
     assert pipeline.load_material(ctx, 43) is None
     pipeline.discard_material(ctx, 42)
     assert pipeline.load_material(ctx, 42) is None
+
+
+def test_verify_resolves_names_through_the_configured_nameserver(
+    served: Served, pki: Pki, challtestsrv: ChallTestSrv
+) -> None:
+    """A verify endpoint given by name is resolved through ctx.dns_resolver (challtestsrv here,
+    which answers shop.example with 127.0.0.1; the system resolver knows no such name)."""
+    challtestsrv.add_a(DOMAIN, ["127.0.0.1"])
+    ctx = dataclasses.replace(served.ctx, dns_resolver=challtestsrv.dns_address)
+    spec = served.spec(verify={"endpoints": [{"endpoint": f"{DOMAIN}:{served.port}"}], "timeout": "5s"})
+    new = pki.leaf([DOMAIN])
+    result = asyncio.run(pipeline.deploy(_material(new), spec, ctx))
+    assert result.fingerprint == new.fingerprint == served.served()
