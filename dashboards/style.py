@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -336,7 +336,6 @@ class Spec:
     links: Sequence[Link] = ()
     extra_tags: Sequence[str] = ()
     time_from: str = TIME_FROM
-    notes: Mapping[str, str] = field(default_factory=dict)
 
 
 def dashboard(spec: Spec) -> dict[str, Any]:
@@ -394,6 +393,10 @@ def _clean_panel(panel: dict[str, Any]) -> dict[str, Any]:
 def _clean_variable(variable: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in variable.items() if k not in _LEGACY_TEMPLATE_KEYS}
     out["current"] = {k: v for k, v in out.get("current", {}).items() if k != "tags"}
+    if out["current"].get("value") == "$__all":  # what Grafana itself stores for "All"
+        multi = bool(out.get("multi"))
+        out["current"] = {"selected": True, "text": ["All"] if multi else "All",
+                          "value": ["$__all"] if multi else "$__all"}
     return out
 
 
