@@ -304,7 +304,10 @@ async def deploy(
         old_fingerprint=old_fingerprint,
         new_fingerprint=fingerprint,
     )
-    write_atomic(journal_path, journal.dump(), mode=0o600)
+    try:
+        write_atomic(journal_path, journal.dump(), mode=0o600)
+    except OSError as exc:  # nothing live has changed yet
+        raise RolledBack(f"cannot write the install journal {journal_path}: {exc.strerror}", exc) from exc
     try:
         _install(material, spec)
         installed_at = ctx.clock()
@@ -314,7 +317,7 @@ async def deploy(
         await _await_served(
             spec.verify.endpoints, fingerprint, spec.verify.timeout.total_seconds(), ctx.dns_resolver
         )
-    except (RenewerError, OSError) as exc:
+    except Exception as exc:  # anything (a step, a probe, the stage callback): the old pair goes back
         await _roll_back(spec, ctx, journal, exc)
         raise AssertionError("unreachable") from exc  # _roll_back always raises
     journal_path.unlink(missing_ok=True)

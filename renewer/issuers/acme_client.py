@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
@@ -232,7 +233,8 @@ class _Flow:
         self.acme = client.ClientV2(directory, self.net)
         regr_path = self._account_dir / "registration.json"
         if regr_path.exists():
-            self.net.account = messages.RegistrationResource.json_loads(regr_path.read_text())
+            uri = json.loads(regr_path.read_text())["uri"]
+            self.net.account = messages.RegistrationResource(uri=uri, body=messages.Registration())
             return self.acme
         eab = None
         if self.settings.eab is not None:
@@ -253,7 +255,8 @@ class _Flow:
             reg = messages.NewRegistration.from_data(only_return_existing=True)
             regr = await self.call(self.acme.new_account, reg)
         regr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        regr_path.write_text(regr.json_dumps())
+        # only the account URL is needed to sign as this account (the body may echo EAB, unserialisable)
+        regr_path.write_text(json.dumps({"uri": regr.uri, "directory": self.settings.directory}))
         return self.acme
 
     def solver(self) -> Solver:

@@ -17,7 +17,8 @@ from renewer import pipeline
 from renewer.errors import ChallengeFailed, ConnectionFailed, RateLimited, Unauthorized
 from renewer.issuers import acme_client
 from renewer.spec import CertificateSpec
-from stack.process import free_port
+from stack.pebble import Pebble
+from stack.process import free_port, port_open
 from tests.renewer.standins.peers import DOMAIN, STANDINS, AcmeStack, acme_stack_fixture  # noqa: F401  # fixture
 
 HOOK = STANDINS / "dns_hook.py"
@@ -118,3 +119,54 @@ def test_acme_problem_types_map_to_errors() -> None:
     assert mapped.retry_after == datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
     err = messages.Error(typ="urn:ietf:params:acme:error:unauthorized", detail="no")
     assert isinstance(acme_client._translate(err, net, now), Unauthorized)
+
+
+class _EabPebble(Pebble):
+    """pebble requiring External Account Binding with one MAC key (pebble's documented config keys)."""
+
+    def config(self) -> dict[str, object]:
+        conf = super().config()
+        inner = conf["pebble"]
+        assert isinstance(inner, dict)
+        inner["externalAccountBindingRequired"] = True
+        inner["externalAccountMACKeys"] = {"kid-1": EAB_KEY}
+        return conf
+
+
+EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+def test_eab_is_sent_when_configured(acme_stack: AcmeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a pebble that requires EAB: without it the account is refused (Unauthorized), with the
+    kid and HMAC key (from ${ENV}) the account registers and the order succeeds."""
+    pebble = _EabPebble(tmp_path / "eab-pebble", dns_server=acme_stack.challtestsrv.dns_address,
+                        http_port=acme_stack.http_port)
+    pebble.start()
+    try:
+        issuer = _issuer(acme_stack) | {"directory": pebble.directory_url, "ca_bundle": str(pebble.ca_bundle_path)}
+        spec = validate_model(CertificateSpec, acme_stack.spec_data(issuer, trust_bundle=None))
+        with pytest.raises(Unauthorized):
+            asyncio.run(pipeline.issue(spec, acme_stack.context()))
+        monkeypatch.setenv("EAB_HMAC", EAB_KEY)
+        issuer["eab"] = {"kid": "kid-1", "hmac_key": "${EAB_HMAC}"}
+        spec = validate_model(CertificateSpec, acme_stack.spec_data(issuer, trust_bundle=None))
+        material = asyncio.run(pipeline.issue(spec, acme_stack.context()))
+        pipeline.validate(material, spec, now=datetime.now(UTC))
+    finally:
+        pebble.stop()
+
+
+def test_http01_standalone_listener(acme_stack: AcmeStack, tmp_path: Path) -> None:
+    """http-01 answered by our own listener: pebble validates on the port we listen on."""
+    port = free_port()
+    pebble = Pebble(tmp_path / "standalone-pebble", dns_server=acme_stack.challtestsrv.dns_address, http_port=port)
+    pebble.start()
+    try:
+        issuer = _issuer(acme_stack, http01={"listen": f"127.0.0.1:{port}"}) | {
+            "directory": pebble.directory_url, "ca_bundle": str(pebble.ca_bundle_path)}
+        spec = validate_model(CertificateSpec, acme_stack.spec_data(issuer, trust_bundle=str(pebble.trust_bundle_path)))
+        material = asyncio.run(pipeline.issue(spec, acme_stack.context()))
+        pipeline.validate(material, spec, now=datetime.now(UTC))
+        assert not port_open("127.0.0.1", port)  # the listener is gone afterwards
+    finally:
+        pebble.stop()
