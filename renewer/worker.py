@@ -262,7 +262,7 @@ class Worker:
         values: dict[str, object] = {"last_attempt_at": now, "last_result": state.value, "last_job_id": job.id}
         if state is State.SUCCEEDED:
             values.update(last_success_at=now, last_error=None)
-            if material is not None:
+            if material is not None and spec is not None:
                 not_before, not_after = _validity(material)
                 values.update(not_after=not_after, next_due=renewal_due_at(spec, not_before, not_after))
         else:
