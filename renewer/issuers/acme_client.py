@@ -213,7 +213,7 @@ class _Flow:
     @property
     def _account_dir(self) -> Path:
         tag = hashlib.sha256(f"{self.settings.directory}\0{self.settings.email or ''}".encode()).hexdigest()
-        return self.ctx.home.parent / "accounts" / tag[:24]
+        return self.ctx.home.parent.parent / "acme-accounts" / tag[:24]  # beside every issuer home, not in one
 
     def _account_key(self) -> JWK:
         path = self._account_dir / "account-key.sealed"

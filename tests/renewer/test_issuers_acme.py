@@ -55,7 +55,7 @@ def test_account_is_persisted_encrypted_and_reused(acme_stack: AcmeStack) -> Non
     spec = _spec(acme_stack)
     ctx = acme_stack.context()
     asyncio.run(pipeline.issue(spec, ctx))
-    accounts = list((ctx.data_dir / "issuers" / "acme" / "accounts").iterdir())
+    accounts = list((ctx.data_dir / "issuers" / "acme-accounts").iterdir())
     assert len(accounts) == 1
     sealed = (accounts[0] / "account-key.sealed").read_bytes()
     assert b"PRIVATE KEY" not in sealed and sealed.startswith(b"CLK1")
