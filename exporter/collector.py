@@ -10,7 +10,7 @@ for embedding in a ``CollectorRegistry``; ``describe`` does no I/O, ``collect`` 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,10 +26,10 @@ class Inventory:
     """Fragments keyed by (kind, target identity); ``text()`` merges them in catalogue order."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, dict[Key, Mapping[str, str]]] = {}
+        self._entries: dict[str, dict[Key, m.Fragments]] = {}
         self._data: bytes | None = b""
 
-    def put(self, kind: str, key: Key, fragments: Mapping[str, str]) -> None:
+    def put(self, kind: str, key: Key, fragments: m.Fragments) -> None:
         """Set (or replace) one target's fragments."""
         self._entries.setdefault(kind, {})[key] = fragments
         self._data = None
@@ -54,14 +54,9 @@ class Inventory:
         return sum(len(e) for e in self._entries.values())
 
     def data(self) -> bytes:
-        """The merged exposition of every cached target, encoded (rebuilt only after a change)."""
+        """The merged exposition of every cached target (rebuilt only after a change)."""
         if self._data is None:
-            per_family: dict[str, list[str]] = {}
-            for entries in self._entries.values():
-                for fragments in entries.values():
-                    for name, chunk in fragments.items():
-                        per_family.setdefault(name, []).append(chunk)
-            self._data = m.render_families(per_family, m.PER_TARGET).encode()
+            self._data = m.merge(f for entries in self._entries.values() for f in entries.values())
         return self._data
 
     def text(self) -> str:

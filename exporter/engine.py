@@ -20,7 +20,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -140,7 +140,7 @@ class Engine:
     async def _loop(self, kind: str, source: Source, ctx: Context) -> None:
         jitter = ctx.config.global_.jitter.total_seconds()
 
-        def put(key: Hashable, fragments: Mapping[str, str]) -> None:
+        def put(key: Hashable, fragments: m.Fragments) -> None:
             self.inventory.put(kind, key, fragments)
 
         while True:
@@ -186,6 +186,5 @@ class Engine:
 
     def exposition(self) -> bytes:
         """The whole /metrics body."""
-        return (
-            self.inventory.data() + self.self_metrics().encode() + generate_latest(self._process)
-        )
+        # one join: ``a + b + c`` would copy the (possibly tens of MB) inventory twice
+        return b"".join((self.inventory.data(), self.self_metrics().encode(), generate_latest(self._process)))

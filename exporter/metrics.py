@@ -22,10 +22,12 @@ __all__ = [
     "CATALOGUE",
     "COMMON_LABELS",
     "CONTENT_TYPE",
+    "Fragments",
     "MetricSpec",
     "by_name",
     "escape",
     "format_value",
+    "merge",
     "render_families",
     "sample",
 ]
@@ -136,6 +138,27 @@ def sample(name: str, prefix: str, extra: Sequence[tuple[str, str]], value: floa
         more = label_text(extra)
         parts = f"{parts},{more}" if parts else more
     return f"{name}{{{parts}}} {format_value(value)}\n" if parts else f"{name} {format_value(value)}\n"
+
+
+Fragments = Mapping[str, bytes]
+"""One target's sample lines per metric name, as encoded exposition text."""
+
+_HEADERS = {spec.name: spec.header().encode() for spec in CATALOGUE}
+
+
+def merge(fragment_sets: Iterable[Fragments], specs: Iterable[MetricSpec] = PER_TARGET) -> bytes:
+    """Exposition bytes of many targets' fragments: each family's header once, then all its lines."""
+    per_family: dict[str, list[bytes]] = {}
+    for fragments in fragment_sets:
+        for name, chunk in fragments.items():
+            per_family.setdefault(name, []).append(chunk)
+    parts: list[bytes] = []
+    for spec in specs:
+        chunks = per_family.get(spec.name)
+        if chunks:
+            parts.append(_HEADERS[spec.name])
+            parts.extend(chunks)
+    return b"".join(parts)
 
 
 def render_families(families: Mapping[str, Sequence[str]], specs: Iterable[MetricSpec] = CATALOGUE) -> str:

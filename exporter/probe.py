@@ -24,9 +24,9 @@ _TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds"
 _MARGIN = 0.5  # seconds kept back from Prometheus' scrape timeout to write the answer
 
 
-def render_probe(fragments: dict[str, str]) -> bytes:
+def render_probe(fragments: m.Fragments) -> bytes:
     """The exposition body of one probe's fragments."""
-    return m.render_families({name: (chunk,) for name, chunk in fragments.items()}, m.PER_TARGET).encode()
+    return m.merge((fragments,))
 
 
 class ProbeHandler:

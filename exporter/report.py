@@ -95,7 +95,7 @@ def _bool(value: bool) -> float:
     return 1.0 if value else 0.0
 
 
-def render(report: TargetReport) -> dict[str, str]:
+def render(report: TargetReport) -> dict[str, bytes]:
     """Sample lines per metric name for one target (the families are merged by the caller)."""
     out: dict[str, list[str]] = {}
 
@@ -137,4 +137,4 @@ def render(report: TargetReport) -> dict[str, str]:
     if report.consistent is not None:
         base = m.label_text((("source", report.source), ("target", report.target)))
         add(m.CONSISTENT, f"{base},{static}" if static else base, (), _bool(report.consistent))
-    return {name: "".join(lines) for name, lines in out.items()}
+    return {name: "".join(lines).encode() for name, lines in out.items()}

@@ -18,7 +18,7 @@ from exporter.config import ExporterConfig
 
 __all__ = ["Context", "ProbeCounter", "Put", "Resolver", "Source", "utcnow"]
 
-Put = Callable[[Hashable, Mapping[str, str]], None]
+Put = Callable[[Hashable, Mapping[str, bytes]], None]
 
 
 def utcnow() -> datetime:

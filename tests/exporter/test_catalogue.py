@@ -58,8 +58,8 @@ def test_names_follow_the_house_rules() -> None:
 def test_inventory_is_a_prometheus_client_collector() -> None:
     """Registered in a prometheus_client registry, the cache round-trips its samples; retain drops stale keys."""
     inv = Inventory()
-    inv.put("files", "/a.pem", {m.PROBE_SUCCESS.name: m.sample(m.PROBE_SUCCESS.name, 'source="file"', (), 1)})
-    inv.put("files", "/b.pem", {m.PROBE_SUCCESS.name: m.sample(m.PROBE_SUCCESS.name, 'source="x\\"y"', (), 0)})
+    inv.put("files", "/a.pem", {m.PROBE_SUCCESS.name: m.sample(m.PROBE_SUCCESS.name, 'source="file"', (), 1).encode()})
+    inv.put("files", "/b.pem", {m.PROBE_SUCCESS.name: m.sample(m.PROBE_SUCCESS.name, 'source="x\\"y"', (), 0).encode()})
     registry = CollectorRegistry()
     registry.register(inv)
     text = generate_latest(registry).decode()
