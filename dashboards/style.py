@@ -248,7 +248,6 @@ def table(title: str, description: str, *targets: Query, unit: str = UNIT_NONE,
                                              "filterable": True}),
         "options": {
             "cellHeight": "sm",
-            "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
             "showHeader": True,
             "sortBy": ([{"desc": descending, "displayName": sort_by}] if sort_by else []),
         },
@@ -384,7 +383,9 @@ def _clean_panel(panel: dict[str, Any]) -> dict[str, Any]:
             out.pop(key, None)
     if out.get("type") == "bargauge" and isinstance(out.get("options"), dict):
         # grafanalib's Grafana-6 `fieldOptions` would be migrated over our fieldConfig on load.
-        out["options"] = {k: v for k, v in out["options"].items() if k != "fieldOptions"}
+        # Its gauge-only showThreshold* options are not bar gauge options in Grafana's panel schema.
+        out["options"] = {k: v for k, v in out["options"].items()
+                          if k not in {"fieldOptions", "showThresholdLabels", "showThresholdMarkers"}}
     if "panels" in out:
         out["panels"] = [_clean_panel(p) for p in out["panels"]]
     return out

@@ -18,6 +18,10 @@ from dashboards import style
 from tests.dashboards import model
 
 SCHEMA_PATH = Path(__file__).parent / "grafana_schema" / "dashboard.schema.json"
+PANEL_SCHEMAS = Path(__file__).parent / "grafana_schema" / "panels"
+# panel type in the dashboard JSON -> plugin id used in the schema file names
+PANEL_PLUGINS = {"stat": "stat", "timeseries": "timeseries", "table": "table", "bargauge": "bargauge",
+                 "state-timeline": "statetimeline"}
 EXPECTED = {"overview", "detail", "renewals", "exporter_health"}
 
 
@@ -83,6 +87,62 @@ def test_schema_rejects_broken_dashboards(dashboards: dict[str, dict[str, Any]],
     d["schemaVersion"] = "39"
     broken.append(d)
     assert all(not validator.is_valid(b) for b in broken)
+
+
+def _without_required(schema: Any) -> Any:
+    """Grafana fills options a panel omits from the plugin's defaults, so only names and types are checked."""
+    if isinstance(schema, dict):
+        return {k: _without_required(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_without_required(v) for v in schema]
+    return schema
+
+
+def _panel_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    out = {}
+    for path in sorted(PANEL_SCHEMAS.glob("*.schema.json")):
+        plugin, part = path.name.split(".")[:2]
+        schema = _without_required(json.loads(path.read_text(encoding="utf-8")))
+        out[(plugin, part)] = jsonschema.validators.validator_for(schema)(schema)
+    return out
+
+
+def _panel_errors(panel: dict[str, Any], validators: dict[tuple[str, str], Any]) -> list[str]:
+    plugin = PANEL_PLUGINS[panel["type"]]
+    errors = [f"options{list(e.absolute_path)}: {e.message}"
+              for e in validators[(plugin, "options")].iter_errors(panel.get("options", {}))]
+    if (plugin, "fieldconfig") in validators:
+        custom = panel["fieldConfig"]["defaults"].get("custom", {})
+        errors += [f"fieldConfig.defaults.custom{list(e.absolute_path)}: {e.message}"
+                   for e in validators[(plugin, "fieldconfig")].iter_errors(custom)]
+    return errors
+
+
+def test_panel_options_validate_against_grafana_panel_schemas(dashboards: dict[str, dict[str, Any]]) -> None:
+    """Each panel's `options` (and custom field config) use only names and types its plugin's schema has."""
+    validators = _panel_validators()
+    assert {p for p, _ in validators} == set(PANEL_PLUGINS.values())
+    errors = {}
+    for name, dash in dashboards.items():
+        for panel in model.panels(dash):
+            if panel["type"] != "row":
+                assert panel["type"] in PANEL_PLUGINS, f"no schema vendored for panel type {panel['type']}"
+                errors.update({f"{name}/{panel['title']}": e for e in [_panel_errors(panel, validators)] if e})
+    assert errors == {}
+
+
+def test_panel_schemas_reject_misspelt_and_mistyped_options(dashboards: dict[str, dict[str, Any]]) -> None:
+    """The panel check is not vacuous: an unknown option and a wrongly typed one are reported."""
+    validators = _panel_validators()
+    stat = next(p for p in model.panels(dashboards["overview"]) if p["type"] == "stat")
+    misspelt = copy.deepcopy(stat)
+    misspelt["options"]["colourMode"] = "value"
+    mistyped = copy.deepcopy(stat)
+    mistyped["options"]["graphMode"] = "sparkline"
+    series = next(p for p in model.panels(dashboards["overview"]) if p["type"] == "timeseries")
+    bad_custom = copy.deepcopy(series)
+    bad_custom["fieldConfig"]["defaults"]["custom"]["lineWidth"] = "thick"
+    assert all(_panel_errors(p, validators) for p in (misspelt, mistyped, bad_custom))
 
 
 def test_uids_titles_and_defaults(dashboards: dict[str, dict[str, Any]]) -> None:
