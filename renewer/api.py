@@ -23,6 +23,7 @@ from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from renewer.openapi import OPENAPI
 from renewer.ratelimit import headroom
 from renewer.scheduler import installed_facts, next_due
+from renewer.spec import should_renew
 from renewer.store import Store, StoreUnavailable
 from renewer.worker import ledger_request
 
@@ -99,9 +100,14 @@ class Api:
         if not self._authorized(req):
             return self._unauthorized()
         cert_id = req.params["id"]
-        if self.config().spec(cert_id) is None:
+        spec = self.config().spec(cert_id)
+        if spec is None:
             return Response.error(404, "no such certificate in the configuration")
         force = (req.arg("force") or "").lower() in {"1", "true", "yes"}
+        live = installed_facts(spec)
+        if not force and live is not None and not should_renew(spec, live, self.clock()):
+            due = next_due(spec, live, self.clock()).isoformat()
+            return Response.error(409, f"not due until {due} (renew_before {spec.renew_before}); add ?force=true")
         try:
             res = await self.store.call(
                 self.store.enqueue, cert_id, trigger="manual",

@@ -170,7 +170,7 @@ OPENAPI: dict[str, Any] = {
             "parameters": [
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"},
-                 "description": "renew even if a repeat alert would be deduplicated"},
+                 "description": "renew even though the installed certificate is not inside renew_before"},
             ],
             "responses": {
                 "202": {"description": "queued (created) or the open job", "content": {"application/json": {
@@ -179,6 +179,7 @@ OPENAPI: dict[str, Any] = {
                         "created": {"type": "boolean"}}}}}},
                 "401": _err("missing or wrong bearer token"),
                 "404": _err("no such certificate"),
+                "409": _err("the installed certificate is not due yet and force is not set"),
                 "503": _err("job store unavailable"),
             },
         }},

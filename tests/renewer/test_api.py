@@ -183,6 +183,8 @@ def test_manual_renew_certificates_and_jobs(harness: Harness, setup: Setup, pki:
     Path(setup.data["certificates"][0]["outputs"]["fullchain"]).write_bytes(leaf.fullchain_pem)
     assert harness.post("/api/v1/certificates/nope/renew").status_code == 404
     assert harness.post("/api/v1/certificates/shop/renew", headers={}).status_code == 401
+    early = harness.post("/api/v1/certificates/shop/renew")  # 10 days left of 11: not inside 1/3
+    assert early.status_code == 409 and "add ?force=true" in early.json()["error"]
     resp = harness.post("/api/v1/certificates/shop/renew?force=true")
     assert resp.status_code == 202 and resp.json()["created"] is True
     job_id = resp.json()["job_id"]
