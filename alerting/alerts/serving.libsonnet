@@ -20,7 +20,11 @@ local alert = import '../lib/alert.libsonnet';
             config,
             'CertloopCertificateVerificationFailing',
             'verificationFailing',
-            'certloop_verify_verdict{%s,verdict!~"ok|expired|not_yet_valid|hostname_mismatch"} == 1' % sel,
+            // Endpoints only: that is what clients verify. Files often hold a leaf without its chain
+            // (cert.pem next to fullchain.pem), which cannot verify on its own and is not a problem;
+            // their verdicts show on the dashboards (certloop:certs_by_verdict:count).
+            ('certloop_verify_verdict{%s,source="endpoint",verdict!~"ok|expired|not_yet_valid|hostname_mismatch"}'
+             + ' == 1') % sel,
             'TLS %s%s fails verification: {{ $labels.verdict }}' % [cert, alert.where],
             ('The chain of the %s%s does not verify against the trust store (verdict {{ $labels.verdict }}'
              + '{{ if eq $labels.verdict "unknown_authority" }}: no trusted root issued it'
