@@ -21,7 +21,6 @@ from typing import Any
 
 import attr
 from grafanalib import core as g
-from grafanalib._gen import DashboardEncoder
 
 # -- the provisioned datasource and the variable that selects it ------------------------------------
 DATASOURCE_VARIABLE = "datasource"
@@ -354,8 +353,16 @@ def dashboard(spec: Spec) -> dict[str, Any]:
         links=list(spec.links),
         panels=layout(spec.panels),
     ).auto_panel_ids()
-    raw = json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder))
+    raw = json.loads(json.dumps(dash.to_json_data(), default=_to_json_data))
     return to_grafana_json(raw)
+
+
+def _to_json_data(obj: Any) -> Any:
+    """JSON encoding hook: grafanalib objects (and ours) serialise through `to_json_data()`."""
+    to_json_data = getattr(obj, "to_json_data", None)
+    if to_json_data is None:
+        raise TypeError(f"cannot encode {type(obj).__name__} in a dashboard")
+    return to_json_data()
 
 
 # Keys grafanalib 0.7 emits that Grafana's current dashboard schema does not define (legacy rows layout,
