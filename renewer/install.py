@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -319,7 +319,6 @@ async def deploy(
         )
     except Exception as exc:  # anything (a step, a probe, the stage callback): the old pair goes back
         await _roll_back(spec, ctx, journal, exc)
-        raise AssertionError("unreachable") from exc  # _roll_back always raises
     journal_path.unlink(missing_ok=True)
     _fsync_dir(journal_path.parent)
     return DeployResult(
@@ -333,7 +332,8 @@ async def deploy(
 
 async def _roll_back(
     spec: CertificateSpec, ctx: RenewalContext, journal: Journal, cause: BaseException
-) -> None:
+) -> NoReturn:
+    """Undo, then raise RolledBack (or RollbackFailed when undoing fails)."""
     reason = _reason(cause)
     try:
         await _undo(spec, ctx, journal)
@@ -357,11 +357,8 @@ async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) ->
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, DeployError):
-        return str(exc)
-    if isinstance(exc, VerifyError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    """One line for the audit trail: our errors speak for themselves, foreign ones get their type."""
+    return str(exc) if isinstance(exc, RenewerError) else f"{type(exc).__name__}: {exc}"
 
 
 async def recover(spec: CertificateSpec, ctx: RenewalContext) -> bool:
