@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -119,6 +120,21 @@ def test_imap_starttls(material: Material, dovecot: tuple[int, int]) -> None:
 def test_pop3_stls(material: Material, dovecot: tuple[int, int]) -> None:
     """POP3 against dovecot: CAPA lists STLS, STLS +OK, the chain."""
     assert probe(dovecot[1], "pop3").chain_der == material.chain_der
+
+
+def test_starttls_under_uvloop(
+    material: Material, smtp_servers: tuple[int, int], dovecot: tuple[int, int]
+) -> None:
+    """The plaintext preamble over raw socket calls, then TLS on the same socket, works on uvloop."""
+
+    async def both() -> list[Presented]:
+        return list(await asyncio.gather(
+            fetch(LOOPBACK, smtp_servers[0], server_name="mail.example", starttls="smtp"),
+            fetch(LOOPBACK, dovecot[0], server_name="mail.example", starttls="imap"),
+            fetch(LOOPBACK, dovecot[1], server_name="mail.example", starttls="pop3"),
+        ))
+
+    assert [got.chain_der for got in uvloop.run(both())] == [material.chain_der] * 3
 
 
 # -- LDAP: slapd, FTP: vsftpd ------------------------------------------------------------------
