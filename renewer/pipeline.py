@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from certloop.errors import ConfigError
 from certloop.verify import TrustStore, TrustStoreError, Verdict, covers, verify_chain
 from renewer.errors import IssuanceError, ValidationError
 from renewer.install import DeployResult, OnStage, deploy, recover
@@ -77,6 +78,8 @@ async def issue(spec: CertificateSpec, ctx: RenewalContext) -> IssuedMaterial:
     )
     try:
         material = await entry.issue(spec.issuer, spec, issue_ctx)
+    except ConfigError as exc:  # a secret (EAB key, token) that cannot be resolved now
+        raise IssuanceError(f"issuer {spec.issuer.type}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # it may hold a plaintext private key
     if not isinstance(material, IssuedMaterial):  # an issuer bug, not a CA problem
