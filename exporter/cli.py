@@ -57,7 +57,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
     try:
-        host, port = split_target(args.listen) if not args.listen.endswith(":0") else (args.listen[:-2], 0)
+        host, port = _listen_address(args.listen)
     except ValueError as exc:
         print(f"certloop exporter: --web.listen-address: {exc}", file=sys.stderr)
         return 64
@@ -69,13 +69,26 @@ def main(argv: Sequence[str]) -> int:
     except ImportError:  # pragma: no cover - uvloop is a declared dependency
         pass
     try:
-        return int(runner(_serve(args.config_file, config, host.strip("[]"), port)))
+        return int(runner(_serve(args.config_file, config, host, port)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"certloop exporter: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (every interface, as Prometheus reads it); port 0 is allowed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port, got {text!r}")
+    if not host:
+        return "0.0.0.0", int(port)  # noqa: S104 - ":PORT" means every interface, by the user's choice
+    if int(port) == 0:
+        return host.strip("[]"), 0
+    found, number = split_target(text)
+    return found, number
 
 
 async def _serve(config_path: str, config: ExporterConfig, host: str, port: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,15 @@ def test_json_schema_is_printed_by_the_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "certloop.cli", "config", "schema", "exporter"],
                          capture_output=True, text=True, check=True, timeout=60)
     assert json.loads(out.stdout)["properties"]["global"]
+
+
+def test_cli_refuses_a_bad_or_busy_listen_address(tmp_path: Path) -> None:
+    """A malformed --web.listen-address exits 64; an address already in use exits 2 with the reason."""
+    good = write_config(tmp_path / "good.yml", {})
+    bad = run_cli(f"--config.file={good}", "--web.listen-address=nonsense")
+    assert bad.returncode == 64 and "--web.listen-address" in bad.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = run_cli(f"--config.file={good}", f"--web.listen-address=127.0.0.1:{busy.getsockname()[1]}")
+    assert taken.returncode == 2 and "cannot listen" in taken.stderr

@@ -126,9 +126,14 @@ def test_verdicts_dates_and_identity(scene: Scene) -> None:
 
 def test_addresses_consistency_and_drift(scene: Scene) -> None:
     """A name on two addresses serving different leaves: each address is labelled, inconsistency and drift show."""
+    target = f"multi.test:{scene.multi_port}"
     with exporter(_config(scene)) as exp:
         text = exp.metrics()
-    target = f"multi.test:{scene.multi_port}"
+        probed = requests.get(f"{exp.url}/probe", params={"target": target}, timeout=10).text
+    # /probe resolves the name too and probes every address, with the same series names
+    assert {s[0]["address"] for s in samples(probed, "certloop_probe_success", target=target)} == {
+        "127.0.0.1", "127.0.0.2"}
+    assert value(probed, "certloop_endpoint_addresses_consistent", target=target, source="endpoint") == 0
     a, b = scene.leaves["multi-a"], scene.leaves["multi-b"]
     assert value(text, "certloop_cert_info", target=target, address="127.0.0.1", position="0",
                  fingerprint_sha256=a.fingerprint, certificate="multi") == 1
