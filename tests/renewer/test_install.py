@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import grp
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -316,3 +318,23 @@ def test_verify_resolves_names_through_the_configured_nameserver(
     new = pki.leaf([DOMAIN])
     result = asyncio.run(pipeline.deploy(_material(new), spec, ctx))
     assert result.fingerprint == new.fingerprint == served.served()
+
+
+def test_all_outputs_with_owner_group_and_modes(served: Served, pki: Pki) -> None:
+    """cert, chain, fullchain and key land with the configured owner, group and modes."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    out = served.tmp / "more"
+    out.mkdir()
+    outputs = {
+        "cert": str(out / "cert.pem"), "chain": str(out / "chain.pem"),
+        "fullchain": str(served.live["fullchain"]), "key": str(served.live["key"]),
+        "owner": user, "group": group, "mode": "0640", "key_mode": "0400",
+    }
+    new = pki.leaf([DOMAIN])
+    asyncio.run(pipeline.deploy(_material(new), served.spec(outputs=outputs), served.ctx))
+    assert (out / "cert.pem").read_bytes() == new.pem
+    assert (out / "chain.pem").read_bytes() == new.chain_pem
+    for name, mode in ((out / "cert.pem", 0o640), (out / "chain.pem", 0o640), (served.live["key"], 0o400)):
+        st = name.stat()
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (mode, os.geteuid(), os.getegid())
