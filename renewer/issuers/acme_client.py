@@ -79,7 +79,7 @@ class Http01(StrictModel):
 
 class Dns01Hook(StrictModel):
     """dns-01 through commands (argv, no shell). The record is passed in the environment:
-    ``CERTLOOP_DNS_RECORD_NAME`` (``_acme-challenge.<domain>.``), ``CERTLOOP_DNS_RECORD_VALUE``,
+    ``CERTLOOP_DNS_RECORD_NAME`` (``_acme-challenge.<domain>``, no trailing dot), ``CERTLOOP_DNS_RECORD_VALUE``,
     ``CERTLOOP_DOMAIN``. ``hook`` publishes, ``cleanup`` removes."""
 
     hook: list[str] = Field(min_length=1)
