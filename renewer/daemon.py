@@ -31,7 +31,7 @@ from renewer.scheduler import SafetyNet
 from renewer.store import Store
 from renewer.worker import Worker
 
-__all__ = ["Daemon", "open_keystore", "open_store", "utc_now"]
+__all__ = ["Daemon", "open_keystore", "open_store", "tls_context", "utc_now"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def open_store(cfg: RenewerConfig, *, migrate: bool | None = None) -> Store:
     return store
 
 
-def _tls_context(cfg: RenewerConfig) -> ssl.SSLContext | None:
+def tls_context(cfg: RenewerConfig) -> ssl.SSLContext | None:
+    """HTTPS for the API when ``auth.tls_cert_file`` is set; client certificates required with ``client_ca_file``."""
     auth = cfg.auth
     if auth.tls_cert_file is None or auth.tls_key_file is None:
         return None
@@ -131,7 +132,7 @@ class Daemon:
         api = Api(store=store, config=self.config, token=lambda: self._token, metrics=self.metrics,
                   clock=self.clock, wake=worker.wake, reload=self.reload)
         self.server = HttpServer(build_router(api), max_body=max(cfg.max_body * 4, 4 << 20),
-                                 ssl_context=_tls_context(cfg), server_header="certloop-renewer")
+                                 ssl_context=tls_context(cfg), server_header="certloop-renewer")
         host, _, port = self.listen.rpartition(":")
         await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all
         self.metrics.config_reload_ok.set(1)

@@ -7,25 +7,33 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import requests
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop.httpserver import HttpServer
 from renewer.api import ROUTES, Api, build_router
 from renewer.config import RenewerConfig, load_config
+from renewer.daemon import tls_context
 from renewer.metrics import CATALOGUE, RenewerMetrics
 from renewer.openapi import OPENAPI
 from renewer.store import Store
-from tests.renewer.conftest import TOKEN, Setup
+from stack.alertmanager import Alertmanager
+from tests.renewer.conftest import TOKEN, Setup, wait_for
 from tests.support.pki import Pki
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,7 +43,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class Harness:
     """An Api + HttpServer on an event loop in a background thread."""
 
-    def __init__(self, config: RenewerConfig, store: Store) -> None:
+    def __init__(self, config: RenewerConfig, store: Store, ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.store = store
         self.metrics = RenewerMetrics()
@@ -50,7 +58,7 @@ class Harness:
 
         self.api = Api(store=store, config=lambda: self.config, token=config.auth.bearer_token,
                        metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload)
-        self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body)
+        self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body, ssl_context=ssl_context)
         asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(10)
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.http = requests.Session()
@@ -244,3 +252,87 @@ def test_health_ready_reload_and_unknown_paths(harness: Harness) -> None:
     assert harness.post("/-/reload").status_code == 200 and harness.reloads == ["called"]
     assert harness.get("/nope").status_code == 404
     assert harness.get("/api/v1/alertmanager").status_code == 405
+
+
+def _webhook_count(h: Harness, code: str = "202") -> float:
+    return float(h.metrics.webhook_requests.labels(code)._value.get())
+
+
+def test_two_real_alertmanagers_deliver_once_each_and_one_job_is_opened(harness: Harness, tmp_path: Path) -> None:
+    """Two non-clustered Debian Alertmanagers (an HA pair) deliver the same alert with the bearer token
+    from credentials_file; the renewer queues once and answers the second delivery as a duplicate."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    config = yaml.safe_dump({
+        "route": {"receiver": "renewer", "group_by": ["certificate"], "group_wait": "0s",
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "renewer", "webhook_configs": [{
+            "url": f"{harness.url}/api/v1/alertmanager", "send_resolved": True,
+            "http_config": {"authorization": {"credentials_file": str(token_file)}}}]}],
+    })
+    managers = [Alertmanager(tmp_path / f"am{i}", config, name=f"am{i}") for i in range(2)]
+    try:
+        for am in managers:
+            am.start()
+        alert = {"labels": {"alertname": "CertloopCertificateExpiringSoon", "certificate": "shop",
+                            "severity": "critical"},
+                 "annotations": {"summary": "shop expires soon; $(rm -rf /)"}}
+        for am in managers:
+            am.post_alerts([alert])
+        wait_for(lambda: _webhook_count(harness) >= 2, 20, what="both Alertmanagers to deliver")
+    finally:
+        for am in managers:
+            am.stop()
+    jobs = harness.store.list_jobs()
+    assert [(j.certificate, j.trigger) for j in jobs] == [("shop", "alert")]
+    assert "CertloopCertificateExpiringSoon" in jobs[0].reason
+    assert harness.metrics.alerts.labels("queued")._value.get() == 1
+    assert harness.metrics.alerts.labels("duplicate")._value.get() == 1
+    assert _webhook_count(harness, "401") == 0
+
+
+def _client_cert(pki: Pki, tmp_path: Path) -> tuple[Path, Path]:
+    """A client certificate (clientAuth EKU) issued by the test intermediate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alertmanager")]))
+        .issuer_name(pki.intermediate.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(pki.intermediate.key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "client.crt", tmp_path / "client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + pki.intermediate.cert.public_bytes(
+        serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_mtls_only_auth_accepts_a_client_certificate_and_refuses_none(
+    make_setup: Callable[..., Setup], sqlite_store: Store, pki: Pki, tmp_path: Path,
+) -> None:
+    """With client_ca_file and no token, a client certificate from that CA is the credential; a client
+    without one cannot complete the TLS handshake."""
+    server = pki.leaf(["127.0.0.1", "localhost"]).write(tmp_path / "server", "server")
+    ca = pki.write_root(tmp_path / "ca.pem")
+    setup = make_setup(["shop"], top={"auth": {"tls_cert_file": str(server["fullchain"]),
+                                               "tls_key_file": str(server["key"]), "client_ca_file": str(ca)}})
+    cfg = load_config(setup.path)
+    assert cfg.auth.bearer_token() is None
+    h = Harness(cfg, sqlite_store, ssl_context=tls_context(cfg))
+    url = h.url.replace("http://", "https://")
+    try:
+        client = _client_cert(pki, tmp_path)
+        resp = requests.post(f"{url}/api/v1/alertmanager", data=fixture("firing.json"), cert=client, verify=str(ca),
+                             timeout=10)
+        assert resp.status_code == 202 and resp.json()["certificates"][0]["outcome"] == "queued"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(f"{url}/api/v1/alertmanager", data=fixture("firing.json"), verify=str(ca), timeout=10)
+    finally:
+        h.close()
