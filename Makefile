@@ -29,6 +29,7 @@ test: lint types unit
 generate: bootstrap
 	$(PY) -m alerting.build
 	$(PY) -m dashboards.build
+	$(PY) -m docs.gen_reference
 
 demo: bootstrap
 	$(PY) -m stack.demo
