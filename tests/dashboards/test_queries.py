@@ -172,13 +172,14 @@ def test_panels_return_data_from_the_real_exporter_and_renewer(
             {"job_name": "certloop-exporter", "static_configs": [{"targets": [exporter_address]}]},
             {"job_name": "certloop-renewer", "static_configs": [{"targets": [renewer_address]}]},
         ])
-        # At start the renewer's safety net renews all three (nothing installed yet): succeeded, failed,
-        # rolled back. The duration histogram observes successes; a second, manual renewal once Prometheus
-        # has scraped the first gives rate() two points to work with.
+        # Alerts for all three (the safety net also queues them at start, nothing being installed yet):
+        # succeeded, failed, rolled back. The duration histogram observes successes; a second, manual
+        # renewal once Prometheus has scraped the first gives rate() two points to work with.
+        for certificate in ("renewed", "unreachable-ca", "not-served"):
+            _post(renewer_address, token, "/api/v1/alertmanager", scenario.alert_payload(certificate))
         _count(prom, "count(certloop_renewer_renewals_total)", 3, 60, renewer)
         _count(prom, "sum(certloop_renewer_renewal_duration_seconds_count)", 1, 30, renewer)
         _post(renewer_address, token, "/api/v1/certificates/renewed/renew?force=true")
-        _post(renewer_address, token, "/api/v1/alertmanager", scenario.alert_payload("renewed"))
         _count(prom, "sum(certloop_renewer_renewal_duration_seconds_count)", 2, 60, renewer)
         _count(prom, "count_over_time(certloop_renewer_build_info[1m])", SCRAPES_NEEDED, 30, renewer)
         _count(prom, "count_over_time(certloop_build_info[1m])", SCRAPES_NEEDED, 30, exporter)
