@@ -9,6 +9,7 @@ It never raises for a peer's behaviour: DNS, connect, timeout and handshake fail
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from exporter.sources.base import Context, Put
 from exporter.sources.files import StatKey, leaf_fingerprint
 
 __all__ = ["EndpointSource", "EndpointSpec", "probe_endpoint", "spec_for"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +121,17 @@ async def _probe_address(
             connect_timeout=spec.connect_timeout, handshake_timeout=spec.handshake_timeout,
         )
         chain_certs = load_der_chain(presented.chain_der)
+        # malformed fields surface lazily (names, extensions) as ValueError: data, not a bug
+        chain = assess(chain_certs, trust=spec.trust, at=ctx.clock(), hostname=spec.server_name)
     except ProbeError as exc:
         ctx.counter.add("endpoint", False)
         return Observation("endpoint", spec.target, address, False, time.perf_counter() - started,
                            reason=str(exc.reason))
     except ValueError:  # a presented certificate that does not decode
+        log.debug("undecodable certificate from %s at %s", spec.target, address, exc_info=True)
         ctx.counter.add("endpoint", False)
         return Observation("endpoint", spec.target, address, False, time.perf_counter() - started,
                            reason=FailureReason.HANDSHAKE.value)
-    chain = assess(chain_certs, trust=spec.trust, at=ctx.clock(), hostname=spec.server_name)
     ctx.counter.add("endpoint", True)
     return Observation(
         "endpoint", spec.target, address, True, time.perf_counter() - started,
@@ -164,7 +169,10 @@ class EndpointSource:
 
         async def worker() -> None:
             for spec in pending:  # shared iterator: each spec is taken by exactly one worker
-                put(spec.target, render(await probe_endpoint(spec, self.ctx, expected=self._expected)))
+                try:
+                    put(spec.target, render(await probe_endpoint(spec, self.ctx, expected=self._expected)))
+                except Exception:  # a bug for one target must not blind the exporter to all others
+                    log.exception("probe of %s failed unexpectedly; keeping its last result", spec.target)
 
         workers = min(self.concurrency, len(self.specs))
         if workers:

@@ -15,6 +15,7 @@ import asyncio
 import errno
 import fnmatch
 import glob
+import logging
 import os
 import re
 import time
@@ -31,6 +32,8 @@ from exporter.report import Observation, TargetReport, assess, render
 from exporter.sources.base import Context, Put
 
 __all__ = ["FileSource", "expand_group", "leaf_fingerprint", "stat_key"]
+
+log = logging.getLogger(__name__)
 
 _BATCH = 256
 _GLOB_CHARS = frozenset("*?[")
@@ -169,7 +172,15 @@ class FileSource:
         put(path, render(report))
 
     def _read_batch(self, batch: list[_Job], now: datetime) -> list[_Known]:
-        return [self._read(job, now) for job in batch]
+        out = []
+        for job in batch:
+            try:
+                out.append(self._read(job, now))
+            except Exception:  # a bug for one file must not blind the exporter to all others
+                log.exception("reading %s failed unexpectedly", job.path)
+                obs = Observation("file", job.path, "", False, 0.0, reason=FileReason.UNREADABLE.value)
+                out.append(_Known(job.stat, (), TargetReport("file", job.path, job.labels, (obs,)), None))
+        return out
 
     def _read(self, job: _Job, now: datetime) -> _Known:
         started = time.perf_counter()
@@ -177,10 +188,12 @@ class FileSource:
             if job.stat[0] < 0:
                 raise FileError(job.path, _errno_reason(-job.stat[0]))
             parsed = read_certificate_file(job.path, password=job.password, max_bytes=self.max_bytes)
-        except FileError as exc:
-            obs = Observation("file", job.path, "", False, time.perf_counter() - started, reason=str(exc.reason))
+            # malformed fields surface lazily (names, extensions) as ValueError: data, not a bug
+            chain = assess(parsed.certificates, trust=self.ctx.trust, at=now)
+        except (FileError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, FileError) else FileReason.PARSE_ERROR
+            obs = Observation("file", job.path, "", False, time.perf_counter() - started, reason=str(reason))
             return _Known(job.stat, (), TargetReport("file", job.path, job.labels, (obs,)), None)
-        chain = assess(parsed.certificates, trust=self.ctx.trust, at=now)
         obs = Observation("file", job.path, "", True, time.perf_counter() - started, chain=chain)
         report = TargetReport("file", job.path, job.labels, (obs,))
         return _Known(job.stat, parsed.certificates, report, chain.valid_until)
