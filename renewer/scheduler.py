@@ -81,6 +81,13 @@ class SafetyNet:
                 queued.append(spec.id)
         if queued:
             self.on_queued()
+        rules = self.config().rate_limits
+        if rules:
+            oldest_needed = self.clock() - max(r.window for r in rules)
+            try:
+                await self.store.call(self.store.prune_ledger, oldest_needed)
+            except RenewerError as exc:
+                log.warning("safety net: cannot prune the rate-limit ledger: %s", exc)
         return queued
 
     def start(self) -> None:

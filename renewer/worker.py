@@ -87,11 +87,17 @@ class Worker:
             except RenewerError as exc:
                 log.error("cannot recover the interrupted install of %s: %s", spec.id, exc)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, grace: float = 30.0) -> None:
+        """Work until ``stop`` is set; then claim nothing new and give running jobs ``grace`` seconds
+        to finish before cancelling them (a cancelled job resumes elsewhere when its lease expires)."""
         loops = [asyncio.create_task(self._loop(stop), name=f"worker-{i}")
                  for i in range(self.config().worker.concurrency)]
         try:
             await stop.wait()
+            self._wake.set()  # idle loops notice the stop at once
+            _, pending = await asyncio.wait(loops, timeout=grace)
+            if pending:
+                log.warning("stopping: %d job(s) still running after %.0fs are cancelled", len(pending), grace)
         finally:
             for task in loops:
                 task.cancel()
@@ -106,6 +112,8 @@ class Worker:
                 log.warning("cannot claim jobs: %s", exc)
                 job = None
             if job is None:
+                if stop.is_set():
+                    return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), cfg.poll_interval.total_seconds())

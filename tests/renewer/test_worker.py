@@ -23,7 +23,7 @@ from renewer.config import RenewerConfig, load_config
 from renewer.daemon import open_keystore
 from renewer.metrics import RenewerMetrics
 from renewer.scheduler import SafetyNet
-from renewer.store import Job, State, Store
+from renewer.store import Job, LedgerEvent, State, Store
 from renewer.worker import Worker
 from tests.renewer.conftest import RenewerProcess, Setup, wait_for
 from tests.support.pki import Pki
@@ -229,13 +229,15 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
 def test_safety_net_queues_only_certificates_inside_renew_before(
     make_setup: Callable[..., Setup], sqlite_store: Store, pki: Pki,
 ) -> None:
-    """The scheduler tick queues a certificate inside renew_before or missing, not a fresh one, and
-    records each installed certificate's expiry and next due time."""
+    """The scheduler tick queues a certificate inside renew_before or missing, not a fresh one, records
+    each installed certificate's expiry and next due time, and prunes ledger events older than any window."""
     setup = make_setup(["fresh", "old", "missing"], renew_before="10d")
     cfg, clock = load_config(setup.path), Clock()
     fresh = pki.leaf(["fresh.example"], days=60)
     Path(cfg.certificates[0].outputs.fullchain or "").write_bytes(fresh.fullchain_pem)
     Path(cfg.certificates[1].outputs.fullchain or "").write_bytes(pki.leaf(["old.example"], days=5).fullchain_pem)
+    sqlite_store.record_ledger([LedgerEvent("command", "account", "", clock() - timedelta(days=8)),
+                                LedgerEvent("command", "account", "", clock() - timedelta(days=6))])
     woken: list[int] = []
     net = SafetyNet(sqlite_store, lambda: cfg, clock, lambda: woken.append(1))
     assert sorted(asyncio.run(net.tick())) == ["missing", "old"]
@@ -246,6 +248,7 @@ def test_safety_net_queues_only_certificates_inside_renew_before(
     assert state.not_after == fresh.cert.not_valid_after_utc
     assert state.next_due == fresh.cert.not_valid_after_utc - timedelta(days=10)
     assert asyncio.run(net.tick()) == []  # already queued: nothing new
+    assert [e.at for e in sqlite_store.ledger(clock() - timedelta(days=30))] == [clock() - timedelta(days=6)]
 
 
 def test_daemon_safety_net_renews_without_any_alert(
