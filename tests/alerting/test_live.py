@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,39 @@ import requests
 import yaml
 
 from alerting.build import GENERATED_DIR, RULES_FILE
+from stack.nginx import Nginx
 from stack.process import LOOPBACK, Process, free_port, wait_until
 from stack.prometheus import Prometheus
 from tests.support.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 45.0
+
+
+@contextmanager
+def running_exporter(tmp_path: Path, config: dict[str, Any]) -> Iterator[str]:
+    """`certloop exporter` as a real child process with `config`; yields its base URL."""
+    config_path = tmp_path / "exporter.yml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={config_path}",
+            f"--web.listen-address={LOOPBACK}:{port}"]
+    process = Process(argv, name="certloop-exporter", log_path=tmp_path / "exporter.log",
+                      env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process.start()
+    try:
+        process.wait_until(lambda: _ok(f"{url}/-/ready"), 30, f"{url}/-/ready")
+        yield url
+    finally:
+        process.stop()
+
+
+def scraped_by_prometheus(factory: Callable[..., Prometheus], exporter_url: str) -> Prometheus:
+    """A real Prometheus scraping the exporter every second as job certloop-exporter, with the rules."""
+    target = exporter_url.removeprefix("http://")
+    return factory([{"job_name": "certloop-exporter", "static_configs": [{"targets": [target]}]}],
+                   rule_files=[GENERATED_DIR / RULES_FILE])
 
 
 @pytest.fixture
@@ -40,22 +68,10 @@ def exporter_url(tmp_path: Path, pki: Pki) -> Iterator[str]:
     pki.leaf(["legacy.example"], days=60, key_kind="rsa1024").write(certs / "legacy", "legacy")
     files = [{"paths": [str(certs / name / f"{name}.fullchain.pem")], "labels": {"certificate": name, "team": "web"}}
              for name in ("short", "long", "legacy")]
-    config = tmp_path / "exporter.yml"
     ca_file = pki.write_root(tmp_path / "root.pem")  # the test CA is the trust store, as for a private CA
-    exporter_config = {"global": {"files_interval": "1s", "ca_file": str(ca_file)}, "files": files}
-    config.write_text(yaml.safe_dump(exporter_config), encoding="utf-8")
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
-    argv = [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={config}",
-            f"--web.listen-address={LOOPBACK}:{port}"]
-    process = Process(argv, name="certloop-exporter", log_path=tmp_path / "exporter.log",
-                      env={**os.environ, "PYTHONPATH": str(ROOT)})
-    process.start()
-    try:
-        process.wait_until(lambda: _ok(f"{url}/-/ready"), 30, f"{url}/-/ready")
+    with running_exporter(tmp_path, {"global": {"files_interval": "1s", "ca_file": str(ca_file)},
+                                     "files": files}) as url:
         yield url
-    finally:
-        process.stop()
 
 
 def _ok(url: str) -> bool:
@@ -75,9 +91,7 @@ def test_expiry_and_weak_crypto_alerts_from_the_real_exporter(
 ) -> None:
     """A 6-day certificate with 12h left is expiring soon (critical at 1d) and expiring (warning at 2d);
     the RSA-1024 one is weak; the 90-day one with 40d left (warning at 30d) raises nothing."""
-    host_port = exporter_url.removeprefix("http://")
-    prom = prometheus_factory([{"job_name": "certloop-exporter", "static_configs": [{"targets": [host_port]}]}],
-                              rule_files=[GENERATED_DIR / RULES_FILE])
+    prom = scraped_by_prometheus(prometheus_factory, exporter_url)
     expected = [("CertloopCertificateExpiringSoon", "short"), ("CertloopCertificateExpiring", "short"),
                 ("CertloopCertificateWeakCrypto", "legacy")]
     prom.wait_for('count(certloop:cert_expiry_warning_threshold_seconds{certificate="long"})',
@@ -106,3 +120,43 @@ def test_expiry_and_weak_crypto_alerts_from_the_real_exporter(
     assert thresholds[("short", "certloop:cert_expiry_warning_threshold_seconds")] == pytest.approx(2 * day)
     assert thresholds[("long", "certloop:cert_expiry_warning_threshold_seconds")] == pytest.approx(30 * day)
     assert thresholds[("long", "certloop:cert_expiry_critical_threshold_seconds")] == pytest.approx(14 * day)
+
+
+def test_drift_and_hostname_alerts_from_a_real_nginx(
+    nginx: Nginx, pki: Pki, prometheus_factory: Callable[..., Prometheus], tmp_path: Path
+) -> None:
+    """nginx still serves the old shop certificate although a renewed one is on disk (drift), and answers
+    a name its certificate does not cover (hostname mismatch); both alerts carry the endpoint's labels."""
+    old = pki.leaf(["shop.example"], days=60).write(tmp_path / "served", "shop")
+    renewed = pki.leaf(["shop.example"], days=90).write(tmp_path / "disk", "shop")
+    port, other_port = free_port(), free_port()
+    nginx.add_site(["shop.example"], old["fullchain"], old["key"], listen=[(LOOPBACK, port), (LOOPBACK, other_port)],
+                   default=True)
+    nginx.start()
+    target = f"{LOOPBACK}:{port}"
+    config = {
+        "global": {"interval": "1s", "ca_file": str(pki.write_root(tmp_path / "root.pem"))},
+        "endpoints": [
+            {"targets": [target], "server_name": "shop.example", "expect_file": str(renewed["fullchain"]),
+             "labels": {"certificate": "shop", "team": "web"}},
+            {"targets": [f"{LOOPBACK}:{other_port}"], "server_name": "www.example",
+             "labels": {"certificate": "www", "team": "web"}},
+        ],
+    }
+    with running_exporter(tmp_path, config) as url:
+        prom = scraped_by_prometheus(prometheus_factory, url)
+        expected = [("CertloopServedCertificateDiffersFromFile", "shop"),
+                    ("CertloopCertificateHostnameMismatch", "www")]
+        wait_until(lambda: all(_find(prom.alerts(), name, cert) for name, cert in expected), DEADLINE,
+                   f"alerts {expected} pending in Prometheus")
+        alerts = prom.alerts()
+    [drift] = _find(alerts, "CertloopServedCertificateDiffersFromFile", "shop")
+    assert drift["labels"]["expect_file"] == str(renewed["fullchain"])
+    assert drift["labels"]["source"] == "endpoint" and drift["labels"]["target"] == target
+    assert drift["labels"]["address"] == LOOPBACK and drift["labels"]["severity"] == "major"
+    assert drift["annotations"]["summary"] == (
+        f"The certificate served at {target} differs from {renewed['fullchain']}")
+    [mismatch] = _find(alerts, "CertloopCertificateHostnameMismatch", "www")
+    assert mismatch["labels"]["severity"] == "critical" and mismatch["labels"]["team"] == "web"
+    assert not _find(alerts, "CertloopCertificateHostnameMismatch", "shop")
+    assert not _find(alerts, "CertloopCertificateVerificationFailing", "shop")
