@@ -21,6 +21,7 @@
     files:
       - paths: [/etc/nginx/certs/, "/etc/ssl/private/*.pem"]
         recursive: true
+        exclude: ["*.key"]        # include defaults to *.pem *.crt *.cer *.cert *.der *.p12 *.pfx
         password_file: /etc/certloop/p12-password   # or password: ${P12_PASSWORD}
         labels: {team: platform}
 

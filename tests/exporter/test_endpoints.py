@@ -187,7 +187,7 @@ def test_hanging_peer_never_blocks_metrics(scene: Scene, hanging_server: int) ->
     with exporter(config, ready=False) as exp:
         started = time.monotonic()
         response = requests.get(f"{exp.url}/metrics", timeout=5)
-        assert response.status_code == 200 and time.monotonic() - started < 1.0
+        assert response.status_code == 200 and time.monotonic() - started < 2.0  # the probe holds for 3s
         assert requests.get(f"{exp.url}/-/ready", timeout=5).status_code == 503
         exp.wait_ready(timeout=15)
         text = exp.metrics()
