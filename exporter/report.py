@@ -95,8 +95,55 @@ def _bool(value: bool) -> float:
     return 1.0 if value else 0.0
 
 
-def render(report: TargetReport) -> dict[str, bytes]:
-    """Sample lines per metric name for one target (the families are merged by the caller)."""
+_CHAIN_CACHE: dict[tuple[str, tuple[str, ...], Verdict], tuple[tuple[str, str], ...]] = {}
+_CHAIN_CACHE_SIZE = 10_000
+
+
+def _chain_lines(prefix: str, chain: ChainReport, cache: bool) -> tuple[tuple[str, str], ...]:
+    """(metric name, sample line) pairs that depend only on the chain and the labels.
+
+    With ``cache`` (``/probe``), re-probing an endpoint that serves the same chain renders these
+    once: facts, roles and expiry follow from the certificates, so fingerprints plus the verdict
+    are the key. The inventory keeps its rendered text anyway, so it does not cache twice.
+    """
+    key = (prefix, tuple(f.fingerprint_sha256 for f in chain.facts), chain.verdict)
+    found = _CHAIN_CACHE.get(key) if cache else None
+    if found is not None:
+        return found
+    lines: list[tuple[str, str]] = []
+
+    def add(spec: m.MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> None:
+        lines.append((spec.name, m.sample(spec.name, prefix, extra, value)))
+
+    add(m.VERIFY_OK, (), _bool(chain.verdict is Verdict.OK))
+    add(m.VERIFY_VERDICT, (("verdict", chain.verdict.value),), 1)
+    if chain.expiry is not None:
+        add(m.CHAIN_EXPIRY, (), chain.expiry.timestamp())
+    for position, (f, role) in enumerate(zip(chain.facts, chain.roles, strict=True)):
+        pos = (("position", str(position)), ("role", role.value))
+        add(m.CERT_NOT_BEFORE, pos, f.not_before.timestamp())
+        add(m.CERT_NOT_AFTER, pos, f.not_after.timestamp())
+        add(m.CERT_WEAK, pos, _bool(f.weak_crypto))
+        add(m.CERT_INFO, (
+            *pos, ("subject", f.subject), ("issuer", f.issuer), ("serial", f.serial),
+            ("dns_names", ",".join(f.names)), ("fingerprint_sha256", f.fingerprint_sha256),
+            ("key_type", f.key_type), ("key_bits", str(f.key_bits)),
+            ("signature_algorithm", f.signature_algorithm),
+        ), 1)
+    if not cache:
+        return tuple(lines)
+    if len(_CHAIN_CACHE) >= _CHAIN_CACHE_SIZE:
+        for old in list(_CHAIN_CACHE)[: _CHAIN_CACHE_SIZE // 10]:
+            del _CHAIN_CACHE[old]
+    result = _CHAIN_CACHE[key] = tuple(lines)
+    return result
+
+
+def render(report: TargetReport, *, cache: bool = False) -> dict[str, bytes]:
+    """Sample lines per metric name for one target (the families are merged by the caller).
+
+    ``cache=True`` reuses the chain's rendered lines from earlier calls (the ``/probe`` hot path).
+    """
     out: dict[str, list[str]] = {}
 
     def add(spec: m.MetricSpec, prefix: str, extra: Sequence[tuple[str, str]], value: float) -> None:
@@ -116,24 +163,9 @@ def render(report: TargetReport) -> dict[str, bytes]:
             add(m.MATCHES_FILE, prefix, (("expect_file", obs.expect_file),), _bool(obs.matches_file))
         if obs.hostname_match is not None:
             add(m.HOSTNAME_MATCH, prefix, (), _bool(obs.hostname_match))
-        chain = obs.chain
-        if chain is None:
-            continue
-        add(m.VERIFY_OK, prefix, (), _bool(chain.verdict is Verdict.OK))
-        add(m.VERIFY_VERDICT, prefix, (("verdict", chain.verdict.value),), 1)
-        if chain.expiry is not None:
-            add(m.CHAIN_EXPIRY, prefix, (), chain.expiry.timestamp())
-        for position, (f, role) in enumerate(zip(chain.facts, chain.roles, strict=True)):
-            pos = (("position", str(position)), ("role", role.value))
-            add(m.CERT_NOT_BEFORE, prefix, pos, f.not_before.timestamp())
-            add(m.CERT_NOT_AFTER, prefix, pos, f.not_after.timestamp())
-            add(m.CERT_WEAK, prefix, pos, _bool(f.weak_crypto))
-            add(m.CERT_INFO, prefix, (
-                *pos, ("subject", f.subject), ("issuer", f.issuer), ("serial", f.serial),
-                ("dns_names", ",".join(f.names)), ("fingerprint_sha256", f.fingerprint_sha256),
-                ("key_type", f.key_type), ("key_bits", str(f.key_bits)),
-                ("signature_algorithm", f.signature_algorithm),
-            ), 1)
+        if obs.chain is not None:
+            for name, line in _chain_lines(prefix, obs.chain, cache):
+                out.setdefault(name, []).append(line)
     if report.consistent is not None:
         base = m.label_text((("source", report.source), ("target", report.target)))
         add(m.CONSISTENT, f"{base},{static}" if static else base, (), _bool(report.consistent))
