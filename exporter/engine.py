@@ -79,6 +79,7 @@ class Engine:
         self.sweeps: dict[str, tuple[float, float]] = {}  # kind -> (end unix time, duration)
         self._done: set[str] = set()
         self._ready_event = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
@@ -110,6 +111,11 @@ class Engine:
         """Re-read the config file. On error the running config stays and the reload metric drops to 0."""
         if self.config_path is None:
             return False, "no config file to reload"
+        async with self._reload_lock:  # SIGHUP storms and concurrent POSTs apply one at a time
+            return await self._reload()
+
+    async def _reload(self) -> tuple[bool, str]:
+        assert self.config_path is not None
         try:
             ctx = build_context(load_config(self.config_path), self.counter, self.clock)
         except ConfigError as exc:

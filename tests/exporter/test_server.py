@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,6 +121,21 @@ def test_post_reload_good_and_bad(tmp_path: Path, pki: Pki) -> None:
         text = exp.metrics()
         assert value(text, "certloop_config_last_reload_successful") == 0
         assert value(text, "certloop_probe_success", target=str(certs / "two.crt")) == 1
+
+
+async def _sweep_tasks() -> int:
+    return len([t for t in asyncio.all_tasks() if t.get_name().startswith("sweep-") and not t.done()])
+
+
+def test_concurrent_reloads_leave_one_sweep_per_source(tmp_path: Path, pki: Pki) -> None:
+    """Eight reloads at once apply one after another: exactly one sweep loop per source keeps running."""
+    pki.leaf(["one.example"]).write(tmp_path / "certs", "one")
+    path = write_config(tmp_path / "exporter.yml", {"files": [{"paths": [str(tmp_path / "certs" / "one.crt")]}]})
+    with exporter(config_path=path) as exp:
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: requests.post(f"{exp.url}/-/reload", timeout=30).status_code, range(8)))
+        assert codes == [200] * 8
+        assert exp.call(_sweep_tasks()) == 2
 
 
 def test_sighup_reload_of_the_cli_process(tmp_path: Path, pki: Pki) -> None:
