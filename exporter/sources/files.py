@@ -138,20 +138,10 @@ class FileSource:
 
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
-        alive: set[Hashable] = set()
-        jobs: list[_Job] = []
-        for group, wanted, labels, password in self._groups:
-            for path in expand_group(group, wanted):
-                if path in alive:
-                    continue  # named by an earlier group: that group's labels win
-                alive.add(path)
-                key = stat_key(path)
-                known = self._known.get(path)
-                if known is not None and known.stat == key:
-                    if known.valid_until is not None and now >= known.valid_until and known.certs:
-                        self._reassess(path, known, now, put)
-                    continue
-                jobs.append(_Job(path, key, labels, password))
+        # listing and stat'ing thousands of files runs in a worker thread: /metrics keeps answering
+        alive, jobs, stale = await asyncio.to_thread(self._scan, now)
+        for path in stale:
+            self._reassess(path, self._known[path], now, put)
         for start in range(0, len(jobs), _BATCH):
             batch = jobs[start : start + _BATCH]
             results = await asyncio.to_thread(self._read_batch, batch, now)
@@ -162,6 +152,25 @@ class FileSource:
         for path in [p for p in self._known if p not in alive]:
             del self._known[path]
         return alive
+
+    def _scan(self, now: datetime) -> tuple[set[Hashable], list[_Job], list[str]]:
+        """Which paths exist now, which must be read (new or changed), which must be re-judged (time)."""
+        alive: set[Hashable] = set()
+        jobs: list[_Job] = []
+        stale: list[str] = []
+        for group, wanted, labels, password in self._groups:
+            for path in expand_group(group, wanted):
+                if path in alive:
+                    continue  # named by an earlier group: that group's labels win
+                alive.add(path)
+                key = stat_key(path)
+                known = self._known.get(path)
+                if known is not None and known.stat == key:
+                    if known.valid_until is not None and now >= known.valid_until and known.certs:
+                        stale.append(path)
+                    continue
+                jobs.append(_Job(path, key, labels, password))
+        return alive, jobs, stale
 
     def _reassess(self, path: str, known: _Known, now: datetime, put: Put) -> None:
         chain = assess(known.certs, trust=self.ctx.trust, at=now)
