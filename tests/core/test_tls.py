@@ -9,6 +9,8 @@ under uvloop, the two loops the exporter supports.
 from __future__ import annotations
 
 import asyncio
+import queue
+import socket
 import ssl
 import warnings
 from collections.abc import Callable, Coroutine, Iterator
@@ -194,3 +196,22 @@ def test_unknown_starttls_name_is_a_programming_error() -> None:
     """A STARTTLS protocol name that is not in the table raises ValueError naming the known ones."""
     with pytest.raises(ValueError, match="known: ftp, imap, ldap"):
         asyncio.run(fetch(LOOPBACK, 1, starttls="gopher"))
+
+
+def test_close_is_polite_and_immediate(tmp_path: Path, run: Runner) -> None:
+    """The server sees a completed handshake followed by close_notify (not a reset or a bare EOF)."""
+    leaf = Pki().leaf(["polite.example"])
+    ctx = server_context(leaf, tmp_path, "polite")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    seen: queue.Queue[str] = queue.Queue()
+
+    def handler(conn: socket.socket) -> None:
+        tls = ctx.wrap_socket(conn, server_side=True, suppress_ragged_eofs=False)
+        try:
+            seen.put("close_notify" if tls.recv(1024) == b"" else "data")
+        except (ssl.SSLError, OSError) as exc:
+            seen.put(type(exc).__name__)
+
+    with ThreadedServer(handler) as srv:
+        run(fetch(srv.host, srv.port, server_name="polite.example"))
+        assert seen.get(timeout=5) == "close_notify"
