@@ -143,9 +143,7 @@ class Resolver:
             self._query(host, dns.rdatatype.A), self._query(host, dns.rdatatype.AAAA), return_exceptions=True
         )
         addresses: list[str] = []
-        for answer in answers:
-            if isinstance(answer, ProbeError):
-                raise answer
+        for answer in answers:  # both queries finish; the first failure wins
             if isinstance(answer, BaseException):
                 raise answer
             addresses.extend(answer)
