@@ -1,0 +1,115 @@
+"""Scenario ``files``: 10,000 certificate files in one directory tree, watched by certloop's inventory.
+
+Measured: wall time from process start to the first complete ``/metrics`` (``/-/ready`` answers 200
+once every source finished its first sweep; the series are then counted), the time of a scrape
+(median and max over 20 GETs), and the idle re-sweep time when nothing changed (read from
+``certloop_sweep_duration_seconds{kind="files"}`` over several sweeps), plus peak RSS.
+There is no peer here: blackbox_exporter does not read files, and x509-certificate-exporter is not
+packaged for Debian.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from benchmarks import procstat
+from benchmarks.exposition import count_series, sample
+from benchmarks.pki import Minter, bench_names
+from benchmarks.report import Table, ms, verdict
+from stack.daemons import CertloopDaemon
+from stack.process import Process
+
+SWEEP = 'certloop_sweep_duration_seconds'
+LAST = 'certloop_last_sweep_timestamp_seconds'
+
+
+def write_files(directory: Path, n: int, minter: Minter) -> None:
+    """``n`` leaf+CA PEM files, 1,000 per subdirectory (recursive listing is part of the work)."""
+    for i, name in enumerate(bench_names(n)):
+        sub = directory / f"d{i // 1000:02d}"
+        if i % 1000 == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{name}.pem").write_bytes(minter.leaf_pem(name, "ecdsa") + minter.ca_pem)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.01) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:g}s")
+        time.sleep(poll)
+    return time.monotonic() - started
+
+
+def run(workdir: Path, *, n: int, resweeps: int, say: Callable[[str], None]) -> list[Table]:
+    minter = Minter(workdir / "pki")
+    certs = workdir / "certs"
+    say(f"files: minting {n} certificate files")
+    write_files(certs, n, minter)
+    daemon = CertloopDaemon.exporter(workdir / "certloop-files", {
+        "global": {"interval": "24h", "files_interval": "1s", "jitter": "0s"},
+        "files": [{"paths": [str(certs)], "recursive": True}],
+    })
+    daemon.write_config()
+    session = requests.Session()
+
+    def ready() -> bool:
+        try:
+            return session.get(f"{daemon.url}/-/ready", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    process = Process(daemon.argv(), name="certloop-exporter", log_path=daemon.workdir / "exporter.log")
+    process.start()
+    try:
+        first = _wait(ready, 60, "/-/ready")
+        body = session.get(f"{daemon.url}/metrics", timeout=30).text
+        files_seen = count_series(body, 'certloop_probe_success{source="file"')
+        first_sweep = sample(body, SWEEP, 'kind="files"') or 0.0
+        scrapes = []
+        for _ in range(20):
+            started = time.perf_counter()
+            size = len(session.get(f"{daemon.url}/metrics", timeout=30).content)
+            scrapes.append(time.perf_counter() - started)
+        idle = []
+        last = sample(body, LAST, 'kind="files"')
+        cpu0 = procstat.cpu_seconds(process.pid)
+        window0 = time.monotonic()
+        while len(idle) < resweeps:
+            text = session.get(f"{daemon.url}/metrics", timeout=30).text
+            now = sample(text, LAST, 'kind="files"')
+            if now != last:
+                idle.append(sample(text, SWEEP, 'kind="files"') or 0.0)
+                last = now
+            else:
+                time.sleep(0.2)
+            if time.monotonic() - window0 > 60 + 3 * resweeps:
+                raise TimeoutError("files: idle re-sweeps did not happen")
+        idle_cpu = (procstat.cpu_seconds(process.pid) - cpu0) / (time.monotonic() - window0)
+        peak = procstat.peak_rss_mb(process.pid)
+    finally:
+        process.stop()
+    scrape_med, scrape_max = statistics.median(scrapes), max(scrapes)
+    idle_med, idle_max = statistics.median(idle), max(idle)
+    rows = (
+        ("files listed in /metrics", f"{files_seen} of {n}", ""),
+        ("start to first complete /metrics (s)", f"{first:.3f}", "< 1 s"),
+        ("  of which the first files sweep (s)", f"{first_sweep:.3f}", ""),
+        ("scrape /metrics, median / max (ms)", f"{ms(scrape_med)} / {ms(scrape_max)}", "< 100 ms"),
+        ("/metrics body (MB)", f"{size / 1e6:.1f}", ""),
+        ("idle re-sweep, median / max (ms)", f"{ms(idle_med)} / {ms(idle_max)}", "< 50 ms"),
+        ("CPU while idle (incl. our scrapes), % of a core", f"{idle_cpu * 100:.1f}", ""),
+        ("peak RSS (MB)", f"{peak:.0f}", ""),
+    )
+    notes = (
+        verdict(files_seen == n, "every file is in /metrics"),
+        verdict(first < 1.0, f"first complete /metrics < 1 s ({first:.3f} s)"),
+        verdict(scrape_max < 0.1, f"a scrape < 100 ms (max {ms(scrape_max)} ms)"),
+        verdict(idle_max < 0.05, f"idle re-sweep < 50 ms (max {ms(idle_max)} ms)"),
+    )
+    return [Table(f"{n} certificate files (certloop inventory)", ("measure", "certloop", "target"), rows, notes)]
