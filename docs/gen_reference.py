@@ -245,6 +245,8 @@ def _prose(text: str | None) -> str:
     if not text:
         return ""
     text = " ".join(re.sub(r"``(.+?)``", r"`\1`", text).split()).replace("|", "\\|")
+    parts = text.split("`")  # outside code spans, a `*` would start emphasis
+    text = "`".join(p if i % 2 else p.replace("*", "\\*") for i, p in enumerate(parts))
     return text if text.endswith((".", "!", "?", ")")) else text + "."
 
 
