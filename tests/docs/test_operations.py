@@ -14,13 +14,17 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from certloop.cli import COMMANDS, SCHEMAS
+from certloop.config import validate_model
+from renewer.config import RenewerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 OPS = REPO / "docs" / "operations"
@@ -277,3 +281,16 @@ def test_index_links_every_runbook() -> None:
     assert runbooks
     missing = [name for name in runbooks if f"(../runbooks/{name})" not in index]
     assert not missing, f"runbooks not linked from docs/operations/README.md: {missing}"
+
+
+def test_yaml_examples_parse_and_renewer_examples_validate() -> None:
+    """Every YAML example is valid YAML; one with `certificates:` validates against the renewer's config model."""
+    validated = 0
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"^[ \t]*```yaml\n(.*?)^[ \t]*```", text, re.S | re.M):
+            data = yaml.safe_load(textwrap.dedent(block).replace("@SHARDS@", "3").replace("@SHARD@", "0"))
+            if isinstance(data, dict) and "certificates" in data:
+                validate_model(RenewerConfig, data, source=page.name)
+                validated += 1
+    assert validated >= 1
