@@ -76,7 +76,7 @@ def run(workdir: Path, *, n: int, resweeps: int, say: Callable[[str], None]) -> 
             started = time.perf_counter()
             size = len(session.get(f"{daemon.url}/metrics", timeout=30).content)
             scrapes.append(time.perf_counter() - started)
-        idle = []
+        idle: list[float] = []
         last = sample(body, LAST, 'kind="files"')
         cpu0 = procstat.cpu_seconds(process.pid)
         window0 = time.monotonic()

@@ -198,6 +198,5 @@ def run(workdir: Path, *, ns: list[int], keys: list[KeyKind], rounds: int, secon
         say(f"probe: {variant.label}")
         table = run_variant(variant, workdir, minter, rounds=rounds, per_round=seconds, concurrency=concurrency,
                             say=say)
-        say(table.text())
         tables.append(table)
     return tables

@@ -11,6 +11,7 @@ Markdown (with the machine description and the command line) for benchmarks/RESU
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
@@ -21,7 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks import files, probe, renewal, sweep, webhook
+from benchmarks.pki import KeyKind
 from benchmarks.report import Table
+from certloop import __version__
 from stack.process import install_signal_handlers
 
 SCENARIOS = ("probe", "sweep", "files", "webhook", "renewal")
@@ -58,10 +61,6 @@ def machine() -> list[str]:
         text = (done.stdout + done.stderr).strip().splitlines()
         return text[0] if text else "unknown"
 
-    import os
-
-    from certloop import __version__
-
     return [
         f"CPU: {os.cpu_count()} x {model} (nproc {len(os.sched_getaffinity(0))}); kernel {platform.release()}",
         f"certloop {__version__}, Python {platform.python_version()}",
@@ -80,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = args.rounds or (1 if quick else 3)
     seconds = args.seconds or (2 if quick else 5)
     ns = args.n or ([200] if quick else [1000, 5000])
-    keys: list[probe.KeyKind] = ["ecdsa", "rsa"] if (args.rsa or not quick) else ["ecdsa"]
+    keys: list[KeyKind] = ["ecdsa", "rsa"] if (args.rsa or not quick) else ["ecdsa"]
     say: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731 - a one-line sink
     work = args.workdir or Path(tempfile.mkdtemp(prefix="certloop-bench-"))
     work.mkdir(parents=True, exist_ok=True)

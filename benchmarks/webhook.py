@@ -103,7 +103,8 @@ def _run_one(workdir: Path, *, certificates: int, seconds: int, concurrency: int
         peak = procstat.peak_rss_mb(pid)
     finally:
         daemon.stop()
-    say(f"  webhook at concurrency {concurrency}: {load.rate:.0f} req/s, p99 {ms(load.p99)} ms, {renewed:.0f} renewals finished meanwhile")
+    say(f"  webhook at concurrency {concurrency}: {load.rate:.0f} req/s, p99 {ms(load.p99)} ms, "
+        f"{renewed:.0f} renewals finished meanwhile")
     failed = load.failures + load.socket_errors
     rows = (
         ("requests (keep-alive, concurrency)", f"{load.requests} ({concurrency})", ""),

@@ -1,0 +1,43 @@
+"""Smoke test of the benchmark harness: every scenario runs end to end with tiny N and prints ratios.
+
+Not a timed test: the numbers are not judged here (the box is shared), only that the harness starts
+the real peers (nginx, blackbox_exporter, certloop exporter and renewer, pebble), drives them with
+wrk, collects CPU/RSS from /proc, and reports every table with working probes on both sides.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_prints_ratios_for_every_scenario(tmp_path: Path) -> None:
+    """A --quick run of all scenarios exits 0, prints certloop/blackbox ratios and writes Markdown tables
+    in which every probe answered with success on both exporters."""
+    markdown = tmp_path / "results.md"
+    argv = [
+        sys.executable, "-m", "benchmarks.run", "--quick", "--scenario", "all",
+        "--n", "40", "--sweep-n", "40", "--files-n", "60", "--webhook-certificates", "4",
+        "--rounds", "2", "--seconds", "1", "--workdir", str(tmp_path / "work"), "--markdown", str(markdown),
+    ]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    ratios = re.findall(r"^certloop/blackbox\s+(\d+\.\d\d)x", done.stdout, re.MULTILINE)
+    assert len(ratios) == 3, output[-4000:]  # /probe ports, /probe SNI, inventory sweep
+    assert all(float(r) > 0 for r in ratios)
+    text = markdown.read_text()
+    for title in ("/probe, N=40 ports ecdsa", "/probe, N=40 sni ecdsa", "inventory sweep of 40 endpoints",
+                  "60 certificate files", "webhook intake, concurrency 8", "webhook intake, concurrency 64",
+                  "one renewal, alert to new leaf served"):
+        assert f"### {title}" in text, text
+    probe_rows = re.findall(r"^\| (certloop|blackbox) \| (\d+) \|.* \| (\d+) \|$", text, re.MULTILINE)
+    assert len(probe_rows) == 4, text  # two exporters x two /probe variants
+    assert all(int(count) > 0 and failed == "0" for _, count, failed in probe_rows), text
+    assert "files listed in /metrics | 60 of 60" in text
+    assert "answers other than 2xx, socket errors | 0, 0" in text
+    assert "MET: alert to served < 10 s" in text
