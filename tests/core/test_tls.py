@@ -49,11 +49,12 @@ class Site:
     valid: Issued
     self_signed: Issued
     expired: Issued
+    rsa: Issued
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One real nginx port with three SNI names: valid (default), self-signed, expired."""
+    """One real nginx port with four SNI names: valid ECDSA (default), self-signed, expired, RSA."""
     tmp = tmp_path_factory.mktemp("tls-nginx")
     pki = Pki()
     valid = pki.leaf(["shop.example"])
@@ -61,10 +62,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     expired = pki.leaf(
         ["old.example"], not_before=pki.now - timedelta(days=60), not_after=pki.now - timedelta(days=2)
     )
+    rsa = pki.leaf(["rsa.example"], key_kind="rsa2048")
     port = free_port()
     web = Nginx(tmp / "nginx")
     for name, issued, default in (
-        ("shop", valid, True), ("self", self_signed, False), ("old", expired, False)
+        ("shop", valid, True), ("self", self_signed, False), ("old", expired, False), ("rsa", rsa, False)
     ):
         paths = issued.write(tmp / "certs", name)
         web.add_site(
@@ -72,7 +74,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         )
     web.start()
     try:
-        yield Site(port, valid, self_signed, expired)
+        yield Site(port, valid, self_signed, expired, rsa)
     finally:
         web.stop()
 
@@ -86,6 +88,15 @@ def test_full_chain_is_retrieved_with_version_cipher_and_timings(site: Site, run
     assert got.cipher  # e.g. ECDHE-ECDSA-AES256-GCM-SHA384
     assert got.address == LOOPBACK and got.port == site.port and got.server_name == "shop.example"
     assert 0 <= got.connect_seconds < 5 and 0 < got.handshake_seconds < 5
+
+
+def test_rsa_and_ecdsa_leaves(site: Site, run: Runner) -> None:
+    """The same nginx serves an RSA and an ECDSA leaf by name; the suite follows the key type."""
+    rsa = run(fetch(LOOPBACK, site.port, server_name="rsa.example"))
+    ecdsa = run(fetch(LOOPBACK, site.port, server_name="shop.example"))
+    assert rsa.chain_der == der(site.rsa) and ecdsa.chain_der == der(site.valid)
+    if rsa.tls_version == "TLS 1.2":  # TLS 1.3 suite names do not name the key type
+        assert "RSA" in rsa.cipher and "ECDSA" in ecdsa.cipher
 
 
 def test_sni_selects_the_certificate(site: Site, run: Runner) -> None:
