@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import signal
 import socket
@@ -74,12 +75,42 @@ def require_binary(tool: str, package: str) -> str:
     raise ToolMissing(tool, package)
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections and ``bind(0)``."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """Ask the OS for a currently free TCP port on ``host`` (bind port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on ``host`` that is free now and that nothing else is likely to take before our child binds it.
+
+    Ports come from *below* the kernel's ephemeral range: a port from ``bind(0)`` can be taken by any
+    outgoing connection (a probe, a scrape) in the moment between our check and the child's bind, which
+    made peers fail with "address already in use" under load. Ports handed out once in this process are
+    not handed out again.
+    """
+    low = max(1024, _ephemeral_low() - 12000)
+    high = _ephemeral_low() - 1
+    for _ in range(500):
+        port = random.randint(low, high)  # noqa: S311 - spreading ports, not a secret
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # range exhausted: let the OS choose
+        sock.bind((host, 0))
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def port_open(host: str, port: int) -> bool:
