@@ -9,7 +9,7 @@ help:
 	@echo "make demo   - bootstrap, then run the closed loop on loopback with demo certificates"
 	@echo "make test   - bootstrap, then lint, type-check and run the test suite"
 	@echo "make bench  - bootstrap, then run the side-by-side benchmarks"
-	@echo "make generate - re-render alerting/generated and dashboards/generated"
+	@echo "make generate - re-render alerting/generated, dashboards/generated and docs/reference"
 
 bootstrap:
 	@scripts/bootstrap.sh
