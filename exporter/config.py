@@ -213,6 +213,23 @@ def _check_references(config: ExporterConfig, source: str | None) -> None:
                               source=source)
         if group.module is not None and group.starttls is not None:
             raise ConfigError(f"endpoints[{i}].starttls", "give either module or starttls, not both", source=source)
+    # An endpoint's series are identified by its `target` label: the same host:port listed twice would
+    # yield clashing series (or, with another server_name or labels, silently drop one of them).
+    first_seen: dict[tuple[str, int], str] = {}
+    for i, group in enumerate(config.endpoints):
+        for j, target in enumerate(group.targets):
+            host, port = split_target(target)
+            key = (host.lower().rstrip("."), port)
+            where = f"endpoints[{i}].targets[{j}]"
+            if key in first_seen:
+                raise ConfigError(
+                    where,
+                    f"{target} is already listed at {first_seen[key]}; each host:port is probed once, so merge "
+                    "the entries (to check another SNI name on the same address, list that name as the target "
+                    "host, e.g. other.example:443, and resolve it with global.resolver or DNS)",
+                    source=source,
+                )
+            first_seen[key] = where
     for i in range(len(config.files)):
         config.file_password(i)  # a missing ${ENV} or unreadable password_file is a config error now
     paths = [("global.ca_file", config.global_.ca_file)]
