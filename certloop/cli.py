@@ -39,8 +39,12 @@ def _resolve(ref: str) -> Callable[..., object]:
 def config_main(argv: Sequence[str]) -> int:
     """``certloop config schema [exporter|renewer]``: print a config file's JSON Schema."""
     args = list(argv)
+    usage = f"usage: certloop config schema [{'|'.join(SCHEMAS)}]"
+    if args and args[0] in {"-h", "--help"}:
+        print(f"{usage}\n\nPrint the JSON Schema of a component's config file (default: exporter).")
+        return 0
     if not args or args[0] != "schema" or len(args) > 2 or (len(args) == 2 and args[1] not in SCHEMAS):
-        print(f"usage: certloop config schema [{'|'.join(SCHEMAS)}]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 64
     component = args[1] if len(args) == 2 else "exporter"
     schema = _resolve(SCHEMAS[component])()
