@@ -11,29 +11,70 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine
 
-__all__ = ["HEAD", "current", "downgrade", "upgrade"]
+from renewer.errors import RenewerError
+
+__all__ = ["HEAD", "MigrationError", "current", "downgrade", "upgrade"]
+
+
+class MigrationError(RenewerError):
+    """The schema cannot be moved as asked; ``database_revision`` is where the database is."""
+
+    def __init__(self, message: str, database_revision: str | None) -> None:
+        self.database_revision = database_revision
+        super().__init__(message)
 
 HEAD = "0001"
 _HERE = Path(__file__).resolve().parent
 
 
-def _config(engine: Engine) -> Config:
+def _script_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))
     cfg.set_main_option("version_locations", str(_HERE / "versions"))
     cfg.set_main_option("path_separator", "os")
+    return cfg
+
+
+def _config(engine: Engine) -> Config:
+    cfg = _script_config()
     cfg.attributes["engine"] = engine
     return cfg
 
 
+def _translate(engine: Engine, exc: CommandError, action: str, target: str) -> MigrationError:
+    """Alembic's errors at the one seam, as something an operator can act on."""
+    at = current(engine)
+    if at is not None and at not in _known_revisions():
+        return MigrationError(
+            f"the database is at schema revision {at!r}, which this certloop does not know (it knows up to "
+            f"{HEAD!r}): a newer certloop migrated it. Run the newer version, or use it to "
+            f"`certloop renewer db downgrade {HEAD}` before going back to this one.",
+            at,
+        )
+    return MigrationError(f"cannot {action} the database schema to {target!r} (now at {at!r}): {exc}", at)
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(_script_config()).walk_revisions()}
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(_config(engine), revision)
+    try:
+        command.upgrade(_config(engine), revision)
+    except CommandError as exc:
+        raise _translate(engine, exc, "upgrade", revision) from exc
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(_config(engine), revision)
+    try:
+        command.downgrade(_config(engine), revision)
+    except CommandError as exc:
+        raise _translate(engine, exc, "downgrade", revision) from exc
 
 
 def current(engine: Engine) -> str | None:

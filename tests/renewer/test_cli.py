@@ -113,3 +113,26 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     assert _cert_ids(proc) == ["shop", "blog"] and _reload_ok(proc) == 1
     proc.kill(signal.SIGTERM)
     assert proc.proc.returncode == 0
+
+
+def test_database_from_a_newer_certloop_is_a_clear_error(
+    make_setup: Callable[..., Setup], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database migrated by a newer certloop (an unknown revision) stops `db upgrade` and the daemon with a
+    message saying what happened and what to do, not an Alembic traceback."""
+    import sqlalchemy as sa
+
+    setup = make_setup(["shop"])
+    args = ["--config.file", str(setup.path), "db"]
+    assert main([*args, "upgrade"]) == 0
+    capsys.readouterr()
+    url = f"sqlite:///{Path(setup.data['data_dir']) / 'renewer.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    assert main([*args, "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert "schema revision '0099', which this certloop does not know" in err
+    assert "db downgrade 0001" in err
+    assert "Traceback" not in err
