@@ -2,7 +2,7 @@
 
 The archive holds every row of the job store as JSON (so a SQLite backup restores into PostgreSQL
 and back) and every file of the data directory except the SQLite database itself and staging
-areas (keystore key, sealed material, issuer accounts and homes, install journals).
+areas and install journals (it holds the keystore key, sealed material, issuer accounts and homes).
 
 Layout: ``b"CLB1" || mode || salt(16) || nonce(12) || AES-256-GCM(zlib(json))``. ``mode`` ``k``: the
 keystore key encrypts it (keep that key elsewhere!); ``p``: a key derived with scrypt from the
@@ -33,7 +33,9 @@ __all__ = ["BackupError", "Restored", "make_backup", "read_backup", "restore_bac
 
 _MAGIC = b"CLB1"
 FORMAT = "certloop-renewer-backup/1"
-_SKIP_DIRS = {"staging"}
+# staging: temporary issuer output. journal: an install in flight when the archive was made; replayed
+# after a restore it would copy that moment's `.certloop-prev` files over certificates renewed since.
+_SKIP_DIRS = {"staging", "journal"}
 
 
 class BackupError(RenewerError):
@@ -125,6 +127,8 @@ def restore_backup(doc: dict[str, Any], store: Store, data_dir: Path, *, overwri
     root = data_dir.resolve()
     written = 0
     for rel, entry in doc["files"].items():
+        if _skip(Path(rel), None):  # archives from before journals were left out
+            continue
         target = (root / rel).resolve()
         if root not in target.parents:
             raise BackupError(rel, "archive entry points outside the data directory")

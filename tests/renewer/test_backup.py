@@ -97,3 +97,35 @@ def test_passphrase_archive_needs_the_passphrase(make_setup: Callable[..., Setup
     target = _fresh(setup, None, tmp_path)
     assert main(["--config.file", str(target), "restore", "--in", str(archive),
                  "--passphrase-file", str(phrase)]) == 1
+
+
+def test_install_journals_are_neither_archived_nor_restored(make_setup: Callable[..., Setup], tmp_path: Path) -> None:
+    """A journal left by an install in flight would, replayed after a restore, copy old certificates over newer
+    ones: backup leaves `journal/` out, and restore ignores journal entries of older archives."""
+    from renewer.backup import make_backup, restore_backup
+
+    setup = make_setup(["shop"])
+    cfg = load_config(setup.path)
+    store = open_store(cfg)
+    journal = cfg.data_dir / "journal" / "shop.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text('{"files": []}')
+    (cfg.data_dir / "material").mkdir(exist_ok=True)
+    (cfg.data_dir / "material" / "1.sealed").write_bytes(b"sealed")
+    try:
+        doc = make_backup(store, cfg.data_dir, datetime.now(UTC))
+    finally:
+        store.close()
+    assert "material/1.sealed" in doc["files"]
+    assert not any(name.startswith("journal/") for name in doc["files"])
+
+    doc["files"]["journal/shop.json"] = {"mode": 0o600, "data": "e30="}  # as an older archive would hold
+    fresh = tmp_path / "fresh"
+    target = open_store(load_config(setup.path))
+    try:
+        restored = restore_backup(doc, target, fresh, overwrite=True)
+    finally:
+        target.close()
+    assert (fresh / "material" / "1.sealed").read_bytes() == b"sealed"
+    assert not (fresh / "journal").exists()
+    assert restored.files == len(doc["files"]) - 1
