@@ -23,6 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certloop.errors import ConfigError
 from certloop.verify import TrustStore, TrustStoreError, Verdict, covers, verify_chain
@@ -98,6 +99,16 @@ def _load_key(pem: bytes) -> object:
         raise ValidationError("the private key does not parse (PEM, unencrypted)") from exc
 
 
+def _key_kind(cert: x509.Certificate) -> str:
+    """The key in the notation of ``key_type`` (``ec256``, ``rsa2048``, ...)."""
+    public = cert.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return f"ec{public.curve.key_size}"
+    if isinstance(public, rsa.RSAPublicKey):
+        return f"rsa{public.key_size}"
+    return type(public).__name__
+
+
 def _spki(key_or_cert: object) -> bytes:
     public = key_or_cert.public_key()  # type: ignore[attr-defined]  # any key or certificate
     der: bytes = public.public_bytes(
@@ -126,6 +137,9 @@ def validate(
     key = _load_key(material.key_pem)
     if _spki(key) != _spki(leaf):
         raise ValidationError("the private key does not match the certificate")
+    kind = _key_kind(leaf)
+    if kind != spec.key_type:
+        raise ValidationError(f"the certificate's key is {kind}, but key_type is {spec.key_type}")
     sans = _dns_sans(leaf)
     missing = [d for d in spec.domains if not (d in sans if d.startswith("*.") else covers(leaf, d))]
     if missing:

@@ -259,6 +259,7 @@ def test_validate_accepts_good_material(tmp_path: Path, pki: Pki) -> None:
         ("broken_chain", "chain does not build"),
         ("untrusted", "does not verify to the configured trust"),
         ("garbage_key", "private key does not parse"),
+        ("wrong_key_type", "key is rsa2048, but key_type is ec256"),
     ],
 )
 def test_validate_rejects(tmp_path: Path, pki: Pki, case: str, message: str) -> None:
@@ -280,6 +281,8 @@ def test_validate_rejects(tmp_path: Path, pki: Pki, case: str, message: str) -> 
         m = IssuedMaterial(good.pem, Pki().intermediate.pem, good.key_pem)
     elif case == "untrusted":
         trust = TrustStore.from_pem(Pki().root_pem)
+    elif case == "wrong_key_type":
+        m = _material(pki.leaf(names, days=30, key_kind="rsa2048"))
     elif case == "garbage_key":
         m = IssuedMaterial(good.pem, good.chain_pem, b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
     with pytest.raises(ValidationError, match=message):
