@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import pwd
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, NoReturn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certloop.atomicfile import fsync_dir, write_atomic
 from certloop.resolve import Resolver, is_ip_literal
 from certloop.tls import FailureReason, ProbeError, fetch
 from renewer.errors import (
@@ -99,14 +99,6 @@ class Journal:
 # --- files -------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
     try:
         uid = pwd.getpwnam(owner).pw_uid if owner else -1
@@ -114,25 +106,6 @@ def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
     except KeyError as exc:
         raise DeployError(("install",), None, f"unknown owner or group: {exc}") from exc
     return uid, gid
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int, uid: int = -1, gid: int = -1) -> None:
-    """Temp file in the same directory, chown/chmod, fsync, ``os.replace``, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.certloop-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if uid != -1 or gid != -1:
-                os.fchown(fh.fileno(), uid, gid)
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _contents(material: IssuedMaterial, role: str) -> bytes:
@@ -320,7 +293,7 @@ async def deploy(
     except Exception as exc:  # anything (a step, a probe, the stage callback): the old pair goes back
         await _roll_back(spec, ctx, journal, exc)
     journal_path.unlink(missing_ok=True)
-    _fsync_dir(journal_path.parent)
+    fsync_dir(journal_path.parent)
     return DeployResult(
         fingerprint=fingerprint,
         installed_at=installed_at,
@@ -353,7 +326,7 @@ async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) ->
         )
     path = _journal_path(spec, ctx)
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _reason(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from certloop.atomicfile import write_atomic
 from certloop.config import resolve_secret
 from renewer.errors import RenewerError
 
@@ -57,24 +58,9 @@ def _decode_key(text: str) -> bytes:
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Atomically write ``data`` to ``path`` with ``mode`` (temp file in the same dir, fsync, rename)."""
+    """Atomically write ``data`` to ``path`` with ``mode``, creating a private (0700) parent directory."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, data, mode=mode)
 
 
 @dataclass(frozen=True)
