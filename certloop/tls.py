@@ -10,13 +10,16 @@ injected time. Every failure leaves this module as a :class:`ProbeError` whose `
 from the fixed :class:`FailureReason` set (a Prometheus label value), with a short ``detail`` for
 humans. This module is the one seam where ``ssl``/socket/asyncio exceptions are translated.
 
-Fast path (the exporter runs thousands of these per second on two cores): one shared
-:class:`ssl.SSLContext` (:func:`observation_context`), a non-blocking socket connected with
-``loop.sock_connect`` (no name resolution, no thread hop: callers pass an IP from
-`certloop.resolve`), then the handshake pumped through OpenSSL memory BIOs with
-``sock_recv``/``sock_sendall``: no transport, no protocol object, no 256 KiB per-connection
-buffer as asyncio's SSL transport allocates. STARTTLS negotiators talk plaintext over the same
-raw socket through :class:`Plaintext` first. The close sends close_notify and never waits.
+Cost (the exporter runs thousands of these per second on two cores): a non-blocking socket
+connected with ``loop.sock_connect`` (no name resolution, no thread hop: callers pass an IP from
+`certloop.resolve`), driven with ``sock_recv``/``sock_sendall``: no transport, no protocol
+object, no 256 KiB per-connection buffer as asyncio's SSL transport allocates. By default the
+chain is *observed* (`certloop.tlsobserve`: ClientHello out, read up to the Certificate
+message, close; CertificateVerify is not checked, see there for the trade-off); anything that
+path cannot follow is repeated with a full OpenSSL handshake (one shared
+:class:`ssl.SSLContext`, :func:`observation_context`, pumped through memory BIOs). STARTTLS
+negotiators talk plaintext over the same raw socket through :class:`Plaintext` first (and again
+on the new connection of a fallback). The close sends close_notify and never waits.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import errno
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -33,9 +37,11 @@ from functools import cache
 from time import perf_counter
 
 from certloop.errors import CertloopError
+from certloop.tlsobserve import Observed, Observer, Offer, Refused, Unsupported
 
 __all__ = [
     "DEFAULT_MAX_CHAIN_BYTES",
+    "PATHS",
     "FailureReason",
     "Negotiator",
     "Plaintext",
@@ -43,6 +49,7 @@ __all__ = [
     "ProbeError",
     "fetch",
     "observation_context",
+    "observation_offer",
 ]
 
 DEFAULT_MAX_CHAIN_BYTES = 256 * 1024
@@ -121,6 +128,9 @@ class Presented:
     connect_seconds: float
     handshake_seconds: float
     """From the TLS ClientHello to the end of the handshake (including STARTTLS negotiation)."""
+    path: str = "openssl"
+    """``observe`` (read by `certloop.tlsobserve`) or ``openssl`` (a full OpenSSL handshake).
+    Diagnostic only: never a metric label (see :data:`PATHS` for counts)."""
 
 
 class Plaintext:
@@ -239,6 +249,33 @@ def _unverified_chain(sslobj: ssl.SSLObject) -> tuple[bytes, ...]:
 
 _CONNECTING, _NEGOTIATING, _HANDSHAKING = "connect", "starttls", "handshake"
 
+PATHS: Counter[str] = Counter()
+"""How handshakes were done since start: ``observe`` (the fast path completed), ``openssl``
+(a full OpenSSL handshake: requested, or after a fallback) and ``fallback`` (the fast path gave
+up and the probe was repeated through OpenSSL). Cheap to keep; an exporter may expose it."""
+
+
+@cache
+def observation_offer() -> Offer:
+    """The fast path's ClientHello contents, mirroring :func:`observation_context`: the same
+    cipher suites in the same order (names as OpenSSL reports them), groups, signature
+    algorithms and versions, so a server negotiates the same version and cipher on both paths."""
+    ciphers = observation_context().get_ciphers()
+    codes = tuple(int(c["id"]) & 0xFFFF for c in ciphers)
+    return Offer(
+        ciphers=codes,
+        names={int(c["id"]) & 0xFFFF: str(c["name"]) for c in ciphers},
+        # x25519, secp256r1, x448, secp521r1, secp384r1, ffdhe2048..8192: OpenSSL 3's default list
+        groups=(0x001D, 0x0017, 0x001E, 0x0019, 0x0018, 0x0100, 0x0101, 0x0102, 0x0103, 0x0104),
+        # ecdsa, ed25519/ed448, rsa_pss (rsae and pss), rsa_pkcs1, then the SHA-224/SHA-1 legacy ones
+        signature_algorithms=(
+            0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0809, 0x080A, 0x080B, 0x0804, 0x0805, 0x0806,
+            0x0401, 0x0501, 0x0601, 0x0303, 0x0301, 0x0302, 0x0402, 0x0502, 0x0602, 0x0203, 0x0201,
+            0x0202,
+        ),
+        versions=(0x0304, 0x0303, 0x0302, 0x0301),
+    )
+
 
 async def fetch(
     address: str,
@@ -250,48 +287,72 @@ async def fetch(
     handshake_timeout: float = 5.0,
     max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
     context: ssl.SSLContext | None = None,
+    observe: bool = True,
 ) -> Presented:
     """Connect to ``address`` (an IPv4/IPv6 literal), handshake and return the presented chain.
 
     ``server_name`` is sent as SNI (an IP literal is never sent as SNI). ``starttls`` is a
     :data:`Negotiator` or a name from `certloop.starttls.STARTTLS`; its plaintext exchange counts
     against ``handshake_timeout``. Raises :class:`ProbeError`.
+
+    By default the chain is read by `certloop.tlsobserve` (no CertificateVerify check, no
+    Finished: ~4x less CPU); whatever that path cannot handle is repeated over a new connection
+    with a full OpenSSL handshake, within the same deadline. ``observe=False`` or an explicit
+    ``context`` always uses OpenSSL. ``Presented.path`` says which path produced the result.
     """
     negotiator = _negotiator(starttls) if isinstance(starttls, str) else starttls
     loop = asyncio.get_running_loop()
     sni = server_name.rstrip(".") if server_name and not _is_ip(server_name) else None
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
+    sock: socket.socket | None = None
     phase = _CONNECTING
     started = perf_counter()
+    path = "observe" if observe and context is None else "openssl"
     try:
         async with asyncio.timeout(connect_timeout) as deadline:
-            await loop.sock_connect(sock, (address, port))
+            sock = await _connect(loop, address, port)
             connected = perf_counter()
             deadline.reschedule(loop.time() + handshake_timeout)
             if negotiator is not None:
                 phase = _NEGOTIATING
-                plain = Plaintext(loop, sock)
-                await negotiator(plain, sni)
-                plain.check_drained()
+                await _negotiate(loop, sock, negotiator, sni)
             phase = _HANDSHAKING
-            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = (context or observation_context()).wrap_bio(incoming, outgoing, server_hostname=sni)
-            await _handshake(loop, sock, tls, incoming, outgoing, max_chain_bytes + _HANDSHAKE_SLACK)
+            bound = max_chain_bytes + _HANDSHAKE_SLACK
+            seen: Observed | None = None
+            if path == "observe":
+                try:
+                    seen = await _observe(loop, sock, sni, bound)
+                except Unsupported:
+                    PATHS["fallback"] += 1
+                    path = "openssl"
+                    sock.close()
+                    sock = await _connect(loop, address, port)
+                    if negotiator is not None:
+                        phase = _NEGOTIATING
+                        await _negotiate(loop, sock, negotiator, sni)
+                        phase = _HANDSHAKING
+            if seen is None:
+                seen = await _openssl(loop, sock, sni, context or observation_context(), bound)
             done = perf_counter()
-        chain = _unverified_chain(tls)
-        version = tls.version() or ""
-        cipher = tls.cipher()
-        _close(sock, tls, outgoing)
     except ProbeError as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise exc.at(address, port) from exc.__cause__
+    except Refused as exc:
+        if sock is not None:
+            sock.close()
+        reason = FailureReason.CHAIN_TOO_LARGE if exc.too_large else FailureReason.HANDSHAKE
+        what = "certificate message too large" if exc.too_large else "TLS handshake failed"
+        raise ProbeError(reason, f"{what}: {exc.detail}", address=address, port=port) from None
     except Exception as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise _translate(exc, phase, connect_timeout, handshake_timeout).at(address, port) from exc
     except BaseException:  # cancelled by the caller: release the socket, let it propagate
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise
+    PATHS[path] += 1
+    chain = seen.chain_der
     if not chain:
         raise ProbeError(
             FailureReason.NO_CERTIFICATE, "server completed the handshake without a certificate",
@@ -309,11 +370,71 @@ async def fetch(
         port=port,
         server_name=sni,
         chain_der=chain,
-        tls_version=_VERSIONS.get(version, version),
-        cipher=cipher[0] if cipher else "",
+        tls_version=seen.tls_version,
+        cipher=seen.cipher,
         connect_seconds=connected - started,
         handshake_seconds=done - connected,
+        path=path,
     )
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, address: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _negotiate(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, negotiator: Negotiator, sni: str | None
+) -> None:
+    plain = Plaintext(loop, sock)
+    await negotiator(plain, sni)
+    plain.check_drained()
+
+
+async def _observe(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, sni: str | None, budget: int
+) -> Observed:
+    """The fast path (`certloop.tlsobserve`): ClientHello out, server flight in until the
+    Certificate message, close. Raises ``Unsupported`` for a fallback, ``Refused`` (final)."""
+    observer = Observer(observation_offer(), sni)
+    try:
+        await loop.sock_sendall(sock, observer.client_hello)
+        while True:
+            chunk = await loop.sock_recv(sock, _RECV_SIZE)
+            if not chunk:
+                raise Unsupported("connection closed during handshake")
+            budget -= len(chunk)
+            if budget < 0:
+                raise ProbeError(
+                    FailureReason.CHAIN_TOO_LARGE, "server sent more handshake data than the chain bound allows"
+                )
+            seen = observer.feed(chunk)
+            if seen is not None:
+                break
+    except OSError as exc:  # a reset may be the server's answer to this hello: let OpenSSL try
+        raise Unsupported(f"{type(exc).__name__} during the handshake") from exc
+    _drop(sock, observer.close_alert())
+    return seen
+
+
+async def _openssl(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, sni: str | None, context: ssl.SSLContext, budget: int
+) -> Observed:
+    """A full OpenSSL client handshake through memory BIOs, then a polite close."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=sni)
+    await _handshake(loop, sock, tls, incoming, outgoing, budget)
+    chain = _unverified_chain(tls)
+    version = tls.version() or ""
+    cipher = tls.cipher()
+    _close(sock, tls, outgoing)
+    return Observed(chain, _VERSIONS.get(version, version), cipher[0] if cipher else "")
 
 
 async def _handshake(
@@ -358,8 +479,13 @@ def _close(sock: socket.socket, tls: ssl.SSLObject, outgoing: ssl.MemoryBIO) -> 
     Go's crypto/tls does not either, so a peer that never answers cannot pin the socket."""
     with suppress(ssl.SSLError):
         tls.unwrap()
+    _drop(sock, outgoing.read())
+
+
+def _drop(sock: socket.socket, farewell: bytes) -> None:
+    """Send ``farewell`` (a close_notify alert), drain what already arrived, close: never waits."""
     with suppress(OSError):
-        sock.send(outgoing.read())
+        sock.send(farewell)
         for _ in range(4):  # bounded: a peer streaming data must not keep us here
             if not sock.recv(_RECV_SIZE):
                 break
