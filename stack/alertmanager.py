@@ -17,20 +17,16 @@ from typing import Any
 
 import requests
 
-from stack.process import LOOPBACK, NotReady, Process, StackError, free_port, require_binary
+from stack.process import LOOPBACK, NotReady, PeerApiError, Process, answers_ok, free_port, require_binary
 
 START_TIMEOUT = 15.0
 HTTP_TIMEOUT = 5.0
 
 
-class AlertmanagerError(StackError):
+class AlertmanagerError(PeerApiError):
     """Alertmanager answered an API call with an error."""
 
-    def __init__(self, what: str, status: int | None, detail: str) -> None:
-        self.what = what
-        self.status = status
-        self.detail = detail
-        super().__init__(f"alertmanager {what}: HTTP {status}: {detail}")
+    peer = "alertmanager"
 
 
 def amtool(*args: str, check: bool = False, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -71,10 +67,7 @@ class Alertmanager:
         self.process.wait_until(self._ready, timeout, f"{self.url}/-/ready")
 
     def _ready(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_ok(f"{self.url}/-/ready")
 
     def stop(self) -> None:
         if self.process is not None:

@@ -18,19 +18,15 @@ from typing import Any
 
 import requests
 
-from stack.process import LOOPBACK, Process, StackError, port_open, require_binary
+from stack.process import LOOPBACK, PeerApiError, Process, port_open, require_binary
 
 START_TIMEOUT = 10.0
 
 
-class ChallTestSrvError(StackError):
+class ChallTestSrvError(PeerApiError):
     """The management API refused a request."""
 
-    def __init__(self, endpoint: str, status: int | None, detail: str) -> None:
-        self.endpoint = endpoint
-        self.status = status
-        self.detail = detail
-        super().__init__(f"challtestsrv {endpoint}: HTTP {status}: {detail}")
+    peer = "challtestsrv"
 
 
 def _fqdn(host: str) -> str:

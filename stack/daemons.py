@@ -23,7 +23,7 @@ from typing import Any, Self
 import requests
 import yaml
 
-from stack.process import LOOPBACK, Process, StackError, free_port
+from stack.process import LOOPBACK, Process, StackError, answers_ok, free_port
 
 START_TIMEOUT = 30.0
 
@@ -91,10 +91,7 @@ class CertloopDaemon:
         self.process.wait_until(self._ready, timeout, f"{self.url}/-/ready")
 
     def _ready(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_ok(f"{self.url}/-/ready")
 
     @property
     def running(self) -> bool:

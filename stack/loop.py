@@ -36,7 +36,7 @@ from stack.alertmanager import Alertmanager
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.pebble import Pebble
-from stack.process import LOOPBACK, Process, ProcessGroup, StackError, free_port
+from stack.process import LOOPBACK, Process, ProcessGroup, StackError, answers_ok, free_port
 from stack.prometheus import Prometheus
 from stack.receiver import Receiver
 
@@ -256,7 +256,7 @@ class ClosedLoop:
             Process([self.python, "-m", "certloop.cli", *args], name=name, log_path=self.workdir / f"{name}.log")
         )
         proc.start()
-        proc.wait_until(lambda: _http_ok(f"http://{LOOPBACK}:{port}/-/healthy"), 30, f"{name} healthy")
+        proc.wait_until(lambda: answers_ok(f"http://{LOOPBACK}:{port}/-/healthy"), 30, f"{name} healthy")
         return proc
 
     def _start_exporter(self) -> Process:
@@ -445,13 +445,6 @@ class ClosedLoop:
 
 def _static(job: str, port: int) -> dict[str, Any]:
     return {"job_name": job, "static_configs": [{"targets": [f"{LOOPBACK}:{port}"]}]}
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 

@@ -26,19 +26,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from stack.process import LOOPBACK, Process, StackError, free_port, require_binary
+from stack.process import LOOPBACK, PeerApiError, Process, answers_ok, free_port, require_binary
 
 START_TIMEOUT = 15.0
 
 
-class PebbleError(StackError):
+class PebbleError(PeerApiError):
     """pebble's management or ACME endpoint answered with an error."""
 
-    def __init__(self, what: str, status: int | None, detail: str) -> None:
-        self.what = what
-        self.status = status
-        self.detail = detail
-        super().__init__(f"pebble {what}: HTTP {status}: {detail}")
+    peer = "pebble"
 
 
 def _name(common_name: str) -> x509.Name:
@@ -162,10 +158,7 @@ class Pebble:
         self.trust_bundle_path.write_bytes(self.root_pem())
 
     def _ready(self) -> bool:
-        try:
-            return requests.get(self.directory_url, verify=str(self.ca_bundle_path), timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_ok(self.directory_url, verify=str(self.ca_bundle_path))
 
     @property
     def running(self) -> bool:

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Protocol, Self, TypeVar
 
+import requests
+
 from certloop.errors import CertloopError
 
 LOOPBACK = "127.0.0.1"
@@ -37,6 +39,26 @@ STOP_TIMEOUT = 5.0
 
 class StackError(CertloopError):
     """Root of the errors raised while running real peers."""
+
+
+class PeerApiError(StackError):
+    """A peer's HTTP API answered with an error (``status`` None: no answer at all)."""
+
+    peer = "peer"
+
+    def __init__(self, what: str, status: int | None, detail: str) -> None:
+        self.what = what
+        self.status = status
+        self.detail = detail
+        super().__init__(f"{self.peer} {what}: HTTP {status}: {detail}")
+
+
+def answers_ok(url: str, verify: bool | str = True) -> bool:
+    """True when ``GET url`` answers 200 within a second (a readiness probe)."""
+    try:
+        return requests.get(url, timeout=1, verify=verify).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 class ToolMissing(StackError):

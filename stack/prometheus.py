@@ -22,7 +22,7 @@ from typing import Any
 import requests
 import yaml
 
-from stack.process import LOOPBACK, NotReady, Process, StackError, free_port, require_binary
+from stack.process import LOOPBACK, NotReady, PeerApiError, Process, answers_ok, free_port, require_binary
 
 START_TIMEOUT = 20.0
 HTTP_TIMEOUT = 5.0
@@ -30,14 +30,10 @@ HTTP_TIMEOUT = 5.0
 Result = list[dict[str, Any]]
 
 
-class PrometheusError(StackError):
-    """Prometheus answered an API call with an error. ``status`` is the HTTP status."""
+class PrometheusError(PeerApiError):
+    """Prometheus answered an API call with an error."""
 
-    def __init__(self, what: str, status: int | None, detail: str) -> None:
-        self.what = what
-        self.status = status
-        self.detail = detail
-        super().__init__(f"prometheus {what}: HTTP {status}: {detail}")
+    peer = "prometheus"
 
 
 def promtool(*args: str, check: bool = False, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -124,10 +120,7 @@ class Prometheus:
         self.process.wait_until(self._ready, timeout, f"{self.url}/-/ready")
 
     def _ready(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_ok(f"{self.url}/-/ready")
 
     @property
     def running(self) -> bool:
