@@ -239,9 +239,7 @@ def _check_references(config: ExporterConfig, source: str | None) -> None:
             raise ConfigError(where, f"CA bundle {path} is not a readable file", source=source)
 
 
-def parse_config(data: Any, *, source: str | None = None) -> ExporterConfig:
-    """Validate already-loaded YAML data (a mapping) into an :class:`ExporterConfig`."""
-    config = validate_model(ExporterConfig, data if data is not None else {}, source=source)
+def _cross_checked(config: ExporterConfig, source: str | None) -> ExporterConfig:
     try:
         _check_references(config, source)
     except ConfigError as exc:
@@ -249,19 +247,16 @@ def parse_config(data: Any, *, source: str | None = None) -> ExporterConfig:
             raise ConfigError(exc.path, exc.message, source=source) from exc
         raise
     return config
+
+
+def parse_config(data: Any, *, source: str | None = None) -> ExporterConfig:
+    """Validate already-loaded YAML data (a mapping) into an :class:`ExporterConfig`."""
+    return _cross_checked(validate_model(ExporterConfig, data if data is not None else {}, source=source), source)
 
 
 def load_config(path: str | os.PathLike[str]) -> ExporterConfig:
     """Read, validate and cross-check a config file; raises ConfigError naming the bad path."""
-    config = load_model(ExporterConfig, path)
-    source = os.fspath(Path(path))
-    try:
-        _check_references(config, source)
-    except ConfigError as exc:
-        if exc.source is None:
-            raise ConfigError(exc.path, exc.message, source=source) from exc
-        raise
-    return config
+    return _cross_checked(load_model(ExporterConfig, path), os.fspath(Path(path)))
 
 
 def json_schema() -> dict[str, Any]:
