@@ -18,6 +18,7 @@ and describes nothing twice. Files are parsed afresh: callers re-read a file onl
 from __future__ import annotations
 
 import errno
+import hashlib
 import ipaddress
 import os
 import stat
@@ -29,7 +30,7 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import SignatureAlgorithmOID
@@ -44,6 +45,7 @@ __all__ = [
     "Parsed",
     "Problem",
     "Role",
+    "TbsFields",
     "chain_roles",
     "facts",
     "load_der_chain",
@@ -53,6 +55,7 @@ __all__ = [
     "parse_pem",
     "parse_pkcs12",
     "read_certificate_file",
+    "tbs_fields",
     "to_pem",
 ]
 
@@ -162,7 +165,7 @@ def parse_pem(data: bytes) -> Parsed:
                 problems.append(Problem(index, "certificate", FileReason.PARSE_ERROR, "no END line"))
             else:
                 try:
-                    certs.append(x509.load_pem_x509_certificate(block.replace(label, b"CERTIFICATE")))
+                    certs.append(_pem_cached(block, label))
                 except ValueError as exc:
                     problems.append(Problem(index, "certificate", FileReason.PARSE_ERROR, _short(exc)))
             index += 1
@@ -298,6 +301,18 @@ def _der_cached(der: bytes) -> x509.Certificate:
     return cert
 
 
+_PEM_CACHE: dict[bytes, x509.Certificate] = {}
+
+
+def _pem_cached(block: bytes, label: bytes) -> x509.Certificate:
+    """A PEM block's certificate; the same block in many files (a shared intermediate) parses once."""
+    cert = _PEM_CACHE.get(block)
+    if cert is None:
+        pem = block if label == b"CERTIFICATE" else block.replace(label, b"CERTIFICATE")
+        cert = _remember(_PEM_CACHE, block, x509.load_pem_x509_certificate(pem))
+    return cert
+
+
 def load_der_chain(chain_der: Iterable[bytes]) -> tuple[x509.Certificate, ...]:
     """Parse a presented chain (DER, leaf first), reusing certificates seen before.
 
@@ -391,36 +406,132 @@ def _key_info(cert: x509.Certificate) -> tuple[str, int]:
     return "unknown", 0
 
 
-def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+@dataclass(frozen=True, slots=True)
+class TbsFields:
+    """Raw DER pieces of a certificate, sliced without decoding (whole elements unless noted)."""
+
+    version: bytes  # the explicit [0] element, b"" for v1
+    serial: bytes  # INTEGER contents
+    signature: bytes  # the TBS AlgorithmIdentifier
+    issuer: bytes
+    validity_tags: tuple[int, int]  # 0x17 UTCTime or 0x18 GeneralizedTime, not_before then not_after
+    subject: bytes
+    spki: bytes
+    spki_algorithm: bytes
+    outer_signature: bytes  # the Certificate's signatureAlgorithm (must equal ``signature``)
+
+
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos``; ValueError when malformed."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if not 0 < n <= 4 or tag & 0x1F == 0x1F:
+            raise ValueError("unsupported DER length or tag")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > len(data):
+        raise ValueError("DER element overruns its container")
+    return tag, pos, pos + length
+
+
+def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
+    """The raw TBS pieces of ``cert`` (cached with its facts), None when the DER walk fails."""
+    return _tbs_of(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _tbs_of(der: bytes) -> TbsFields | None:
     try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
+        _, start, _ = _tlv(der, 0)
+        _, tbs, tbs_end = _tlv(der, start)
+        _, _, outer_end = _tlv(der, tbs_end)
+        outer = der[tbs_end:outer_end]
+        pos = tbs
+        tag, _, el_end = _tlv(der, pos)
+        version = b""
+        if tag == 0xA0:
+            version, pos = der[pos:el_end], el_end
+        elements = []
+        for _ in range(6):  # serial, signature, issuer, validity, subject, spki
+            tag, content, el_end = _tlv(der, pos)
+            elements.append((tag, content, pos, el_end))
+            pos = el_end
+        (_, serial_c, _, serial_e), sig, iss, val, subj, spki = elements
+        nb_end = _tlv(der, val[1])[2]
+        na_tag = _tlv(der, nb_end)[0]
+        alg = _tlv(der, spki[1])
+        return TbsFields(
+            version=version,
+            serial=der[serial_c:serial_e],
+            signature=der[sig[2] : sig[3]],
+            issuer=der[iss[2] : iss[3]],
+            validity_tags=(der[val[1]], na_tag),
+            subject=der[subj[2] : subj[3]],
+            spki=der[spki[2] : spki[3]],
+            spki_algorithm=der[spki[1] : alg[2]] if alg[0] == 0x30 else b"",
+            outer_signature=outer,
+        )
+    except (ValueError, IndexError):
         return None
-    except ValueError:  # malformed or duplicate extensions: report as absent, never crash
-        return None
+
+
+_NAME_TEXT: dict[bytes, str] = {}
+_KEY_INFO: dict[bytes, tuple[str, int]] = {}
+
+
+def _name_text(raw: bytes | None, cert: x509.Certificate, subject: bool) -> str:
+    """RFC 4514 text of a name, cached by its DER (an issuer is shared by many leaves)."""
+    found = _NAME_TEXT.get(raw) if raw is not None else None
+    if found is None:
+        found = (cert.subject if subject else cert.issuer).rfc4514_string()
+        if raw is not None:
+            _remember(_NAME_TEXT, raw, found)
+    return found
 
 
 def _compute_facts(cert: x509.Certificate) -> CertFacts:
-    key_type, key_bits = _key_info(cert)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    tbs = _tbs_of(der)
+    if tbs is None:
+        key_type, key_bits = _key_info(cert)
+    else:
+        found = _KEY_INFO.get(tbs.spki)  # a key shared by many certificates is decoded once
+        key_type, key_bits = found if found is not None else _remember(_KEY_INFO, tbs.spki, _key_info(cert))
     sig = _signature_name(cert)
-    san = _ext(cert, x509.SubjectAlternativeName)
+    san = ski = aki = bc = None
+    try:
+        extensions = cert.extensions
+    except ValueError:  # malformed or duplicate extensions: report as absent, never crash
+        extensions = x509.Extensions([])
+    for ext in extensions:  # one pass; the first of a kind wins, as with get_extension_for_class
+        value = ext.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            san = san or value
+        elif isinstance(value, x509.SubjectKeyIdentifier):
+            ski = ski or value
+        elif isinstance(value, x509.AuthorityKeyIdentifier):
+            aki = aki or value
+        elif isinstance(value, x509.BasicConstraints):
+            bc = bc or value
     dns: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
-    if isinstance(san, x509.SubjectAlternativeName):
+    if san is not None:
         dns = tuple(san.get_values_for_type(x509.DNSName))
         ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
-    ski = _ext(cert, x509.SubjectKeyIdentifier)
-    aki = _ext(cert, x509.AuthorityKeyIdentifier)
-    bc = _ext(cert, x509.BasicConstraints)
     weak = (
         (key_type in {"rsa", "dsa"} and key_bits < 2048)
         or (key_type == "ecdsa" and key_bits < 256)
         or sig.startswith(_WEAK_SIG_PREFIXES)
     )
-    aki_id = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
+    aki_id = aki.key_identifier if aki is not None else None
+    subject = _name_text(tbs.subject if tbs else None, cert, True)
+    issuer = _name_text(tbs.issuer if tbs else None, cert, False)
+    # equal names have equal RFC 4514 texts, so different texts settle the (costly) name comparison
+    self_issued = subject == issuer and cert.subject == cert.issuer
     return CertFacts(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=subject,
+        issuer=issuer,
         serial=f"{cert.serial_number:x}",
         dns_names=dns,
         ip_addresses=ips,
@@ -429,11 +540,11 @@ def _compute_facts(cert: x509.Certificate) -> CertFacts:
         key_type=key_type,
         key_bits=key_bits,
         signature_algorithm=sig,
-        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
-        ski=ski.digest.hex() if isinstance(ski, x509.SubjectKeyIdentifier) else None,
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        ski=ski.digest.hex() if ski is not None else None,
         aki=aki_id.hex() if aki_id is not None else None,
-        is_ca=bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
-        self_issued=cert.subject == cert.issuer,
+        is_ca=bool(bc is not None and bc.ca),
+        self_issued=self_issued,
         weak_crypto=weak,
     )
 
