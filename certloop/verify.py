@@ -34,7 +34,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -45,7 +45,7 @@ from cryptography.x509.verification import (
 )
 
 from certloop.errors import CertloopError
-from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem
+from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem, tbs_fields
 
 __all__ = [
     "TrustStore",
@@ -145,6 +145,10 @@ class TrustStore:
     def __len__(self) -> int:
         return len(self.certificates)
 
+    def by_subject(self, name: x509.Name) -> list[x509.Certificate]:
+        """Anchors whose subject is ``name``."""
+        return self._by_subject.get(name, [])
+
     def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
         """Anchors that issued ``cert`` (name, key identifier and signature all match)."""
         return [c for c in self._by_subject.get(cert.issuer, []) if _issued_by(cert, c)]
@@ -213,7 +217,16 @@ def verify_chain(
 def _verify_uncached(
     chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, hostname: str | None
 ) -> Verdict:
-    leaf = chain[0]
+    verdict = _verify_shortcut(chain, trust, at)
+    if verdict is None:
+        verdict = _verify_reference(chain, trust, at)
+    if verdict is Verdict.OK and hostname and not covers(chain[0], hostname):
+        return Verdict.HOSTNAME_MISMATCH
+    return verdict
+
+
+def _verify_reference(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict:
+    """The full path: build and check with ``cryptography.x509.verification``, classify a failure."""
     verifier = (
         PolicyBuilder()
         .store(trust.store)
@@ -222,12 +235,116 @@ def _verify_uncached(
         .build_client_verifier()  # the server verifier insists on a SAN match; covers() decides names
     )
     try:
-        verifier.verify(leaf, list(chain[1:]))
+        verifier.verify(chain[0], list(chain[1:]))
     except VerificationError:
         return _classify(chain, trust, at)
-    if hostname and not covers(leaf, hostname):
-        return Verdict.HOSTNAME_MISMATCH
     return Verdict.OK
+
+
+# --------------------------------------------------------------------------- the upper-chain shortcut
+#
+# Many leaves share one issuing chain. The reference result for a leaf that is inside its validity
+# period and signed by the presented issuer depends on the leaf only through its "shape": everything
+# the path builder and the policies look at except the signature bytes, dates, serial value, subject
+# and SAN values (checked by covers()), key bits and SKI value. Each candidate issuer's signature
+# check gives the same answer for two leaves signed by the same key. So the verdict of the first such
+# leaf, computed by the reference, is the verdict of every later leaf of the same shape under the same
+# presented upper chain, trust store and validity-boundary bucket: those cost one signature check.
+# Anything outside that argument (no presented issuer, a self-issued or trusted leaf, name or policy
+# constraints above, an undecodable field, a bad signature) takes the reference path.
+
+_UPPER: dict[tuple[object, ...], Verdict] = {}
+_UPPER_INFO: dict[tuple[object, ...], tuple[bool, list[datetime]]] = {}
+_SHAPE_VALUES = (
+    x509.AuthorityInformationAccess, x509.AuthorityKeyIdentifier, x509.KeyUsage, x509.BasicConstraints,
+    x509.NameConstraints, x509.ExtendedKeyUsage,
+)  # the extensions Web PKI policies read the value of; others matter by OID and criticality only
+_UPPER_REFUSED = frozenset({
+    ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.POLICY_CONSTRAINTS, ExtensionOID.INHIBIT_ANY_POLICY,
+    ExtensionOID.POLICY_MAPPINGS,
+})  # they make the result depend on the leaf's names or policies: the shortcut stays away
+
+
+def _verify_shortcut(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict | None:
+    """The verdict without path building when provably equal to the reference's, else None."""
+    leaf = chain[0]
+    lf = facts(leaf)
+    if at < lf.not_before:  # the reference rejects any leaf outside its dates and classifies by them first
+        return Verdict.NOT_YET_VALID
+    if at > lf.not_after:
+        return Verdict.EXPIRED
+    if lf.self_issued or len(chain) < 2 or leaf in trust:
+        return None
+    upper = tuple(facts(c).fingerprint_sha256 for c in chain[1:])
+    eligible, bounds = _upper_info(chain, upper, trust)
+    shape = _leaf_shape(leaf, lf) if eligible else None
+    if shape is None:
+        return None
+    key = (shape, upper, trust.token, bisect.bisect_left(bounds, at), bisect.bisect_right(bounds, at),
+           bisect.bisect_left(trust.boundaries, at), bisect.bisect_right(trust.boundaries, at))
+    known = _UPPER.get(key)
+    if known is not None:
+        return known if _signed_by(leaf, chain[1]) else None
+    if not _signed_by(leaf, chain[1]):
+        return None
+    verdict = _verify_reference(chain, trust, at)
+    if lf.not_before < at < lf.not_after:  # strictly inside: the dates played no part in it
+        if len(_UPPER) >= _CACHE_SIZE:
+            for old in list(_UPPER)[: _CACHE_SIZE // 10]:
+                _UPPER.pop(old, None)
+        _UPPER[key] = verdict
+    return verdict
+
+
+def _upper_info(
+    chain: Sequence[x509.Certificate], upper: tuple[str, ...], trust: TrustStore
+) -> tuple[bool, list[datetime]]:
+    """(may the shortcut be used, sorted validity boundaries) of the presented certificates above the leaf."""
+    key = (upper, trust.token)
+    found = _UPPER_INFO.get(key)
+    if found is None:
+        anchors = [a for c in chain for a in trust.by_subject(c.issuer)]
+        eligible = all(_unconstrained(c) for c in (*chain[1:], *anchors))
+        bounds = sorted(d for c in chain[1:] for d in (facts(c).not_before, facts(c).not_after))
+        if len(_UPPER_INFO) >= _CACHE_SIZE:
+            _UPPER_INFO.clear()
+        found = _UPPER_INFO[key] = (eligible, bounds)
+    return found
+
+
+def _unconstrained(cert: x509.Certificate) -> bool:
+    try:
+        return not any(e.oid in _UPPER_REFUSED for e in cert.extensions)
+    except ValueError:
+        return False
+
+
+def _leaf_shape(leaf: x509.Certificate, lf: CertFacts) -> tuple[object, ...] | None:
+    """What the reference's leaf checks depend on besides signature, dates, names and key bits."""
+    tbs = tbs_fields(leaf)
+    if tbs is None:
+        return None
+    try:
+        exts = tuple(
+            (e.oid.dotted_string, e.critical, e.value if isinstance(e.value, _SHAPE_VALUES) else None)
+            for e in leaf.extensions
+        )
+        hash(exts)
+    except (ValueError, TypeError):
+        return None
+    spki, serial = tbs.spki, tbs.serial
+    if not serial:
+        return None
+    # the serial's value is per leaf; rules look at its length, sign, zero and minimal encoding
+    padded = len(serial) > 1 and serial[0] == 0 and serial[1] < 0x80
+    serial_class = (len(serial), serial[0] >> 7, serial[0] == 0, padded)
+    return (
+        tbs.version, serial_class, tbs.signature, tbs.outer_signature == tbs.signature,
+        tbs.issuer, tbs.subject == b"0\x00", tbs.validity_tags,
+        lf.not_before.year >= 2050, lf.not_after.year >= 2050,
+        tbs.spki_algorithm, len(spki), tbs.key_head, spki[-5:] if lf.key_type == "rsa" else b"",
+        lf.key_type, lf.key_bits, exts,
+    )
 
 
 def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict:

@@ -418,6 +418,7 @@ class TbsFields:
     subject: bytes
     spki: bytes
     spki_algorithm: bytes
+    key_head: bytes  # the key BIT STRING's unused-bits octet and first key octet (EC point form, ...)
     outer_signature: bytes  # the Certificate's signatureAlgorithm (must equal ``signature``)
 
 
@@ -461,6 +462,7 @@ def _tbs_of(der: bytes) -> TbsFields | None:
         nb_end = _tlv(der, val[1])[2]
         na_tag = _tlv(der, nb_end)[0]
         alg = _tlv(der, spki[1])
+        key_content = _tlv(der, alg[2])[1]
         return TbsFields(
             version=version,
             serial=der[serial_c:serial_e],
@@ -470,6 +472,7 @@ def _tbs_of(der: bytes) -> TbsFields | None:
             subject=der[subj[2] : subj[3]],
             spki=der[spki[2] : spki[3]],
             spki_algorithm=der[spki[1] : alg[2]] if alg[0] == 0x30 else b"",
+            key_head=der[key_content : key_content + 2],
             outer_signature=outer,
         )
     except (ValueError, IndexError):

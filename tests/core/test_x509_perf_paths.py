@@ -1,0 +1,299 @@
+"""The fast paths of certloop.x509 and certloop.verify give exactly the reference results.
+
+``verify_chain`` reuses the verdict of an earlier leaf with the same shape under the same presented
+upper chain (one signature check instead of path building); ``facts`` slices the DER and caches names
+and keys. These tests compare both with the plain ``cryptography`` computations on many chains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certloop import verify as verify_mod
+from certloop import x509 as x509_mod
+from certloop.verify import TrustStore, Verdict, covers, verify_chain
+from certloop.x509 import facts, parse_pem, to_pem
+from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+Chain = list[x509.Certificate]
+
+
+def _reference(chain: Chain, trust: TrustStore, at: datetime, hostname: str | None) -> Verdict:
+    """The full path: cryptography's path builder, classification on failure, then the hostname."""
+    verdict = verify_mod._verify_reference(chain, trust, at.replace(microsecond=0))
+    if verdict is Verdict.OK and hostname and not covers(chain[0], hostname):
+        return Verdict.HOSTNAME_MISMATCH
+    return verdict
+
+
+def _custom_leaf(
+    issuer: Issued, names: list[str], *, eku: list[x509.ObjectIdentifier] | None = None,
+    extra: list[tuple[x509.ExtensionType, bool]] = (),  # type: ignore[assignment]
+    sign_key: Any = None, ca: bool = False, key: Any = None, days: int = 90,
+) -> x509.Certificate:
+    key = key or new_key("ec256")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    for ext, critical in extra:
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(sign_key or issuer.key, hashes.SHA256())
+
+
+def _cases() -> Iterator[tuple[str, TrustStore, Chain]]:
+    """Named chains with their trust store; leaves of one shape come in runs so the shortcut is used."""
+    for kind in ("ec256", "rsa2048"):
+        pki = Pki(now=NOW, key_kind=kind, intermediate_days=120)
+        trust = TrustStore([pki.root])
+        inter = pki.intermediate
+        for i in range(4):
+            leaf = pki.leaf([f"site{i}.example", f"*.w{i}.example"], key_kind=kind, days=200)
+            yield f"{kind} valid {i}", trust, [leaf.cert, inter.cert]
+            yield f"{kind} valid+root {i}", trust, [leaf.cert, inter.cert, pki.root]
+        yield f"{kind} rsa leaf", trust, [pki.leaf(["rsa.example"], key_kind="rsa2048").cert, inter.cert]
+        yield f"{kind} expired leaf", trust, [pki.leaf(["old.example"], not_before=NOW - timedelta(days=40),
+                                                       not_after=NOW - timedelta(days=1)).cert, inter.cert]
+        yield f"{kind} future leaf", trust, [pki.leaf(["new.example"], not_before=NOW + timedelta(days=1),
+                                                      not_after=NOW + timedelta(days=40)).cert, inter.cert]
+        other = Pki(now=NOW, key_kind=kind, name="stranger")
+        for i in range(2):
+            stranger = other.leaf([f"stranger{i}.example"])
+            yield f"{kind} unknown authority {i}", trust, [stranger.cert, other.intermediate.cert]
+            yield f"{kind} unknown root sent {i}", trust, [stranger.cert, other.intermediate.cert, other.root]
+            yield f"{kind} incomplete {i}", trust, [pki.leaf([f"alone{i}.example"]).cert]
+        yield f"{kind} self-signed", trust, [pki.self_signed(["me.example"]).cert]
+        impostor = new_key(kind)  # same issuer name and key id, wrong key: the signature fails
+        yield f"{kind} wrong signature", trust, [_custom_leaf(inter, ["forged.example"], sign_key=impostor,
+                                                              eku=[ExtendedKeyUsageOID.SERVER_AUTH]), inter.cert]
+        for i in range(2):
+            yield f"{kind} no eku {i}", trust, [_custom_leaf(inter, [f"noeku{i}.example"]), inter.cert]
+            yield f"{kind} client only {i}", trust, [
+                _custom_leaf(inter, [f"client{i}.example"], eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), inter.cert]
+        yield f"{kind} ca leaf", trust, [_custom_leaf(inter, ["ca.example"], ca=True), inter.cert]
+        yield f"{kind} critical unknown", trust, [_custom_leaf(inter, ["odd.example"], extra=[(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)]),
+            inter.cert]
+        yield f"{kind} weak leaf key", trust, [pki.leaf(["weak.example"], key_kind="rsa1024").cert, inter.cert]
+        # a second intermediate under the first: the first's path length 0 forbids it
+        deep = build_cert(subject="deep CA", key=new_key(kind), issuer_cert=inter.cert, issuer_key=inter.key,
+                          not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=50), ca=True)
+        deep_issued = Issued(deep, new_key(kind), [])
+        for i in range(2):
+            deep_leaf = _custom_leaf(Issued(deep, deep_issued.key, []), [f"deep{i}.example"], sign_key=None)
+            yield f"{kind} path length {i}", trust, [deep_leaf, deep, inter.cert]
+        # name constraints in the intermediate: the shortcut must stay away, results still agree
+        nc_key = new_key(kind)
+        nc_inter = build_cert(subject="constrained CA", key=nc_key, issuer_cert=pki.root, issuer_key=pki.root_key,
+                              not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=300), ca=True)
+        nc_cert = (
+            x509.CertificateBuilder().subject_name(nc_inter.subject).issuer_name(pki.root.subject)
+            .public_key(nc_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=300))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(nc_key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.root_key.public_key()),
+                           critical=False)
+            .add_extension(x509.NameConstraints(permitted_subtrees=[x509.DNSName("inside.example")],
+                                                excluded_subtrees=None), critical=True)
+            .sign(pki.root_key, hashes.SHA256())
+        )
+        nc = Issued(nc_cert, nc_key, [])
+        for name in ("a.inside.example", "b.inside.example", "outside.example", "c.inside.example"):
+            yield f"{kind} name constrained {name}", trust, [
+                _custom_leaf(nc, [name], eku=[ExtendedKeyUsageOID.SERVER_AUTH]), nc_cert]
+
+
+TIMES = (
+    NOW,
+    NOW + timedelta(days=60),
+    NOW + timedelta(days=150),  # the intermediates (120 days) have expired, most leaves (200 days) not
+    NOW - timedelta(days=2),
+)
+
+
+@pytest.fixture
+def fresh_caches() -> None:
+    verify_mod._VERDICTS.clear()
+    verify_mod._UPPER.clear()
+    verify_mod._UPPER_INFO.clear()
+
+
+def test_verdicts_equal_the_reference_path(fresh_caches: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chain, time and host name gets the reference verdict, and the shortcut really ran."""
+    cases = list(_cases())
+    shortcut_hits = [0]
+    real_shortcut = verify_mod._verify_shortcut
+
+    def counted(chain: Chain, trust: TrustStore, at: datetime) -> Verdict | None:
+        before = len(verify_mod._UPPER)
+        found = real_shortcut(chain, trust, at)
+        shortcut_hits[0] += found is not None and len(verify_mod._UPPER) == before
+        return found
+
+    monkeypatch.setattr(verify_mod, "_verify_shortcut", counted)
+    seen: set[Verdict] = set()
+    for at in TIMES:
+        for name, trust, chain in cases:
+            leaf_names = facts(chain[0]).dns_names
+            hostnames = [None, "nomatch.example", *leaf_names[:1]]
+            if len(leaf_names) > 1:
+                hostnames.append(leaf_names[1].replace("*", "x"))
+            for hostname in hostnames:
+                expected = _reference(chain, trust, at, hostname)
+                got = verify_chain(chain, trust=trust, at=at, hostname=hostname)
+                assert got is expected, (name, at, hostname)
+                seen.add(got)
+    assert shortcut_hits[0] >= 30, f"the upper-chain shortcut answered only {shortcut_hits[0]} times"
+    assert {Verdict.OK, Verdict.EXPIRED, Verdict.NOT_YET_VALID, Verdict.UNKNOWN_AUTHORITY,
+            Verdict.INCOMPLETE_CHAIN, Verdict.SELF_SIGNED, Verdict.HOSTNAME_MISMATCH,
+            Verdict.INTERMEDIATE_EXPIRED, Verdict.INVALID} <= seen
+
+
+def _counting_reference(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    real: Callable[..., Verdict] = verify_mod._verify_reference
+
+    def counted(*args: Any) -> Verdict:
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(verify_mod, "_verify_reference", counted)
+    return calls
+
+
+def test_second_leaf_under_known_intermediate_skips_path_building(
+    fresh_caches: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves of one shape under one intermediate: the first runs the reference, the others do not."""
+    pki = Pki(now=NOW)
+    trust = TrustStore([pki.root])
+    calls = _counting_reference(monkeypatch)
+    leaves = [pki.leaf([f"n{i}.example"]) for i in range(5)]
+    for leaf in leaves:
+        assert verify_chain([leaf.cert, pki.intermediate.cert], trust=trust, at=NOW) is Verdict.OK
+    assert calls[0] == 1
+    # a forged leaf of the same shape fails its signature check and goes the reference way
+    forged = _custom_leaf(pki.intermediate, ["forged.example"], sign_key=new_key(),
+                          eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    assert verify_chain([forged, pki.intermediate.cert], trust=trust, at=NOW) is Verdict.INVALID
+    assert calls[0] == 2
+    # once the intermediate has expired, the cached verdict no longer applies: a new bucket
+    later = NOW + timedelta(days=366)
+    leaf = pki.leaf(["late.example"], not_before=NOW, not_after=NOW + timedelta(days=500))
+    assert verify_chain([leaf.cert, pki.intermediate.cert], trust=trust, at=later) is Verdict.INTERMEDIATE_EXPIRED
+    assert calls[0] == 3
+
+
+# ------------------------------------------------------------------------------------------- facts
+
+
+def _reference_facts(cert: x509.Certificate) -> x509_mod.CertFacts:
+    """CertFacts computed field by field with plain cryptography calls (the pre-optimisation way)."""
+    def ext(kind: type[x509.ExtensionType]) -> Any:
+        try:
+            return cert.extensions.get_extension_for_class(kind).value
+        except (x509.ExtensionNotFound, ValueError):
+            return None
+
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    if isinstance(key, rsa.RSAPublicKey):
+        key_type, bits = "rsa", key.key_size
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key_type, bits = "ecdsa", key.curve.key_size
+    else:
+        key_type, bits = "unknown", 0
+    san, ski, aki, bc = (ext(k) for k in (x509.SubjectAlternativeName, x509.SubjectKeyIdentifier,
+                                          x509.AuthorityKeyIdentifier, x509.BasicConstraints))
+    sig = x509_mod._signature_name(cert)
+    return x509_mod.CertFacts(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=f"{cert.serial_number:x}",
+        dns_names=tuple(san.get_values_for_type(x509.DNSName)) if san else (),
+        ip_addresses=tuple(str(i) for i in san.get_values_for_type(x509.IPAddress)) if san else (),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        key_type=key_type,
+        key_bits=bits,
+        signature_algorithm=sig,
+        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        ski=ski.digest.hex() if ski else None,
+        aki=aki.key_identifier.hex() if aki and aki.key_identifier else None,
+        is_ca=bool(bc and bc.ca),
+        self_issued=cert.subject == cert.issuer,
+        weak_crypto=(key_type == "rsa" and bits < 2048) or (key_type == "ecdsa" and bits < 256)
+        or sig.startswith(("md5-", "sha1-", "md2-")),
+    )
+
+
+def test_facts_equal_plain_cryptography(tmp_path: Path) -> None:
+    """Facts of EC/RSA roots, intermediates, leaves (IP SANs, no SAN, weak keys) match field by field."""
+    pki = Pki(now=NOW)
+    rsa_pki = Pki(now=NOW, key_kind="rsa2048")
+    certs = [
+        pki.root, pki.intermediate.cert, rsa_pki.root, rsa_pki.intermediate.cert,
+        pki.leaf(["shop.example", "127.0.0.1", "::1"]).cert,
+        pki.leaf([], cn="no-san").cert,
+        pki.leaf(["weak.example"], key_kind="rsa1024").cert,
+        pki.leaf(["p384.example"], key_kind="ec384").cert,
+        pki.self_signed(["me.example"]).cert,
+        openssl_sha1_leaf(rsa_pki.intermediate, ["sha1.example"], tmp_path),
+    ]
+    for cert in certs:
+        # a fresh object from the same DER (caches are keyed by content, so both paths are exercised)
+        again = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))
+        assert facts(cert) == _reference_facts(cert)
+        assert x509_mod._compute_facts(again) == _reference_facts(again)
+    assert facts(pki.root).fingerprint_sha256 == hashlib.sha256(
+        pki.root.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_same_pem_block_in_many_files_parses_once() -> None:
+    """An intermediate repeated across bundles yields one certificate object (parsed once), equal facts."""
+    pki = Pki(now=NOW)
+    bundles = [to_pem([pki.leaf([f"b{i}.example"]).cert, pki.intermediate.cert]) for i in range(3)]
+    parsed = [parse_pem(b).certificates for b in bundles]
+    assert parsed[0][1] is parsed[1][1] is parsed[2][1]
+    assert len({c[0] for c in parsed}) == 3
+    assert facts(parsed[0][1]) == _reference_facts(pki.intermediate.cert)
+
+
+def test_tbs_fields_slice_the_der() -> None:
+    """The DER walk finds the issuer/subject/key elements that cryptography itself encodes."""
+    pki = Pki(now=NOW)
+    leaf = pki.leaf(["walk.example"]).cert
+    tbs = x509_mod.tbs_fields(leaf)
+    assert tbs is not None
+    assert tbs.issuer == leaf.issuer.public_bytes()
+    assert tbs.subject == leaf.subject.public_bytes()
+    assert tbs.spki == leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert tbs.validity_tags == (0x17, 0x17)
+    assert tbs.serial.lstrip(b"\0") == leaf.serial_number.to_bytes(20, "big").lstrip(b"\0")
+    assert x509_mod._tbs_of(b"\x30\x05\x30\x03") is None  # truncated: no crash, no fields
