@@ -27,6 +27,7 @@ import os
 import ssl
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from cryptography.x509.verification import (
     Criticality,
@@ -254,11 +256,26 @@ def _verify_reference(chain: Sequence[x509.Certificate], trust: TrustStore, at: 
 # constraints above, an undecodable field, a bad signature) takes the reference path.
 
 _UPPER: dict[tuple[object, ...], Verdict] = {}
-_UPPER_INFO: dict[tuple[object, ...], tuple[bool, list[datetime]]] = {}
-_SHAPE_VALUES = (
-    x509.AuthorityInformationAccess, x509.AuthorityKeyIdentifier, x509.KeyUsage, x509.BasicConstraints,
-    x509.NameConstraints, x509.ExtendedKeyUsage,
-)  # the extensions Web PKI policies read the value of; others matter by OID and criticality only
+_UPPER_INFO: dict[tuple[object, ...], _Upper] = {}
+
+
+def _oid_contents(oid: x509.ObjectIdentifier) -> bytes:
+    """The DER contents octets of an OID (to compare with raw extension OIDs)."""
+    arcs = [int(a) for a in oid.dotted_string.split(".")]
+    out = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+_SHAPE_VALUES = frozenset(_oid_contents(o) for o in (
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.KEY_USAGE,
+    ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.EXTENDED_KEY_USAGE,
+))  # the extensions the Web PKI policies read the value of; others matter by OID and criticality only
 _UPPER_REFUSED = frozenset({
     ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.POLICY_CONSTRAINTS, ExtensionOID.INHIBIT_ANY_POLICY,
     ExtensionOID.POLICY_MAPPINGS,
@@ -276,17 +293,21 @@ def _verify_shortcut(chain: Sequence[x509.Certificate], trust: TrustStore, at: d
     if lf.self_issued or len(chain) < 2 or leaf in trust:
         return None
     upper = tuple(facts(c).fingerprint_sha256 for c in chain[1:])
-    eligible, bounds = _upper_info(chain, upper, trust)
-    shape = _leaf_shape(leaf, lf) if eligible else None
+    info = _upper_info(chain, upper, trust)
+    shape = _leaf_shape(leaf, lf) if info.eligible else None
     if shape is None:
         return None
+    bounds = info.bounds
     key = (shape, upper, trust.token, bisect.bisect_left(bounds, at), bisect.bisect_right(bounds, at),
            bisect.bisect_left(trust.boundaries, at), bisect.bisect_right(trust.boundaries, at))
+    signed = _signature_ok(leaf, info.issuer_subject, info.issuer_key)
+    if signed is None:
+        signed = _signed_by(leaf, chain[1])
+    if not signed:
+        return None  # the reference classifies a broken signature
     known = _UPPER.get(key)
     if known is not None:
-        return known if _signed_by(leaf, chain[1]) else None
-    if not _signed_by(leaf, chain[1]):
-        return None
+        return known
     verdict = _verify_reference(chain, trust, at)
     if lf.not_before < at < lf.not_after:  # strictly inside: the dates played no part in it
         if len(_UPPER) >= _CACHE_SIZE:
@@ -296,19 +317,31 @@ def _verify_shortcut(chain: Sequence[x509.Certificate], trust: TrustStore, at: d
     return verdict
 
 
-def _upper_info(
-    chain: Sequence[x509.Certificate], upper: tuple[str, ...], trust: TrustStore
-) -> tuple[bool, list[datetime]]:
-    """(may the shortcut be used, sorted validity boundaries) of the presented certificates above the leaf."""
+@dataclass(frozen=True, slots=True)
+class _Upper:
+    """What the shortcut knows about the presented certificates above a leaf."""
+
+    eligible: bool  # no name or policy constraints above, nothing undecodable
+    bounds: list[datetime]  # their validity boundaries, sorted
+    issuer_subject: bytes  # chain[1]'s subject DER (b"" when it does not decode)
+    issuer_key: object  # chain[1]'s public key, decoded once (None when it does not decode)
+
+
+def _upper_info(chain: Sequence[x509.Certificate], upper: tuple[str, ...], trust: TrustStore) -> _Upper:
     key = (upper, trust.token)
     found = _UPPER_INFO.get(key)
     if found is None:
         anchors = [a for c in chain for a in trust.by_subject(c.issuer)]
         eligible = all(_unconstrained(c) for c in (*chain[1:], *anchors))
         bounds = sorted(d for c in chain[1:] for d in (facts(c).not_before, facts(c).not_after))
+        tbs = tbs_fields(chain[1])
+        try:
+            issuer_key: object = chain[1].public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            issuer_key = None
         if len(_UPPER_INFO) >= _CACHE_SIZE:
             _UPPER_INFO.clear()
-        found = _UPPER_INFO[key] = (eligible, bounds)
+        found = _UPPER_INFO[key] = _Upper(eligible, bounds, tbs.subject if tbs else b"", issuer_key)
     return found
 
 
@@ -322,29 +355,44 @@ def _unconstrained(cert: x509.Certificate) -> bool:
 def _leaf_shape(leaf: x509.Certificate, lf: CertFacts) -> tuple[object, ...] | None:
     """What the reference's leaf checks depend on besides signature, dates, names and key bits."""
     tbs = tbs_fields(leaf)
-    if tbs is None:
+    if tbs is None or not tbs.serial or tbs.trailer:
         return None
     try:
-        exts = tuple(
-            (e.oid.dotted_string, e.critical, e.value if isinstance(e.value, _SHAPE_VALUES) else None)
-            for e in leaf.extensions
-        )
-        hash(exts)
-    except (ValueError, TypeError):
+        leaf.extensions  # noqa: B018 -- parsed (and cached) by facts(); one that does not parse is refused
+    except ValueError:
         return None
-    spki, serial = tbs.spki, tbs.serial
-    if not serial:
-        return None
+    exts = tuple((oid, critical, value if oid in _SHAPE_VALUES else b"") for oid, critical, value in tbs.extensions)
+    serial = tbs.serial
     # the serial's value is per leaf; rules look at its length, sign, zero and minimal encoding
     padded = len(serial) > 1 and serial[0] == 0 and serial[1] < 0x80
-    serial_class = (len(serial), serial[0] >> 7, serial[0] == 0, padded)
     return (
-        tbs.version, serial_class, tbs.signature, tbs.outer_signature == tbs.signature,
-        tbs.issuer, tbs.subject == b"0\x00", tbs.validity_tags,
-        lf.not_before.year >= 2050, lf.not_after.year >= 2050,
-        tbs.spki_algorithm, len(spki), tbs.key_head, spki[-5:] if lf.key_type == "rsa" else b"",
+        tbs.version, (len(serial), serial[0] >> 7, serial[0] == 0, padded),
+        tbs.signature, tbs.outer_signature == tbs.signature, tbs.issuer, tbs.subject == b"0\x00",
+        tbs.validity_tags, lf.not_before.year >= 2050, lf.not_after.year >= 2050,
+        tbs.spki_algorithm, len(tbs.spki), tbs.key_head, tbs.spki[-5:] if lf.key_type == "rsa" else b"",
         lf.key_type, lf.key_bits, exts,
     )
+
+
+def _signature_ok(leaf: x509.Certificate, issuer_subject: bytes, issuer_key: object) -> bool | None:
+    """Did the issuer's key make the leaf's signature (names equal byte for byte)? None: cannot tell here."""
+    tbs = tbs_fields(leaf)
+    verify = getattr(issuer_key, "verify", None)
+    if tbs is None or tbs.issuer != issuer_subject or verify is None:
+        return None
+    params = leaf.signature_algorithm_parameters
+    try:
+        if params is None:  # Ed25519, Ed448
+            verify(leaf.signature, leaf.tbs_certificate_bytes)
+        elif isinstance(params, ec.ECDSA):
+            verify(leaf.signature, leaf.tbs_certificate_bytes, params)
+        else:  # an RSA padding (PKCS#1 v1.5 or PSS with the certificate's parameters)
+            verify(leaf.signature, leaf.tbs_certificate_bytes, params, leaf.signature_hash_algorithm)
+    except InvalidSignature:
+        return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return True
 
 
 def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict:

@@ -420,6 +420,8 @@ class TbsFields:
     spki_algorithm: bytes
     key_head: bytes  # the key BIT STRING's unused-bits octet and first key octet (EC point form, ...)
     outer_signature: bytes  # the Certificate's signatureAlgorithm (must equal ``signature``)
+    extensions: tuple[tuple[bytes, bool, bytes], ...]  # (OID contents, critical, value contents)
+    trailer: bytes  # TBS elements between the key and the extensions (unique identifiers), usually b""
 
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -437,9 +439,15 @@ def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, pos, pos + length
 
 
+_TBS_CACHE: dict[x509.Certificate, TbsFields | None] = {}
+
+
 def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
-    """The raw TBS pieces of ``cert`` (cached with its facts), None when the DER walk fails."""
-    return _tbs_of(cert.public_bytes(serialization.Encoding.DER))
+    """The raw TBS pieces of ``cert`` (cached by certificate), None when the DER walk fails."""
+    try:
+        return _TBS_CACHE[cert]
+    except KeyError:
+        return _remember(_TBS_CACHE, cert, _tbs_of(cert.public_bytes(serialization.Encoding.DER)))
 
 
 def _tbs_of(der: bytes) -> TbsFields | None:
@@ -463,6 +471,23 @@ def _tbs_of(der: bytes) -> TbsFields | None:
         na_tag = _tlv(der, nb_end)[0]
         alg = _tlv(der, spki[1])
         key_content = _tlv(der, alg[2])[1]
+        trailer_start, trailer_end = pos, tbs_end
+        extensions: list[tuple[bytes, bool, bytes]] = []
+        while pos < tbs_end:
+            tag, content, el_end = _tlv(der, pos)
+            if tag == 0xA3:
+                trailer_end = pos
+                _, ext_pos, exts_end = _tlv(der, content)
+                while ext_pos < exts_end:
+                    _, ext_content, ext_end = _tlv(der, ext_pos)
+                    _, oid_c, oid_e = _tlv(der, ext_content)
+                    tag, value_c, value_e = _tlv(der, oid_e)
+                    critical = tag == 0x01 and der[value_c:value_e] != b"\x00"
+                    if tag == 0x01:
+                        tag, value_c, value_e = _tlv(der, value_e)
+                    extensions.append((der[oid_c:oid_e], critical, der[value_c:value_e]))
+                    ext_pos = ext_end
+            pos = el_end
         return TbsFields(
             version=version,
             serial=der[serial_c:serial_e],
@@ -474,6 +499,8 @@ def _tbs_of(der: bytes) -> TbsFields | None:
             spki_algorithm=der[spki[1] : alg[2]] if alg[0] == 0x30 else b"",
             key_head=der[key_content : key_content + 2],
             outer_signature=outer,
+            extensions=tuple(extensions),
+            trailer=der[trailer_start:trailer_end],
         )
     except (ValueError, IndexError):
         return None
@@ -495,7 +522,7 @@ def _name_text(raw: bytes | None, cert: x509.Certificate, subject: bool) -> str:
 
 def _compute_facts(cert: x509.Certificate) -> CertFacts:
     der = cert.public_bytes(serialization.Encoding.DER)
-    tbs = _tbs_of(der)
+    tbs = tbs_fields(cert)
     if tbs is None:
         key_type, key_bits = _key_info(cert)
     else:

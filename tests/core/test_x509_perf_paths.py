@@ -72,6 +72,10 @@ def _cases() -> Iterator[tuple[str, TrustStore, Chain]]:
             leaf = pki.leaf([f"site{i}.example", f"*.w{i}.example"], key_kind=kind, days=200)
             yield f"{kind} valid {i}", trust, [leaf.cert, inter.cert]
             yield f"{kind} valid+root {i}", trust, [leaf.cert, inter.cert, pki.root]
+        same_kind = pki.issue_intermediate(key_kind=kind, name=f"{kind} issuing CA", days=120)
+        for i in range(3):  # leaves signed with the intermediate's own key type (RSA PKCS#1 or ECDSA)
+            leaf = pki.leaf([f"k{i}.example"], key_kind=kind, issuer=same_kind, days=200)
+            yield f"{kind} signed by {kind} {i}", trust, [leaf.cert, same_kind.cert]
         yield f"{kind} rsa leaf", trust, [pki.leaf(["rsa.example"], key_kind="rsa2048").cert, inter.cert]
         yield f"{kind} expired leaf", trust, [pki.leaf(["old.example"], not_before=NOW - timedelta(days=40),
                                                        not_after=NOW - timedelta(days=1)).cert, inter.cert]
