@@ -40,7 +40,9 @@ class BenchNginx(Nginx):
                               f"events {{ worker_connections {self.worker_connections}; }}")
         sized = sized.replace("http {\n", "http {\n    server_names_hash_max_size 65536;\n"
                               "    server_names_hash_bucket_size 128;\n", 1)
-        if sized.count(str(self.worker_connections)) != 1 or "server_names_hash_max_size" not in sized:
+        wanted = (f"worker_processes {SERVER_WORKERS};", f"worker_connections {self.worker_connections};",
+                  "server_names_hash_max_size")
+        if not all(w in sized for w in wanted):
             raise RuntimeError("stack/nginx.py's config template changed; update BenchNginx.render")
         return sized
 

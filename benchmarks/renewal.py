@@ -94,29 +94,43 @@ def run(workdir: Path, *, attempts: int, say: Callable[[str], None], timeout: fl
             if attempt:  # seed a fresh expiring certificate, as if the last renewal were long ago
                 mint_expiring(live, lifetime=timedelta(days=30), left=timedelta(days=2), domain=DOMAIN, name=CERT_ID)
                 web.reload()
-            before = served_fingerprint(tls_port)
+            before = x509.load_pem_x509_certificate(chain.read_bytes()).fingerprint(hashes.SHA256()).hex()
+            _wait_serving(tls_port, before, timeout)
             body = payload(CERT_ID, attempt, datetime.now(UTC)).encode()
             started = time.monotonic()
             answer = requests.post(f"{renewer.url}/api/v1/alertmanager", data=body, headers=headers, timeout=10)
             answer.raise_for_status()
-            while (now := served_fingerprint(tls_port)) in (before, None):
+            while True:  # one TLS observation per poll: during a reload old and new workers both answer
+                leaf = served_leaf(tls_port)
+                now = leaf.fingerprint(hashes.SHA256()).hex() if leaf is not None else None
+                if now not in (before, None):
+                    break
                 if time.monotonic() - started > timeout:
                     raise TimeoutError(f"renewal attempt {attempt + 1}: nginx still serves the old leaf "
                                        f"after {timeout:g}s; see {renewer.workdir}")
                 time.sleep(0.02)
             times.append(time.monotonic() - started)
-            leaf = served_leaf(tls_port)
             issuer = leaf.issuer.rfc4514_string() if leaf is not None else "?"
             if "Pebble" not in issuer:
                 raise RuntimeError(f"renewal attempt {attempt + 1}: the new leaf is not from pebble ({issuer})")
             say(f"  renewal {attempt + 1}: alert -> new leaf served in {times[-1]:.2f} s "
-                f"(sha256 {now[:16]}..., issuer {issuer})")
+                f"(sha256 {str(now)[:16]}..., issuer {issuer})")
             _wait_job_finished(renewer.url, headers, timeout)
     rows = (*((f"attempt {i + 1}", f"{t:.2f}") for i, t in enumerate(times)),
             ("median", f"{statistics.median(times):.2f}"))
     notes = (verdict(max(times) < 10, f"alert to served < 10 s (max {max(times):.2f} s)"),)
     return [Table("one renewal, alert to new leaf served (pebble http-01, nginx -t + reload, verified)",
                   ("attempt", "seconds"), rows, notes)]
+
+
+def _wait_serving(port: int, fingerprint: str, timeout: float, streak: int = 5) -> None:
+    """Wait until nginx serves ``fingerprint`` on ``streak`` connections in a row (a reload has settled)."""
+    deadline, seen = time.monotonic() + timeout, 0
+    while seen < streak:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nginx does not settle on the seeded leaf {fingerprint[:16]}...")
+        seen = seen + 1 if served_fingerprint(port) == fingerprint else 0
+        time.sleep(0.02)
 
 
 def _wait_job_finished(url: str, headers: dict[str, str], timeout: float) -> None:
