@@ -46,6 +46,7 @@ __all__ = [
     "Problem",
     "Role",
     "TbsFields",
+    "certificates_in",
     "chain_roles",
     "facts",
     "load_der_chain",
@@ -54,6 +55,7 @@ __all__ = [
     "parse_ip",
     "parse_pem",
     "parse_pkcs12",
+    "read_bounded",
     "read_certificate_file",
     "tbs_fields",
     "to_pem",
@@ -226,38 +228,66 @@ def read_certificate_file(
     certificates and any per-entry problems. FIFOs and devices are refused without blocking.
     """
     name = os.fspath(path)
+    data, _ = read_bounded(name, max_bytes)
+    return certificates_in(name, data, password=password)
+
+
+def read_bounded(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file and the ``fstat`` of what was read: one open, usually one read.
+
+    Raises :class:`FileError` for a missing, special, unreadable or larger-than-``max_bytes`` file.
+    """
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise FileError(name, _os_reason(exc), exc.strerror or "") from exc
+        raise FileError(path, _os_reason(exc), exc.strerror or "") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise FileError(name, FileReason.NOT_A_FILE)
+            raise FileError(path, FileReason.NOT_A_FILE)
         if st.st_size > max_bytes:
-            raise FileError(name, FileReason.TOO_LARGE, f"{st.st_size} bytes > {max_bytes}")
-        chunks: list[bytes] = []
-        remaining = max_bytes + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
+            raise FileError(path, FileReason.TOO_LARGE, f"{st.st_size} bytes > {max_bytes}")
+        # one byte more than fstat promised: a short read is the end; a full one means it grew
+        want = min(st.st_size + 1, max_bytes + 1)
+        data = os.read(fd, want)
+        if len(data) == want and len(data) <= max_bytes:
+            chunks = [data]
+            remaining = max_bytes + 1 - len(data)
+            while remaining > 0:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks)
     except OSError as exc:
-        raise FileError(name, _os_reason(exc), exc.strerror or "") from exc
+        raise FileError(path, _os_reason(exc), exc.strerror or "") from exc
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > max_bytes:  # grew while we read
-        raise FileError(name, FileReason.TOO_LARGE, f"more than {max_bytes} bytes")
+        raise FileError(path, FileReason.TOO_LARGE, f"more than {max_bytes} bytes")
+    return data, st
+
+
+_CONTENT_CACHE: dict[tuple[bytes, bytes | None], Parsed] = {}
+
+
+def certificates_in(name: str, data: bytes, *, password: bytes | None = None) -> Parsed:
+    """:func:`parse_certificates` for a file's bytes; FileError (naming ``name``) when none is usable.
+
+    Identical contents (a bundle copied to several places, a file rewritten unchanged) parse once.
+    """
+    key = (hashlib.sha256(data).digest(), password)
+    parsed = _CONTENT_CACHE.get(key)
+    if parsed is not None:
+        return parsed
     parsed = parse_certificates(data, password=password)
     if not parsed.certificates:
         if parsed.problems:
             first = parsed.problems[0]
             raise FileError(name, first.reason, first.detail)
         raise FileError(name, FileReason.NO_CERTIFICATE)
-    return parsed
+    return _remember(_CONTENT_CACHE, key, parsed)
 
 
 def _os_reason(exc: OSError) -> FileReason:
@@ -529,32 +559,29 @@ def _compute_facts(cert: x509.Certificate) -> CertFacts:
         found = _KEY_INFO.get(tbs.spki)  # a key shared by many certificates is decoded once
         key_type, key_bits = found if found is not None else _remember(_KEY_INFO, tbs.spki, _key_info(cert))
     sig = _signature_name(cert)
-    san = ski = aki = bc = None
     try:
         extensions = cert.extensions
     except ValueError:  # malformed or duplicate extensions: report as absent, never crash
         extensions = x509.Extensions([])
-    for ext in extensions:  # one pass; the first of a kind wins, as with get_extension_for_class
-        value = ext.value
-        if isinstance(value, x509.SubjectAlternativeName):
-            san = san or value
-        elif isinstance(value, x509.SubjectKeyIdentifier):
-            ski = ski or value
-        elif isinstance(value, x509.AuthorityKeyIdentifier):
-            aki = aki or value
-        elif isinstance(value, x509.BasicConstraints):
-            bc = bc or value
-    dns: tuple[str, ...] = ()
-    ips: tuple[str, ...] = ()
-    if san is not None:
-        dns = tuple(san.get_values_for_type(x509.DNSName))
-        ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    by_kind = {type(ext.value): ext.value for ext in extensions}  # one pass (duplicates do not parse)
+    san = by_kind.get(x509.SubjectAlternativeName)  # exact classes: isinstance() on these ABCs is slow
+    ski = by_kind.get(x509.SubjectKeyIdentifier)
+    aki = by_kind.get(x509.AuthorityKeyIdentifier)
+    bc = by_kind.get(x509.BasicConstraints)
+    dns: list[str] = []
+    ips: list[str] = []
+    if isinstance(san, x509.SubjectAlternativeName):
+        for general in san:
+            if type(general) is x509.DNSName:
+                dns.append(general.value)
+            elif type(general) is x509.IPAddress:
+                ips.append(str(general.value))
     weak = (
         (key_type in {"rsa", "dsa"} and key_bits < 2048)
         or (key_type == "ecdsa" and key_bits < 256)
         or sig.startswith(_WEAK_SIG_PREFIXES)
     )
-    aki_id = aki.key_identifier if aki is not None else None
+    aki_id = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
     subject = _name_text(tbs.subject if tbs else None, cert, True)
     issuer = _name_text(tbs.issuer if tbs else None, cert, False)
     # equal names have equal RFC 4514 texts, so different texts settle the (costly) name comparison
@@ -563,17 +590,17 @@ def _compute_facts(cert: x509.Certificate) -> CertFacts:
         subject=subject,
         issuer=issuer,
         serial=f"{cert.serial_number:x}",
-        dns_names=dns,
-        ip_addresses=ips,
+        dns_names=tuple(dns),
+        ip_addresses=tuple(ips),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         key_type=key_type,
         key_bits=key_bits,
         signature_algorithm=sig,
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        ski=ski.digest.hex() if ski is not None else None,
+        ski=ski.digest.hex() if isinstance(ski, x509.SubjectKeyIdentifier) else None,
         aki=aki_id.hex() if aki_id is not None else None,
-        is_ca=bool(bc is not None and bc.ca),
+        is_ca=bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
         self_issued=self_issued,
         weak_crypto=weak,
     )

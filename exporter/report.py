@@ -97,6 +97,38 @@ def _bool(value: bool) -> float:
 
 _CHAIN_CACHE: dict[tuple[str, tuple[str, ...], Verdict], tuple[tuple[str, str], ...]] = {}
 _CHAIN_CACHE_SIZE = 10_000
+_TAILS: dict[tuple[str, int, Role], tuple[tuple[str, str], ...]] = {}
+_TAILS_SIZE = 50_000
+
+
+def _tail(spec: m.MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> tuple[str, str]:
+    """(name, what follows the prefix): ``m.sample(name, prefix, extra, value)`` is name{prefix + tail."""
+    line = m.sample(spec.name, "\0", extra, value)  # a placeholder prefix, split off below
+    return spec.name, line[line.index("\0") + 1 :]
+
+
+def _cert_tails(f: CertFacts, position: int, role: Role) -> tuple[tuple[str, str], ...]:
+    """A certificate's per-position lines without the target prefix: shared by every file naming it."""
+    key = (f.fingerprint_sha256, position, role)
+    found = _TAILS.get(key)
+    if found is None:
+        pos = (("position", str(position)), ("role", role.value))
+        found = (
+            _tail(m.CERT_NOT_BEFORE, pos, f.not_before.timestamp()),
+            _tail(m.CERT_NOT_AFTER, pos, f.not_after.timestamp()),
+            _tail(m.CERT_WEAK, pos, _bool(f.weak_crypto)),
+            _tail(m.CERT_INFO, (
+                *pos, ("subject", f.subject), ("issuer", f.issuer), ("serial", f.serial),
+                ("dns_names", ",".join(f.names)), ("fingerprint_sha256", f.fingerprint_sha256),
+                ("key_type", f.key_type), ("key_bits", str(f.key_bits)),
+                ("signature_algorithm", f.signature_algorithm),
+            ), 1),
+        )
+        if len(_TAILS) >= _TAILS_SIZE:
+            for old in list(_TAILS)[: _TAILS_SIZE // 10]:
+                del _TAILS[old]
+        _TAILS[key] = found
+    return found
 
 
 def _chain_lines(prefix: str, chain: ChainReport, cache: bool) -> tuple[tuple[str, str], ...]:
@@ -104,39 +136,32 @@ def _chain_lines(prefix: str, chain: ChainReport, cache: bool) -> tuple[tuple[st
 
     With ``cache`` (``/probe``), re-probing an endpoint that serves the same chain renders these
     once: facts, roles and expiry follow from the certificates, so fingerprints plus the verdict
-    are the key. The inventory keeps its rendered text anyway, so it does not cache twice.
+    are the key. The inventory keeps its rendered text anyway, so it does not cache twice. Either
+    way each certificate's lines are rendered once without the prefix (:func:`_cert_tails`).
     """
     key = (prefix, tuple(f.fingerprint_sha256 for f in chain.facts), chain.verdict)
     found = _CHAIN_CACHE.get(key) if cache else None
     if found is not None:
         return found
-    lines: list[tuple[str, str]] = []
-
-    def add(spec: m.MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> None:
-        lines.append((spec.name, m.sample(spec.name, prefix, extra, value)))
-
-    add(m.VERIFY_OK, (), _bool(chain.verdict is Verdict.OK))
-    add(m.VERIFY_VERDICT, (("verdict", chain.verdict.value),), 1)
+    tails = [
+        _tail(m.VERIFY_OK, (), _bool(chain.verdict is Verdict.OK)),
+        _tail(m.VERIFY_VERDICT, (("verdict", chain.verdict.value),), 1),
+    ]
     if chain.expiry is not None:
-        add(m.CHAIN_EXPIRY, (), chain.expiry.timestamp())
+        tails.append(_tail(m.CHAIN_EXPIRY, (), chain.expiry.timestamp()))
     for position, (f, role) in enumerate(zip(chain.facts, chain.roles, strict=True)):
-        pos = (("position", str(position)), ("role", role.value))
-        add(m.CERT_NOT_BEFORE, pos, f.not_before.timestamp())
-        add(m.CERT_NOT_AFTER, pos, f.not_after.timestamp())
-        add(m.CERT_WEAK, pos, _bool(f.weak_crypto))
-        add(m.CERT_INFO, (
-            *pos, ("subject", f.subject), ("issuer", f.issuer), ("serial", f.serial),
-            ("dns_names", ",".join(f.names)), ("fingerprint_sha256", f.fingerprint_sha256),
-            ("key_type", f.key_type), ("key_bits", str(f.key_bits)),
-            ("signature_algorithm", f.signature_algorithm),
-        ), 1)
+        tails.extend(_cert_tails(f, position, role))
+    if prefix:
+        lines = tuple((name, f"{name}{{{prefix}{tail}") for name, tail in tails)
+    else:  # an empty prefix: "name{extra} v" or "name v", exactly as m.sample writes them
+        lines = tuple((name, f"{name}{{{tail[1:]}" if tail[0] == "," else f"{name}{tail[1:]}") for name, tail in tails)
     if not cache:
-        return tuple(lines)
+        return lines
     if len(_CHAIN_CACHE) >= _CHAIN_CACHE_SIZE:
         for old in list(_CHAIN_CACHE)[: _CHAIN_CACHE_SIZE // 10]:
             del _CHAIN_CACHE[old]
-    result = _CHAIN_CACHE[key] = tuple(lines)
-    return result
+    _CHAIN_CACHE[key] = lines
+    return lines
 
 
 def render(report: TargetReport, *, cache: bool = False) -> dict[str, bytes]:

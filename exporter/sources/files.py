@@ -16,17 +16,29 @@ import errno
 import fnmatch
 import glob
 import logging
+import multiprocessing
 import os
 import re
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certloop.errors import ConfigError
-from certloop.x509 import FileError, FileReason, facts, read_certificate_file
+from certloop.x509 import (
+    FileError,
+    FileReason,
+    certificates_in,
+    facts,
+    load_der_chain,
+    read_bounded,
+    read_certificate_file,
+)
 from exporter.config import FileGroup
 from exporter.report import Observation, TargetReport, assess, render
 from exporter.sources.base import Context, Put
@@ -36,6 +48,8 @@ __all__ = ["FileSource", "expand_group", "leaf_fingerprint", "stat_key"]
 log = logging.getLogger(__name__)
 
 _BATCH = 256
+_POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
+_CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
 _GLOB_CHARS = frozenset("*?[")
 StatKey = tuple[int, ...]
 
@@ -46,6 +60,10 @@ def stat_key(path: str) -> StatKey:
         st = os.stat(path)
     except OSError as exc:
         return (-(exc.errno or errno.EIO),)
+    return _key(st)
+
+
+def _key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
@@ -102,12 +120,86 @@ def expand_group(group: FileGroup, wanted: _NameFilter | None = None) -> Iterato
             yield pattern
 
 
+def _stat_group(group: FileGroup, wanted: _NameFilter, known: Mapping[str, object]) -> Iterator[tuple[str, StatKey]]:
+    """:func:`expand_group` with each path's :func:`stat_key` (directories listed with :func:`_stat_directory`)."""
+    for pattern in group.paths:
+        if _GLOB_CHARS & set(pattern):
+            for match in sorted(glob.glob(pattern, recursive=group.recursive)):
+                if os.path.isdir(match):
+                    yield from _stat_directory(match, group.recursive, wanted, known)
+                else:
+                    yield match, stat_key(match)
+        elif os.path.isdir(pattern):
+            yield from _stat_directory(pattern, group.recursive, wanted, known)
+        else:
+            yield pattern, stat_key(pattern)
+
+
+def _stat_directory(
+    root: str, recursive: bool, wanted: _NameFilter, known: Mapping[str, object]
+) -> list[tuple[str, StatKey]]:
+    """Files under ``root`` as :func:`_list_directory` lists them, with their stat keys.
+
+    The idle-sweep hot path: names come from ``scandir`` (file types without a syscall), each file
+    costs one ``stat`` relative to its open directory, and a path already known passed the name
+    filter before (the filters of a source never change).
+    """
+    out: list[tuple[str, StatKey]] = []
+    stack = [root]
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    stat = os.stat
+    while stack:
+        directory = stack.pop()
+        prefix = directory if directory.endswith(os.sep) else directory + os.sep
+        subdirs: list[str] = []
+        try:
+            fd = os.open(directory, flags)
+        except OSError:
+            continue
+        try:
+            with os.scandir(fd) as it:
+                entries = sorted(it, key=_entry_name)
+            for entry in entries:
+                name = entry.name
+                try:
+                    # os.walk's split: a symlink to a directory is a directory (not descended into)
+                    is_dir = entry.is_dir() if recursive else entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if recursive and not entry.is_symlink():
+                        subdirs.append(prefix + name)
+                    continue
+                path = prefix + name
+                if path not in known and not wanted(name):
+                    continue
+                try:
+                    st = stat(name, dir_fd=fd)
+                except OSError as exc:
+                    out.append((path, (-(exc.errno or errno.EIO),)))
+                else:
+                    out.append((path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)))
+        except OSError:
+            pass  # the directory vanished or became unreadable while listed: what was seen stands
+        finally:
+            os.close(fd)
+        stack.extend(reversed(subdirs))
+    return out
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
 @dataclass(frozen=True, slots=True)
 class _Known:
+    """What is kept per file between sweeps: enough to skip it, or to re-judge it without reading."""
+
     stat: StatKey
-    certs: tuple[x509.Certificate, ...]
-    report: TargetReport
-    valid_until: datetime | None
+    valid_until: datetime | None  # re-judge when time reaches it; None: never (or nothing to judge)
+    ders: tuple[bytes, ...]  # the certificates read (empty after a failure)
+    labels: tuple[tuple[str, str], ...]
+    duration: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +208,18 @@ class _Job:
     stat: StatKey
     labels: tuple[tuple[str, str], ...]
     password: bytes | None
+    known: _Known | None = None  # set: re-judge these certificates at a new time, do not read
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """A file's outcome, compact and picklable (it crosses from a worker process)."""
+
+    path: str
+    known: _Known
+    fragments: dict[str, bytes]
+    read: bool  # False for a re-judgement from memory (not a probe)
+    success: bool
 
 
 class FileSource:
@@ -139,73 +243,136 @@ class FileSource:
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
         # listing and stat'ing thousands of files runs in a worker thread: /metrics keeps answering
-        alive, jobs, stale = await asyncio.to_thread(self._scan, now)
-        for path in stale:
-            self._reassess(path, self._known[path], now, put)
-        for start in range(0, len(jobs), _BATCH):
-            batch = jobs[start : start + _BATCH]
-            results = await asyncio.to_thread(self._read_batch, batch, now)
-            for job, known in zip(batch, results, strict=True):
-                self._known[job.path] = known
-                put(job.path, render(known.report))
-                self.ctx.counter.add("file", known.report.success)
+        alive, jobs = await asyncio.to_thread(self._scan, now)
+        if len(jobs) >= _POOL_MIN and _cores() > 1:
+            await self._run_in_processes(jobs, now, put)
+        else:
+            for start in range(0, len(jobs), _BATCH):
+                self._apply(await asyncio.to_thread(self._read_batch, jobs[start : start + _BATCH], now), put)
         for path in [p for p in self._known if p not in alive]:
             del self._known[path]
         return alive
 
-    def _scan(self, now: datetime) -> tuple[set[Hashable], list[_Job], list[str]]:
-        """Which paths exist now, which must be read (new or changed), which must be re-judged (time)."""
+    def _apply(self, results: list[_Result], put: Put) -> None:
+        for result in results:
+            self._known[result.path] = result.known
+            put(result.path, result.fragments)
+            if result.read:
+                self.ctx.counter.add("file", result.success)
+
+    async def _run_in_processes(self, jobs: list[_Job], now: datetime, put: Put) -> None:
+        """A large sweep (the first one) on every core: forked workers read, verify and render chunks.
+
+        The event loop only merges finished chunks, so ``/metrics`` and ``/-/ready`` keep answering.
+        If the pool breaks (a worker killed), the chunks it did not finish are read here instead.
+        """
+        workers = _cores()
+        size = max(16, min(_CHUNK, len(jobs) // (workers * 4) or 1))
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(self,)
+        )
+        pending = {asyncio.wrap_future(pool.submit(_read_chunk, chunk, now)): chunk for chunk in chunks}
+        left: list[list[_Job]] = []
+        try:
+            for done in asyncio.as_completed(list(pending)):
+                try:
+                    self._apply(await done, put)
+                except BrokenProcessPool:
+                    log.warning("file workers failed; reading the rest in-process")
+                    left = [c for f, c in pending.items() if not f.done() or f.exception() is not None]
+                    break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for chunk in left:
+            self._apply(await asyncio.to_thread(self._read_batch, chunk, now), put)
+
+    def _scan(self, now: datetime) -> tuple[set[Hashable], list[_Job]]:
+        """Which paths exist now, and which must be read (new or changed) or re-judged (time passed)."""
         alive: set[Hashable] = set()
         jobs: list[_Job] = []
-        stale: list[str] = []
+        known = self._known
         for group, wanted, labels, password in self._groups:
-            for path in expand_group(group, wanted):
+            for path, key in _stat_group(group, wanted, known):
                 if path in alive:
                     continue  # named by an earlier group: that group's labels win
                 alive.add(path)
-                key = stat_key(path)
-                known = self._known.get(path)
-                if known is not None and known.stat == key:
-                    if known.valid_until is not None and now >= known.valid_until and known.certs:
-                        stale.append(path)
+                old = known.get(path)
+                if old is not None and old.stat == key:
+                    if old.valid_until is not None and now >= old.valid_until and old.ders:
+                        jobs.append(_Job(path, key, labels, password, old))
                     continue
                 jobs.append(_Job(path, key, labels, password))
-        return alive, jobs, stale
+        return alive, jobs
 
-    def _reassess(self, path: str, known: _Known, now: datetime, put: Put) -> None:
-        chain = assess(known.certs, trust=self.ctx.trust, at=now)
-        old = known.report.observations[0]
-        obs = Observation("file", path, "", True, old.duration, chain=chain)
-        report = TargetReport("file", path, known.report.labels, (obs,))
-        self._known[path] = _Known(known.stat, known.certs, report, chain.valid_until)
-        put(path, render(report))
-
-    def _read_batch(self, batch: list[_Job], now: datetime) -> list[_Known]:
+    def _read_batch(self, batch: list[_Job], now: datetime) -> list[_Result]:
         out = []
         for job in batch:
             try:
-                out.append(self._read(job, now))
+                out.append(self._judge(job, now) if job.known is not None else self._read(job, now))
             except Exception:  # a bug for one file must not blind the exporter to all others
                 log.exception("reading %s failed unexpectedly", job.path)
-                obs = Observation("file", job.path, "", False, 0.0, reason=FileReason.UNREADABLE.value)
-                out.append(_Known(job.stat, (), TargetReport("file", job.path, job.labels, (obs,)), None))
+                out.append(self._failed(job, job.stat, FileReason.UNREADABLE, 0.0))
         return out
 
-    def _read(self, job: _Job, now: datetime) -> _Known:
+    def _failed(self, job: _Job, key: StatKey, reason: FileReason, duration: float) -> _Result:
+        obs = Observation("file", job.path, "", False, duration, reason=reason.value)
+        known = _Known(key, None, (), job.labels, duration)
+        return _Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, False)
+
+    def _read(self, job: _Job, now: datetime) -> _Result:
         started = time.perf_counter()
+        key = job.stat
         try:
-            if job.stat[0] < 0:
-                raise FileError(job.path, _errno_reason(-job.stat[0]))
-            parsed = read_certificate_file(job.path, password=job.password, max_bytes=self.max_bytes)
+            if key[0] < 0:
+                raise FileError(job.path, _errno_reason(-key[0]))
+            data, st = read_bounded(job.path, self.max_bytes)
+            key = _key(st)  # what was actually read (it may have changed since the listing)
+            certs = certificates_in(job.path, data, password=job.password).certificates
             # malformed fields surface lazily (names, extensions) as ValueError: data, not a bug
-            chain = assess(parsed.certificates, trust=self.ctx.trust, at=now)
+            chain = assess(certs, trust=self.ctx.trust, at=now)
         except (FileError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, FileError) else FileReason.PARSE_ERROR
-            obs = Observation("file", job.path, "", False, time.perf_counter() - started, reason=str(reason))
-            return _Known(job.stat, (), TargetReport("file", job.path, job.labels, (obs,)), None)
-        obs = Observation("file", job.path, "", True, time.perf_counter() - started, chain=chain)
-        report = TargetReport("file", job.path, job.labels, (obs,))
-        return _Known(job.stat, parsed.certificates, report, chain.valid_until)
+            return self._failed(job, key, reason, time.perf_counter() - started)
+        duration = time.perf_counter() - started
+        obs = Observation("file", job.path, "", True, duration, chain=chain)
+        known = _Known(key, chain.valid_until, tuple(_der(c) for c in certs), job.labels, duration)
+        return _Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, True)
+
+    def _judge(self, job: _Job, now: datetime) -> _Result:
+        """Re-judge an unchanged file at a new time from the certificates kept in memory."""
+        old = job.known
+        assert old is not None
+        chain = assess(load_der_chain(old.ders), trust=self.ctx.trust, at=now)
+        obs = Observation("file", job.path, "", True, old.duration, chain=chain)
+        known = _Known(old.stat, chain.valid_until, old.ders, old.labels, old.duration)
+        report = TargetReport("file", job.path, old.labels, (obs,))
+        return _Result(job.path, known, render(report), False, True)
+
+
+# ------------------------------------------------------------------------------ worker processes
+
+_ADOPTED: list[FileSource] = []
+
+
+def _adopt(source: FileSource) -> None:
+    """Worker initializer (fork: the source, its trust store and caches are inherited, not pickled)."""
+    _ADOPTED[:] = [source]
+
+
+def _read_chunk(chunk: list[_Job], now: datetime) -> list[_Result]:
+    return _ADOPTED[0]._read_batch(chunk, now)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _errno_reason(code: int) -> FileReason:
