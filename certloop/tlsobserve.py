@@ -16,7 +16,8 @@ that is needed:
   the connection is dropped.
 - TLS 1.3: the server's flight is encrypted with keys from an (EC)DHE exchange. We offer
   X25519 *and* P-256 key shares (the second share costs ~27 µs; a HelloRetryRequest would cost a
-  whole OpenSSL fallback), run the key schedule up to the server handshake traffic secret and
+  whole OpenSSL fallback; key pairs are reused for a few dozen hellos, see :data:`SHARE_USES`),
+  run the key schedule up to the server handshake traffic secret and
   decrypt EncryptedExtensions and Certificate.
 
 **Trade-off, deliberately accepted**: CertificateVerify is not checked and no Finished is sent.
@@ -39,8 +40,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -52,6 +54,8 @@ from certloop.errors import CertloopError
 
 __all__ = [
     "MAX_CERTIFICATE_MESSAGE",
+    "SHARE_LIFETIME",
+    "SHARE_USES",
     "VERSION_NAMES",
     "ObserveError",
     "Observed",
@@ -92,6 +96,19 @@ _ALERT_NAMES: Final[Mapping[int, str]] = {
 }
 
 
+def _vector(data: bytes, width: int) -> bytes:
+    return len(data).to_bytes(width, "big") + data
+
+
+def _extension(kind: int, body: bytes) -> bytes:
+    return kind.to_bytes(2, "big") + _vector(body, 2)
+
+
+def _u16s(values: Iterable[int]) -> bytes:
+    return b"".join(v.to_bytes(2, "big") for v in values)
+
+
+
 class ObserveError(CertloopError):
     """The fast path stopped; ``detail`` says why (short, safe to show)."""
 
@@ -119,13 +136,29 @@ class Refused(ObserveError):
 @dataclass(frozen=True, slots=True)
 class Offer:
     """What a ClientHello offers: cipher suites in preference order and their OpenSSL names,
-    supported groups and signature algorithms, the protocol versions (highest first)."""
+    supported groups and signature algorithms, the protocol versions (highest first).
+
+    The constant parts of the hello are encoded once, here, not per connection."""
 
     ciphers: tuple[int, ...]
     names: Mapping[int, str]
     groups: tuple[int, ...]
     signature_algorithms: tuple[int, ...]
     versions: tuple[int, ...]
+    encoded_ciphers: bytes = field(init=False, repr=False)
+    encoded_extensions: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded_ciphers", _vector(_u16s(self.ciphers), 2))
+        object.__setattr__(self, "encoded_extensions", b"".join((
+            _extension(_EXT_EC_POINT_FORMATS, b"\x03\x00\x01\x02"),
+            _extension(_EXT_SUPPORTED_GROUPS, _vector(_u16s(self.groups), 2)),
+            _extension(_EXT_ENCRYPT_THEN_MAC, b""),
+            _extension(_EXT_EXTENDED_MASTER_SECRET, b""),
+            _extension(_EXT_SIGNATURE_ALGORITHMS, _vector(_u16s(self.signature_algorithms), 2)),
+            _extension(_EXT_SUPPORTED_VERSIONS, _vector(_u16s(self.versions), 1)),
+            _extension(_EXT_RENEGOTIATION_INFO, b"\x00"),
+        )))
 
     def cipher_name(self, code: int) -> str:
         """OpenSSL's name for ``code`` (e.g. ``ECDHE-ECDSA-AES128-GCM-SHA256``), else ``0xC0XX``."""
@@ -149,6 +182,10 @@ class _Suite:
     hash_name: str
     key_length: int
     aead: type[AESGCM] | type[ChaCha20Poly1305]
+
+    def digest(self, data: bytes) -> bytes:
+        # the named constructors: hashlib.new(name) looks the digest up in OpenSSL 3 on each call
+        return (hashlib.sha256 if self.hash_name == "sha256" else hashlib.sha384)(data).digest()
 
 
 _TLS13_SUITES: Final[Mapping[int, _Suite]] = {
@@ -194,7 +231,7 @@ class _Keys:
         """Decrypt one record: ``(inner content type, content)``."""
         try:
             plain = self._aead.decrypt(self._nonce(), body, header)
-        except InvalidTag:
+        except (InvalidTag, ValueError):
             raise Unsupported("a TLS 1.3 record did not decrypt") from None
         end = len(plain.rstrip(b"\x00"))
         if not end:
@@ -210,37 +247,25 @@ class _Keys:
 # -- ClientHello ---------------------------------------------------------------------------------
 
 
-def _vector(data: bytes, width: int) -> bytes:
-    return len(data).to_bytes(width, "big") + data
-
-
-def _extension(kind: int, body: bytes) -> bytes:
-    return kind.to_bytes(2, "big") + _vector(body, 2)
-
-
-def _u16s(values: Iterable[int]) -> bytes:
-    return b"".join(v.to_bytes(2, "big") for v in values)
-
-
 def _server_name(name: str) -> bytes:
     host = name.encode("idna") if not name.isascii() else name.encode("ascii")
     return _vector(b"\x00" + _vector(host, 2), 2)
 
 
 class _Shares:
-    """Fresh ephemeral X25519 and P-256 keys for one ClientHello."""
+    """Ephemeral X25519 and P-256 key pairs and their key_share extension."""
 
-    __slots__ = ("p256", "x25519")
+    __slots__ = ("expires", "extension", "p256", "uses", "x25519")
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
         self.x25519 = x25519.X25519PrivateKey.generate()
         self.p256 = ec.generate_private_key(ec.SECP256R1())
-
-    def extension(self) -> bytes:
         x = self.x25519.public_key().public_bytes_raw()
         p = self.p256.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
         entries = _X25519.to_bytes(2, "big") + _vector(x, 2) + _SECP256R1.to_bytes(2, "big") + _vector(p, 2)
-        return _extension(_EXT_KEY_SHARE, _vector(entries, 2))
+        self.extension = _extension(_EXT_KEY_SHARE, _vector(entries, 2))
+        self.expires = now + SHARE_LIFETIME
+        self.uses = 0
 
     def exchange(self, group: int, peer: bytes) -> bytes:
         """The shared secret with the server's share; ValueError for a bad point."""
@@ -252,23 +277,43 @@ class _Shares:
         raise Unsupported(f"server chose key share group 0x{group:04x}, which was not offered")
 
 
+SHARE_USES: Final = 64
+SHARE_LIFETIME: Final = 10.0
+"""Key pairs are reused for at most this many hellos and seconds. Generating both costs ~80 µs,
+a tenth of a probe; reuse is harmless here: the keys only protect the server's handshake flight
+(certificates, which are public), we send no secrets, and every server share is fresh, so every
+connection still gets its own traffic keys. (RFC 8446 advises fresh shares against tracking a
+client across connections; a monitoring probe announces itself anyway.)"""
+
+
+
+class _SharePool:
+    """The key pairs in use: renewed after :data:`SHARE_USES` hellos or :data:`SHARE_LIFETIME`."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: _Shares | None = None
+
+    def take(self) -> _Shares:
+        now = time.monotonic()
+        shares = self.current
+        if shares is None or shares.uses >= SHARE_USES or now >= shares.expires:
+            shares = self.current = _Shares(now)
+        shares.uses += 1
+        return shares
+
+
+_POOL: Final = _SharePool()
+
+
 def client_hello(offer: Offer, server_name: str | None, shares: _Shares) -> bytes:
     """The ClientHello handshake message (no record header): random client_random, a 32-byte
     legacy session id (middlebox compatibility), no tickets, PSK, early data or compression."""
-    extensions = [
-        _extension(_EXT_SERVER_NAME, _server_name(server_name)) if server_name else b"",
-        _extension(_EXT_EC_POINT_FORMATS, b"\x03\x00\x01\x02"),
-        _extension(_EXT_SUPPORTED_GROUPS, _vector(_u16s(offer.groups), 2)),
-        _extension(_EXT_ENCRYPT_THEN_MAC, b""),
-        _extension(_EXT_EXTENDED_MASTER_SECRET, b""),
-        _extension(_EXT_SIGNATURE_ALGORITHMS, _vector(_u16s(offer.signature_algorithms), 2)),
-        _extension(_EXT_SUPPORTED_VERSIONS, _vector(_u16s(offer.versions), 1)),
-        shares.extension(),
-        _extension(_EXT_RENEGOTIATION_INFO, b"\x00"),
-    ]
+    sni = _extension(_EXT_SERVER_NAME, _server_name(server_name)) if server_name else b""
     random = os.urandom(64)
-    head = b"\x03\x03" + random[:32] + _vector(random[32:], 1) + _vector(_u16s(offer.ciphers), 2) + b"\x01\x00"
-    body = b"".join(extensions)
+    head = b"\x03\x03" + random[:32] + b"\x20" + random[32:] + offer.encoded_ciphers + b"\x01\x00"
+    body = sni + offer.encoded_extensions + shares.extension
     # Like OpenSSL: keep the hello out of 256..511 bytes, which some F5 load balancers mishandle.
     size = 4 + len(head) + 2 + len(body)
     if 256 <= size < 512:
@@ -356,7 +401,7 @@ class Observer:
 
     def __init__(self, offer: Offer, server_name: str | None) -> None:
         self._offer = offer
-        self._shares = _Shares()
+        self._shares = _POOL.take()
         hello = client_hello(offer, server_name, self._shares)
         self._transcript = hello
         # Record version 0x0301 for the first flight, as OpenSSL and browsers send it.
@@ -382,7 +427,10 @@ class Observer:
                 return None
             body = bytes(self._incoming[5:5 + size])
             del self._incoming[:5 + size]
-            seen = self._record(header, kind, body)
+            try:
+                seen = self._record(header, kind, body)
+            except (ValueError, IndexError) as exc:  # malformed beyond what the parsers check
+                raise Unsupported(f"malformed server flight ({type(exc).__name__})") from exc
             if seen is not None:
                 return seen
         return None
@@ -474,7 +522,7 @@ class Observer:
         except ValueError:
             raise Unsupported("server key share is not a valid point") from None
         handshake_secret = hmac.digest(_DERIVED[suite.hash_name], shared, suite.hash_name)
-        transcript = hashlib.new(suite.hash_name, self._transcript + server_hello).digest()
+        transcript = suite.digest(self._transcript + server_hello)
         size = len(transcript)
         server = _expand_label(handshake_secret, b"s hs traffic", transcript, size, suite.hash_name)
         client = _expand_label(handshake_secret, b"c hs traffic", transcript, size, suite.hash_name)

@@ -24,7 +24,7 @@ from aiosmtpd.handlers import Sink
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certloop.tls import PATHS, FailureReason, Presented, ProbeError, fetch, observation_offer
-from certloop.tlsobserve import Observed, Observer, Refused, Unsupported
+from certloop.tlsobserve import SHARE_USES, Observed, ObserveError, Observer, Refused, Unsupported
 from stack.nginx import Nginx, Site
 from stack.process import LOOPBACK, Process, free_port, port_open, require_binary
 from tests.support import servers
@@ -333,12 +333,22 @@ def test_flight_split_into_single_bytes(tmp_path: Path, version: ssl.TLSVersion)
     assert fed < len(flight)
 
 
+def _key_share(hello: bytes) -> bytes:
+    marker = b"\x00\x1d\x00\x20"  # the X25519 entry: group, 32-byte key
+    start = hello.index(marker) + len(marker)
+    return hello[start:start + 32]
+
+
 def test_hello_is_fresh_and_sends_sni_only_for_names() -> None:
-    """Each ClientHello has its own random and key shares; the SNI extension carries the name."""
-    one, two = Observer(observation_offer(), NAME), Observer(observation_offer(), None)
-    assert one.client_hello[11:43] != two.client_hello[11:43]
-    assert NAME.encode() in one.client_hello
-    assert len(one.client_hello) >= 512 + 5 or len(one.client_hello) < 256
+    """Each ClientHello has its own client_random and session id; key pairs are renewed after
+    SHARE_USES hellos; the SNI extension carries the name (none without one); the hello is
+    padded out of the 256..511-byte range some load balancers mishandle."""
+    hellos = [Observer(observation_offer(), NAME if i % 2 else None).client_hello for i in range(SHARE_USES + 1)]
+    randoms = {h[11:43] for h in hellos} | {h[44:76] for h in hellos}
+    assert len(randoms) == 2 * len(hellos)
+    assert len({_key_share(h) for h in hellos}) == 2
+    assert all((NAME.encode() in h) == bool(i % 2) for i, h in enumerate(hellos))
+    assert all(h[43] == 32 and not 256 <= len(h) - 5 < 512 for h in hellos)
 
 
 def test_hello_retry_request_is_unsupported(tmp_path: Path) -> None:
@@ -384,3 +394,25 @@ def test_socket_pairs_are_not_left_open(matrix: Matrix) -> None:
 
     asyncio.run(many())
     assert len(list(Path("/proc/self/fd").iterdir())) <= before + 1
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_corrupted_flights_only_end_in_observe_errors(tmp_path: Path, version: ssl.TLSVersion) -> None:
+    """A real server flight with single bytes flipped or cut short, at every 7th offset: the
+    parser returns an observation, waits for more, or raises ObserveError (fallback or final),
+    and never any other exception, whatever the corruption."""
+    issued = Pki().leaf([NAME])
+    outcomes: set[str] = set()
+    for offset in range(0, 1200, 7):
+        observer = Observer(observation_offer(), NAME)
+        flight = bytearray(_flight(_server(issued, tmp_path, maximum_version=version), observer.client_hello))
+        if offset >= len(flight):
+            break
+        flight[offset] ^= 0xA5
+        try:
+            seen = observer.feed(bytes(flight))
+        except ObserveError as exc:
+            outcomes.add(type(exc).__name__)
+        else:
+            outcomes.add("observed" if seen is not None else "waiting")
+    assert "Unsupported" in outcomes
