@@ -47,7 +47,7 @@ from cryptography.x509.verification import (
 )
 
 from certloop.errors import CertloopError
-from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem, tbs_fields
+from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem, raw_extensions, tbs_fields
 
 __all__ = [
     "TrustStore",
@@ -361,7 +361,10 @@ def _leaf_shape(leaf: x509.Certificate, lf: CertFacts) -> tuple[object, ...] | N
         leaf.extensions  # noqa: B018 -- parsed (and cached) by facts(); one that does not parse is refused
     except ValueError:
         return None
-    exts = tuple((oid, critical, value if oid in _SHAPE_VALUES else b"") for oid, critical, value in tbs.extensions)
+    raw = raw_extensions(tbs)
+    if raw is None:
+        return None
+    exts = tuple((oid, critical, value if oid in _SHAPE_VALUES else b"") for oid, critical, value in raw)
     serial = tbs.serial
     # the serial's value is per leaf; rules look at its length, sign, zero and minimal encoding
     padded = len(serial) > 1 and serial[0] == 0 and serial[1] < 0x80

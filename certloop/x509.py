@@ -55,6 +55,7 @@ __all__ = [
     "parse_ip",
     "parse_pem",
     "parse_pkcs12",
+    "raw_extensions",
     "read_bounded",
     "read_certificate_file",
     "tbs_fields",
@@ -450,7 +451,7 @@ class TbsFields:
     spki_algorithm: bytes
     key_head: bytes  # the key BIT STRING's unused-bits octet and first key octet (EC point form, ...)
     outer_signature: bytes  # the Certificate's signatureAlgorithm (must equal ``signature``)
-    extensions: tuple[tuple[bytes, bool, bytes], ...]  # (OID contents, critical, value contents)
+    extensions: bytes  # the contents of the [3] element (a SEQUENCE of Extension), b"" when absent
     trailer: bytes  # TBS elements between the key and the extensions (unique identifiers), usually b""
 
 
@@ -501,22 +502,11 @@ def _tbs_of(der: bytes) -> TbsFields | None:
         na_tag = _tlv(der, nb_end)[0]
         alg = _tlv(der, spki[1])
         key_content = _tlv(der, alg[2])[1]
-        trailer_start, trailer_end = pos, tbs_end
-        extensions: list[tuple[bytes, bool, bytes]] = []
+        trailer_start, trailer_end, extensions = pos, tbs_end, b""
         while pos < tbs_end:
             tag, content, el_end = _tlv(der, pos)
             if tag == 0xA3:
-                trailer_end = pos
-                _, ext_pos, exts_end = _tlv(der, content)
-                while ext_pos < exts_end:
-                    _, ext_content, ext_end = _tlv(der, ext_pos)
-                    _, oid_c, oid_e = _tlv(der, ext_content)
-                    tag, value_c, value_e = _tlv(der, oid_e)
-                    critical = tag == 0x01 and der[value_c:value_e] != b"\x00"
-                    if tag == 0x01:
-                        tag, value_c, value_e = _tlv(der, value_e)
-                    extensions.append((der[oid_c:oid_e], critical, der[value_c:value_e]))
-                    ext_pos = ext_end
+                trailer_end, extensions = pos, der[content:el_end]
             pos = el_end
         return TbsFields(
             version=version,
@@ -529,11 +519,32 @@ def _tbs_of(der: bytes) -> TbsFields | None:
             spki_algorithm=der[spki[1] : alg[2]] if alg[0] == 0x30 else b"",
             key_head=der[key_content : key_content + 2],
             outer_signature=outer,
-            extensions=tuple(extensions),
+            extensions=extensions,
             trailer=der[trailer_start:trailer_end],
         )
     except (ValueError, IndexError):
         return None
+
+
+def raw_extensions(tbs: TbsFields) -> tuple[tuple[bytes, bool, bytes], ...] | None:
+    """(OID contents, critical, value contents) per extension, undecoded; None when malformed."""
+    der = tbs.extensions
+    out: list[tuple[bytes, bool, bytes]] = []
+    try:
+        if der:
+            _, pos, end = _tlv(der, 0)
+            while pos < end:
+                _, content, ext_end = _tlv(der, pos)
+                _, oid_c, oid_e = _tlv(der, content)
+                tag, value_c, value_e = _tlv(der, oid_e)
+                critical = tag == 0x01 and der[value_c:value_e] != b"\x00"
+                if tag == 0x01:
+                    tag, value_c, value_e = _tlv(der, value_e)
+                out.append((der[oid_c:oid_e], critical, der[value_c:value_e]))
+                pos = ext_end
+    except (ValueError, IndexError):
+        return None
+    return tuple(out)
 
 
 _NAME_TEXT: dict[bytes, str] = {}

@@ -108,21 +108,26 @@ def _tail(spec: m.MetricSpec, extra: Sequence[tuple[str, str]], value: float) ->
 
 
 def _cert_tails(f: CertFacts, position: int, role: Role) -> tuple[tuple[str, str], ...]:
-    """A certificate's per-position lines without the target prefix: shared by every file naming it."""
+    """A certificate's per-position lines without the target prefix: shared by every file naming it.
+
+    Written out directly (a leaf is rendered once per file, so this is on the cold-start path); the
+    text is exactly what :func:`exporter.metrics.sample` writes, which a test checks.
+    """
     key = (f.fingerprint_sha256, position, role)
     found = _TAILS.get(key)
     if found is None:
-        pos = (("position", str(position)), ("role", role.value))
+        esc, num = m.escape, m.format_value
+        pos = f',position="{position}",role="{esc(role.value)}"'
         found = (
-            _tail(m.CERT_NOT_BEFORE, pos, f.not_before.timestamp()),
-            _tail(m.CERT_NOT_AFTER, pos, f.not_after.timestamp()),
-            _tail(m.CERT_WEAK, pos, _bool(f.weak_crypto)),
-            _tail(m.CERT_INFO, (
-                *pos, ("subject", f.subject), ("issuer", f.issuer), ("serial", f.serial),
-                ("dns_names", ",".join(f.names)), ("fingerprint_sha256", f.fingerprint_sha256),
-                ("key_type", f.key_type), ("key_bits", str(f.key_bits)),
-                ("signature_algorithm", f.signature_algorithm),
-            ), 1),
+            (m.CERT_NOT_BEFORE.name, f"{pos}}} {num(f.not_before.timestamp())}\n"),
+            (m.CERT_NOT_AFTER.name, f"{pos}}} {num(f.not_after.timestamp())}\n"),
+            (m.CERT_WEAK.name, f"{pos}}} {num(_bool(f.weak_crypto))}\n"),
+            (m.CERT_INFO.name, (
+                f'{pos},subject="{esc(f.subject)}",issuer="{esc(f.issuer)}",serial="{esc(f.serial)}",'
+                f'dns_names="{esc(",".join(f.names))}",fingerprint_sha256="{esc(f.fingerprint_sha256)}",'
+                f'key_type="{esc(f.key_type)}",key_bits="{f.key_bits}",'
+                f'signature_algorithm="{esc(f.signature_algorithm)}"}} 1\n'
+            )),
         )
         if len(_TAILS) >= _TAILS_SIZE:
             for old in list(_TAILS)[: _TAILS_SIZE // 10]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fnmatch
+import gc
 import glob
 import logging
 import multiprocessing
@@ -22,7 +23,6 @@ import re
 import time
 from collections.abc import Hashable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -272,16 +272,20 @@ class FileSource:
         pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(self,)
         )
-        pending = {asyncio.wrap_future(pool.submit(_read_chunk, chunk, now)): chunk for chunk in chunks}
+        chunk_of = {asyncio.wrap_future(pool.submit(_read_chunk, chunk, now)): chunk for chunk in chunks}
+        waiting = set(chunk_of)
         left: list[list[_Job]] = []
         try:
-            for done in asyncio.as_completed(list(pending)):
-                try:
-                    self._apply(await done, put)
-                except BrokenProcessPool:
-                    log.warning("file workers failed; reading the rest in-process")
-                    left = [c for f, c in pending.items() if not f.done() or f.exception() is not None]
-                    break
+            while waiting:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    error = future.exception()
+                    if error is None:
+                        self._apply(future.result(), put)
+                    else:  # a broken pool fails every pending chunk at once; each is read here instead
+                        if not left:
+                            log.warning("file workers failed (%s); reading their files in-process", error)
+                        left.append(chunk_of[future])
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         for chunk in left:
@@ -356,7 +360,12 @@ _ADOPTED: list[FileSource] = []
 
 
 def _adopt(source: FileSource) -> None:
-    """Worker initializer (fork: the source, its trust store and caches are inherited, not pickled)."""
+    """Worker initializer (fork: the source, its trust store and caches are inherited, not pickled).
+
+    A worker lives for one sweep and makes no reference cycles worth collecting: without the cyclic
+    collector it neither pauses nor touches (and so copies) the pages it shares with the parent.
+    """
+    gc.disable()
     _ADOPTED[:] = [source]
 
 

@@ -301,3 +301,8 @@ def test_tbs_fields_slice_the_der() -> None:
     assert tbs.validity_tags == (0x17, 0x17)
     assert tbs.serial.lstrip(b"\0") == leaf.serial_number.to_bytes(20, "big").lstrip(b"\0")
     assert x509_mod._tbs_of(b"\x30\x05\x30\x03") is None  # truncated: no crash, no fields
+    raw = x509_mod.raw_extensions(tbs)
+    assert raw is not None
+    assert [(critical, value) for _, critical, value in raw] == [
+        (e.critical, e.value.public_bytes()) for e in leaf.extensions]
+    assert [verify_mod._oid_contents(e.oid) for e in leaf.extensions] == [oid for oid, _, _ in raw]
