@@ -377,13 +377,18 @@ def _leaf_shape(leaf: x509.Certificate, lf: CertFacts) -> tuple[object, ...] | N
     )
 
 
+_PARAMS: dict[bytes, object] = {}
+
+
 def _signature_ok(leaf: x509.Certificate, issuer_subject: bytes, issuer_key: object) -> bool | None:
     """Did the issuer's key make the leaf's signature (names equal byte for byte)? None: cannot tell here."""
     tbs = tbs_fields(leaf)
     verify = getattr(issuer_key, "verify", None)
     if tbs is None or tbs.issuer != issuer_subject or verify is None:
         return None
-    params = leaf.signature_algorithm_parameters
+    params = _PARAMS.get(tbs.signature)
+    if params is None:
+        params = _PARAMS[tbs.signature] = leaf.signature_algorithm_parameters  # a handful of algorithms
     try:
         if params is None:  # Ed25519, Ed448
             verify(leaf.signature, leaf.tbs_certificate_bytes)

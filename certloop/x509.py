@@ -48,6 +48,7 @@ __all__ = [
     "TbsFields",
     "certificates_in",
     "chain_roles",
+    "der_bytes",
     "facts",
     "load_der_chain",
     "parse_certificates",
@@ -470,15 +471,25 @@ def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, pos, pos + length
 
 
-_TBS_CACHE: dict[x509.Certificate, TbsFields | None] = {}
+_DER_CACHE_BY_CERT: dict[x509.Certificate, tuple[bytes, TbsFields | None]] = {}
+
+
+def _der_and_tbs(cert: x509.Certificate) -> tuple[bytes, TbsFields | None]:
+    try:
+        return _DER_CACHE_BY_CERT[cert]
+    except KeyError:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        return _remember(_DER_CACHE_BY_CERT, cert, (der, _tbs_of(der)))
 
 
 def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
     """The raw TBS pieces of ``cert`` (cached by certificate), None when the DER walk fails."""
-    try:
-        return _TBS_CACHE[cert]
-    except KeyError:
-        return _remember(_TBS_CACHE, cert, _tbs_of(cert.public_bytes(serialization.Encoding.DER)))
+    return _der_and_tbs(cert)[1]
+
+
+def der_bytes(cert: x509.Certificate) -> bytes:
+    """The DER encoding of ``cert`` (cached by certificate, like its facts)."""
+    return _der_and_tbs(cert)[0]
 
 
 def _tbs_of(der: bytes) -> TbsFields | None:
@@ -562,8 +573,7 @@ def _name_text(raw: bytes | None, cert: x509.Certificate, subject: bool) -> str:
 
 
 def _compute_facts(cert: x509.Certificate) -> CertFacts:
-    der = cert.public_bytes(serialization.Encoding.DER)
-    tbs = tbs_fields(cert)
+    der, tbs = _der_and_tbs(cert)
     if tbs is None:
         key_type, key_bits = _key_info(cert)
     else:

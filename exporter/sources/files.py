@@ -26,14 +26,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from certloop.errors import ConfigError
 from certloop.x509 import (
     FileError,
     FileReason,
     certificates_in,
+    der_bytes,
     facts,
     load_der_chain,
     read_bounded,
@@ -340,7 +338,7 @@ class FileSource:
             return self._failed(job, key, reason, time.perf_counter() - started)
         duration = time.perf_counter() - started
         obs = Observation("file", job.path, "", True, duration, chain=chain)
-        known = _Known(key, chain.valid_until, tuple(_der(c) for c in certs), job.labels, duration)
+        known = _Known(key, chain.valid_until, tuple(der_bytes(c) for c in certs), job.labels, duration)
         return _Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, True)
 
     def _judge(self, job: _Job, now: datetime) -> _Result:
@@ -378,10 +376,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _errno_reason(code: int) -> FileReason:
