@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import re
 import time
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,75 +118,8 @@ def expand_group(group: FileGroup, wanted: _NameFilter | None = None) -> Iterato
             yield pattern
 
 
-def _stat_group(group: FileGroup, wanted: _NameFilter, known: Mapping[str, object]) -> Iterator[tuple[str, StatKey]]:
-    """:func:`expand_group` with each path's :func:`stat_key` (directories listed with :func:`_stat_directory`)."""
-    for pattern in group.paths:
-        if _GLOB_CHARS & set(pattern):
-            for match in sorted(glob.glob(pattern, recursive=group.recursive)):
-                if os.path.isdir(match):
-                    yield from _stat_directory(match, group.recursive, wanted, known)
-                else:
-                    yield match, stat_key(match)
-        elif os.path.isdir(pattern):
-            yield from _stat_directory(pattern, group.recursive, wanted, known)
-        else:
-            yield pattern, stat_key(pattern)
-
-
-def _stat_directory(
-    root: str, recursive: bool, wanted: _NameFilter, known: Mapping[str, object]
-) -> list[tuple[str, StatKey]]:
-    """Files under ``root`` as :func:`_list_directory` lists them, with their stat keys.
-
-    The idle-sweep hot path: names come from ``scandir`` (file types without a syscall), each file
-    costs one ``stat`` relative to its open directory, and a path already known passed the name
-    filter before (the filters of a source never change).
-    """
-    out: list[tuple[str, StatKey]] = []
-    stack = [root]
-    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
-    stat = os.stat
-    while stack:
-        directory = stack.pop()
-        prefix = directory if directory.endswith(os.sep) else directory + os.sep
-        subdirs: list[str] = []
-        try:
-            fd = os.open(directory, flags)
-        except OSError:
-            continue
-        try:
-            with os.scandir(fd) as it:
-                entries = sorted(it, key=_entry_name)
-            for entry in entries:
-                name = entry.name
-                try:
-                    # os.walk's split: a symlink to a directory is a directory (not descended into)
-                    is_dir = entry.is_dir() if recursive else entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if recursive and not entry.is_symlink():
-                        subdirs.append(prefix + name)
-                    continue
-                path = prefix + name
-                if path not in known and not wanted(name):
-                    continue
-                try:
-                    st = stat(name, dir_fd=fd)
-                except OSError as exc:
-                    out.append((path, (-(exc.errno or errno.EIO),)))
-                else:
-                    out.append((path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)))
-        except OSError:
-            pass  # the directory vanished or became unreadable while listed: what was seen stands
-        finally:
-            os.close(fd)
-        stack.extend(reversed(subdirs))
-    return out
-
-
-def _entry_name(entry: os.DirEntry[str]) -> str:
-    return entry.name
+def _job_path(job: _Job) -> str:
+    return job.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +180,9 @@ class FileSource:
         else:
             for start in range(0, len(jobs), _BATCH):
                 self._apply(await asyncio.to_thread(self._read_batch, jobs[start : start + _BATCH], now), put)
-        for path in [p for p in self._known if p not in alive]:
-            del self._known[path]
+        if len(self._known) != len(alive):  # every alive path is known now: equal sizes, equal sets
+            for path in [p for p in self._known if p not in alive]:
+                del self._known[path]
         return alive
 
     def _apply(self, results: list[_Result], put: Put) -> None:
@@ -293,19 +227,92 @@ class FileSource:
         """Which paths exist now, and which must be read (new or changed) or re-judged (time passed)."""
         alive: set[Hashable] = set()
         jobs: list[_Job] = []
-        known = self._known
         for group, wanted, labels, password in self._groups:
-            for path, key in _stat_group(group, wanted, known):
-                if path in alive:
-                    continue  # named by an earlier group: that group's labels win
-                alive.add(path)
-                old = known.get(path)
-                if old is not None and old.stat == key:
-                    if old.valid_until is not None and now >= old.valid_until and old.ders:
-                        jobs.append(_Job(path, key, labels, password, old))
-                    continue
-                jobs.append(_Job(path, key, labels, password))
+            for pattern in group.paths:
+                if _GLOB_CHARS & set(pattern):
+                    for match in sorted(glob.glob(pattern, recursive=group.recursive)):
+                        if os.path.isdir(match):
+                            self._scan_directory(match, group.recursive, wanted, labels, password, now, alive, jobs)
+                        else:
+                            self._consider(match, stat_key(match), labels, password, now, alive, jobs)
+                elif os.path.isdir(pattern):
+                    self._scan_directory(pattern, group.recursive, wanted, labels, password, now, alive, jobs)
+                else:
+                    self._consider(pattern, stat_key(pattern), labels, password, now, alive, jobs)
+        jobs.sort(key=_job_path)  # a stable order whatever the directory order
         return alive, jobs
+
+    def _consider(
+        self, path: str, key: StatKey, labels: tuple[tuple[str, str], ...], password: bytes | None,
+        now: datetime, alive: set[Hashable], jobs: list[_Job],
+    ) -> None:
+        if path in alive:
+            return  # named by an earlier group: that group's labels win
+        alive.add(path)
+        old = self._known.get(path)
+        if old is not None and old.stat == key:
+            if old.valid_until is not None and now >= old.valid_until and old.ders:
+                jobs.append(_Job(path, key, labels, password, old))
+            return
+        jobs.append(_Job(path, key, labels, password))
+
+    def _scan_directory(
+        self, root: str, recursive: bool, wanted: _NameFilter, labels: tuple[tuple[str, str], ...],
+        password: bytes | None, now: datetime, alive: set[Hashable], jobs: list[_Job],
+    ) -> None:
+        """:meth:`_consider` every file under ``root`` (as :func:`_list_directory` lists them).
+
+        The idle-sweep hot path, so written out in one loop: names and file types come from
+        ``scandir`` (no syscall), each file costs one ``stat`` relative to its open directory, and a
+        path already known passed the name filter before (a source's filters never change).
+        """
+        known = self._known
+        stat = os.stat
+        flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+        stack = [root]
+        while stack:
+            directory = stack.pop()
+            prefix = directory if directory.endswith(os.sep) else directory + os.sep
+            try:
+                fd = os.open(directory, flags)
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as it:
+                    entries = list(it)
+                for entry in entries:
+                    name = entry.name
+                    try:
+                        # os.walk's split: a symlink to a directory is a directory (not descended into)
+                        is_dir = entry.is_dir() if recursive else entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        if recursive and not entry.is_symlink():
+                            stack.append(prefix + name)
+                        continue
+                    path = prefix + name
+                    old = known.get(path)
+                    if old is None and not wanted(name):
+                        continue
+                    try:
+                        st = stat(name, dir_fd=fd)
+                    except OSError as exc:
+                        key: StatKey = (-(exc.errno or errno.EIO),)
+                    else:
+                        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+                    if path in alive:
+                        continue  # named by an earlier group: that group's labels win
+                    alive.add(path)
+                    if old is not None and old.stat == key:
+                        if old.valid_until is not None and now >= old.valid_until and old.ders:
+                            jobs.append(_Job(path, key, labels, password, old))
+                        continue
+                    jobs.append(_Job(path, key, labels, password))
+            except OSError:
+                pass  # the directory vanished or became unreadable while listed: what was seen stands
+            finally:
+                os.close(fd)
 
     def _read_batch(self, batch: list[_Job], now: datetime) -> list[_Result]:
         out = []
