@@ -12,6 +12,7 @@ Every failure is data for that file only (``certloop_probe_success 0`` with a re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fnmatch
 import gc
@@ -20,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import time
 from collections.abc import Hashable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -369,8 +371,14 @@ def _adopt(source: FileSource) -> None:
 
     A worker lives for one sweep and makes no reference cycles worth collecting: without the cyclic
     collector it neither pauses nor touches (and so copies) the pages it shares with the parent.
+    The parent's signal handling (the event loop's wakeup fd, SIGTERM/SIGHUP handlers) is undone: a
+    signal to the process group must stop a worker, not be relayed into the parent's loop.
     """
     gc.disable()
+    with contextlib.suppress(ValueError):  # only possible from the main thread
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, signal.SIG_DFL)
     _ADOPTED[:] = [source]
 
 
