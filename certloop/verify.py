@@ -46,8 +46,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from certloop.der import oid_contents, raw_extensions
 from certloop.errors import CertloopError
-from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem, raw_extensions, tbs_fields
+from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem, tbs_fields
 
 __all__ = [
     "TrustStore",
@@ -259,20 +260,7 @@ _UPPER: dict[tuple[object, ...], Verdict] = {}
 _UPPER_INFO: dict[tuple[object, ...], _Upper] = {}
 
 
-def _oid_contents(oid: x509.ObjectIdentifier) -> bytes:
-    """The DER contents octets of an OID (to compare with raw extension OIDs)."""
-    arcs = [int(a) for a in oid.dotted_string.split(".")]
-    out = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        while arc > 0x7F:
-            arc >>= 7
-            chunk.append(0x80 | (arc & 0x7F))
-        out += bytes(reversed(chunk))
-    return bytes(out)
-
-
-_SHAPE_VALUES = frozenset(_oid_contents(o) for o in (
+_SHAPE_VALUES = frozenset(oid_contents(o) for o in (
     ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.KEY_USAGE,
     ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.EXTENDED_KEY_USAGE,
 ))  # the extensions the Web PKI policies read the value of; others matter by OID and criticality only

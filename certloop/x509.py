@@ -1,7 +1,7 @@
 """Certificate facts: parse PEM, DER and PKCS#12 into certificates, and describe each one.
 
-Pure apart from :func:`read_certificate_file`, the one function that touches the file system
-(with a bounded read). Parsing never lets one bad entry hide the others: every parser returns
+Pure apart from :func:`read_certificate_file` and :func:`read_bounded`, which touch the file system
+(one open, ``fstat`` and a bounded read). Parsing never lets one bad entry hide the others: every parser returns
 the certificates it could read plus a :class:`Problem` per entry it could not.
 
     parsed = read_certificate_file("/etc/ssl/shop.pem")      # raises FileError when nothing usable
@@ -10,9 +10,11 @@ the certificates it could read plus a :class:`Problem` per entry it could not.
         print(f.subject, f.not_after, f.weak_crypto)
     roles = chain_roles(parsed.certificates)                  # (Role.LEAF, Role.INTERMEDIATE, ...)
 
-Performance: :func:`facts` (about 35 us uncached, 1.3 us cached) and :func:`load_der_chain` keep
+Performance: :func:`facts` (about 35-45 us uncached, 1.3 us cached) and :func:`load_der_chain` keep
 bounded caches keyed by the certificate / its DER bytes, so re-probing an unchanged endpoint parses
-and describes nothing twice. Files are parsed afresh: callers re-read a file only when it changed.
+and describes nothing twice. ``facts`` decodes the extensions in one pass and caches names and keys
+by their DER (an issuer's name, a shared key: decoded once); the same PEM block in many files (an
+intermediate in every fullchain) and identical file contents (:func:`certificates_in`) parse once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from certloop.der import TbsFields, tbs_of
 from certloop.errors import CertloopError
 
 __all__ = [
@@ -45,7 +48,6 @@ __all__ = [
     "Parsed",
     "Problem",
     "Role",
-    "TbsFields",
     "certificates_in",
     "chain_roles",
     "der_bytes",
@@ -56,7 +58,6 @@ __all__ = [
     "parse_ip",
     "parse_pem",
     "parse_pkcs12",
-    "raw_extensions",
     "read_bounded",
     "read_certificate_file",
     "tbs_fields",
@@ -438,39 +439,6 @@ def _key_info(cert: x509.Certificate) -> tuple[str, int]:
     return "unknown", 0
 
 
-@dataclass(frozen=True, slots=True)
-class TbsFields:
-    """Raw DER pieces of a certificate, sliced without decoding (whole elements unless noted)."""
-
-    version: bytes  # the explicit [0] element, b"" for v1
-    serial: bytes  # INTEGER contents
-    signature: bytes  # the TBS AlgorithmIdentifier
-    issuer: bytes
-    validity_tags: tuple[int, int]  # 0x17 UTCTime or 0x18 GeneralizedTime, not_before then not_after
-    subject: bytes
-    spki: bytes
-    spki_algorithm: bytes
-    key_head: bytes  # the key BIT STRING's unused-bits octet and first key octet (EC point form, ...)
-    outer_signature: bytes  # the Certificate's signatureAlgorithm (must equal ``signature``)
-    extensions: bytes  # the contents of the [3] element (a SEQUENCE of Extension), b"" when absent
-    trailer: bytes  # TBS elements between the key and the extensions (unique identifiers), usually b""
-
-
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``pos``; ValueError when malformed."""
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if not 0 < n <= 4 or tag & 0x1F == 0x1F:
-            raise ValueError("unsupported DER length or tag")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise ValueError("DER element overruns its container")
-    return tag, pos, pos + length
-
-
 _DER_CACHE_BY_CERT: dict[x509.Certificate, tuple[bytes, TbsFields | None]] = {}
 
 
@@ -479,7 +447,7 @@ def _der_and_tbs(cert: x509.Certificate) -> tuple[bytes, TbsFields | None]:
         return _DER_CACHE_BY_CERT[cert]
     except KeyError:
         der = cert.public_bytes(serialization.Encoding.DER)
-        return _remember(_DER_CACHE_BY_CERT, cert, (der, _tbs_of(der)))
+        return _remember(_DER_CACHE_BY_CERT, cert, (der, tbs_of(der)))
 
 
 def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
@@ -490,72 +458,6 @@ def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
 def der_bytes(cert: x509.Certificate) -> bytes:
     """The DER encoding of ``cert`` (cached by certificate, like its facts)."""
     return _der_and_tbs(cert)[0]
-
-
-def _tbs_of(der: bytes) -> TbsFields | None:
-    try:
-        _, start, _ = _tlv(der, 0)
-        _, tbs, tbs_end = _tlv(der, start)
-        _, _, outer_end = _tlv(der, tbs_end)
-        outer = der[tbs_end:outer_end]
-        pos = tbs
-        tag, _, el_end = _tlv(der, pos)
-        version = b""
-        if tag == 0xA0:
-            version, pos = der[pos:el_end], el_end
-        elements = []
-        for _ in range(6):  # serial, signature, issuer, validity, subject, spki
-            tag, content, el_end = _tlv(der, pos)
-            elements.append((tag, content, pos, el_end))
-            pos = el_end
-        (_, serial_c, _, serial_e), sig, iss, val, subj, spki = elements
-        nb_end = _tlv(der, val[1])[2]
-        na_tag = _tlv(der, nb_end)[0]
-        alg = _tlv(der, spki[1])
-        key_content = _tlv(der, alg[2])[1]
-        trailer_start, trailer_end, extensions = pos, tbs_end, b""
-        while pos < tbs_end:
-            tag, content, el_end = _tlv(der, pos)
-            if tag == 0xA3:
-                trailer_end, extensions = pos, der[content:el_end]
-            pos = el_end
-        return TbsFields(
-            version=version,
-            serial=der[serial_c:serial_e],
-            signature=der[sig[2] : sig[3]],
-            issuer=der[iss[2] : iss[3]],
-            validity_tags=(der[val[1]], na_tag),
-            subject=der[subj[2] : subj[3]],
-            spki=der[spki[2] : spki[3]],
-            spki_algorithm=der[spki[1] : alg[2]] if alg[0] == 0x30 else b"",
-            key_head=der[key_content : key_content + 2],
-            outer_signature=outer,
-            extensions=extensions,
-            trailer=der[trailer_start:trailer_end],
-        )
-    except (ValueError, IndexError):
-        return None
-
-
-def raw_extensions(tbs: TbsFields) -> tuple[tuple[bytes, bool, bytes], ...] | None:
-    """(OID contents, critical, value contents) per extension, undecoded; None when malformed."""
-    der = tbs.extensions
-    out: list[tuple[bytes, bool, bytes]] = []
-    try:
-        if der:
-            _, pos, end = _tlv(der, 0)
-            while pos < end:
-                _, content, ext_end = _tlv(der, pos)
-                _, oid_c, oid_e = _tlv(der, content)
-                tag, value_c, value_e = _tlv(der, oid_e)
-                critical = tag == 0x01 and der[value_c:value_e] != b"\x00"
-                if tag == 0x01:
-                    tag, value_c, value_e = _tlv(der, value_e)
-                out.append((der[oid_c:oid_e], critical, der[value_c:value_e]))
-                pos = ext_end
-    except (ValueError, IndexError):
-        return None
-    return tuple(out)
 
 
 _NAME_TEXT: dict[bytes, str] = {}

@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop import verify as verify_mod
 from certloop import x509 as x509_mod
+from certloop.der import oid_contents, raw_extensions, tbs_of
 from certloop.verify import TrustStore, Verdict, covers, verify_chain
 from certloop.x509 import facts, parse_pem, to_pem
 from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
@@ -300,9 +301,9 @@ def test_tbs_fields_slice_the_der() -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert tbs.validity_tags == (0x17, 0x17)
     assert tbs.serial.lstrip(b"\0") == leaf.serial_number.to_bytes(20, "big").lstrip(b"\0")
-    assert x509_mod._tbs_of(b"\x30\x05\x30\x03") is None  # truncated: no crash, no fields
-    raw = x509_mod.raw_extensions(tbs)
+    assert tbs_of(b"\x30\x05\x30\x03") is None  # truncated: no crash, no fields
+    raw = raw_extensions(tbs)
     assert raw is not None
     assert [(critical, value) for _, critical, value in raw] == [
         (e.critical, e.value.public_bytes()) for e in leaf.extensions]
-    assert [verify_mod._oid_contents(e.oid) for e in leaf.extensions] == [oid for oid, _, _ in raw]
+    assert [oid_contents(e.oid) for e in leaf.extensions] == [oid for oid, _, _ in raw]
