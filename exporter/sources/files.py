@@ -181,9 +181,8 @@ class FileSource:
 
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
-        # Listing and stat'ing runs on the loop in slices of _SLICE files, yielding in between, so
-        # /metrics keeps answering. (In a thread, each stat's GIL release hands the GIL to a busy
-        # loop and back: against a scrape in progress that tripled an idle sweep of 10,000 files.)
+        # Listing and stat'ing runs on the loop in slices of _SLICE files (a few ms each), yielding in
+        # between, so /metrics keeps answering; the sweep's state is only ever touched on the loop.
         alive: set[Hashable] = set()
         jobs: list[_Job] = []
         for _ in self._scan(now, alive, jobs):
