@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 _BATCH = 256
 _POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
 _SLICE = 1024  # files stat'ed between two yields to the event loop (a few milliseconds)
+_SETTLED = 2.0  # seconds a directory must be unmodified before its listing is reused (coarse mtimes)
 _CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
 _GLOB_CHARS = frozenset("*?[")
 StatKey = tuple[int, ...]
@@ -130,6 +131,34 @@ def _job_path(job: _Job) -> str:
     return job.path
 
 
+# (directory stat key, (name, path) of each wanted file, subdirectories to descend, reusable)
+_Listing = tuple[tuple[int, ...], tuple[tuple[str, str], ...], tuple[str, ...], bool]
+
+
+def _list(directory: str, fd: int, dir_key: tuple[int, ...], recursive: bool, wanted: _NameFilter) -> _Listing:
+    """One directory's wanted files and subdirectories, split as ``os.walk`` does (raises OSError)."""
+    settled = time.time() - dir_key[2] / 1e9 > _SETTLED
+    prefix = directory if directory.endswith(os.sep) else directory + os.sep
+    files: list[tuple[str, str]] = []
+    subdirs: list[str] = []
+    with os.scandir(fd) as it:
+        for entry in it:
+            name = entry.name
+            if entry.is_symlink():
+                settled = False
+            try:
+                # os.walk's split: a symlink to a directory is a directory (not descended into)
+                is_dir = entry.is_dir() if recursive else entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive and not entry.is_symlink():
+                    subdirs.append(prefix + name)
+            elif wanted(name):
+                files.append((name, prefix + name))
+    return dir_key, tuple(files), tuple(subdirs), settled
+
+
 @dataclass(frozen=True, slots=True)
 class _Known:
     """What is kept per file between sweeps: enough to skip it, or to re-judge it without reading."""
@@ -178,6 +207,7 @@ class FileSource:
                 password = None  # validated at load time; the secret vanished since: read without it
             self._groups.append((group, _NameFilter(group), tuple(sorted(group.labels.items())), password))
         self._known: dict[str, _Known] = {}
+        self._listings: dict[tuple[int, str], _Listing] = {}
 
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
@@ -239,20 +269,21 @@ class FileSource:
     def _scan(self, now: datetime, alive: set[Hashable], jobs: list[_Job]) -> Iterator[None]:
         """Fill ``alive`` (paths that exist now) and ``jobs`` (to read: new or changed; to re-judge:
         time passed), yielding every :data:`_SLICE` files so the caller can let the loop run."""
-        for group, wanted, labels, password in self._groups:
+        listings: dict[tuple[int, str], _Listing] = {}
+        for index, (group, _, labels, password) in enumerate(self._groups):
             for pattern in group.paths:
                 if _GLOB_CHARS & set(pattern):
                     for match in sorted(glob.glob(pattern, recursive=group.recursive)):
                         if os.path.isdir(match):
                             yield from self._scan_directory(
-                                match, group.recursive, wanted, labels, password, now, alive, jobs)
+                                match, index, listings, now, alive, jobs)
                         else:
                             self._consider(match, stat_key(match), labels, password, now, alive, jobs)
                 elif os.path.isdir(pattern):
-                    yield from self._scan_directory(
-                        pattern, group.recursive, wanted, labels, password, now, alive, jobs)
+                    yield from self._scan_directory(pattern, index, listings, now, alive, jobs)
                 else:
                     self._consider(pattern, stat_key(pattern), labels, password, now, alive, jobs)
+        self._listings = listings  # those of directories that are gone are dropped
 
     def _consider(
         self, path: str, key: StatKey, labels: tuple[tuple[str, str], ...], password: bytes | None,
@@ -269,15 +300,19 @@ class FileSource:
         jobs.append(_Job(path, key, labels, password))
 
     def _scan_directory(
-        self, root: str, recursive: bool, wanted: _NameFilter, labels: tuple[tuple[str, str], ...],
-        password: bytes | None, now: datetime, alive: set[Hashable], jobs: list[_Job],
+        self, root: str, index: int, listings: dict[tuple[int, str], _Listing], now: datetime,
+        alive: set[Hashable], jobs: list[_Job],
     ) -> Iterator[None]:
         """:meth:`_consider` every file under ``root`` (as :func:`_list_directory` lists them).
 
-        The idle-sweep hot path, so written out in one loop: names and file types come from
-        ``scandir`` (no syscall), each file costs one ``stat`` relative to its open directory, and a
-        path already known passed the name filter before (a source's filters never change).
+        The idle-sweep hot path, so written out in one loop: each file costs one ``stat`` relative to
+        its open directory. A directory whose own stat is unchanged since a listing taken when it had
+        been settled for a while (:data:`_SETTLED`; timestamps are coarse) has the same entries, so its
+        filtered listing is reused. Directories holding symlinks are always listed again (a link's
+        target can change type without its directory changing).
         """
+        group, wanted, labels, password = self._groups[index]
+        recursive = group.recursive
         known = self._known
         stat = os.stat
         budget = _SLICE
@@ -285,29 +320,20 @@ class FileSource:
         stack = [root]
         while stack:
             directory = stack.pop()
-            prefix = directory if directory.endswith(os.sep) else directory + os.sep
             try:
                 fd = os.open(directory, flags)
             except OSError:
                 continue
             try:
-                with os.scandir(fd) as it:
-                    entries = list(it)
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        # os.walk's split: a symlink to a directory is a directory (not descended into)
-                        is_dir = entry.is_dir() if recursive else entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        is_dir = False
-                    if is_dir:
-                        if recursive and not entry.is_symlink():
-                            stack.append(prefix + name)
-                        continue
-                    path = prefix + name
-                    old = known.get(path)
-                    if old is None and not wanted(name):
-                        continue
+                dst = os.fstat(fd)
+                dir_key = (dst.st_dev, dst.st_ino, dst.st_mtime_ns, dst.st_ctime_ns)
+                listing = self._listings.get((index, directory))
+                if listing is None or listing[0] != dir_key:
+                    listing = _list(directory, fd, dir_key, recursive, wanted)
+                if listing[3]:
+                    listings[(index, directory)] = listing
+                stack.extend(reversed(listing[2]))
+                for name, path in listing[1]:
                     budget -= 1
                     if not budget:
                         budget = _SLICE
@@ -321,6 +347,7 @@ class FileSource:
                     if path in alive:
                         continue  # named by an earlier group: that group's labels win
                     alive.add(path)
+                    old = known.get(path)
                     if old is not None and old.stat == key:
                         if old.valid_until is not None and now >= old.valid_until and old.ders:
                             jobs.append(_Job(path, key, labels, password, old))

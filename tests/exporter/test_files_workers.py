@@ -119,3 +119,27 @@ def test_a_broken_worker_pool_falls_back_to_reading_in_process(
     assert "file workers failed" in caplog.text
     assert got == expected
     assert len(alive) == len(got)
+
+
+def test_reused_directory_listings_still_see_every_change(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reusing a settled directory's listing misses nothing: added, removed, rewritten files all show."""
+    monkeypatch.setattr(files_mod, "_SETTLED", -1.0)  # every listing counts as settled at once
+    root = tmp_path / "certs"
+    _tree(pki, root)
+    now = datetime.now(UTC)
+    source = _source(tmp_path, root, pki, lambda: now)
+    _, alive = _sweep(source)
+    assert source._listings  # the listings are kept for reuse
+    assert _sweep(source) == ({}, alive)  # nothing changed: nothing rendered again
+    added = root / "d1" / "added.pem"
+    added.write_bytes(pki.leaf(["added.example"]).fullchain_pem)
+    (root / "d2" / "host2.crt").unlink()
+    rewritten = root / "d0" / "host0.fullchain.pem"
+    renewed = pki.leaf(["host0.example"], days=300)
+    rewritten.write_bytes(renewed.fullchain_pem)  # in place: the directory itself does not change
+    changed, alive_now = _sweep(source)
+    assert set(changed) == {str(added), str(rewritten)}
+    assert str(root / "d2" / "host2.crt") not in alive_now
+    assert renewed.fingerprint.encode() in changed[str(rewritten)][m.CERT_INFO.name]
