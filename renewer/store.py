@@ -35,6 +35,7 @@ __all__ = [
     "OPEN_STATES",
     "TERMINAL_STATES",
     "CertificateState",
+    "EnqueueItem",
     "Enqueued",
     "Job",
     "JobEvent",
@@ -188,6 +189,18 @@ class Enqueued:
 
 
 @dataclass(frozen=True)
+class EnqueueItem:
+    """One enqueue of a batch (:meth:`Store.enqueue_many`); the arguments of :meth:`Store.enqueue`."""
+
+    certificate: str
+    trigger: str
+    reason: str
+    now: datetime
+    alert_started: datetime | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
 class LedgerEvent:
     issuer: str
     scope: str
@@ -307,25 +320,84 @@ class Store:
                     ).scalar()
                     if last is not None and last >= to_ms(alert_started):
                         return Enqueued(None, False)
-                ms = to_ms(now)
-                inserted = conn.execute(
-                    jobs.insert().values(
-                        certificate=certificate, trigger=trigger, reason=reason[:512], force=force,
-                        state=State.QUEUED.value, attempt=0, deploy_attempt=0, not_before=ms,
-                        created_at=ms, updated_at=ms, active_key=certificate,
-                    )
-                ).inserted_primary_key
-                assert inserted is not None
-                job_id = int(inserted[0])
-                conn.execute(job_events.insert().values(
-                    job_id=job_id, from_state=None, to_state=State.QUEUED.value, at=ms, reason=reason, actor=actor,
-                ))
-                return Enqueued(int(job_id), True)
+                item = EnqueueItem(certificate, trigger, reason, now, alert_started, actor)
+                return Enqueued(self._insert_job(conn, item, force), True)
         except IntegrityError:
             # Another replica (or request) opened it between our look and our insert: the constraint won.
             with self._tx("enqueue") as conn:
                 existing = conn.execute(sa.select(jobs.c.id).where(jobs.c.active_key == certificate)).scalar()
             return Enqueued(None if existing is None else int(existing), False)
+
+    def enqueue_many(self, items: Sequence[EnqueueItem]) -> list[Enqueued]:
+        """:meth:`enqueue` (not forced) for each item, in order, in ONE transaction and one commit.
+
+        The result is what the items enqueued one after another would give: a certificate named twice
+        opens at most one job, the later item is its duplicate. Two lookups cover the whole batch (open
+        jobs, last successes); only new jobs are written. The unique ``active_key`` stays the arbiter:
+        when another replica wins a race the batch rolls back and each item is retried on its own.
+        """
+        if not items:
+            return []
+        try:
+            with self._tx("enqueue") as conn:
+                return self._enqueue_batch(conn, items)
+        except IntegrityError:
+            return [self.enqueue(i.certificate, trigger=i.trigger, reason=i.reason, now=i.now,
+                                 alert_started=i.alert_started, actor=i.actor) for i in items]
+
+    @staticmethod
+    def _enqueue_batch(conn: Connection, items: Sequence[EnqueueItem]) -> list[Enqueued]:
+        names = sorted({i.certificate for i in items})
+        open_jobs: dict[str, int] = {
+            str(key): int(job_id) for key, job_id in
+            conn.execute(sa.select(jobs.c.active_key, jobs.c.id).where(jobs.c.active_key.in_(names)))
+        }
+        closed = [n for n in names if n not in open_jobs]
+        last_success: dict[str, int] = {}
+        if closed and any(i.alert_started is not None for i in items):
+            last_success = {
+                str(cert): int(ms) for cert, ms in conn.execute(
+                    sa.select(certificate_state.c.certificate, certificate_state.c.last_success_at)
+                    .where(certificate_state.c.certificate.in_(closed),
+                           certificate_state.c.last_success_at.is_not(None))
+                )
+            }
+        first: dict[str, EnqueueItem] = {}  # certificates to open, with the item that opens each
+        for item in items:
+            last = last_success.get(item.certificate)
+            stale = item.alert_started is not None and last is not None and last >= to_ms(item.alert_started)
+            if item.certificate not in open_jobs and item.certificate not in first and not stale:
+                first[item.certificate] = item
+        # Inserts in one global order (sorted ids): racing batches of two replicas then wait on each other's
+        # unique-key entries in the same order and cannot deadlock.
+        created = {cert: Store._insert_job(conn, first[cert], False) for cert in sorted(first)}
+        out: list[Enqueued] = []
+        for item in items:
+            cert = item.certificate
+            if first.get(cert) is item:
+                out.append(Enqueued(created[cert], True))
+                open_jobs[cert] = created[cert]  # later items of the batch are its duplicates
+            else:  # open already, or renewed after this alert started (a repeat notification): None
+                out.append(Enqueued(open_jobs.get(cert), False))
+        return out
+
+    @staticmethod
+    def _insert_job(conn: Connection, item: EnqueueItem, force: bool) -> int:
+        ms = to_ms(item.now)
+        inserted = conn.execute(
+            jobs.insert().values(
+                certificate=item.certificate, trigger=item.trigger, reason=item.reason[:512], force=force,
+                state=State.QUEUED.value, attempt=0, deploy_attempt=0, not_before=ms,
+                created_at=ms, updated_at=ms, active_key=item.certificate,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        job_id = int(inserted[0])
+        conn.execute(job_events.insert().values(
+            job_id=job_id, from_state=None, to_state=State.QUEUED.value, at=ms, reason=item.reason,
+            actor=item.actor,
+        ))
+        return job_id
 
     def claim(self, owner: str, now: datetime, lease: timedelta) -> Job | None:
         """Take the next runnable open job: due, and not leased (or its lease expired)."""
