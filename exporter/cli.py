@@ -2,6 +2,7 @@
 
     certloop exporter --config.file exporter.yml --web.listen-address 127.0.0.1:9793
     certloop exporter --config.file exporter.yml --config.check    # validate and exit (0 ok, 1 bad)
+    certloop exporter --config.file exporter.yml --web.probe-workers 2   # /probe on 3 processes
 
 Exit codes: 0 clean shutdown or valid config, 1 invalid config, 2 cannot listen, 64 bad usage.
 """
@@ -19,15 +20,17 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from certloop.errors import ConfigError
+from certloop.httpserver import HttpServer
 from exporter.config import ExporterConfig, load_config, split_target
 from exporter.engine import Engine, build_context
-from exporter.server import build_server
+from exporter.server import ProbeWorkers, build_server, serve_worker
 from exporter.sources import ProbeCounter
 
 __all__ = ["main"]
 
 log = logging.getLogger("exporter")
 DEFAULT_LISTEN = "127.0.0.1:9793"
+LOOPBACK = "127.0.0.1"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"host:port to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
     p.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument("--web.probe-workers", dest="probe_workers", type=int, default=0, metavar="N",
+                   help="extra processes answering /probe on the same address (SO_REUSEPORT; default 0)")
+    p.add_argument("--web.probe-worker-of", dest="worker_of", help=argparse.SUPPRESS)  # internal: run as a worker
     return p
 
 
@@ -68,8 +74,13 @@ def main(argv: Sequence[str]) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a declared dependency
         pass
+    if args.probe_workers < 0:
+        print("certloop exporter: --web.probe-workers must be 0 or more", file=sys.stderr)
+        return 64
     try:
-        return int(runner(_serve(args.config_file, config, host, port)))
+        if args.worker_of:
+            return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of))))
+        return int(runner(_serve(args.config_file, config, host, port, args.probe_workers)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -91,19 +102,32 @@ def _listen_address(text: str) -> tuple[str, int]:
     return found, number
 
 
-async def _serve(config_path: str, config: ExporterConfig, host: str, port: int) -> int:
+async def _serve(config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0) -> int:
     engine = Engine(config_path, config=config)
-    server = build_server(engine)
+    workers: ProbeWorkers | None = None
+    server = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
+                          reuse_port=probe_workers > 0)
     await server.start(host, port)
+    private: HttpServer | None = None
+    if probe_workers > 0:  # workers forward everything but /probe here
+        private = build_server(engine, on_reload=lambda: workers.reload() if workers else None)
+        await private.start(LOOPBACK, 0)
+        workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port))
+        workers.start()
     await engine.start()
     shown = f"[{host}]" if ":" in host else host
     log.info("listening on http://%s:%d/metrics (pid %d)", shown, server.port, os.getpid())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload_all() -> None:
+        ok, _ = await engine.reload()
+        if ok and workers is not None:
+            workers.reload()
 
     def on_hup() -> None:
-        task = asyncio.create_task(engine.reload())
+        task = asyncio.create_task(reload_all())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -117,6 +141,10 @@ async def _serve(config_path: str, config: ExporterConfig, host: str, port: int)
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await server.close()
+        if workers is not None:
+            workers.stop()
+        if private is not None:
+            await private.close()
         await engine.stop()
     log.info("stopped")
     return 0

@@ -5,16 +5,40 @@
 ``GET /-/healthy`` 200 while the process runs
 ``GET /-/ready``   200 after the first complete sweep of every source, else 503
 ``POST /-/reload`` re-read the config file: 200, or 500 with the reason (the old config keeps running)
+
+Probe workers (``--web.probe-workers N``): one Python process tops out near one core of
+``/probe`` handshakes, so N extra processes listen on the same address with ``SO_REUSEPORT``
+and the kernel spreads connections over all of them. Workers only *probe*: every other request
+that lands on a worker is forwarded over loopback to the main process's private listener, so
+``/metrics`` (the inventory), readiness and ``/-/reload`` always answer from the one process
+that sweeps. After a successful reload the main process sends SIGHUP to its workers, which
+re-read the same config file. Known limit: ``/probe`` counts made by a worker are not in the
+main process's ``certloop_exporter_probes_total``.
 """
 
 from __future__ import annotations
 
-from certloop.httpserver import HttpServer, Request, Response, Router
-from exporter import metrics as m
-from exporter.engine import Engine
-from exporter.probe import ProbeHandler
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from urllib.parse import urlencode
 
-__all__ = ["build_server"]
+from certloop.httpserver import Handler, HttpServer, Request, Response, Router
+from exporter import metrics as m
+from exporter.config import load_config
+from exporter.engine import Engine, build_context
+from exporter.probe import ProbeHandler
+from exporter.sources import ProbeCounter
+from exporter.sources.base import Context
+
+__all__ = ["ProbeWorkers", "SharedPortServer", "WorkerContext", "build_server", "build_worker_server", "serve_worker"]
+
+log = logging.getLogger(__name__)
 
 _LANDING = """<html><head><title>certloop exporter</title></head><body>
 <h1>certloop exporter</h1>
@@ -24,9 +48,18 @@ _LANDING = """<html><head><title>certloop exporter</title></head><body>
 </body></html>
 """
 
+_ROUTES = (("GET", "/"), ("GET", "/metrics"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
+           ("POST", "/-/reload"), ("PUT", "/-/reload"))
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "content-length", "transfer-encoding", "host", "te"})
+_FORWARD_TIMEOUT = 30.0
 
-def build_server(engine: Engine) -> HttpServer:
-    """An (unstarted) HTTP server routing the exporter's endpoints to ``engine``."""
+
+def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
+                 reuse_port: bool = False) -> HttpServer:
+    """An (unstarted) HTTP server routing the exporter's endpoints to ``engine``.
+
+    ``on_reload`` runs after each successful ``/-/reload``; ``reuse_port`` lets probe workers
+    share the listening address."""
 
     async def metrics(_: Request) -> Response:
         return Response(200, engine.exposition(), m.CONTENT_TYPE)
@@ -41,18 +74,164 @@ def build_server(engine: Engine) -> HttpServer:
 
     async def reload(_: Request) -> Response:
         ok, message = await engine.reload()
+        if ok and on_reload is not None:
+            on_reload()
         return Response.text(f"{message}\n", 200 if ok else 500)
 
     async def landing(_: Request) -> Response:
         return Response(200, _LANDING.encode(), "text/html; charset=utf-8")
 
-    router = Router({
-        ("GET", "/"): landing,
-        ("GET", "/metrics"): metrics,
-        ("GET", "/probe"): ProbeHandler(lambda: engine.ctx),
-        ("GET", "/-/healthy"): healthy,
-        ("GET", "/-/ready"): ready,
-        ("POST", "/-/reload"): reload,
-        ("PUT", "/-/reload"): reload,
-    })
-    return HttpServer(router, server_header="certloop-exporter")
+    handlers: dict[tuple[str, str], Handler] = dict(zip(_ROUTES, (landing, metrics, healthy, ready, reload, reload),
+                                                        strict=True))
+    handlers[("GET", "/probe")] = ProbeHandler(lambda: engine.ctx)
+    cls = SharedPortServer if reuse_port else HttpServer
+    return cls(Router(handlers), server_header="certloop-exporter")
+
+
+class SharedPortServer(HttpServer):
+    """An :class:`HttpServer` whose listening socket has ``SO_REUSEPORT`` (every process sharing
+    an address must set it, the first one included)."""
+
+    async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, host, port, backlog=backlog, limit=16 * 1024, reuse_address=True, reuse_port=True,
+        )
+
+
+# -- the main process's side ----------------------------------------------------------------------
+
+
+class ProbeWorkers:
+    """``count`` worker processes probing on the main process's address, supervised by PID."""
+
+    def __init__(self, count: int, config_path: str, public: tuple[str, int], private: tuple[str, int]) -> None:
+        self.count = count
+        self.config_path = config_path
+        self.public = public
+        self.private = private
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def argv(self) -> list[str]:
+        host, port = self.public
+        shown = f"[{host}]" if ":" in host else host
+        return [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={self.config_path}",
+                f"--web.listen-address={shown}:{port}", f"--web.probe-worker-of={self.private[0]}:{self.private[1]}",
+                f"--log.level={logging.getLevelName(logging.getLogger().level).lower().replace('warning', 'warn')}"]
+
+    def start(self) -> None:
+        for _ in range(self.count):
+            self.processes.append(subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL))
+        log.info("started %d probe workers (pids %s)", self.count, ", ".join(str(p.pid) for p in self.processes))
+
+    def reload(self) -> None:
+        """Tell every worker to re-read the config file (after the main process accepted it)."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGHUP)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
+        self.processes.clear()
+
+
+# -- the worker's side ----------------------------------------------------------------------------
+
+
+class WorkerContext:
+    """A worker's probing context: built from the config file, rebuilt on SIGHUP, no sweeps."""
+
+    def __init__(self, config_path: str, ctx: Context) -> None:
+        self.config_path = config_path
+        self.ctx = ctx
+
+    def reload(self) -> None:
+        try:
+            self.ctx = build_context(load_config(self.config_path), self.ctx.counter)
+        except Exception:  # the main process validated this file; a race with an edit is logged
+            log.exception("probe worker %d: config reload failed, keeping the running config", os.getpid())
+
+
+def build_worker_server(worker: WorkerContext, main: tuple[str, int]) -> HttpServer:
+    """A worker's server: ``/probe`` here, every other known route forwarded to ``main``."""
+    forward = _Forwarder(main)
+    handlers: dict[tuple[str, str], Handler] = dict.fromkeys(_ROUTES, forward)
+    handlers[("GET", "/probe")] = ProbeHandler(lambda: worker.ctx)
+    return SharedPortServer(Router(handlers), server_header="certloop-exporter")
+
+
+class _Forwarder:
+    """Relay one request to the main process's private listener and its answer back."""
+
+    def __init__(self, main: tuple[str, int]) -> None:
+        self.main = main
+
+    async def __call__(self, request: Request) -> Response:
+        query = urlencode(list(_pairs(request.query)))
+        target = request.path + (f"?{query}" if query else "")
+        head = [f"{request.method} {target} HTTP/1.1", f"Host: {self.main[0]}:{self.main[1]}",
+                f"Content-Length: {len(request.body)}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in request.headers.items() if k not in _HOP_BY_HOP]
+        try:
+            async with asyncio.timeout(_FORWARD_TIMEOUT):
+                reader, writer = await asyncio.open_connection(*self.main)
+                try:
+                    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body)
+                    await writer.drain()
+                    raw = await reader.read()
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except (OSError, TimeoutError) as exc:
+            return Response.text(f"probe worker cannot reach the main exporter process: {exc}\n", 502)
+        return _parse_response(raw)
+
+
+def _pairs(query: Mapping[str, list[str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, values in query.items() for v in values]
+
+
+def _parse_response(raw: bytes) -> Response:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        return Response.text("malformed answer from the main exporter process\n", 502)
+    content_type, headers = "text/plain; charset=utf-8", []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        key, value = name.strip().lower(), value.strip()
+        if key == "content-type":
+            content_type = value
+        elif key not in _HOP_BY_HOP and key != "server":
+            headers.append((name.strip(), value))
+    return Response(status, body, content_type, headers)
+
+
+async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, int]) -> int:
+    """Run one probe worker until SIGTERM/SIGINT or until its parent (the main process) is gone."""
+    worker = WorkerContext(config_path, build_context(load_config(config_path), ProbeCounter()))
+    server = build_worker_server(worker, main)
+    await server.start(host, port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, worker.reload)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    parent = os.getppid()
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        await server.close()
+    return 0
