@@ -260,14 +260,15 @@ async def deploy(
     files = spec.outputs.files()
     journal_path = _journal_path(spec, ctx)
     journal_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # File work (reads, writes, fsyncs) runs in a thread: the renewer's API shares this event loop.
     if journal_path.exists():  # an earlier install was interrupted: undo it before starting anew
         await recover(spec, ctx)
     fingerprint = material.fingerprint
     if on_stage is not None:
         await on_stage("installing")
-    old_fingerprint = _leaf_fingerprint_of_files(files)
+    old_fingerprint = await asyncio.to_thread(_leaf_fingerprint_of_files, files)
     try:
-        prev = _snapshot(files)
+        prev = await asyncio.to_thread(_snapshot, files)
     except OSError as exc:
         raise RolledBack(f"cannot snapshot the live files: {exc}", exc) from exc
     journal = Journal(
@@ -278,11 +279,11 @@ async def deploy(
         new_fingerprint=fingerprint,
     )
     try:
-        write_atomic(journal_path, journal.dump(), mode=0o600)
+        await asyncio.to_thread(write_atomic, journal_path, journal.dump(), mode=0o600)
     except OSError as exc:  # nothing live has changed yet
         raise RolledBack(f"cannot write the install journal {journal_path}: {exc.strerror}", exc) from exc
     try:
-        _install(material, spec)
+        await asyncio.to_thread(_install, material, spec)
         installed_at = ctx.clock()
         await _run_steps(spec)
         if on_stage is not None:
@@ -292,8 +293,7 @@ async def deploy(
         )
     except Exception as exc:  # anything (a step, a probe, the stage callback): the old pair goes back
         await _roll_back(spec, ctx, journal, exc)
-    journal_path.unlink(missing_ok=True)
-    fsync_dir(journal_path.parent)
+    await asyncio.to_thread(_drop_journal, journal_path)
     return DeployResult(
         fingerprint=fingerprint,
         installed_at=installed_at,
@@ -317,14 +317,17 @@ async def _roll_back(
 
 async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) -> None:
     """Restore the snapshots, rerun the deploy steps, confirm the old leaf, drop the journal."""
-    _restore(journal)
+    await asyncio.to_thread(_restore, journal)
     await _run_steps(spec)
     old = journal.old_fingerprint
     if old is not None:
         await _await_served(
             spec.verify.endpoints, old, spec.verify.timeout.total_seconds(), ctx.dns_resolver
         )
-    path = _journal_path(spec, ctx)
+    await asyncio.to_thread(_drop_journal, _journal_path(spec, ctx))
+
+
+def _drop_journal(path: Path) -> None:
     path.unlink(missing_ok=True)
     fsync_dir(path.parent)
 

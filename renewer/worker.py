@@ -198,11 +198,12 @@ class Worker:
         await self.store.call(self.store.record_ledger, order_events(request, now, job.id))
         try:
             material = await pipeline.issue(spec, self.ctx)
-            pipeline.validate(material, spec, now=self.clock())
+            # Signature checks and fsyncs run off the event loop: webhooks share it and must not wait.
+            await asyncio.to_thread(pipeline.validate, material, spec, now=self.clock())
         except (IssuanceError, ValidationError) as exc:
             await self._issue_failed(job, spec, attempt, exc)
             return None
-        pipeline.save_material(self.ctx, job.id, material)
+        await asyncio.to_thread(pipeline.save_material, self.ctx, job.id, material)
         return material
 
     async def _issue_failed(self, job: Job, spec: CertificateSpec, attempt: int, exc: RenewerError) -> None:
