@@ -439,22 +439,26 @@ def _key_info(cert: x509.Certificate) -> tuple[str, int]:
     return "unknown", 0
 
 
-_DER_CACHE_BY_CERT: dict[x509.Certificate, tuple[bytes, TbsFields | None]] = {}
-
-
-_DER_BY_ID: dict[int, tuple[x509.Certificate, tuple[bytes, TbsFields | None]]] = {}
+_DER_BY_ID: dict[int, tuple[x509.Certificate, bytes, TbsFields | None]] = {}
+_TBS_BY_DER: dict[bytes, TbsFields | None] = {}
 
 
 def _der_and_tbs(cert: x509.Certificate) -> tuple[bytes, TbsFields | None]:
-    hit = _DER_BY_ID.get(id(cert))  # by identity first, as in facts()
+    """DER and TBS pieces of ``cert``: by object identity first, then by the DER bytes.
+
+    (A certificate object as a dictionary key costs ~3 us per lookup: it hashes and compares its
+    DER each time. Identical DER in different objects is rare: parsers here reuse objects.)
+    """
+    hit = _DER_BY_ID.get(id(cert))
     if hit is not None and hit[0] is cert:
-        return hit[1]
-    found = _DER_CACHE_BY_CERT.get(cert)
-    if found is None:
-        der = cert.public_bytes(serialization.Encoding.DER)
-        found = _remember(_DER_CACHE_BY_CERT, cert, (der, tbs_of(der)))
-    _remember(_DER_BY_ID, id(cert), (cert, found))
-    return found
+        return hit[1], hit[2]
+    der = cert.public_bytes(serialization.Encoding.DER)
+    try:
+        tbs = _TBS_BY_DER[der]
+    except KeyError:
+        tbs = _remember(_TBS_BY_DER, der, tbs_of(der))
+    _remember(_DER_BY_ID, id(cert), (cert, der, tbs))  # the entry holds cert: its id stays unique
+    return der, tbs
 
 
 def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
@@ -536,25 +540,23 @@ def _compute_facts(cert: x509.Certificate) -> CertFacts:
     )
 
 
-_FACTS_CACHE: dict[x509.Certificate, CertFacts] = {}
-
-
+_FACTS_BY_DER: dict[bytes, CertFacts] = {}
 _FACTS_BY_ID: dict[int, tuple[x509.Certificate, CertFacts]] = {}
 
 
 def facts(cert: x509.Certificate) -> CertFacts:
-    """The :class:`CertFacts` of ``cert``, cached (certificates compare and hash by their DER).
+    """The :class:`CertFacts` of ``cert``, cached by its DER (equal certificates, equal facts).
 
-    Looking a certificate up by its DER costs ~3 us (hash and compare the encoding), and one chain
-    asks for its facts a dozen times: the same object is found first by identity (the entry holds
-    the certificate, so its id cannot be reused while cached).
+    One chain asks for its facts a dozen times: the same object is found first by identity (the
+    entry holds the certificate, so its id cannot be reused while cached), in ~0.5 us.
     """
     hit = _FACTS_BY_ID.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1]
-    found = _FACTS_CACHE.get(cert)
+    der = _der_and_tbs(cert)[0]
+    found = _FACTS_BY_DER.get(der)
     if found is None:
-        found = _remember(_FACTS_CACHE, cert, _compute_facts(cert))
+        found = _remember(_FACTS_BY_DER, der, _compute_facts(cert))
     _remember(_FACTS_BY_ID, id(cert), (cert, found))
     return found
 
