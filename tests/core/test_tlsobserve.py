@@ -78,6 +78,10 @@ CASES: dict[str, Case] = {
     "big-chain13": Case("ec256", ("ssl_protocols TLSv1.3",), chain_length=40),
     "big-chain12": Case("ec256", ("ssl_protocols TLSv1.2",), chain_length=40),
 }
+MTLS: dict[str, tuple[str, ...]] = {  # client certificate required: {ca} is the test root's path
+    "mtls12": ("ssl_protocols TLSv1.2", 'ssl_client_certificate "{ca}"', "ssl_verify_client on"),
+    "mtls13": ("ssl_protocols TLSv1.3", 'ssl_client_certificate "{ca}"', "ssl_verify_client on"),
+}
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     log = directory / "site-info.log"
     ports: dict[str, int] = {}
     chains: dict[str, tuple[bytes, ...]] = {}
-    for name, case in CASES.items():
+    ca = pki.write_root(directory / "root.pem")
+    cases = {**CASES, **{name: Case("ec256", tuple(d.format(ca=ca) for d in lines)) for name, lines in MTLS.items()}}
+    for name, case in cases.items():
         leaf = pki.leaf([NAME], key_kind=case.leaf)
         if case.chain_length > 1:  # the same intermediate repeated: a chain of ~20 KB over many records
             leaf = Issued(leaf.cert, leaf.key, [pki.intermediate.cert] * case.chain_length)
@@ -145,6 +151,17 @@ def test_fast_path_equals_openssl_against_nginx(matrix: Matrix, name: str) -> No
     assert fast.chain_der == matrix.chains[name]
     assert fast.path == CASES[name].path
     assert PATHS["fallback"] - before == (1 if CASES[name].path == "openssl" else 0)
+
+
+@pytest.mark.parametrize("name", list(MTLS))
+def test_server_asking_for_a_client_certificate(matrix: Matrix, name: str) -> None:
+    """nginx with ``ssl_verify_client on`` asks for a client certificate (after presenting its
+    own in TLS 1.2, before in 1.3) and refuses the missing one only at the HTTP level: both
+    paths see the same chain, the fast path skipping the CertificateRequest."""
+    fast, full = both_paths(matrix.ports[name])
+    assert_same(fast, full)
+    assert fast.path == "observe"
+    assert fast.chain_der == matrix.chains[name]
 
 
 def test_versions_and_ciphers_are_reported_like_openssl(matrix: Matrix) -> None:
@@ -213,6 +230,29 @@ def test_fast_path_equals_openssl_against_s_server(
     assert fast.path == "observe"
     assert fast.tls_version == version
     assert fast.chain_der == _der(leaf)
+
+
+def test_server_refusing_clients_without_certificate(
+    s_server_leaf: tuple[Issued, dict[str, Path]], tmp_path: Path
+) -> None:
+    """``openssl s_server -Verify 1 -tls1_2`` aborts the handshake without a client certificate: a full
+    OpenSSL handshake fails (reason handshake), while the fast path has already read the
+    server's chain by then and reports it (what the server presents is what we monitor)."""
+    leaf, paths = s_server_leaf
+    port = free_port()
+    argv = [require_binary("openssl", "openssl"), "s_server", "-accept", f"{LOOPBACK}:{port}", "-quiet",
+            "-cert", str(paths["cert"]), "-key", str(paths["key"]), "-cert_chain", str(paths["chain"]),
+            "-Verify", "1", "-CAfile", str(paths["chain"]), "-tls1_2"]
+    server = Process(argv, name="s_server", log_path=tmp_path / "s_server.log").start()
+    try:
+        server.wait_until(lambda: port_open(LOOPBACK, port), 10, "s_server listening")
+        fast = asyncio.run(fetch(LOOPBACK, port, server_name=NAME))
+        with pytest.raises(ProbeError) as caught:
+            asyncio.run(fetch(LOOPBACK, port, server_name=NAME, observe=False))
+    finally:
+        server.stop()
+    assert (fast.path, fast.chain_der) == ("observe", _der(leaf))
+    assert caught.value.reason is FailureReason.HANDSHAKE
 
 
 # -- STARTTLS -----------------------------------------------------------------------------------
