@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-__all__ = ["TbsFields", "oid_contents", "raw_extensions", "tbs_of"]
+__all__ = ["TbsFields", "oid_contents", "raw_extensions", "simple_name_text", "tbs_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +130,49 @@ def oid_contents(oid: x509.ObjectIdentifier) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
         out += bytes(reversed(chunk))
     return bytes(out)
+
+
+_NAME_KEYS = {oid_contents(oid): key for oid, key in (
+    (x509.NameOID.COMMON_NAME, "CN"), (x509.NameOID.LOCALITY_NAME, "L"),
+    (x509.NameOID.STATE_OR_PROVINCE_NAME, "ST"), (x509.NameOID.ORGANIZATION_NAME, "O"),
+    (x509.NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"), (x509.NameOID.COUNTRY_NAME, "C"),
+    (x509.NameOID.STREET_ADDRESS, "STREET"), (x509.NameOID.DOMAIN_COMPONENT, "DC"),
+    (x509.NameOID.USER_ID, "UID"),
+)}  # the short names cryptography's rfc4514_string() uses
+_ALNUM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_PRINTABLE = frozenset(_ALNUM + b" '()-./:=?")  # PrintableString minus what RFC 4514 escapes (+ ,)
+_TEXT = frozenset(_PRINTABLE | frozenset(b"*@_!$%&[]^`{|}~"))  # ASCII needing no RFC 4514 escape
+
+
+def simple_name_text(name: bytes) -> str | None:
+    """RFC 4514 text of a DER Name, exactly as ``cryptography`` writes it, for the plain case only.
+
+    Plain: single-attribute RDNs of well-known types (CN, O, OU, C, L, ST, STREET, DC, UID) whose
+    values are UTF8String, PrintableString or IA5String of ASCII characters that need no escaping
+    (no leading or trailing space). Anything else is None: the caller decodes the name fully.
+    """
+    try:
+        tag, pos, end = _tlv(name, 0)
+        if tag != 0x30:
+            return None
+        parts: list[str] = []
+        while pos < end:
+            tag, rdn, rdn_end = _tlv(name, pos)
+            if tag != 0x31:
+                return None
+            tag, atv, atv_end = _tlv(name, rdn)
+            if tag != 0x30 or atv_end != rdn_end:  # a SEQUENCE, and the only one in its SET
+                return None
+            tag, oid, oid_end = _tlv(name, atv)
+            key = _NAME_KEYS.get(name[oid:oid_end]) if tag == 0x06 else None
+            tag, start, stop = _tlv(name, oid_end)
+            value = name[start:stop]
+            allowed = _PRINTABLE if tag == 0x13 else _TEXT if tag in (0x0C, 0x16) else None
+            if (key is None or allowed is None or stop != atv_end or not value or not allowed.issuperset(value)
+                    or value[0] == 0x20 or value[-1] == 0x20 or (key == "C" and len(value) != 2)):
+                return None
+            parts.append(f"{key}={value.decode('ascii')}")
+            pos = rdn_end
+        return ",".join(reversed(parts))
+    except (ValueError, IndexError):
+        return None

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from certloop.der import TbsFields, tbs_of
+from certloop.der import TbsFields, simple_name_text, tbs_of
 from certloop.errors import CertloopError
 
 __all__ = [
@@ -478,10 +478,13 @@ _KEY_INFO: dict[bytes, tuple[str, int]] = {}
 def _name_text(raw: bytes | None, cert: x509.Certificate, subject: bool) -> str:
     """RFC 4514 text of a name, cached by its DER (an issuer is shared by many leaves)."""
     found = _NAME_TEXT.get(raw) if raw is not None else None
+    if found is not None or raw is None:
+        return found or (cert.subject if subject else cert.issuer).rfc4514_string()
+    found = simple_name_text(raw)  # the plain case straight from the DER, without Name objects
     if found is None:
         found = (cert.subject if subject else cert.issuer).rfc4514_string()
-        if raw is not None:
-            _remember(_NAME_TEXT, raw, found)
+    if not subject:  # issuers repeat (one per intermediate); a leaf's subject is seen once
+        _remember(_NAME_TEXT, raw, found)
     return found
 
 

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop import verify as verify_mod
 from certloop import x509 as x509_mod
-from certloop.der import oid_contents, raw_extensions, tbs_of
+from certloop.der import oid_contents, raw_extensions, simple_name_text, tbs_of
 from certloop.verify import TrustStore, Verdict, covers, verify_chain
 from certloop.x509 import facts, parse_pem, to_pem
 from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
@@ -307,3 +307,48 @@ def test_tbs_fields_slice_the_der() -> None:
     assert [(critical, value) for _, critical, value in raw] == [
         (e.critical, e.value.public_bytes()) for e in leaf.extensions]
     assert [oid_contents(e.oid) for e in leaf.extensions] == [oid for oid, _, _ in raw]
+
+
+def _named(attributes: list[list[x509.NameAttribute]]) -> x509.Certificate:
+    key = new_key("ec256")
+    name = x509.Name([x509.RelativeDistinguishedName(rdn) for rdn in attributes])
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(NOW).not_valid_after(NOW + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_name_text_from_der_equals_cryptography() -> None:
+    """Subjects/issuers written from the DER match rfc4514_string() for plain and awkward names alike."""
+    from cryptography.x509.name import _ASN1Type
+
+    attr = x509.NameAttribute
+    printable, ia5, bmp = _ASN1Type.PrintableString, _ASN1Type.IA5String, _ASN1Type.BMPString
+    names: list[list[list[x509.NameAttribute]]] = [
+        [[attr(NameOID.COMMON_NAME, "site00001.bench")]],
+        [[attr(NameOID.COUNTRY_NAME, "US")], [attr(NameOID.ORGANIZATION_NAME, "Let's Encrypt")],
+         [attr(NameOID.COMMON_NAME, "R3")]],
+        [[attr(NameOID.COMMON_NAME, "*.wild.example")]],
+        [[attr(NameOID.COMMON_NAME, "printable (x) = y?", printable)]],
+        [[attr(NameOID.COMMON_NAME, "ia5@example_x", ia5)]],
+        [[attr(NameOID.COMMON_NAME, "bmp name", bmp)]],
+        [[attr(NameOID.COMMON_NAME, "a,b+c;d<e>f\"g\\h")]],
+        [[attr(NameOID.COMMON_NAME, " leading and trailing ")]],
+        [[attr(NameOID.COMMON_NAME, "#hash")]],
+        [[attr(NameOID.COMMON_NAME, "ünïcode")]],
+        [[attr(NameOID.DOMAIN_COMPONENT, "com")], [attr(NameOID.DOMAIN_COMPONENT, "example")],
+         [attr(NameOID.USER_ID, "uid1")]],
+        [[attr(NameOID.EMAIL_ADDRESS, "a@example.com")], [attr(NameOID.SERIAL_NUMBER, "123")]],
+        [[attr(NameOID.COMMON_NAME, "multi"), attr(NameOID.ORGANIZATION_NAME, "valued")]],
+        [[attr(x509.ObjectIdentifier("1.3.6.1.4.1.55555.7"), "custom")]],
+        [[attr(NameOID.STREET_ADDRESS, "1 Main St.")], [attr(NameOID.LOCALITY_NAME, "Town")],
+         [attr(NameOID.STATE_OR_PROVINCE_NAME, "State")], [attr(NameOID.ORGANIZATIONAL_UNIT_NAME, "Unit/IT")]],
+    ]
+    for attributes in names:
+        cert = _named(attributes)
+        expected = cert.subject.rfc4514_string()
+        assert facts(cert).subject == facts(cert).issuer == expected
+        fast = simple_name_text(cert.subject.public_bytes())
+        assert fast is None or fast == expected, expected
+    assert simple_name_text(_named(names[0]).subject.public_bytes()) == "CN=site00001.bench"  # the fast path ran
