@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop import verify as verify_mod
@@ -42,7 +43,7 @@ def _reference(chain: Chain, trust: TrustStore, at: datetime, hostname: str | No
 def _custom_leaf(
     issuer: Issued, names: list[str], *, eku: list[x509.ObjectIdentifier] | None = None,
     extra: list[tuple[x509.ExtensionType, bool]] = (),  # type: ignore[assignment]
-    sign_key: Any = None, ca: bool = False, key: Any = None, days: int = 90,
+    sign_key: Any = None, ca: bool = False, key: Any = None, days: int = 90, pss: bool = False,
 ) -> x509.Certificate:
     key = key or new_key("ec256")
     builder = (
@@ -60,6 +61,9 @@ def _custom_leaf(
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     for ext, critical in extra:
         builder = builder.add_extension(ext, critical=critical)
+    if pss:
+        padding = rsa_padding.PSS(mgf=rsa_padding.MGF1(hashes.SHA256()), salt_length=32)
+        return builder.sign(sign_key or issuer.key, hashes.SHA256(), rsa_padding=padding)
     return builder.sign(sign_key or issuer.key, hashes.SHA256())
 
 
@@ -77,6 +81,10 @@ def _cases() -> Iterator[tuple[str, TrustStore, Chain]]:
         for i in range(3):  # leaves signed with the intermediate's own key type (RSA PKCS#1 or ECDSA)
             leaf = pki.leaf([f"k{i}.example"], key_kind=kind, issuer=same_kind, days=200)
             yield f"{kind} signed by {kind} {i}", trust, [leaf.cert, same_kind.cert]
+        if kind == "rsa2048":  # RSA-PSS signatures, twice (the second one answered by the shortcut)
+            for i in range(2):
+                yield f"pss {i}", trust, [_custom_leaf(same_kind, [f"pss{i}.example"], pss=True,
+                                                       eku=[ExtendedKeyUsageOID.SERVER_AUTH]), same_kind.cert]
         yield f"{kind} rsa leaf", trust, [pki.leaf(["rsa.example"], key_kind="rsa2048").cert, inter.cert]
         yield f"{kind} expired leaf", trust, [pki.leaf(["old.example"], not_before=NOW - timedelta(days=40),
                                                        not_after=NOW - timedelta(days=1)).cert, inter.cert]
