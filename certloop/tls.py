@@ -37,7 +37,7 @@ from functools import cache
 from time import perf_counter
 
 from certloop.errors import CertloopError
-from certloop.tlsobserve import Observed, Observer, Offer, Refused, Unsupported
+from certloop.tlsobserve import Observed, Observer, Offer, Refused, Unsupported, offer_for
 
 __all__ = [
     "DEFAULT_MAX_CHAIN_BYTES",
@@ -260,21 +260,7 @@ def observation_offer() -> Offer:
     """The fast path's ClientHello contents, mirroring :func:`observation_context`: the same
     cipher suites in the same order (names as OpenSSL reports them), groups, signature
     algorithms and versions, so a server negotiates the same version and cipher on both paths."""
-    ciphers = observation_context().get_ciphers()
-    codes = tuple(int(c["id"]) & 0xFFFF for c in ciphers)
-    return Offer(
-        ciphers=codes,
-        names={int(c["id"]) & 0xFFFF: str(c["name"]) for c in ciphers},
-        # x25519, secp256r1, x448, secp521r1, secp384r1, ffdhe2048..8192: OpenSSL 3's default list
-        groups=(0x001D, 0x0017, 0x001E, 0x0019, 0x0018, 0x0100, 0x0101, 0x0102, 0x0103, 0x0104),
-        # ecdsa, ed25519/ed448, rsa_pss (rsae and pss), rsa_pkcs1, then the SHA-224/SHA-1 legacy ones
-        signature_algorithms=(
-            0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0809, 0x080A, 0x080B, 0x0804, 0x0805, 0x0806,
-            0x0401, 0x0501, 0x0601, 0x0303, 0x0301, 0x0302, 0x0402, 0x0502, 0x0602, 0x0203, 0x0201,
-            0x0202,
-        ),
-        versions=(0x0304, 0x0303, 0x0302, 0x0301),
-    )
+    return offer_for(observation_context())
 
 
 async def fetch(
