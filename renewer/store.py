@@ -140,6 +140,15 @@ certificate_state = sa.Table(
 )
 TABLES: tuple[sa.Table, ...] = (jobs, job_events, ratelimit_events, certificate_state)
 
+# The webhook's one lookup per batch, built once (its cache key is memoized): open jobs and last successes
+# of the named certificates. Rows: (certificate, open job id, NULL) and (certificate, NULL, last success ms).
+_NAMES: sa.BindParameter[list[str]] = sa.bindparam("names", expanding=True)
+_LOOKUP = sa.union_all(
+    sa.select(jobs.c.active_key, jobs.c.id, sa.cast(sa.null(), sa.BigInteger)).where(jobs.c.active_key.in_(_NAMES)),
+    sa.select(certificate_state.c.certificate, sa.cast(sa.null(), sa.Integer), certificate_state.c.last_success_at)
+    .where(certificate_state.c.certificate.in_(_NAMES), certificate_state.c.last_success_at.is_not(None)),
+)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -240,6 +249,9 @@ def _job(row: sa.RowMapping) -> Job:
     return Job(**values)
 
 
+_READ_ONLY = "certloop_read_only"  # execution option: a deferred (snapshot, no write lock) SQLite BEGIN
+
+
 def _engine(url: str, busy_timeout: timedelta) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": busy_timeout.total_seconds()})
@@ -256,7 +268,10 @@ def _engine(url: str, busy_timeout: timedelta) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # single writer: claims cannot interleave
+            # Single writer: claims cannot interleave. A read-only transaction (webhook duplicates) takes a
+            # snapshot without the write lock.
+            read_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16, pool_recycle=1800)
@@ -269,6 +284,7 @@ class Store:
         self.url = url
         self.engine = _engine(url, busy_timeout)
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb"}
+        self._read_first = self.engine.dialect.name == "sqlite"  # see enqueue_many
         # SQLite has one writer: more threads would only queue on its lock (and its busy handler sleeps in
         # growing steps, which is what a p99 feels). Servers get a small pool.
         workers = 1 if self.engine.dialect.name == "sqlite" else 8
@@ -284,9 +300,9 @@ class Store:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     @contextmanager
-    def _tx(self, operation: str) -> Iterator[Connection]:
+    def _tx(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, conn.execution_options(**{_READ_ONLY: read_only}).begin():
                 yield conn
         except IntegrityError:
             raise
@@ -339,35 +355,38 @@ class Store:
         if not items:
             return []
         try:
+            if self._read_first:
+                # SQLite: most deliveries are duplicates; a snapshot read answers them without the write lock
+                # (the answer holds at that snapshot, as a locked read's holds at its commit).
+                with self._tx("enqueue", read_only=True) as conn:
+                    answered = self._enqueue_batch(conn, items, may_write=False)
+                if answered is not None:
+                    return answered
             with self._tx("enqueue") as conn:
-                return self._enqueue_batch(conn, items)
+                got = self._enqueue_batch(conn, items, may_write=True)
+                assert got is not None
+                return got
         except IntegrityError:
             return [self.enqueue(i.certificate, trigger=i.trigger, reason=i.reason, now=i.now,
                                  alert_started=i.alert_started, actor=i.actor) for i in items]
 
     @staticmethod
-    def _enqueue_batch(conn: Connection, items: Sequence[EnqueueItem]) -> list[Enqueued]:
-        names = sorted({i.certificate for i in items})
-        open_jobs: dict[str, int] = {
-            str(key): int(job_id) for key, job_id in
-            conn.execute(sa.select(jobs.c.active_key, jobs.c.id).where(jobs.c.active_key.in_(names)))
-        }
-        closed = [n for n in names if n not in open_jobs]
+    def _enqueue_batch(conn: Connection, items: Sequence[EnqueueItem], *, may_write: bool) -> list[Enqueued] | None:
+        open_jobs: dict[str, int] = {}
         last_success: dict[str, int] = {}
-        if closed and any(i.alert_started is not None for i in items):
-            last_success = {
-                str(cert): int(ms) for cert, ms in conn.execute(
-                    sa.select(certificate_state.c.certificate, certificate_state.c.last_success_at)
-                    .where(certificate_state.c.certificate.in_(closed),
-                           certificate_state.c.last_success_at.is_not(None))
-                )
-            }
+        for cert, job_id, success_ms in conn.execute(_LOOKUP, {"names": sorted({i.certificate for i in items})}):
+            if job_id is not None:
+                open_jobs[str(cert)] = int(job_id)
+            else:
+                last_success[str(cert)] = int(success_ms)
         first: dict[str, EnqueueItem] = {}  # certificates to open, with the item that opens each
         for item in items:
             last = last_success.get(item.certificate)
             stale = item.alert_started is not None and last is not None and last >= to_ms(item.alert_started)
             if item.certificate not in open_jobs and item.certificate not in first and not stale:
                 first[item.certificate] = item
+        if first and not may_write:
+            return None
         # Inserts in one global order (sorted ids): racing batches of two replicas then wait on each other's
         # unique-key entries in the same order and cannot deadlock.
         created = {cert: Store._insert_job(conn, first[cert], False) for cert in sorted(first)}

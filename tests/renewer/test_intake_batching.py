@@ -5,10 +5,13 @@ the running PostgreSQL and MariaDB: the same outcomes as one enqueue after anoth
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from renewer import migrations
 from renewer.api import EnqueueBatcher
@@ -141,5 +144,28 @@ def test_store_failure_fails_only_that_batch(tmp_path: Path) -> None:
         migrations.upgrade(store.engine)
         got = asyncio.run(main())
         assert [[r.created for r in g] for g in got if isinstance(g, list)] == [[True], [False], [False]]
+    finally:
+        store.close()
+
+
+def test_sqlite_duplicates_are_answered_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    """SQLite: a batch of duplicates reads a snapshot without the write lock, so it is answered while another
+    process holds that lock; a batch that must open a job waits for the lock (here: times out -> 503)."""
+    url = f"sqlite:///{tmp_path / 'renewer.db'}"
+    store = Store(url, busy_timeout=timedelta(milliseconds=300))
+    try:
+        migrations.upgrade(store.engine)
+        assert store.enqueue_many([item("shop")])[0].created
+        other = sqlite3.connect(tmp_path / "renewer.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        try:
+            got = store.enqueue_many([item("shop"), item("shop")])
+            assert [r.created for r in got] == [False, False] and got[0].job_id is not None
+            with pytest.raises(StoreUnavailable):
+                store.enqueue_many([item("shop"), item("blog")])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert [r.created for r in store.enqueue_many([item("shop"), item("blog")])] == [False, True]
     finally:
         store.close()
