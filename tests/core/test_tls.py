@@ -210,7 +210,8 @@ def test_unknown_starttls_name_is_a_programming_error() -> None:
 
 
 def test_close_is_polite_and_immediate(tmp_path: Path, run: Runner) -> None:
-    """The server sees a completed handshake followed by close_notify (not a reset or a bare EOF)."""
+    """The OpenSSL path (the fallback): the server sees a completed handshake followed by close_notify (not a
+    reset or a bare EOF). The observation path never completes a handshake; its close is in test_tlsobserve."""
     leaf = Pki().leaf(["polite.example"])
     ctx = server_context(leaf, tmp_path, "polite")
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -224,5 +225,5 @@ def test_close_is_polite_and_immediate(tmp_path: Path, run: Runner) -> None:
             seen.put(type(exc).__name__)
 
     with ThreadedServer(handler) as srv:
-        run(fetch(srv.host, srv.port, server_name="polite.example"))
+        run(fetch(srv.host, srv.port, server_name="polite.example", observe=False))
         assert seen.get(timeout=5) == "close_notify"
