@@ -16,6 +16,7 @@ import secrets
 import signal
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -36,6 +37,7 @@ from renewer.worker import Worker
 __all__ = ["Daemon", "WorkerThread", "open_keystore", "open_store", "tls_context", "utc_now"]
 
 log = logging.getLogger(__name__)
+SWITCH_INTERVAL = 0.001  # seconds; see Daemon.run
 
 
 def utc_now() -> datetime:
@@ -181,6 +183,18 @@ class Daemon:
     safety_net: SafetyNet | None = None
 
     async def run(self) -> None:
+        # Three threads share the GIL (the API loop, the store's thread, the worker's loop). A thread coming
+        # back from a GIL-free call (SQLite, a socket) waits up to the switch interval while another runs
+        # Python: 5 ms by default, paid on every store hop of a webhook. 1 ms bounds that wait (measured:
+        # higher webhook throughput and lower p99 at the same CPU per request).
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
+        try:
+            await self._run()
+        finally:
+            sys.setswitchinterval(switch)
+
+    async def _run(self) -> None:
         cfg = self._config
         store = await asyncio.to_thread(open_store, cfg)
         keystore = open_keystore(cfg)
