@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 256
 _POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
-_SLICE = 1024  # files stat'ed between two yields to the event loop (a few milliseconds)
+_SLICE = 4096  # files stat'ed between two yields to the event loop (~10-15 ms here)
 _SETTLED = 2.0  # seconds a directory must be unmodified before its listing is reused (coarse mtimes)
 _CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
 _GLOB_CHARS = frozenset("*?[")
