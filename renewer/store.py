@@ -5,7 +5,15 @@ MariaDB/MySQL (replicas: claiming with ``SELECT ... FOR UPDATE SKIP LOCKED``). T
 the Alembic migrations in :mod:`renewer.migrations`; the tables below mirror them for queries.
 
 One open job per certificate is a database fact, not a check-then-insert: ``jobs.active_key`` holds the
-certificate id while a job is open and NULL once it is finished, under a unique constraint.
+certificate id while a job is open and NULL once it is finished, under a unique constraint. Webhook
+deliveries arrive in batches (:meth:`Store.enqueue_many`): one lookup and one commit per batch.
+
+SQLite durability: WAL with ``synchronous=NORMAL``. A commit is in the WAL (written to the OS) before it
+returns, so it survives a crash of the process (kill -9); only the checkpoints fsync. A power loss or
+kernel crash can lose the last commits since then (never corrupt the file). What that can cost: a webhook
+answered 202 whose job vanished (Alertmanager's repeat notification and the safety net queue it again) or
+a job state rolled back a step (the job is resumed or retried; live files have their own fsynced journal).
+FULL would fsync every commit, on the webhook's path, to protect against exactly that; not worth it here.
 
 Times are aware UTC datetimes at this API and integer epoch milliseconds in the database (portable
 across the three engines and exact). Every state change writes a ``job_events`` row in the same
