@@ -317,5 +317,7 @@ class HttpServer:
         if not keep_alive:
             head.append("Connection: close")
         head.extend(f"{k}: {v}" for k, v in response.headers)
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if response.body:  # written separately: joining would copy a large body (a 26 MB /metrics) once more
+            writer.write(response.body)
         await writer.drain()
