@@ -113,7 +113,10 @@ class WorkerThread:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stop.set)
-        await asyncio.shield(asyncio.wrap_future(self._done))
+        try:
+            await asyncio.shield(asyncio.wrap_future(self._done))
+        except Exception as exc:  # a crash is re-raised by wait(); here it must not skip the rest of shutdown
+            log.error("worker ended with an error: %r", exc)
 
     async def wait(self) -> None:
         """Until the worker ends (stopped, or crashed: its error is re-raised)."""
@@ -122,18 +125,23 @@ class WorkerThread:
     def _main(self) -> None:
         loop = asyncio.new_event_loop()  # uvloop's when the CLI installed its policy
         self._loop = loop
+        error: BaseException | None = None
         try:
             loop.run_until_complete(self._body())
         except BaseException as exc:
-            for fut in (self._started, self._done):
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            if not self._done.done():
-                self._done.set_result(None)
+            error = exc
         finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+        # Only now (loop closed) is the worker done: stop() callers may close the store next.
+        for fut in (self._started, self._done):
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
 
     async def _body(self) -> None:
         self._stop = asyncio.Event()
