@@ -117,6 +117,7 @@ class WorkerThread:
             await asyncio.shield(asyncio.wrap_future(self._done))
         except Exception as exc:  # a crash is re-raised by wait(); here it must not skip the rest of shutdown
             log.error("worker ended with an error: %r", exc)
+        await asyncio.to_thread(self._thread.join)  # its loop is closed already: this returns at once
 
     async def wait(self) -> None:
         """Until the worker ends (stopped, or crashed: its error is re-raised)."""
