@@ -17,9 +17,7 @@ import signal
 import socket
 import ssl
 import sys
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from renewer.scheduler import SafetyNet
 from renewer.store import Store
 from renewer.worker import Worker
 
-__all__ = ["Daemon", "WorkerThread", "open_keystore", "open_store", "tls_context", "utc_now"]
+__all__ = ["Daemon", "open_keystore", "open_store", "tls_context", "utc_now"]
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001  # seconds; see Daemon.run
@@ -83,74 +81,6 @@ def tls_context(cfg: RenewerConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-class WorkerThread:
-    """The worker on its own event loop in its own thread, so its blocking steps (fsync of live files and
-    the keystore, fork/exec of issuers and deploy steps, validation) never stall the API's loop: a
-    webhook's latency does not include a renewal's. Only :meth:`wake` and :meth:`stop` cross threads
-    (via ``call_soon_threadsafe``); the store's thread pool and the metrics are thread-safe.
-    """
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started: Future[None] = Future()
-        self._done: Future[None] = Future()
-        self._thread = threading.Thread(target=self._main, name="renewer-worker", daemon=True)
-
-    async def start(self) -> None:
-        """Start the thread; returns once start-up recovery (``recover_all``) finished, raising its error."""
-        self._thread.start()
-        await asyncio.wrap_future(self._started)
-
-    def wake(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
-                self._loop.call_soon_threadsafe(self.worker.wake)
-
-    async def stop(self) -> None:
-        """Ask the worker to stop (running jobs get their grace period) and wait for the thread to end."""
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        try:
-            await asyncio.shield(asyncio.wrap_future(self._done))
-        except Exception as exc:  # a crash is re-raised by wait(); here it must not skip the rest of shutdown
-            log.error("worker ended with an error: %r", exc)
-        await asyncio.to_thread(self._thread.join)  # its loop is closed already: this returns at once
-
-    async def wait(self) -> None:
-        """Until the worker ends (stopped, or crashed: its error is re-raised)."""
-        await asyncio.shield(asyncio.wrap_future(self._done))
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()  # uvloop's when the CLI installed its policy
-        self._loop = loop
-        error: BaseException | None = None
-        try:
-            loop.run_until_complete(self._body())
-        except BaseException as exc:
-            error = exc
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-        # Only now (loop closed) is the worker done: stop() callers may close the store next.
-        for fut in (self._started, self._done):
-            if fut.done():
-                continue
-            if error is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(error)
-
-    async def _body(self) -> None:
-        self._stop = asyncio.Event()
-        await self.worker.recover_all()
-        self._started.set_result(None)
-        await self.worker.run(self._stop)
-
-
 class Daemon:
     def __init__(
         self, config_path: Path, config: RenewerConfig, *, listen: str | None = None,
@@ -192,10 +122,10 @@ class Daemon:
     safety_net: SafetyNet | None = None
 
     async def run(self) -> None:
-        # Three threads share the GIL (the API loop, the store's thread, the worker's loop). A thread coming
-        # back from a GIL-free call (SQLite, a socket) waits up to the switch interval while another runs
-        # Python: 5 ms by default, paid on every store hop of a webhook. 1 ms bounds that wait (measured:
-        # higher webhook throughput and lower p99 at the same CPU per request).
+        # The API loop shares the GIL with the store's thread and the worker's off-loop file work. A thread
+        # coming back from a GIL-free call (SQLite, a socket, fsync) waits up to the switch interval while
+        # another runs Python: 5 ms by default, paid on every store hop of a webhook. 1 ms bounds that wait
+        # (measured: higher webhook throughput and lower p99 at the same CPU per request).
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
         try:
@@ -211,36 +141,28 @@ class Daemon:
             data_dir=cfg.data_dir, clock=self.clock, keystore=keystore,
             issuance_timeout=cfg.worker.issue_timeout.total_seconds(),
         )
-        worker = WorkerThread(Worker(store=store, config=self.config, ctx=ctx, metrics=self.metrics,
-                                     owner=self.owner))
-        await worker.start()
+        worker = Worker(store=store, config=self.config, ctx=ctx, metrics=self.metrics, owner=self.owner)
+        await worker.recover_all()
         api = Api(store=store, config=self.config, token=lambda: self._token, metrics=self.metrics,
                   clock=self.clock, wake=worker.wake, reload=self.reload)
         self.server = HttpServer(build_router(api), max_body=max(cfg.max_body * 4, 4 << 20),
                                  ssl_context=tls_context(cfg), server_header="certloop-renewer")
+        host, _, port = self.listen.rpartition(":")
+        await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all
+        self.metrics.config_reload_ok.set(1)
+        scheme = "https" if self.server.ssl_context else "http"
+        log.info("listening on %s://%s:%d (owner %s)", scheme, host or "0.0.0.0", self.server.port, self.owner)  # noqa: S104
+        self.safety_net = SafetyNet(store, self.config, self.clock, worker.wake)
+        self.safety_net.start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
         try:
-            host, _, port = self.listen.rpartition(":")
-            await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all
-            self.metrics.config_reload_ok.set(1)
-            scheme = "https" if self.server.ssl_context else "http"
-            log.info("listening on %s://%s:%d (owner %s)", scheme, host or "0.0.0.0", self.server.port, self.owner)  # noqa: S104
-            self.safety_net = SafetyNet(store, self.config, self.clock, worker.wake)
-            self.safety_net.start()
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop_event.set)
-            stopping = asyncio.create_task(self.stop_event.wait())
-            crashed = asyncio.create_task(worker.wait())
-            await asyncio.wait({stopping, crashed}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if crashed.done():
-                crashed.result()  # the worker died on its own: re-raise, as when it ran on this loop
+            await worker.run(self.stop_event)
         finally:
             log.info("shutting down")
-            if self.safety_net is not None:
-                self.safety_net.stop()
-            await worker.stop()
+            self.safety_net.stop()
             await self.server.close()
             await asyncio.to_thread(store.close)
 
