@@ -203,17 +203,17 @@ class HttpServer:
             first = True
             while True:
                 try:
-                    timeout = self.read_timeout if first else self.idle_timeout
-                    line = await asyncio.wait_for(reader.readline(), timeout)
+                    # asyncio.timeout, not wait_for: wait_for wraps each read in an extra task
+                    async with asyncio.timeout(self.read_timeout if first else self.idle_timeout):
+                        line = await reader.readline()
                 except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
                     return
                 if not line:
                     return
                 first = False
                 try:
-                    request, keep_alive = await asyncio.wait_for(
-                        self._read_request(line, reader, peer, peer_cert), self.read_timeout
-                    )
+                    async with asyncio.timeout(self.read_timeout):
+                        request, keep_alive = await self._read_request(line, reader, peer, peer_cert)
                 except _BadRequest as exc:
                     await self._write(writer, Response.error(exc.status, exc.message), keep_alive=False)
                     return

@@ -26,7 +26,7 @@ def server() -> Iterator[int]:
     loop = asyncio.new_event_loop()
     router = Router({("GET", "/echo"): _echo, ("POST", "/echo"): _echo, ("GET", "/boom"): _boom,
                      ("POST", "/items/{id}/renew"): _echo})
-    srv = HttpServer(router, max_body=1024)
+    srv = HttpServer(router, max_body=1024, read_timeout=0.5, idle_timeout=0.5)
     loop.run_until_complete(srv.start("127.0.0.1", 0))
     t = threading.Thread(target=loop.run_forever, daemon=True)
     t.start()
@@ -79,3 +79,21 @@ def test_garbage_request_line_gets_400(server: int) -> None:
     with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
         s.sendall(b"HELLO\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_a_client_that_stalls_mid_request_is_disconnected(server: int) -> None:
+    """A half-sent request (slowloris) is dropped after read_timeout instead of holding a connection."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        s.settimeout(5)
+        assert s.recv(100) == b""  # closed by the server, well before the client's 5 s
+
+
+def test_an_idle_keepalive_connection_is_closed(server: int) -> None:
+    """After a response, a keep-alive connection that sends nothing more is closed after idle_timeout."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        s.settimeout(5)
+        assert s.recv(100) == b""
