@@ -60,6 +60,7 @@ __all__ = [
     "parse_pkcs12",
     "read_bounded",
     "read_certificate_file",
+    "reason_for_errno",
     "tbs_fields",
     "to_pem",
 ]
@@ -243,7 +244,7 @@ def read_bounded(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise FileError(path, _os_reason(exc), exc.strerror or "") from exc
+        raise FileError(path, reason_for_errno(exc.errno or 0), exc.strerror or "") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -264,7 +265,7 @@ def read_bounded(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
                 remaining -= len(chunk)
             data = b"".join(chunks)
     except OSError as exc:
-        raise FileError(path, _os_reason(exc), exc.strerror or "") from exc
+        raise FileError(path, reason_for_errno(exc.errno or 0), exc.strerror or "") from exc
     finally:
         os.close(fd)
     if len(data) > max_bytes:  # grew while we read
@@ -293,7 +294,8 @@ def certificates_in(name: str, data: bytes, *, password: bytes | None = None) ->
     return _remember(_CONTENT_CACHE, key, parsed)
 
 
-def _os_reason(exc: OSError) -> FileReason:
+def reason_for_errno(code: int) -> FileReason:
+    """The FileReason for an OS error number (the one mapping, shared with the exporter's file sweep)."""
     return {
         errno.ENOENT: FileReason.NOT_FOUND,
         errno.ENOTDIR: FileReason.NOT_FOUND,
@@ -302,7 +304,7 @@ def _os_reason(exc: OSError) -> FileReason:
         errno.ELOOP: FileReason.SYMLINK_LOOP,
         errno.EISDIR: FileReason.NOT_A_FILE,
         errno.ENXIO: FileReason.NOT_A_FILE,
-    }.get(exc.errno or 0, FileReason.UNREADABLE)
+    }.get(code, FileReason.UNREADABLE)
 
 
 def _short(exc: BaseException) -> str:

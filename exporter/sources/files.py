@@ -43,6 +43,7 @@ from certloop.x509 import (
     load_der_chain,
     read_bounded,
     read_certificate_file,
+    reason_for_errno,
 )
 from exporter.config import FileGroup
 from exporter.report import Observation, TargetReport, assess, render
@@ -378,7 +379,7 @@ class FileSource:
         key = job.stat
         try:
             if key[0] < 0:
-                raise FileError(job.path, _errno_reason(-key[0]))
+                raise FileError(job.path, reason_for_errno(-key[0]))
             data, st = read_bounded(job.path, self.max_bytes)
             key = _key(st)  # what was actually read (it may have changed since the listing)
             certs = certificates_in(job.path, data, password=job.password).certificates
@@ -433,16 +434,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _errno_reason(code: int) -> FileReason:
-    return {
-        errno.ENOENT: FileReason.NOT_FOUND,
-        errno.ENOTDIR: FileReason.NOT_FOUND,
-        errno.EACCES: FileReason.PERMISSION_DENIED,
-        errno.EPERM: FileReason.PERMISSION_DENIED,
-        errno.ELOOP: FileReason.SYMLINK_LOOP,
-    }.get(code, FileReason.UNREADABLE)
 
 
 def leaf_fingerprint(path: str, cache: dict[str, tuple[StatKey, str | None]], max_bytes: int) -> str | None:
