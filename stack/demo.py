@@ -12,18 +12,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from certloop.check import main as check_main
 from stack.loop import DOMAIN, ClosedLoop, LoopTimeout, mint_expiring
-from stack.process import LOOPBACK, free_port
+from stack.process import LOOPBACK, free_port, install_signal_handlers
 
 SAMPLES = (
     # (server name, days left, label)
@@ -71,8 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     loop = ClosedLoop(workdir, say=_say)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM/SIGHUP raise SystemExit (SIGINT raises KeyboardInterrupt), so `finally` stops every peer.
+    # (Not an Event set from a signal handler: that can deadlock on the Event's own lock.)
+    install_signal_handlers()
+    loop_closed = False
     try:
         _say("== starting the stack on 127.0.0.1 (real nginx, pebble, Prometheus, Alertmanager, certloop)")
         loop.start()
@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"\n== the closed loop: {DOMAIN} has {loop.left.days} of {loop.lifetime.days} days left")
         try:
             loop.watch_until_closed(timeout=args.timeout)
+            loop_closed = True
         except LoopTimeout as exc:
             _say(f"!! {exc}")
             _say(f"!! see the logs in {workdir}")
@@ -97,11 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_wait:
             return 0
         _say("\nPress Ctrl-C to stop everything.")
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-        return 0
+        while True:
+            signal.pause()  # until Ctrl-C or SIGTERM ends us through the exceptions below
     except KeyboardInterrupt:
-        return 130
+        return 0 if loop_closed else 130
+    except SystemExit as exc:
+        return int(exc.code or 0) if not loop_closed else 0
     finally:
         _say("== stopping everything started")
         loop.stop()

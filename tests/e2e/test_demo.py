@@ -1,0 +1,62 @@
+"""`make demo` as a user runs it: the check table, the loop closing, then SIGTERM/Ctrl-C stops every peer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _processes_under(workdir: Path) -> list[str]:
+    """Command lines of live processes that mention `workdir` (every peer the demo starts does)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(workdir) in cmd:
+            found.append(f"{entry.name}: {cmd.strip()}")
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, signum: int) -> None:
+    """The demo prints the `certloop check` table and the closed loop, waits, and on SIGTERM or Ctrl-C
+    (SIGINT) exits 0 having stopped every process it started."""
+    workdir = tmp_path / "demo"
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stack.demo", "--workdir", str(workdir)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "Press Ctrl-C" not in log.read_text(errors="replace"):
+                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+                time.sleep(0.2)
+            text = log.read_text()
+            assert "healthy.demo" in text and " OK" in text
+            assert "EXPIRED (expired)" in text
+            assert "INVALID (hostname_mismatch)" in text
+            assert "loop closed" in text
+            assert _processes_under(workdir), "the stack should be running while the demo waits"
+            proc.send_signal(signum)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "== stopping everything started" in log.read_text()
+    deadline = time.monotonic() + 10
+    while (left := _processes_under(workdir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, left
