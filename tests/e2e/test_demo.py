@@ -12,19 +12,33 @@ from pathlib import Path
 import pytest
 
 
-def _processes_under(workdir: Path) -> list[str]:
-    """Command lines of live processes that mention `workdir` (every peer the demo starts does)."""
-    found = []
+def _children(parent: int) -> set[int]:
+    """PIDs whose parent is `parent` (the peers the demo started; each runs in its own session)."""
+    found = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if str(workdir) in cmd:
-            found.append(f"{entry.name}: {cmd.strip()}")
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.add(int(entry.name))
     return found
+
+
+def _alive(pids: set[int]) -> list[str]:
+    """Command lines of the `pids` still running (zombies are gone for our purpose)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(f"{pid}: {cmd.strip()}")
+    return alive
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -49,7 +63,8 @@ def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, 
             assert "EXPIRED (expired)" in text
             assert "INVALID (hostname_mismatch)" in text
             assert "loop closed" in text
-            assert _processes_under(workdir), "the stack should be running while the demo waits"
+            peers = _children(proc.pid)
+            assert len(peers) >= 7, "DNS, pebble, nginx, exporter, renewer, Alertmanager, Prometheus should run"
             proc.send_signal(signum)
             assert proc.wait(timeout=30) == 0
         finally:
@@ -57,6 +72,6 @@ def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, 
                 proc.kill()
     assert "== stopping everything started" in log.read_text()
     deadline = time.monotonic() + 10
-    while (left := _processes_under(workdir)) and time.monotonic() < deadline:
+    while (left := _alive(peers)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, left
