@@ -25,6 +25,7 @@ from stack.process import (
     NotReady,
     Process,
     StackError,
+    children_of,
     port_open,
     require_binary,
 )
@@ -237,7 +238,7 @@ class Nginx:
         """PIDs of the master's current worker processes (read from /proc)."""
         if not self.running:
             return frozenset()
-        return _children(self.master_pid)
+        return children_of(self.master_pid)
 
     def reload(self, timeout: float = RELOAD_TIMEOUT) -> None:
         """Write the config and run the real ``nginx -s reload``; return once new workers serve it."""
@@ -285,19 +286,3 @@ class Nginx:
 
     def url(self, port: int, host: str = LOOPBACK, scheme: str = "https") -> str:
         return f"{scheme}://{host}:{port}/"
-
-
-def _children(parent: int) -> frozenset[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z":
-            pids.add(int(entry.name))
-    return frozenset(pids)

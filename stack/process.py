@@ -135,6 +135,23 @@ def free_port(host: str = LOOPBACK) -> int:
         return chosen
 
 
+def children_of(parent: int) -> frozenset[int]:
+    """PIDs of the live (not zombie) processes whose parent is ``parent``, read from /proc."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            pids.add(int(entry.name))
+    return frozenset(pids)
+
+
 def port_open(host: str, port: int) -> bool:
     """True when a TCP connect to ``host:port`` succeeds right now."""
     try:

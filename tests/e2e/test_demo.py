@@ -11,23 +11,10 @@ from pathlib import Path
 
 import pytest
 
-
-def _children(parent: int) -> set[int]:
-    """PIDs whose parent is `parent` (the peers the demo started; each runs in its own session)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            found.add(int(entry.name))
-    return found
+from stack.process import children_of
 
 
-def _alive(pids: set[int]) -> list[str]:
+def _alive(pids: frozenset[int]) -> list[str]:
     """Command lines of the `pids` still running (zombies are gone for our purpose)."""
     alive = []
     for pid in pids:
@@ -63,7 +50,7 @@ def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, 
             assert "EXPIRED (expired)" in text
             assert "INVALID (hostname_mismatch)" in text
             assert "loop closed" in text
-            peers = _children(proc.pid)
+            peers = children_of(proc.pid)
             assert len(peers) >= 7, "DNS, pebble, nginx, exporter, renewer, Alertmanager, Prometheus should run"
             proc.send_signal(signum)
             assert proc.wait(timeout=30) == 0

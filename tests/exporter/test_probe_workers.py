@@ -16,19 +16,11 @@ import pytest
 import requests
 
 from stack.daemons import CertloopDaemon
-from stack.process import LOOPBACK
+from stack.process import LOOPBACK, children_of
 from tests.support.pki import Pki
 from tests.support.servers import ThreadedServer, server_context, tls_after
 
 NAME = "shop.example"
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found.extend(int(p) for p in text)
-    return found
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -80,7 +72,7 @@ def test_workers_probe_and_forward_everything_else(exporter: CertloopDaemon, tls
     and /metrics always carries the main process's inventory (a worker has none: it forwards),
     and each worker did part of the probing."""
     assert exporter.process is not None
-    workers = _children(exporter.process.pid)
+    workers = children_of(exporter.process.pid)
     assert len(workers) == 2
     deadline = time.monotonic() + 15
     while not all(_listens(pid, exporter.port) for pid in workers) and time.monotonic() < deadline:
@@ -123,7 +115,7 @@ def test_workers_stop_with_the_main_process(tmp_path: Path, tls_port: int) -> No
     daemon = CertloopDaemon.exporter(tmp_path / "exporter", config, extra_args=("--web.probe-workers=1",))
     daemon.start()
     assert daemon.process is not None
-    workers = _children(daemon.process.pid)
+    workers = children_of(daemon.process.pid)
     daemon.stop()
     assert len(workers) == 1
     deadline = time.monotonic() + 10
