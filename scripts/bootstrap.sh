@@ -21,6 +21,8 @@ DEBIAN_PACKAGES=(
   docker-compose                # validates compose files (`config`); no engine runs here
   openssl                       # fixtures inspect served material with s_client
   procps                        # pkill/ps in fixtures' cleanup
+  systemd                       # systemd-analyze verifies the units in deploy/systemd
+  logrotate                     # checks deploy/logrotate/certloop (logrotate -d)
   wrk                           # the benchmark load generator (C, cheap; Lua cycles targets)
 )
 
