@@ -60,6 +60,15 @@ _SETTLED = 2.0  # seconds a directory must be unmodified before its listing is r
 _CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
 _GLOB_CHARS = frozenset("*?[")
 StatKey = tuple[int, ...]
+_VANISHED: StatKey = (-errno.ENOENT,)  # a listed or globbed file removed before its stat
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
 
 
 def stat_key(path: str) -> StatKey:
@@ -279,7 +288,9 @@ class FileSource:
                             yield from self._scan_directory(
                                 match, index, listings, now, alive, jobs)
                         else:
-                            self._consider(match, stat_key(match), labels, password, now, alive, jobs)
+                            key = stat_key(match)
+                            if key != _VANISHED or os.path.lexists(match):  # else removed since matched
+                                self._consider(match, key, labels, password, now, alive, jobs)
                 elif os.path.isdir(pattern):
                     yield from self._scan_directory(pattern, index, listings, now, alive, jobs)
                 else:
@@ -339,10 +350,15 @@ class FileSource:
                     if not budget:
                         budget = _SLICE
                         yield
+                    key: StatKey
                     try:
                         st = stat(name, dir_fd=fd)
+                    except FileNotFoundError:
+                        if not _lexists(name, fd):
+                            continue  # removed since the listing: gone, not failed
+                        key = _VANISHED  # a dangling symlink: a broken certificate, reported
                     except OSError as exc:
-                        key: StatKey = (-(exc.errno or errno.EIO),)
+                        key = (-(exc.errno or errno.EIO),)
                     else:
                         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
                     if path in alive:

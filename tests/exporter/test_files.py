@@ -31,6 +31,7 @@ def test_formats_and_per_file_errors(pki: Pki, tmp_path: Path, monkeypatch: pyte
     os.mkfifo(certs / "fifo.pem")  # root reads any mode bits, so "unreadable" is shown with a FIFO
     (certs / "loop-a.pem").symlink_to(certs / "loop-b.pem")
     (certs / "loop-b.pem").symlink_to(certs / "loop-a.pem")
+    (certs / "dangling.pem").symlink_to(certs / "archive" / "gone.pem")  # a live/ link whose target went
     with (certs / "huge.pem").open("wb") as fh:  # 50 MB: refused by size, never read into memory
         fh.truncate(50 * 1024 * 1024)
     (certs / "notes.txt").write_text("not matched by the include patterns")
@@ -43,20 +44,24 @@ def test_formats_and_per_file_errors(pki: Pki, tmp_path: Path, monkeypatch: pyte
                    "labels": {"certificate": "shop-p12"}},
                   {"paths": [str(certs / "wrong.pfx")], "password": "${P12_PASSWORD}"},
                   {"paths": [str(certs)], "labels": {"certificate": "shop"}},
-                  {"paths": [str(tmp_path / "missing.pem")]},
+                  {"paths": [str(tmp_path / "missing.pem"), str(tmp_path / "links" / "*.pem")]},
               ]}
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "site.pem").symlink_to(tmp_path / "nowhere.pem")
     with exporter(config) as exp:
         text = exp.metrics()
     ok = {"shop.crt", "shop.fullchain.pem", "shop.der", "shop.p12", "shop.chain.pem"}
     failing = {"wrong.pfx": "wrong_password", "garbage.pem": "parse_error", "empty.crt": "empty",
                "fifo.pem": "not_a_file", "loop-a.pem": "symlink_loop", "loop-b.pem": "symlink_loop",
-               "huge.pem": "too_large"}
+               "huge.pem": "too_large", "dangling.pem": "not_found"}
     for name in ok:
         assert value(text, "certloop_probe_success", target=str(certs / name)) == 1, name
     for name, reason in failing.items():
         assert value(text, "certloop_probe_success", target=str(certs / name)) == 0, name
         assert value(text, "certloop_probe_failure_reason", target=str(certs / name), reason=reason) == 1, name
     assert value(text, "certloop_probe_failure_reason", target=str(tmp_path / "missing.pem"),
+                 reason="not_found") == 1
+    assert value(text, "certloop_probe_failure_reason", target=str(tmp_path / "links" / "site.pem"),
                  reason="not_found") == 1
     assert not samples(text, "certloop_probe_success", target=str(certs / "notes.txt"))
     # the first group naming a file wins: shop.p12 carries its own label, read with its password
