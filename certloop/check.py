@@ -26,7 +26,8 @@ from certloop.errors import CertloopError, ConfigError
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.table import Row, Status, Thresholds, decide, exit_code, render_json, render_table
 from certloop.tls import ProbeError, fetch
-from certloop.verify import TrustStore, Verdict, earliest_expiry, verify_chain
+from certloop.truststore import TrustStore
+from certloop.verify import Verdict, earliest_expiry, verify_chain
 from certloop.x509 import FileError, FileReason, chain_roles, facts, load_der_chain, parse_ip, read_certificate_file
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]

@@ -1,9 +1,7 @@
-"""Verification verdicts, offline and at an injected time, plus RFC 6125 hostname coverage.
+"""Verification verdicts, offline and at an injected time.
 
-    trust = TrustStore.system()                       # or TrustStore.from_file("ca.pem")
-    verdict = verify_chain(chain, trust=trust, at=now, hostname="shop.example")
+    verdict = verify_chain(chain, trust=trust, at=now, hostname="shop.example")   # trust: certloop.truststore
     if verdict is Verdict.OK: ...
-    covers(chain[0], "www.shop.example")              # wildcard-aware, IDNA, IP SANs
     earliest_expiry(chain)                            # leaf + intermediates, presented root excluded
 
 Path building and signature checks come from ``cryptography.x509.verification``. It raises one
@@ -11,7 +9,7 @@ generic ``VerificationError``, so when it fails the cause is classified here, de
 this order: leaf dates, self-signed leaf, dates of the presented issuers on the path, whether the
 top of the path reaches the trust store; anything else that the library rejected (bad signature,
 weak algorithm, path length, key usage) is ``invalid``. Hostname coverage is decided by
-:func:`covers` (RFC 6125) rather than by the library, so the verdict and the
+:func:`certloop.hostnames.covers` (RFC 6125) rather than by the library, so the verdict and the
 ``hostname_match`` fact agree.
 
 Verdicts are cached by (chain fingerprints, hostname, trust store, position of ``at`` among every
@@ -22,16 +20,10 @@ inputs, so a cached verdict can never outlive a ``not_before``/``not_after`` bou
 from __future__ import annotations
 
 import bisect
-import itertools
-import os
-import ssl
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -42,25 +34,21 @@ from cryptography.x509.verification import (
     ExtensionPolicy,
     Policy,
     PolicyBuilder,
-    Store,
     VerificationError,
 )
 
 from certloop.der import oid_contents, raw_extensions
-from certloop.errors import CertloopError
-from certloop.x509 import CertFacts, Role, chain_roles, facts, parse_ip, parse_pem, tbs_fields
 
-__all__ = [
-    "TrustStore",
-    "TrustStoreError",
-    "Verdict",
-    "covers",
-    "earliest_expiry",
-    "uncovered",
-    "verify_chain",
-]
+# Re-exported for importers that predate certloop.truststore and certloop.hostnames (exporter/engine.py,
+# exporter/sources/); new code imports these names from those modules.
+from certloop.hostnames import covers as covers
+from certloop.truststore import TrustStore as TrustStore
+from certloop.truststore import TrustStoreError as TrustStoreError
+from certloop.truststore import claims_issuer, signed_by
+from certloop.x509 import CertFacts, Role, chain_roles, facts, tbs_fields
 
-DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+__all__ = ["Verdict", "earliest_expiry", "verify_chain"]
+
 _CACHE_SIZE = 50_000
 _SIGNATURE_BUDGET = 32  # signature checks when classifying one chain: a hostile chain stays cheap
 
@@ -77,91 +65,6 @@ class Verdict(StrEnum):
     HOSTNAME_MISMATCH = "hostname_mismatch"
     INTERMEDIATE_EXPIRED = "intermediate_expired"
     INVALID = "invalid"
-
-
-class TrustStoreError(CertloopError):
-    """A trust store could not be loaded: ``source`` names the bundle, ``message`` says why."""
-
-    def __init__(self, source: str, message: str) -> None:
-        self.source = source
-        self.message = message
-        super().__init__(f"{source}: {message}")
-
-
-_tokens = itertools.count(1)
-
-
-class TrustStore:
-    """Trust anchors, loaded once and reused by every verification (thread-safe: read-only)."""
-
-    def __init__(self, certificates: Sequence[x509.Certificate], *, source: str = "<memory>") -> None:
-        if not certificates:
-            raise TrustStoreError(source, "no CA certificate found")
-        self.source = source
-        self.certificates = tuple(certificates)
-        self.token = next(_tokens)
-        self._store = Store(list(self.certificates))
-        with warnings.catch_warnings():
-            # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
-            warnings.simplefilter("ignore")
-            all_facts = [facts(c) for c in self.certificates]
-        self._fingerprints = frozenset(f.fingerprint_sha256 for f in all_facts)
-        self._by_subject: dict[x509.Name, list[x509.Certificate]] = {}
-        for cert in self.certificates:
-            self._by_subject.setdefault(cert.subject, []).append(cert)
-        self.boundaries: list[datetime] = sorted(
-            {d for f in all_facts for d in (f.not_before, f.not_after)}
-        )
-
-    @classmethod
-    def from_pem(cls, data: bytes, *, source: str = "<memory>") -> TrustStore:
-        with warnings.catch_warnings():
-            # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
-            warnings.simplefilter("ignore")
-            certificates = parse_pem(data).certificates
-        return cls(certificates, source=source)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise TrustStoreError(os.fspath(path), exc.strerror or str(exc)) from exc
-        return cls.from_pem(data, source=os.fspath(path))
-
-    @classmethod
-    def system(cls) -> TrustStore:
-        """The operating system's bundle (OpenSSL's default CA file, else Debian's), loaded once."""
-        global _SYSTEM
-        if _SYSTEM is None:
-            paths = ssl.get_default_verify_paths()
-            candidates = [p for p in (paths.cafile, paths.openssl_cafile, DEBIAN_BUNDLE) if p]
-            found = next((p for p in candidates if os.path.isfile(p)), None)
-            if found is None:
-                raise TrustStoreError(", ".join(candidates), "no system CA bundle found")
-            _SYSTEM = cls.from_file(found)
-        return _SYSTEM
-
-    def __contains__(self, cert: x509.Certificate) -> bool:
-        return facts(cert).fingerprint_sha256 in self._fingerprints
-
-    def __len__(self) -> int:
-        return len(self.certificates)
-
-    def by_subject(self, name: x509.Name) -> list[x509.Certificate]:
-        """Anchors whose subject is ``name``."""
-        return self._by_subject.get(name, [])
-
-    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        """Anchors that issued ``cert`` (name, key identifier and signature all match)."""
-        return [c for c in self._by_subject.get(cert.issuer, []) if _issued_by(cert, c)]
-
-    @property
-    def store(self) -> Store:
-        return self._store
-
-
-_SYSTEM: TrustStore | None = None
 
 
 # ------------------------------------------------------------------------------------------ verify
@@ -290,7 +193,7 @@ def _verify_shortcut(chain: Sequence[x509.Certificate], trust: TrustStore, at: d
            bisect.bisect_left(trust.boundaries, at), bisect.bisect_right(trust.boundaries, at))
     signed = _signature_ok(leaf, info.issuer_subject, info.issuer_key)
     if signed is None:
-        signed = _signed_by(leaf, chain[1])
+        signed = signed_by(leaf, chain[1])
     if not signed:
         return None  # the reference classifies a broken signature
     known = _UPPER.get(key)
@@ -398,7 +301,7 @@ def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime
         return Verdict.NOT_YET_VALID
     if at > lf.not_after:
         return Verdict.EXPIRED
-    if lf.self_issued and _signed_by(leaf, leaf):
+    if lf.self_issued and signed_by(leaf, leaf):
         return Verdict.SELF_SIGNED  # a self-signed leaf that is itself trusted verified above
     path = _presented_path(chain)
     if path is None:
@@ -432,100 +335,14 @@ def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate]
     budget = _SIGNATURE_BUDGET
     while remaining and not facts(path[-1]).self_issued:
         current = path[-1]
-        claimed = [c for c in remaining if _claims_issuer(current, c)][:budget]
+        claimed = [c for c in remaining if claims_issuer(current, c)][:budget]
         budget -= len(claimed)
-        issuer = next((c for c in claimed if _signed_by(current, c)), None)
+        issuer = next((c for c in claimed if signed_by(current, c)), None)
         if issuer is None:
             return None if claimed else path
         path.append(issuer)
         remaining.remove(issuer)
     return path
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    return _claims_issuer(cert, issuer) and _signed_by(cert, issuer)
-
-
-def _claims_issuer(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Issuer name equals the candidate's subject and key identifiers (when both present) agree."""
-    if cert.issuer != issuer.subject:
-        return False
-    cf, inf = facts(cert), facts(issuer)
-    return cf.aki is None or inf.ski is None or cf.aki == inf.ski
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-# ------------------------------------------------------------------------------------- hostnames
-
-
-def _normalise(name: str) -> str:
-    """Lower-case A-label form without a trailing dot; '' when the name cannot be encoded."""
-    name = name.strip().rstrip(".")
-    if name.isascii():
-        return name.lower()
-    try:
-        return name.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return ""
-
-
-def _names(subject: x509.Certificate | CertFacts | Iterable[str]) -> tuple[list[str], list[IPv4Address | IPv6Address]]:
-    if isinstance(subject, x509.Certificate):
-        subject = facts(subject)
-    if isinstance(subject, CertFacts):
-        ips = [ip for ip in (parse_ip(a) for a in subject.ip_addresses) if ip is not None]
-        return [_normalise(n) for n in subject.dns_names], ips
-    dns: list[str] = []
-    ips = []
-    for entry in subject:
-        ip = parse_ip(entry)
-        if ip is not None:
-            ips.append(ip)
-        else:
-            dns.append(_normalise(entry))
-    return dns, ips
-
-
-def _dns_match(pattern: str, name: str) -> bool:
-    if not pattern or not name:
-        return False
-    if "*" not in pattern:
-        return pattern == name
-    # RFC 6125 6.4.3: only a whole left-most label may be a wildcard; it matches exactly one label.
-    if not pattern.startswith("*.") or "*" in pattern[2:]:
-        return False
-    suffix = pattern[1:]  # ".example.com"
-    if suffix.count(".") < 2:
-        return False  # "*.com"-style patterns cover a whole top-level domain: never honoured
-    label, dot, rest = name.partition(".")
-    return bool(label) and bool(dot) and "." + rest == suffix
-
-
-def covers(subject: x509.Certificate | CertFacts | Iterable[str], name: str) -> bool:
-    """Does the certificate's SAN (or the given SAN values) cover ``name``? RFC 6125 rules.
-
-    An IP address matches only IP SANs; a host name only DNS SANs (the subject CN is not used).
-    """
-    dns, ips = _names(subject)
-    ip = parse_ip(name)
-    if ip is not None:
-        return ip in ips
-    target = _normalise(name)
-    return any(_dns_match(p, target) for p in dns)
-
-
-def uncovered(subject: x509.Certificate | CertFacts | Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
-    """Those of ``names`` the certificate does not cover, in the given order."""
-    if not isinstance(subject, x509.Certificate | CertFacts):
-        subject = tuple(subject)
-    return tuple(n for n in names if not covers(subject, n))
 
 
 def earliest_expiry(

@@ -18,7 +18,8 @@ from datetime import datetime
 
 from cryptography import x509
 
-from certloop.verify import TrustStore, Verdict, earliest_expiry, verify_chain
+from certloop.truststore import TrustStore
+from certloop.verify import Verdict, earliest_expiry, verify_chain
 from certloop.x509 import CertFacts, Role, chain_roles, facts
 from exporter import metrics as m
 

@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certloop.errors import ConfigError
-from certloop.verify import TrustStore, TrustStoreError, Verdict, covers, verify_chain
+from certloop.hostnames import covers
+from certloop.truststore import TrustStore, TrustStoreError
+from certloop.verify import Verdict, verify_chain
 from renewer.errors import IssuanceError, ValidationError
 from renewer.install import DeployResult, OnStage, deploy, recover
 from renewer.issuers import ISSUERS

@@ -1,4 +1,4 @@
-"""certloop.verify: verdicts for each class of broken chain, RFC 6125 coverage, earliest expiry, caching."""
+"""certloop.verify (+ truststore, hostnames): verdicts per class of broken chain, RFC 6125 coverage, expiry, caching."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from certloop import verify as verify_mod
-from certloop.verify import (
-    TrustStore,
-    TrustStoreError,
-    Verdict,
-    covers,
-    earliest_expiry,
-    uncovered,
-    verify_chain,
-)
+from certloop.hostnames import covers, uncovered
+from certloop.truststore import TrustStore, TrustStoreError
+from certloop.verify import Verdict, earliest_expiry, verify_chain
 from certloop.x509 import Role, facts
 from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
 

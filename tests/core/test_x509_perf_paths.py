@@ -24,7 +24,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certloop import verify as verify_mod
 from certloop import x509 as x509_mod
 from certloop.der import oid_contents, raw_extensions, simple_name_text, tbs_of
-from certloop.verify import TrustStore, Verdict, covers, verify_chain
+from certloop.hostnames import covers
+from certloop.truststore import TrustStore
+from certloop.verify import Verdict, verify_chain
 from certloop.x509 import facts, parse_pem, to_pem
 from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from certloop.verify import TrustStore
+from certloop.truststore import TrustStore
 from exporter.probe import render_probe
 from exporter.report import Observation, TargetReport, assess, render
 from tests.exporter.support import value

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from certloop.verify import TrustStore, Verdict
+from certloop.truststore import TrustStore
+from certloop.verify import Verdict
 from exporter import metrics as m
 from exporter.report import Observation, TargetReport, assess, render
 from tests.support.pki import Pki

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from certloop.config import validate_model
-from certloop.verify import TrustStore
+from certloop.truststore import TrustStore
 from renewer import install, pipeline
 from renewer.errors import DeployError, RollbackFailed, RolledBack, ValidationError, VerifyError
 from renewer.issuers.base import IssuedMaterial

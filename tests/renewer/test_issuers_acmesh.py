@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from certloop.config import validate_model
-from certloop.verify import TrustStore
+from certloop.truststore import TrustStore
 from renewer import pipeline
 from renewer.errors import BackendFailed, NotDue, PendingManual
 from renewer.keystore import Keystore

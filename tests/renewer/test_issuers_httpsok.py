@@ -17,7 +17,7 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.errors import ConfigError
-from certloop.verify import TrustStore
+from certloop.truststore import TrustStore
 from renewer import pipeline
 from renewer.errors import NotDue, Unauthorized
 from renewer.keystore import Keystore

@@ -1,0 +1,83 @@
+"""Host names against certificates: RFC 6125 coverage by the SAN extension.
+
+    covers(cert, "www.shop.example")                  # wildcard-aware, IDNA, IP SANs
+    uncovered(cert, ["a.example", "::1"])             # the names it does not cover, in order
+
+Pure. An IP address matches only IP SANs and a host name only DNS SANs; the subject CN is never used.
+:func:`certloop.verify.verify_chain` decides ``hostname_mismatch`` with :func:`covers` rather than with
+``cryptography``'s verifier, so the verdict and the ``hostname_match`` fact agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address
+
+from cryptography import x509
+
+from certloop.x509 import CertFacts, facts, parse_ip
+
+__all__ = ["covers", "uncovered"]
+
+
+def _normalise(name: str) -> str:
+    """Lower-case A-label form without a trailing dot; '' when the name cannot be encoded."""
+    name = name.strip().rstrip(".")
+    if name.isascii():
+        return name.lower()
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return ""
+
+
+def _names(subject: x509.Certificate | CertFacts | Iterable[str]) -> tuple[list[str], list[IPv4Address | IPv6Address]]:
+    if isinstance(subject, x509.Certificate):
+        subject = facts(subject)
+    if isinstance(subject, CertFacts):
+        ips = [ip for ip in (parse_ip(a) for a in subject.ip_addresses) if ip is not None]
+        return [_normalise(n) for n in subject.dns_names], ips
+    dns: list[str] = []
+    ips = []
+    for entry in subject:
+        ip = parse_ip(entry)
+        if ip is not None:
+            ips.append(ip)
+        else:
+            dns.append(_normalise(entry))
+    return dns, ips
+
+
+def _dns_match(pattern: str, name: str) -> bool:
+    if not pattern or not name:
+        return False
+    if "*" not in pattern:
+        return pattern == name
+    # RFC 6125 6.4.3: only a whole left-most label may be a wildcard; it matches exactly one label.
+    if not pattern.startswith("*.") or "*" in pattern[2:]:
+        return False
+    suffix = pattern[1:]  # ".example.com"
+    if suffix.count(".") < 2:
+        return False  # "*.com"-style patterns cover a whole top-level domain: never honoured
+    label, dot, rest = name.partition(".")
+    return bool(label) and bool(dot) and "." + rest == suffix
+
+
+def covers(subject: x509.Certificate | CertFacts | Iterable[str], name: str) -> bool:
+    """Does the certificate's SAN (or the given SAN values) cover ``name``? RFC 6125 rules.
+
+    An IP address matches only IP SANs; a host name only DNS SANs (the subject CN is not used).
+    """
+    dns, ips = _names(subject)
+    ip = parse_ip(name)
+    if ip is not None:
+        return ip in ips
+    target = _normalise(name)
+    return any(_dns_match(p, target) for p in dns)
+
+
+def uncovered(subject: x509.Certificate | CertFacts | Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
+    """Those of ``names`` the certificate does not cover, in the given order."""
+    if not isinstance(subject, x509.Certificate | CertFacts):
+        subject = tuple(subject)
+    return tuple(n for n in names if not covers(subject, n))

@@ -1,0 +1,143 @@
+"""Trust anchors: the CA certificates a chain is verified against, and the issuer links between certificates.
+
+    trust = TrustStore.system()                       # OpenSSL's default bundle, else Debian's; loaded once
+    trust = TrustStore.from_file("ca.pem")            # TrustStoreError when unreadable or without a CA
+    leaf in trust                                     # by fingerprint
+    trust.issuers_of(cert)                            # anchors that issued it: name, key id and signature
+
+A store is read-only once built (thread-safe) and carries what :mod:`certloop.verify` keys its verdict
+caches by: a ``token`` naming the store and the sorted validity ``boundaries`` of its anchors. The issuer
+links (:func:`claims_issuer`, :func:`signed_by`, :func:`issued_by`) are the ones the store's lookup and the
+classification of a rejected chain in :mod:`certloop.verify` share.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import ssl
+import warnings
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.x509.verification import Store
+
+from certloop.errors import CertloopError
+from certloop.x509 import facts, parse_pem
+
+__all__ = ["TrustStore", "TrustStoreError", "claims_issuer", "issued_by", "signed_by"]
+
+DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class TrustStoreError(CertloopError):
+    """A trust store could not be loaded: ``source`` names the bundle, ``message`` says why."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        self.message = message
+        super().__init__(f"{source}: {message}")
+
+
+_tokens = itertools.count(1)
+
+
+class TrustStore:
+    """Trust anchors, loaded once and reused by every verification (thread-safe: read-only)."""
+
+    def __init__(self, certificates: Sequence[x509.Certificate], *, source: str = "<memory>") -> None:
+        if not certificates:
+            raise TrustStoreError(source, "no CA certificate found")
+        self.source = source
+        self.certificates = tuple(certificates)
+        self.token = next(_tokens)
+        self._store = Store(list(self.certificates))
+        with warnings.catch_warnings():
+            # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
+            warnings.simplefilter("ignore")
+            all_facts = [facts(c) for c in self.certificates]
+        self._fingerprints = frozenset(f.fingerprint_sha256 for f in all_facts)
+        self._by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+        for cert in self.certificates:
+            self._by_subject.setdefault(cert.subject, []).append(cert)
+        self.boundaries: list[datetime] = sorted(
+            {d for f in all_facts for d in (f.not_before, f.not_after)}
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, source: str = "<memory>") -> TrustStore:
+        with warnings.catch_warnings():
+            # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
+            warnings.simplefilter("ignore")
+            certificates = parse_pem(data).certificates
+        return cls(certificates, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise TrustStoreError(os.fspath(path), exc.strerror or str(exc)) from exc
+        return cls.from_pem(data, source=os.fspath(path))
+
+    @classmethod
+    def system(cls) -> TrustStore:
+        """The operating system's bundle (OpenSSL's default CA file, else Debian's), loaded once."""
+        global _SYSTEM
+        if _SYSTEM is None:
+            paths = ssl.get_default_verify_paths()
+            candidates = [p for p in (paths.cafile, paths.openssl_cafile, DEBIAN_BUNDLE) if p]
+            found = next((p for p in candidates if os.path.isfile(p)), None)
+            if found is None:
+                raise TrustStoreError(", ".join(candidates), "no system CA bundle found")
+            _SYSTEM = cls.from_file(found)
+        return _SYSTEM
+
+    def __contains__(self, cert: x509.Certificate) -> bool:
+        return facts(cert).fingerprint_sha256 in self._fingerprints
+
+    def __len__(self) -> int:
+        return len(self.certificates)
+
+    def by_subject(self, name: x509.Name) -> list[x509.Certificate]:
+        """Anchors whose subject is ``name``."""
+        return self._by_subject.get(name, [])
+
+    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """Anchors that issued ``cert`` (name, key identifier and signature all match)."""
+        return [c for c in self._by_subject.get(cert.issuer, []) if issued_by(cert, c)]
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+
+_SYSTEM: TrustStore | None = None
+
+
+# ------------------------------------------------------------------------------------- issuer links
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer`` claims ``cert`` (:func:`claims_issuer`) and its key made the signature (:func:`signed_by`)."""
+    return claims_issuer(cert, issuer) and signed_by(cert, issuer)
+
+
+def claims_issuer(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Issuer name equals the candidate's subject and key identifiers (when both present) agree."""
+    if cert.issuer != issuer.subject:
+        return False
+    cf, inf = facts(cert), facts(issuer)
+    return cf.aki is None or inf.ski is None or cf.aki == inf.ski
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer``'s key made ``cert``'s signature (``cryptography`` checks the names too); False on any failure."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
