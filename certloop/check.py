@@ -23,12 +23,14 @@ import yaml
 
 from certloop.config import parse_duration, resolve_secret
 from certloop.errors import CertloopError, ConfigError
+from certloop.facts import chain_roles, facts
+from certloop.hostnames import parse_ip
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.table import Row, Status, Thresholds, decide, exit_code, render_json, render_table
 from certloop.tls import ProbeError, fetch
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
-from certloop.x509 import FileError, FileReason, chain_roles, facts, load_der_chain, parse_ip, read_certificate_file
+from certloop.x509 import FileError, FileReason, load_der_chain, read_certificate_file
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
 

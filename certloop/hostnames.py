@@ -1,7 +1,8 @@
-"""Host names against certificates: RFC 6125 coverage by the SAN extension.
+"""Host names against certificates: RFC 6125 coverage by the SAN extension, and IP literals.
 
     covers(cert, "www.shop.example")                  # wildcard-aware, IDNA, IP SANs
     uncovered(cert, ["a.example", "::1"])             # the names it does not cover, in order
+    parse_ip("[fe80::1%eth0]")                        # an IP address, or None for a host name
 
 Pure. An IP address matches only IP SANs and a host name only DNS SANs; the subject CN is never used.
 :func:`certloop.verify.verify_chain` decides ``hostname_mismatch`` with :func:`covers` rather than with
@@ -10,14 +11,15 @@ Pure. An IP address matches only IP SANs and a host name only DNS SANs; the subj
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
 
 from cryptography import x509
 
-from certloop.x509 import CertFacts, facts, parse_ip
+from certloop.facts import CertFacts, facts
 
-__all__ = ["covers", "uncovered"]
+__all__ = ["covers", "parse_ip", "uncovered"]
 
 
 def _normalise(name: str) -> str:
@@ -81,3 +83,12 @@ def uncovered(subject: x509.Certificate | CertFacts | Iterable[str], names: Iter
     if not isinstance(subject, x509.Certificate | CertFacts):
         subject = tuple(subject)
     return tuple(n for n in names if not covers(subject, n))
+
+
+def parse_ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``name`` as an IP address (brackets and IPv6 zone ignored), or None when it is a host name."""
+    text = name.strip().strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None

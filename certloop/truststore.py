@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.verification import Store
 
 from certloop.errors import CertloopError
-from certloop.x509 import facts, parse_pem
+from certloop.facts import facts
+from certloop.x509 import parse_pem
 
 __all__ = ["TrustStore", "TrustStoreError", "claims_issuer", "issued_by", "signed_by"]
 

@@ -38,6 +38,7 @@ from cryptography.x509.verification import (
 )
 
 from certloop.der import oid_contents, raw_extensions
+from certloop.facts import CertFacts, Role, chain_roles, facts, tbs_fields
 
 # Re-exported for importers that predate certloop.truststore and certloop.hostnames (exporter/engine.py,
 # exporter/sources/); new code imports these names from those modules.
@@ -45,7 +46,6 @@ from certloop.hostnames import covers as covers
 from certloop.truststore import TrustStore as TrustStore
 from certloop.truststore import TrustStoreError as TrustStoreError
 from certloop.truststore import claims_issuer, signed_by
-from certloop.x509 import CertFacts, Role, chain_roles, facts, tbs_fields
 
 __all__ = ["Verdict", "earliest_expiry", "verify_chain"]
 

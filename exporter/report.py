@@ -18,9 +18,9 @@ from datetime import datetime
 
 from cryptography import x509
 
+from certloop.facts import CertFacts, Role, chain_roles, facts
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
-from certloop.x509 import CertFacts, Role, chain_roles, facts
 from exporter import metrics as m
 
 __all__ = ["ChainReport", "Observation", "TargetReport", "assess", "render"]

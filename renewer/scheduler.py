@@ -13,7 +13,8 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from certloop.errors import CertloopError
-from certloop.x509 import CertFacts, facts, read_certificate_file
+from certloop.facts import CertFacts, facts
+from certloop.x509 import read_certificate_file
 from renewer.config import RenewerConfig
 from renewer.errors import RenewerError
 from renewer.spec import CertificateSpec, renewal_due_at, should_renew

@@ -256,7 +256,7 @@ def renewal_due_at(spec: CertificateSpec, not_before: datetime, not_after: datet
 def should_renew(spec: CertificateSpec, facts: _Validity | None, now: datetime) -> bool:
     """True when there is no installed certificate (``facts`` None) or ``now`` is inside the window.
 
-    ``facts`` is anything with ``not_before``/``not_after`` (``certloop.x509.CertFacts``).
+    ``facts`` is anything with ``not_before``/``not_after`` (``certloop.facts.CertFacts``).
     """
     if facts is None:
         return True

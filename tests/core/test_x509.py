@@ -1,4 +1,4 @@
-"""certloop.x509: parsing PEM/DER/PKCS#12 files into certificates and facts, over minted certificates."""
+"""certloop.x509 and certloop.facts: PEM/DER/PKCS#12 files into certificates and facts, over minted certificates."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from certloop.facts import Role, chain_roles, facts
 from certloop.x509 import (
     FileError,
     FileReason,
-    Role,
-    chain_roles,
-    facts,
     load_der_chain,
     parse_certificates,
     parse_pem,

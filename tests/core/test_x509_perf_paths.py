@@ -21,13 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from certloop import facts as facts_mod
 from certloop import verify as verify_mod
-from certloop import x509 as x509_mod
 from certloop.der import oid_contents, raw_extensions, simple_name_text, tbs_of
+from certloop.facts import facts
 from certloop.hostnames import covers
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, verify_chain
-from certloop.x509 import facts, parse_pem, to_pem
+from certloop.x509 import parse_pem, to_pem
 from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -225,7 +226,7 @@ def test_second_leaf_under_known_intermediate_skips_path_building(
 # ------------------------------------------------------------------------------------------- facts
 
 
-def _reference_facts(cert: x509.Certificate) -> x509_mod.CertFacts:
+def _reference_facts(cert: x509.Certificate) -> facts_mod.CertFacts:
     """CertFacts computed field by field with plain cryptography calls (the pre-optimisation way)."""
     def ext(kind: type[x509.ExtensionType]) -> Any:
         try:
@@ -245,8 +246,8 @@ def _reference_facts(cert: x509.Certificate) -> x509_mod.CertFacts:
         key_type, bits = "unknown", 0
     san, ski, aki, bc = (ext(k) for k in (x509.SubjectAlternativeName, x509.SubjectKeyIdentifier,
                                           x509.AuthorityKeyIdentifier, x509.BasicConstraints))
-    sig = x509_mod._signature_name(cert)
-    return x509_mod.CertFacts(
+    sig = facts_mod._signature_name(cert)
+    return facts_mod.CertFacts(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
         serial=f"{cert.serial_number:x}",
@@ -284,7 +285,7 @@ def test_facts_equal_plain_cryptography(tmp_path: Path) -> None:
         # a fresh object from the same DER (caches are keyed by content, so both paths are exercised)
         again = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))
         assert facts(cert) == _reference_facts(cert)
-        assert x509_mod._compute_facts(again) == _reference_facts(again)
+        assert facts_mod._compute_facts(again) == _reference_facts(again)
     assert facts(pki.root).fingerprint_sha256 == hashlib.sha256(
         pki.root.public_bytes(serialization.Encoding.DER)).hexdigest()
 
@@ -303,7 +304,7 @@ def test_tbs_fields_slice_the_der() -> None:
     """The DER walk finds the issuer/subject/key elements that cryptography itself encodes."""
     pki = Pki(now=NOW)
     leaf = pki.leaf(["walk.example"]).cert
-    tbs = x509_mod.tbs_fields(leaf)
+    tbs = facts_mod.tbs_fields(leaf)
     assert tbs is not None
     assert tbs.issuer == leaf.issuer.public_bytes()
     assert tbs.subject == leaf.subject.public_bytes()
