@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("--web.probe-workers", dest="probe_workers", type=int, default=0, metavar="N",
                    help="extra processes answering /probe on the same address (SO_REUSEPORT; default 0)")
+    p.add_argument("--storage.path", dest="storage", metavar="DIR",
+                   help="directory for what survives a restart (the file inventory's snapshot); "
+                        "default: none, every file is read again after a restart")
     p.add_argument("--web.probe-worker-of", dest="worker_of", help=argparse.SUPPRESS)  # internal: run as a worker
     return p
 
@@ -77,10 +80,15 @@ def main(argv: Sequence[str]) -> int:
     if args.probe_workers < 0:
         print("certloop exporter: --web.probe-workers must be 0 or more", file=sys.stderr)
         return 64
+    if args.storage and not args.worker_of:
+        problem = _storage_problem(args.storage)
+        if problem:
+            print(f"certloop exporter: --storage.path {args.storage}: {problem}", file=sys.stderr)
+            return 64
     try:
         if args.worker_of:
             return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of))))
-        return int(runner(_serve(args.config_file, config, host, port, args.probe_workers)))
+        return int(runner(_serve(args.config_file, config, host, port, args.probe_workers, args.storage)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -102,8 +110,24 @@ def _listen_address(text: str) -> tuple[str, int]:
     return found, number
 
 
-async def _serve(config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0) -> int:
-    engine = Engine(config_path, config=config)
+def _storage_problem(path: str) -> str | None:
+    """Why ``path`` cannot hold the exporter's state (created 0700 when missing), or None."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create it ({exc.strerror or exc})"
+    if not os.path.isdir(path):
+        return "not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
+
+
+async def _serve(
+    config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0,
+    storage: str | None = None,
+) -> int:
+    engine = Engine(config_path, config=config, state_dir=storage)
     workers: ProbeWorkers | None = None
     server = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
                           reuse_port=probe_workers > 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import platform
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 
 def build_context(
-    config: ExporterConfig, counter: ProbeCounter, clock: Callable[[], datetime] = utcnow
+    config: ExporterConfig, counter: ProbeCounter, clock: Callable[[], datetime] = utcnow,
+    state_dir: str | None = None,
 ) -> Context:
     """Load the trust stores and the resolver a config names; raises ConfigError naming the bad key."""
     stores: dict[str | None, TrustStore] = {}
@@ -57,7 +59,7 @@ def build_context(
         stores[path] = store
         if where == "global.ca_file":
             stores[None] = store
-    return Context(config, stores, Resolver(config.global_.resolver or None), counter, clock)
+    return Context(config, stores, Resolver(config.global_.resolver or None), counter, clock, state_dir)
 
 
 class Engine:
@@ -70,8 +72,10 @@ class Engine:
         config: ExporterConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.config_path = config_path
+        self.state_dir = state_dir
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.inventory = Inventory()
@@ -81,6 +85,7 @@ class Engine:
         self._ready_event = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sources: list[Source] = []
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
         GCCollector(registry=self._process)
@@ -88,7 +93,7 @@ class Engine:
             if config_path is None:
                 raise ValueError("give a config path or a config")
             config = load_config(config_path)
-        self.ctx = build_context(config, self.counter, clock)
+        self.ctx = build_context(config, self.counter, clock, state_dir)
         self.reload_ok = True
         self.reload_time = time.time()
 
@@ -117,7 +122,7 @@ class Engine:
     async def _reload(self) -> tuple[bool, str]:
         assert self.config_path is not None
         try:
-            ctx = build_context(load_config(self.config_path), self.counter, self.clock)
+            ctx = build_context(load_config(self.config_path), self.counter, self.clock, self.state_dir)
         except ConfigError as exc:
             self.reload_ok = False
             log.error("config reload rejected, keeping the running config: %s", exc)
@@ -132,7 +137,9 @@ class Engine:
 
     def _start_loops(self, ctx: Context) -> None:
         for kind, make in SOURCES.items():
-            self._tasks[kind] = asyncio.create_task(self._loop(kind, make(ctx), ctx), name=f"sweep-{kind}")
+            source = make(ctx)
+            self._sources.append(source)
+            self._tasks[kind] = asyncio.create_task(self._loop(kind, source, ctx), name=f"sweep-{kind}")
 
     async def _stop_loops(self) -> None:
         tasks = list(self._tasks.values())
@@ -142,6 +149,12 @@ class Engine:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        sources, self._sources = self._sources, []
+        for source in sources:  # after its task ended: a source's state is only touched by one task
+            try:
+                await source.close()
+            except Exception:  # a bug closing one source must not keep the others from closing
+                log.exception("closing the %s source failed", source.kind)
 
     async def _loop(self, kind: str, source: Source, ctx: Context) -> None:
         jitter = ctx.config.global_.jitter.total_seconds()
@@ -160,7 +173,13 @@ class Engine:
             else:
                 self.inventory.retain(kind, alive)
                 self.sweeps[kind] = (time.time(), time.perf_counter() - started)
+                first = kind not in self._done
                 self._done.add(kind)
+                if first:
+                    # What the first sweep built (the inventory, per-file state) lives as long as the
+                    # process: out of the cyclic collector's sight, later full collections stay short
+                    # instead of walking every cached file on every idle sweep. Refcounting still frees it.
+                    gc.freeze()
                 if self.ready:
                     self._ready_event.set()
             await asyncio.sleep(source.interval + (self.rng.uniform(0, jitter) if jitter > 0 else 0))

@@ -51,6 +51,7 @@ class Context:
     resolver: Resolver
     counter: ProbeCounter
     clock: Callable[[], datetime] = utcnow
+    state_dir: str | None = None  # --storage.path: where sources keep what survives a restart
 
     @property
     def trust(self) -> TrustStore:
@@ -65,3 +66,6 @@ class Source(Protocol):
     interval: float
 
     async def sweep(self, put: Put) -> set[Hashable]: ...
+
+    async def close(self) -> None:
+        """Called once when the source is replaced (reload) or the exporter stops."""

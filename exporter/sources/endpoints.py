@@ -164,6 +164,9 @@ class EndpointSource:
                                              starttls=group.starttls, labels=labels, expect_file=group.expect_file)
         self.specs = tuple(specs.values())
 
+    async def close(self) -> None:
+        """Nothing to keep: endpoints are probed again after a restart (results are minutes old at most)."""
+
     async def sweep(self, put: Put) -> set[Hashable]:
         pending = iter(self.specs)
 

@@ -46,8 +46,10 @@ from certloop.x509 import (
     reason_for_errno,
 )
 from exporter.config import FileGroup
+from exporter.metrics import Fragments
 from exporter.report import Observation, TargetReport, assess, render
 from exporter.sources.base import Context, Put
+from exporter.sources.filestate import Snapshots, from_micros
 
 __all__ = ["FileSource", "expand_group", "leaf_fingerprint", "stat_key"]
 
@@ -178,6 +180,7 @@ class _Known:
     ders: tuple[bytes, ...]  # the certificates read (empty after a failure)
     labels: tuple[tuple[str, str], ...]
     duration: float
+    secret: bool = False  # read with a password: never persisted
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,14 @@ class FileSource:
             self._groups.append((group, _NameFilter(group), tuple(sorted(group.labels.items())), password))
         self._known: dict[str, _Known] = {}
         self._listings: dict[tuple[int, str], _Listing] = {}
+        self._fragments: dict[str, Fragments] = {}  # what was last put per path (kept for the snapshot)
+        self._state = Snapshots(ctx) if ctx.state_dir else None
+        self._restore = self._state is not None  # the first sweep starts from the snapshot
+
+    async def close(self) -> None:
+        """Write the snapshot if anything changed since the last one (on stop and before a reload)."""
+        if self._state is not None:
+            await self._state.save(self._known, self._fragments, force=True)
 
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
@@ -225,8 +236,12 @@ class FileSource:
         # between, so /metrics keeps answering; the sweep's state is only ever touched on the loop.
         alive: set[Hashable] = set()
         jobs: list[_Job] = []
+        restored = await self._restored() if self._restore else {}
         for _ in self._scan(now, alive, jobs):
             await asyncio.sleep(0)
+        for path, fragments in restored.items():  # unchanged since the snapshot: served as stored
+            if path in alive:
+                put(path, fragments)
         jobs.sort(key=_job_path)  # a stable order whatever the directory order
         if len(jobs) >= _POOL_MIN and _cores() > 1:
             await self._run_in_processes(jobs, now, put)
@@ -236,11 +251,29 @@ class FileSource:
         if len(self._known) != len(alive):  # every alive path is known now: equal sizes, equal sets
             for path in [p for p in self._known if p not in alive]:
                 del self._known[path]
+                self._fragments.pop(path, None)
+                if self._state is not None:
+                    self._state.dirty = True
+        if self._state is not None:
+            await self._state.save(self._known, self._fragments)
         return alive
 
+    async def _restored(self) -> dict[str, Fragments]:
+        """Adopt the snapshot's entries as if this process had read them; their stored series."""
+        assert self._state is not None
+        self._restore = False
+        entries = await self._state.load()
+        for path, e in entries.items():
+            self._known[path] = _Known(e.stat, from_micros(e.valid_until), e.ders, e.labels, e.duration)
+            self._fragments[path] = e.fragments
+        return {path: e.fragments for path, e in entries.items()}
+
     def _apply(self, results: list[_Result], put: Put) -> None:
+        if results and self._state is not None:
+            self._state.dirty = True
         for result in results:
             self._known[result.path] = result.known
+            self._fragments[result.path] = result.fragments
             put(result.path, result.fragments)
             if result.read:
                 self.ctx.counter.add("file", result.success)
@@ -387,7 +420,7 @@ class FileSource:
 
     def _failed(self, job: _Job, key: StatKey, reason: FileReason, duration: float) -> _Result:
         obs = Observation("file", job.path, "", False, duration, reason=reason.value)
-        known = _Known(key, None, (), job.labels, duration)
+        known = _Known(key, None, (), job.labels, duration, job.password is not None)
         return _Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, False)
 
     def _read(self, job: _Job, now: datetime) -> _Result:
@@ -406,7 +439,8 @@ class FileSource:
             return self._failed(job, key, reason, time.perf_counter() - started)
         duration = time.perf_counter() - started
         obs = Observation("file", job.path, "", True, duration, chain=chain)
-        known = _Known(key, chain.valid_until, tuple(der_bytes(c) for c in certs), job.labels, duration)
+        ders = tuple(der_bytes(c) for c in certs)
+        known = _Known(key, chain.valid_until, ders, job.labels, duration, job.password is not None)
         return _Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, True)
 
     def _judge(self, job: _Job, now: datetime) -> _Result:
@@ -415,7 +449,7 @@ class FileSource:
         assert old is not None
         chain = assess(load_der_chain(old.ders), trust=self.ctx.trust, at=now)
         obs = Observation("file", job.path, "", True, old.duration, chain=chain)
-        known = _Known(old.stat, chain.valid_until, old.ders, old.labels, old.duration)
+        known = _Known(old.stat, chain.valid_until, old.ders, old.labels, old.duration, old.secret)
         report = TargetReport("file", job.path, old.labels, (obs,))
         return _Result(job.path, known, render(report), False, True)
 

@@ -30,8 +30,9 @@ class ExporterThread:
     """The exporter (engine + HTTP server) on its own event loop in a background thread."""
 
     def __init__(self, config: ExporterConfig | None = None, config_path: Path | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, state_dir: Path | None = None) -> None:
         self.clock = clock
+        self.state_dir = str(state_dir) if state_dir is not None else None
         self.config = config
         self.config_path = config_path
         self.url = ""
@@ -53,9 +54,9 @@ class ExporterThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self.clock is not None:
-            self.engine = Engine(self.config_path, config=self.config, clock=self.clock)
+            self.engine = Engine(self.config_path, config=self.config, clock=self.clock, state_dir=self.state_dir)
         else:
-            self.engine = Engine(self.config_path, config=self.config)
+            self.engine = Engine(self.config_path, config=self.config, state_dir=self.state_dir)
         server = build_server(self.engine)
         await server.start("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{server.port}"
@@ -96,10 +97,11 @@ class ExporterThread:
 
 @contextmanager
 def exporter(config: Mapping[str, Any] | None = None, *, config_path: Path | None = None,
-             ready: bool = True, clock: Callable[[], datetime] | None = None) -> Iterator[ExporterThread]:
+             ready: bool = True, clock: Callable[[], datetime] | None = None,
+             state_dir: Path | None = None) -> Iterator[ExporterThread]:
     """Run an exporter for ``config`` (a dict) or ``config_path``; waits for /-/ready unless told not to."""
     parsed = parse_config(dict(config)) if config is not None else None
-    thread = ExporterThread(parsed, config_path, clock).start()
+    thread = ExporterThread(parsed, config_path, clock, state_dir).start()
     try:
         if ready:
             thread.wait_ready()
@@ -133,11 +135,11 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
 class ExporterProcess:
     """``certloop exporter`` as a real child process (the CLI, uvloop, signals)."""
 
-    def __init__(self, config_path: Path, workdir: Path) -> None:
+    def __init__(self, config_path: Path, workdir: Path, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={config_path}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=debug"]
+                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=debug", *extra]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         self.process = Process(argv, name="certloop-exporter", log_path=workdir / "exporter.log", env=env)
 
