@@ -194,3 +194,24 @@ def test_an_unusable_storage_path_is_refused_at_start(tmp_path: Path) -> None:
     result = run_cli(f"--config.file={config}", f"--storage.path={tmp_path / 'plain-file'}")
     assert result.returncode == 64
     assert f"--storage.path {tmp_path / 'plain-file'}: " in result.stderr
+
+
+def test_a_reload_hands_the_inventory_over_instead_of_reading_it_again(pki: Pki, tmp_path: Path) -> None:
+    """A reload (SIGHUP, ``/-/reload``) with the files config unchanged reads no file again."""
+    certs, state = tmp_path / "certs", tmp_path / "state"
+    _fleet(pki, certs, 6)
+    config = _config(tmp_path, pki, certs, include=["*.fullchain.pem"])
+    path = write_config(tmp_path / "exporter.yml", config)
+    with exporter(config_path=path, state_dir=state) as exp:
+        assert exp.engine is not None
+        first = exp.metrics()
+        assert _reads(first) == 6
+        swept = value(first, "certloop_last_sweep_timestamp_seconds", kind="files")
+        config["global"]["interval"] = "2h"  # an unrelated change
+        write_config(path, config)
+        assert exp.call(exp.engine.reload()) == (True, "reloaded")
+        wait_until(lambda: value(exp.metrics(), "certloop_last_sweep_timestamp_seconds", kind="files") > swept,
+                   10, "the new config's first files sweep")
+        text = exp.metrics()
+    assert _reads(text) == 6  # not 12
+    assert len(samples(text, "certloop_probe_success", source="file", team="web")) == 6
