@@ -22,12 +22,12 @@ from typing import Any, TextIO
 import yaml
 
 from certloop.config import parse_duration, resolve_secret
-from certloop.errors import CertloopError, ConfigError
+from certloop.errors import CertloopError, ConfigError, ProbeError
 from certloop.facts import chain_roles, facts
 from certloop.hostnames import parse_ip
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.table import Row, Status, Thresholds, decide, exit_code, render_json, render_table
-from certloop.tls import ProbeError, fetch
+from certloop.tls import fetch
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
 from certloop.x509 import FileError, FileReason, load_der_chain, read_certificate_file

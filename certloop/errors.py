@@ -1,10 +1,16 @@
-"""The root of certloop's exception tree, shared by every package.
+"""The root of certloop's exception tree, and the errors shared across packages.
 
 Each package derives its own root from :class:`CertloopError`; subclasses carry data, never
-only a message, so callers can branch on facts rather than parse text.
+only a message, so callers can branch on facts rather than parse text. Here too: :class:`ConfigError`
+(a configuration value) and :class:`ProbeError` (a TLS probe failed, for a :class:`FailureReason`:
+raised by :func:`certloop.tls.fetch` and the STARTTLS negotiators, handled by both daemons).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["CertloopError", "ConfigError", "FailureReason", "ProbeError"]
 
 
 class CertloopError(Exception):
@@ -20,3 +26,45 @@ class ConfigError(CertloopError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
+
+
+class FailureReason(StrEnum):
+    """Why a probe failed: a fixed set, exported as the ``reason`` label."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    HANDSHAKE = "handshake"
+    STARTTLS = "starttls"
+    NO_CERTIFICATE = "no_certificate"
+    CHAIN_TOO_LARGE = "chain_too_large"
+
+
+class ProbeError(CertloopError):
+    """A probe failed for ``reason``; ``detail`` is short text safe to show (never a label value).
+
+    ``address``/``port`` say which endpoint failed when known (``fetch_all`` fills them so results
+    can be labelled by address).
+    """
+
+    def __init__(
+        self,
+        reason: FailureReason,
+        detail: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.address = address
+        self.port = port
+        where = f"{address}:{port}: " if address is not None else ""
+        super().__init__(f"{where}{reason}: {detail}")
+
+    def at(self, address: str, port: int) -> ProbeError:
+        """The same failure, attributed to ``address:port``."""
+        err = ProbeError(self.reason, self.detail, address=address, port=port)
+        err.__cause__ = self.__cause__
+        return err

@@ -7,7 +7,7 @@
     seen.chain_der, seen.tls_version, seen.cipher    # what the server presented
     send(flight.close_alert())                        # then close the socket
 
-This is the pure core of `certloop.tls.fetch`'s fast path (the I/O shell lives there). A full
+This is the pure core of `certloop.tls.fetch`'s fast path (the I/O shell is in `certloop.tlshandshake`). A full
 OpenSSL client handshake costs ~1 ms of CPU here, mostly in the key exchange, the check of the
 server's CertificateVerify signature and the Finished messages. To *see* a certificate none of
 that is needed:
@@ -27,7 +27,7 @@ A server whose key does not match its certificate is therefore not detected on t
 practice). Verification of the chain itself is, as before, `certloop.verify`'s offline job.
 
 The offered cipher suites, groups and signature algorithms mirror the OpenSSL path's context
-(:func:`certloop.tls.observation_context`), so a server negotiates the same version and cipher
+(:func:`certloop.tlshandshake.observation_context`), so a server negotiates the same version and cipher
 on both paths, and cipher names come from OpenSSL itself. Anything this path does not handle
 (HelloRetryRequest, SSL 3.0, an unexpected message, a server alert, a close) raises
 :class:`Unsupported`, and the caller repeats the probe through OpenSSL: the fast path never

@@ -34,8 +34,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certloop.atomicfile import fsync_dir, write_atomic
+from certloop.errors import FailureReason, ProbeError
 from certloop.resolve import Resolver, is_ip_literal
-from certloop.tls import FailureReason, ProbeError, fetch
+from certloop.tls import fetch
 from renewer.errors import (
     BackendFailed,
     DeployError,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from certloop.plaintext import Plaintext
 from certloop.starttls.reply import failed, not_offered, shown
-from certloop.tls import Plaintext
 
 START_TLS_OID = b"1.3.6.1.4.1.1466.20037"
 NOTICE_OF_DISCONNECTION_OID = b"1.3.6.1.4.1.1466.20036"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import struct
 
+from certloop.plaintext import Plaintext
 from certloop.starttls.reply import failed, not_offered, shown
-from certloop.tls import Plaintext
 
 CLIENT_LONG_PASSWORD = 0x1
 CLIENT_PROTOCOL_41 = 0x200

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from certloop.plaintext import Plaintext
 from certloop.starttls.reply import failed, not_offered, shown
-from certloop.tls import Plaintext
 
 _MAX_LINES = 100
 

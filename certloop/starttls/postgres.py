@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from certloop.plaintext import Plaintext
 from certloop.starttls.reply import failed, not_offered, shown
-from certloop.tls import Plaintext
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from certloop.tls import FailureReason, ProbeError
+from certloop.errors import FailureReason, ProbeError
 
 _SHOWN = 120
 

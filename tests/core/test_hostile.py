@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certloop.tls import FailureReason, Presented, ProbeError, fetch
+from certloop.errors import FailureReason, ProbeError
+from certloop.tls import Presented, fetch
 from stack.process import LOOPBACK, free_port
 from tests.support.pki import Pki
 from tests.support.servers import (

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certloop.resolve import Resolver, fetch_all, parse_nameserver
-from certloop.tls import FailureReason, Presented, ProbeError
+from certloop.errors import FailureReason, ProbeError
+from certloop.resolve import Resolver, fetch_all, is_ip_literal, parse_nameserver
+from certloop.tls import Presented
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.process import LOOPBACK, free_port
@@ -93,6 +94,16 @@ def test_system_lookups_are_coalesced_and_cached(monkeypatch: pytest.MonkeyPatch
 def test_nameserver_specs(spec: str, parsed: tuple[str, int]) -> None:
     """Nameservers are IP[:port] or [IPv6]:port; the port defaults to 53."""
     assert parse_nameserver(spec) == parsed
+
+
+@pytest.mark.parametrize(("host", "literal"), [
+    ("192.0.2.7", True), ("2001:db8::1", True), ("::ffff:192.0.2.7", True), ("::", True),
+    ("shop.example", False), ("192.0.2", False), ("192.0.2.256", False), ("01.2.3.4", False),
+    ("[2001:db8::1]", False), ("fe80::1%eth0", False), ("1.2.3.4\x00", False), ("", False), ("1e100.net", False),
+])
+def test_ip_literals_are_told_from_names(host: str, literal: bool) -> None:
+    """Only a complete IPv4 dotted quad or an IPv6 address is a literal; anything else is a name to resolve."""
+    assert is_ip_literal(host) is literal
 
 
 @pytest.mark.parametrize("spec", ["dns.example:53", "127.0.0.1:99999", "[::1", "127.0.0.1:x"])

@@ -22,8 +22,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certloop.errors import FailureReason, ProbeError
 from certloop.starttls import STARTTLS, ldap, mysql, postgres
-from certloop.tls import FailureReason, Presented, ProbeError, fetch
+from certloop.tls import Presented, fetch
 from stack.process import LOOPBACK, free_port
 from tests.support import servers
 from tests.support.pki import Issued, Pki

@@ -24,7 +24,9 @@ import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certloop.tls import FailureReason, Presented, ProbeError, fetch, observation_context
+from certloop.errors import FailureReason, ProbeError
+from certloop.tls import Presented, fetch
+from certloop.tlshandshake import observation_context
 from stack.nginx import Nginx
 from stack.process import LOOPBACK, free_port
 from tests.support.pki import Issued, Pki

@@ -23,7 +23,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certloop.tls import PATHS, FailureReason, Presented, ProbeError, fetch, observation_offer
+from certloop.errors import FailureReason, ProbeError
+from certloop.tls import PATHS, Presented, fetch
+from certloop.tlshandshake import observation_offer
 from certloop.tlsobserve import SHARE_USES, Observed, ObserveError, Observer, Refused, Unsupported
 from stack.nginx import Nginx, Site
 from stack.process import LOOPBACK, Process, free_port, port_open, require_binary
