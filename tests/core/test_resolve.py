@@ -99,7 +99,8 @@ def test_nameserver_specs(spec: str, parsed: tuple[str, int]) -> None:
 @pytest.mark.parametrize(("host", "literal"), [
     ("192.0.2.7", True), ("2001:db8::1", True), ("::ffff:192.0.2.7", True), ("::", True),
     ("shop.example", False), ("192.0.2", False), ("192.0.2.256", False), ("01.2.3.4", False),
-    ("[2001:db8::1]", False), ("fe80::1%eth0", False), ("1.2.3.4\x00", False), ("", False), ("1e100.net", False),
+    ("[2001:db8::1]", False), ("fe80::1%eth0", True), ("fe80::1%", False), ("192.0.2.7%eth0", False),
+    ("1.2.3.4\x00", False), ("", False), ("1e100.net", False),
 ])
 def test_ip_literals_are_told_from_names(host: str, literal: bool) -> None:
     """Only a complete IPv4 dotted quad or an IPv6 address is a literal; anything else is a name to resolve."""
