@@ -23,9 +23,10 @@ from renewer.intake import PayloadError, summary, triage
 from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from renewer.openapi import OPENAPI
 from renewer.ratelimit import headroom
+from renewer.records import Enqueued, EnqueueItem
 from renewer.scheduler import installed_facts, next_due
 from renewer.spec import should_renew
-from renewer.store import Enqueued, EnqueueItem, Store, StoreUnavailable
+from renewer.store import Store, StoreUnavailable
 from renewer.worker import ledger_request
 
 __all__ = ["ROUTES", "Api", "EnqueueBatcher", "build_router"]

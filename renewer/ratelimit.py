@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from renewer.store import LedgerEvent
+from renewer.records import LedgerEvent
 
 __all__ = ["Decision", "LedgerRequest", "Rule", "check", "failure_events", "headroom", "order_events"]
 

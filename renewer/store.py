@@ -1,19 +1,13 @@
 """The job store: jobs, their audit trail, the rate-limit ledger and per-certificate state.
 
 SQLAlchemy Core over SQLite (default, WAL, one writer at a time via ``BEGIN IMMEDIATE``), PostgreSQL or
-MariaDB/MySQL (replicas: claiming with ``SELECT ... FOR UPDATE SKIP LOCKED``). The schema is owned by
-the Alembic migrations in :mod:`renewer.migrations`; the tables below mirror them for queries.
+MariaDB/MySQL (replicas: claiming with ``SELECT ... FOR UPDATE SKIP LOCKED``). The tables and the engine
+set-up (with SQLite's durability trade-off) are in :mod:`renewer.database`; the records this API takes and
+returns are in :mod:`renewer.records`.
 
 One open job per certificate is a database fact, not a check-then-insert: ``jobs.active_key`` holds the
 certificate id while a job is open and NULL once it is finished, under a unique constraint. Webhook
 deliveries arrive in batches (:meth:`Store.enqueue_many`): one lookup and one commit per batch.
-
-SQLite durability: WAL with ``synchronous=NORMAL``. A commit is in the WAL (written to the OS) before it
-returns, so it survives a crash of the process (kill -9); only the checkpoints fsync. A power loss or
-kernel crash can lose the last commits since then (never corrupt the file). What that can cost: a webhook
-answered 202 whose job vanished (Alertmanager's repeat notification and the safety net queue it again) or
-a job state rolled back a step (the job is resumed or retried; live files have their own fsynced journal).
-FULL would fsync every commit, on the webhook's path, to protect against exactly that; not worth it here.
 
 Times are aware UTC datetimes at this API and integer epoch milliseconds in the database (portable
 across the three engines and exact). Every state change writes a ``job_events`` row in the same
@@ -28,51 +22,35 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from renewer.database import READ_ONLY, TABLES, certificate_state, create_engine, job_events, jobs, ratelimit_events
 from renewer.errors import RenewerError
+from renewer.records import (
+    TERMINAL_STATES,
+    CertificateState,
+    Enqueued,
+    EnqueueItem,
+    Job,
+    JobEvent,
+    LedgerEvent,
+    QueueStats,
+    State,
+    from_ms,
+    job_from_row,
+    to_ms,
+)
 
-__all__ = [
-    "OPEN_STATES",
-    "TERMINAL_STATES",
-    "CertificateState",
-    "EnqueueItem",
-    "Enqueued",
-    "Job",
-    "JobEvent",
-    "LedgerEvent",
-    "QueueStats",
-    "State",
-    "Store",
-    "StoreUnavailable",
-    "from_ms",
-    "to_ms",
-]
+__all__ = ["Store", "StoreUnavailable"]
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class State(StrEnum):
-    QUEUED = "queued"
-    ISSUING = "issuing"
-    INSTALLING = "installing"
-    VERIFYING = "verifying"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-
-
-OPEN_STATES = frozenset({State.QUEUED, State.ISSUING, State.INSTALLING, State.VERIFYING})
-TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.ROLLED_BACK})
 
 
 class StoreUnavailable(RenewerError):
@@ -84,70 +62,6 @@ class StoreUnavailable(RenewerError):
         super().__init__(f"job store unavailable during {operation}: {detail}")
 
 
-def to_ms(when: datetime) -> int:
-    if when.tzinfo is None:
-        raise ValueError("naive datetime: certloop uses aware UTC everywhere")
-    return int(when.timestamp() * 1000)
-
-
-def from_ms(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
-
-
-metadata = sa.MetaData()
-jobs = sa.Table(
-    "jobs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("certificate", sa.String(64), nullable=False),
-    sa.Column("trigger", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(512), nullable=False),
-    sa.Column("force", sa.Boolean, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("deploy_attempt", sa.Integer, nullable=False),
-    sa.Column("not_before", sa.BigInteger, nullable=False),
-    sa.Column("lease_owner", sa.String(128)),
-    sa.Column("lease_expires", sa.BigInteger),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-    sa.Column("started_at", sa.BigInteger),
-    sa.Column("last_error", sa.Text),
-    sa.Column("material_ref", sa.String(255)),
-    sa.Column("active_key", sa.String(64), unique=True),
-)
-job_events = sa.Table(
-    "job_events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("from_state", sa.String(16)),
-    sa.Column("to_state", sa.String(16), nullable=False),
-    sa.Column("at", sa.BigInteger, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("actor", sa.String(128)),
-)
-ratelimit_events = sa.Table(
-    "ratelimit_events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("issuer", sa.String(255), nullable=False),
-    sa.Column("scope", sa.String(16), nullable=False),
-    sa.Column("key", sa.String(255), nullable=False),
-    sa.Column("at", sa.BigInteger, nullable=False),
-    sa.Column("job_id", sa.Integer),
-)
-certificate_state = sa.Table(
-    "certificate_state", metadata,
-    sa.Column("certificate", sa.String(64), primary_key=True),
-    sa.Column("not_after", sa.BigInteger),
-    sa.Column("next_due", sa.BigInteger),
-    sa.Column("last_attempt_at", sa.BigInteger),
-    sa.Column("last_success_at", sa.BigInteger),
-    sa.Column("last_result", sa.String(16)),
-    sa.Column("last_error", sa.Text),
-    sa.Column("last_job_id", sa.Integer),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-)
-TABLES: tuple[sa.Table, ...] = (jobs, job_events, ratelimit_events, certificate_state)
-
 # The webhook's one lookup per batch, built once (its cache key is memoized): open jobs and last successes
 # of the named certificates. Rows: (certificate, open job id, NULL) and (certificate, NULL, last success ms).
 _NAMES: sa.BindParameter[list[str]] = sa.bindparam("names", expanding=True)
@@ -158,139 +72,12 @@ _LOOKUP = sa.union_all(
 )
 
 
-@dataclass(frozen=True)
-class Job:
-    id: int
-    certificate: str
-    trigger: str
-    reason: str
-    force: bool
-    state: State
-    attempt: int
-    deploy_attempt: int
-    not_before: datetime
-    lease_owner: str | None
-    lease_expires: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    last_error: str | None
-    material_ref: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in out.items()}
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    job_id: int
-    from_state: str | None
-    to_state: str
-    at: datetime
-    reason: str
-    actor: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"from_state": self.from_state, "to_state": self.to_state, "at": self.at.isoformat(),
-                "reason": self.reason, "actor": self.actor}
-
-
-@dataclass(frozen=True)
-class Enqueued:
-    """Outcome of :meth:`Store.enqueue`: ``created`` False means an open job already existed (``job_id``),
-    or the certificate was renewed after ``alert_started`` (``job_id`` None)."""
-
-    job_id: int | None
-    created: bool
-
-
-@dataclass(frozen=True)
-class EnqueueItem:
-    """One enqueue of a batch (:meth:`Store.enqueue_many`); the arguments of :meth:`Store.enqueue`."""
-
-    certificate: str
-    trigger: str
-    reason: str
-    now: datetime
-    alert_started: datetime | None = None
-    actor: str | None = None
-
-
-@dataclass(frozen=True)
-class LedgerEvent:
-    issuer: str
-    scope: str
-    key: str
-    at: datetime
-    job_id: int | None = None
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    queued: int
-    in_progress: int
-    oldest_queued: datetime | None
-
-
-@dataclass(frozen=True)
-class CertificateState:
-    certificate: str
-    not_after: datetime | None = None
-    next_due: datetime | None = None
-    last_attempt_at: datetime | None = None
-    last_success_at: datetime | None = None
-    last_result: str | None = None
-    last_error: str | None = None
-    last_job_id: int | None = None
-
-
-_TIME_COLS = frozenset({"not_before", "lease_expires", "created_at", "updated_at", "started_at"})
-
-
-def _job(row: sa.RowMapping) -> Job:
-    values = {f.name: row[f.name] for f in fields(Job)}
-    for col in _TIME_COLS:
-        values[col] = from_ms(values[col])
-    values["state"] = State(values["state"])
-    values["force"] = bool(values["force"])
-    return Job(**values)
-
-
-_READ_ONLY = "certloop_read_only"  # execution option: a deferred (snapshot, no write lock) SQLite BEGIN
-
-
-def _engine(url: str, busy_timeout: timedelta) -> Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout.total_seconds()})
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (pysqlite's own handling is broken)
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout.total_seconds() * 1000)}")
-            cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Single writer: claims cannot interleave. A read-only transaction (webhook duplicates) takes a
-            # snapshot without the write lock.
-            read_only = conn.get_execution_options().get(_READ_ONLY, False)
-            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16, pool_recycle=1800)
-
-
 class Store:
     """Synchronous store API; the daemon calls it from a thread pool."""
 
     def __init__(self, url: str, *, busy_timeout: timedelta = timedelta(seconds=10)) -> None:
         self.url = url
-        self.engine = _engine(url, busy_timeout)
+        self.engine = create_engine(url, busy_timeout)
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb"}
         self._read_first = self.engine.dialect.name == "sqlite"  # see enqueue_many
         # SQLite has one writer: more threads would only queue on its lock (and its busy handler sleeps in
@@ -310,7 +97,7 @@ class Store:
     @contextmanager
     def _tx(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.connect() as conn, conn.execution_options(**{_READ_ONLY: read_only}).begin():
+            with self.engine.connect() as conn, conn.execution_options(**{READ_ONLY: read_only}).begin():
                 yield conn
         except IntegrityError:
             raise
@@ -447,7 +234,7 @@ class Store:
                 .values(lease_owner=owner, lease_expires=to_ms(now + lease), updated_at=ms)
             )
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().one()
-            return _job(row)
+            return job_from_row(row)
 
     def extend_lease(self, job_id: int, owner: str, until: datetime) -> bool:
         """Keep the lease while working; False when another replica took the job over."""
@@ -494,7 +281,7 @@ class Store:
     def get_job(self, job_id: int) -> Job | None:
         with self._tx("get_job") as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     def events(self, job_id: int) -> list[JobEvent]:
         with self._tx("events") as conn:
@@ -516,7 +303,7 @@ class Store:
         if state is not None:
             query = query.where(jobs.c.state == state)
         with self._tx("list_jobs") as conn:
-            return [_job(r) for r in conn.execute(query).mappings().all()]
+            return [job_from_row(r) for r in conn.execute(query).mappings().all()]
 
     def queue_stats(self, now: datetime) -> QueueStats:
         ms = to_ms(now)

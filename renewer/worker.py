@@ -42,8 +42,9 @@ from renewer.errors import (
 from renewer.metrics import RenewerMetrics
 from renewer.policy import next_attempt_at
 from renewer.ratelimit import LedgerRequest, check, failure_events, order_events
+from renewer.records import Job, State
 from renewer.spec import CertificateSpec, renewal_due_at
-from renewer.store import Job, State, Store, StoreUnavailable
+from renewer.store import Store, StoreUnavailable
 
 __all__ = ["LeaseLost", "Worker", "ledger_request"]
 

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 import yaml
 
 from renewer import migrations
-from renewer.store import TABLES, Store
+from renewer.database import TABLES
+from renewer.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 MINT = Path(__file__).with_name("mint.py")

@@ -15,7 +15,7 @@ from renewer.backup import FORMAT, BackupError, read_backup
 from renewer.cli import main
 from renewer.config import load_config
 from renewer.daemon import open_keystore, open_store
-from renewer.store import State
+from renewer.records import State
 from tests.renewer.conftest import Setup, clean
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

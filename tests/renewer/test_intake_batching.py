@@ -15,7 +15,8 @@ import pytest
 
 from renewer import migrations
 from renewer.api import EnqueueBatcher
-from renewer.store import Enqueued, EnqueueItem, State, Store, StoreUnavailable
+from renewer.records import Enqueued, EnqueueItem, State
+from renewer.store import Store, StoreUnavailable
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from renewer import migrations
-from renewer.store import LedgerEvent, State, Store, StoreUnavailable
+from renewer.records import LedgerEvent, State
+from renewer.store import Store, StoreUnavailable
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

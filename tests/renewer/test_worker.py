@@ -22,8 +22,9 @@ from renewer import pipeline
 from renewer.config import RenewerConfig, load_config
 from renewer.daemon import open_keystore
 from renewer.metrics import RenewerMetrics
+from renewer.records import Job, LedgerEvent, State
 from renewer.scheduler import SafetyNet
-from renewer.store import Job, LedgerEvent, State, Store
+from renewer.store import Store
 from renewer.worker import Worker
 from tests.renewer.conftest import RenewerProcess, Setup, wait_for
 from tests.support.pki import Pki
