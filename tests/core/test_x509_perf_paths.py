@@ -1,4 +1,4 @@
-"""The fast paths of certloop.x509 and certloop.verify give exactly the reference results.
+"""The fast paths of certloop.x509, certloop.facts and certloop.verify give exactly the reference results.
 
 ``verify_chain`` reuses the verdict of an earlier leaf with the same shape under the same presented
 upper chain (one signature check instead of path building); ``facts`` slices the DER and caches names
