@@ -23,7 +23,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from certloop.tls import FailureReason, Presented, ProbeError, fetch
+from certloop.errors import FailureReason, ProbeError
+from certloop.tls import Presented, fetch
 
 if TYPE_CHECKING:  # dnspython is imported when nameservers are configured: ~50 ms less at every start
     import dns.asyncresolver

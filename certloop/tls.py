@@ -34,10 +34,7 @@ from collections import Counter
 from dataclasses import dataclass
 from time import perf_counter
 
-# Imported "as" themselves: re-exported for importers that predate certloop.errors holding them
-# (certloop/resolve.py, exporter/sources/endpoints.py); new code imports them from certloop.errors.
-from certloop.errors import FailureReason as FailureReason
-from certloop.errors import ProbeError as ProbeError
+from certloop.errors import FailureReason, ProbeError
 from certloop.plaintext import Negotiator, Plaintext
 from certloop.tlshandshake import observation_context, observe_chain, openssl_handshake
 from certloop.tlsobserve import Observed, Refused, Unsupported

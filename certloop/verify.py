@@ -39,13 +39,8 @@ from cryptography.x509.verification import (
 
 from certloop.der import oid_contents, raw_extensions
 from certloop.facts import CertFacts, Role, chain_roles, facts, tbs_fields
-
-# Re-exported for importers that predate certloop.truststore and certloop.hostnames (exporter/engine.py,
-# exporter/sources/); new code imports these names from those modules.
-from certloop.hostnames import covers as covers
-from certloop.truststore import TrustStore as TrustStore
-from certloop.truststore import TrustStoreError as TrustStoreError
-from certloop.truststore import claims_issuer, signed_by
+from certloop.hostnames import covers
+from certloop.truststore import TrustStore, claims_issuer, signed_by
 
 __all__ = ["Verdict", "earliest_expiry", "verify_chain"]
 

@@ -34,12 +34,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from certloop.cache import remember
 from certloop.errors import CertloopError
 
-# Re-exported for importers that predate certloop.facts and certloop.hostnames (exporter/sources/); new
-# code imports these names from those modules.
-from certloop.facts import der_bytes as der_bytes
-from certloop.facts import facts as facts
-from certloop.hostnames import parse_ip as parse_ip
-
 __all__ = [
     "MAX_FILE_BYTES",
     "FileError",

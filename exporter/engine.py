@@ -31,7 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from certloop import __version__
 from certloop.errors import ConfigError
 from certloop.resolve import Resolver
-from certloop.verify import TrustStore, TrustStoreError
+from certloop.truststore import TrustStore, TrustStoreError
 from exporter import metrics as m
 from exporter.collector import Inventory
 from exporter.config import ExporterConfig, load_config

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from certloop.verify import TrustStore
+from certloop.truststore import TrustStore
 from exporter.config import ExporterConfig
 
 __all__ = ["Context", "ProbeCounter", "Put", "Resolver", "Source", "utcnow"]

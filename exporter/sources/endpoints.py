@@ -3,7 +3,7 @@
 :func:`probe_endpoint` is shared by the inventory sweep (:class:`EndpointSource`) and ``/probe``.
 It never raises for a peer's behaviour: DNS, connect, timeout and handshake failures become an
 :class:`~exporter.report.Observation` with ``success=False`` and a reason from
-:class:`certloop.tls.FailureReason`.
+:class:`certloop.errors.FailureReason`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-from certloop.tls import FailureReason, Presented, ProbeError, fetch
-from certloop.verify import TrustStore, covers
-from certloop.x509 import load_der_chain, parse_ip
+from certloop.errors import FailureReason, ProbeError
+from certloop.hostnames import covers, parse_ip
+from certloop.tls import Presented, fetch
+from certloop.truststore import TrustStore
+from certloop.x509 import load_der_chain
 from exporter.config import DEFAULT_MODULE, ModuleConfig, split_target
 from exporter.report import Observation, TargetReport, assess, consistency, render
 from exporter.sources.base import Context, Put

@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from certloop.errors import ConfigError
+from certloop.facts import der_bytes, facts
 from certloop.x509 import (
     FileError,
     FileReason,
     certificates_in,
-    der_bytes,
-    facts,
     load_der_chain,
     read_bounded,
     read_certificate_file,
