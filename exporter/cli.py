@@ -133,11 +133,13 @@ async def _serve(
                           reuse_port=probe_workers > 0)
     await server.start(host, port)
     private: HttpServer | None = None
+    supervisor: asyncio.Task[None] | None = None
     if probe_workers > 0:  # workers forward everything but /probe here
         private = build_server(engine, on_reload=lambda: workers.reload() if workers else None)
         await private.start(LOOPBACK, 0)
         workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port))
         workers.start()
+        supervisor = asyncio.create_task(workers.supervise(), name="probe-workers")
     await engine.start()
     shown = f"[{host}]" if ":" in host else host
     log.info("listening on http://%s:%d/metrics (pid %d)", shown, server.port, os.getpid())
@@ -165,6 +167,10 @@ async def _serve(
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await server.close()
+        if supervisor is not None:  # before stopping the workers: their exits are not deaths to repair
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         if workers is not None:
             workers.stop()
         if private is not None:

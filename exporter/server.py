@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
@@ -52,6 +53,8 @@ _ROUTES = (("GET", "/"), ("GET", "/metrics"), ("GET", "/-/healthy"), ("GET", "/-
            ("POST", "/-/reload"), ("PUT", "/-/reload"))
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "content-length", "transfer-encoding", "host", "te"})
 _FORWARD_TIMEOUT = 30.0
+RESTART_MIN = 1.0  # seconds before a dead probe worker's slot is refilled again
+RESTART_MAX = 30.0
 
 
 def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
@@ -110,6 +113,9 @@ class ProbeWorkers:
         self.public = public
         self.private = private
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._started: list[float] = []  # per slot: when its current process started (monotonic)
+        self._backoff: list[float] = []  # per slot: the pause before the next restart
+        self._due: list[float] = []  # per slot: no restart before this time
 
     def argv(self) -> list[str]:
         host, port = self.public
@@ -119,9 +125,43 @@ class ProbeWorkers:
                 f"--log.level={logging.getLevelName(logging.getLogger().level).lower().replace('warning', 'warn')}"]
 
     def start(self) -> None:
+        now = time.monotonic()
         for _ in range(self.count):
             self.processes.append(subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL))
+            self._started.append(now)
+            self._backoff.append(RESTART_MIN)
+            self._due.append(now)
         log.info("started %d probe workers (pids %s)", self.count, ", ".join(str(p.pid) for p in self.processes))
+
+    def restart_dead(self) -> list[int]:
+        """Replace every worker that exited (OOM kill, crash): logged with its status; returns the new PIDs.
+
+        A worker that keeps dying is restarted after a pause doubling from RESTART_MIN to RESTART_MAX
+        (reset once one has lived RESTART_MAX), so a crash loop neither spins nor gives up.
+        """
+        now = time.monotonic()
+        started = []
+        for slot, process in enumerate(self.processes):
+            status = process.poll()
+            if status is None or now < self._due[slot]:
+                continue
+            if now - self._started[slot] >= RESTART_MAX:
+                self._backoff[slot] = RESTART_MIN
+            replacement = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL)
+            log.warning("probe worker %d exited (%s); started %d in its place", process.pid,
+                        f"signal {-status}" if status < 0 else f"status {status}", replacement.pid)
+            self.processes[slot] = replacement
+            self._started[slot] = now
+            self._due[slot] = now + self._backoff[slot]
+            self._backoff[slot] = min(self._backoff[slot] * 2, RESTART_MAX)
+            started.append(replacement.pid)
+        return started
+
+    async def supervise(self, interval: float = 0.5) -> None:
+        """:meth:`restart_dead` every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.restart_dead()
 
     def reload(self) -> None:
         """Tell every worker to re-read the config file (after the main process accepted it)."""

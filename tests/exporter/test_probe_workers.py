@@ -8,6 +8,7 @@ OpenSSL server (tests/support/servers.py).
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,3 +123,37 @@ def test_workers_stop_with_the_main_process(tmp_path: Path, tls_port: int) -> No
     while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
+
+
+def test_a_dead_worker_is_replaced(tmp_path: Path, tls_port: int) -> None:
+    """A worker killed (an OOM kill, a crash) is restarted: the worker count and /probe recover."""
+    config = {"global": {"interval": "1h", "files_interval": "1h", "jitter": "0s"},
+              "endpoints": [{"targets": [f"{LOOPBACK}:{tls_port}"]}]}
+    daemon = CertloopDaemon.exporter(tmp_path / "exporter", config, extra_args=("--web.probe-workers=2",))
+    daemon.start()
+    try:
+        assert daemon.process is not None
+        before = children_of(daemon.process.pid)
+        assert len(before) == 2
+        victim, survivor = sorted(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        now = before
+        while time.monotonic() < deadline:
+            now = children_of(daemon.process.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 2 and victim not in now and survivor in now
+        probe = f"{daemon.url}/probe?target={LOOPBACK}:{tls_port}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the new worker is up once it answers on the shared port
+            codes = [requests.get(probe, timeout=10).status_code for _ in range(20)]
+            if set(codes) == {200}:
+                break
+            time.sleep(0.1)
+        assert set(codes) == {200}
+        log = (daemon.workdir / "exporter.log").read_text()
+        assert f"probe worker {victim} exited (signal 9)" in log
+    finally:
+        daemon.stop()
