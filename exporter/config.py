@@ -10,6 +10,7 @@
       ca_file: /etc/ssl/certs/ca-certificates.crt   # trust bundle; default: the system store
       resolver: [127.0.0.1:53]    # DNS servers (host:port); default: the system resolver
       max_file_bytes: 16777216    # certificate files larger than this are reported as too_large
+      files_watch: true           # Linux: skip a file sweep when inotify saw no change (full sweep every 5m)
     modules:                      # named probe settings for /probe?module=NAME (like blackbox modules)
       smtp: {starttls: smtp, ip_protocol: ip4}
     endpoints:
@@ -143,6 +144,7 @@ class GlobalConfig(StrictModel):
     ca_file: str | None = Field(default=None, description="PEM trust bundle; default: the system store")
     resolver: list[Nameserver] = Field(default_factory=list, description="DNS servers host:port; default: system")
     max_file_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="larger files are too_large")
+    files_watch: bool = Field(default=True, description="skip file sweeps inotify shows nothing could change")
 
 
 class ModuleConfig(StrictModel):

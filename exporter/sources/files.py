@@ -49,6 +49,7 @@ from exporter.metrics import Fragments
 from exporter.report import Observation, TargetReport, assess, render
 from exporter.sources.base import Context, Put
 from exporter.sources.filestate import Snapshots, from_micros
+from exporter.sources.watch import DirectoryWatch, Resolution
 
 __all__ = ["FileSource", "expand_group", "leaf_fingerprint", "stat_key"]
 
@@ -142,8 +143,9 @@ def _job_path(job: _Job) -> str:
     return job.path
 
 
-# (directory stat key, (name, path) of each wanted file, subdirectories to descend, reusable)
-_Listing = tuple[tuple[int, ...], tuple[tuple[str, str], ...], tuple[str, ...], bool]
+# (directory stat key, (name, path) of each wanted file, subdirectories to descend, reusable,
+#  paths of the wanted files that are symlinks)
+_Listing = tuple[tuple[int, ...], tuple[tuple[str, str], ...], tuple[str, ...], bool, tuple[str, ...]]
 
 
 def _list(directory: str, fd: int, dir_key: tuple[int, ...], recursive: bool, wanted: _NameFilter) -> _Listing:
@@ -152,10 +154,12 @@ def _list(directory: str, fd: int, dir_key: tuple[int, ...], recursive: bool, wa
     prefix = directory if directory.endswith(os.sep) else directory + os.sep
     files: list[tuple[str, str]] = []
     subdirs: list[str] = []
+    links: list[str] = []
     with os.scandir(fd) as it:
         for entry in it:
             name = entry.name
-            if entry.is_symlink():
+            link = entry.is_symlink()
+            if link:
                 settled = False
             try:
                 # os.walk's split: a symlink to a directory is a directory (not descended into)
@@ -167,7 +171,9 @@ def _list(directory: str, fd: int, dir_key: tuple[int, ...], recursive: bool, wa
                     subdirs.append(prefix + name)
             elif wanted(name):
                 files.append((name, prefix + name))
-    return dir_key, tuple(files), tuple(subdirs), settled
+                if link:
+                    links.append(prefix + name)
+    return dir_key, tuple(files), tuple(subdirs), settled, tuple(links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,20 +229,30 @@ class FileSource:
         self._fragments: dict[str, Fragments] = {}  # what was last put per path (kept for the snapshot)
         self._state = Snapshots(ctx) if ctx.state_dir else None
         self._restore = self._state is not None  # the first sweep starts from the snapshot
+        self._watch = DirectoryWatch() if ctx.config.global_.files_watch else None
+        self._alive: set[Hashable] = set()  # what the last full sweep found (a skipped sweep's answer)
+        self.full_sweeps = 0  # sweeps that listed and stat'ed (the others were skipped: nothing changed)
 
     async def close(self) -> None:
         """Write the snapshot if anything changed since the last one (on stop and before a reload)."""
+        if self._watch is not None:
+            self._watch.close()
         if self._state is not None:
             await self._state.save(self._known, self._fragments, force=True)
 
     async def sweep(self, put: Put) -> set[Hashable]:
         now = self.ctx.clock()
+        watch = self._watch
+        if watch is not None and not self._restore and watch.quiet(now):
+            return self._alive  # no event, nothing due: the last full sweep's answer stands
         # Listing and stat'ing runs on the loop in slices of _SLICE files (~10-15 ms each), yielding in
         # between, so /metrics keeps answering; the sweep's state is only ever touched on the loop.
         alive: set[Hashable] = set()
         jobs: list[_Job] = []
         restored = await self._restored() if self._restore else {}
-        for _ in self._scan(now, alive, jobs):
+        plan = Resolution() if watch is not None and watch.available else None
+        self.full_sweeps += 1
+        for _ in self._scan(now, alive, jobs, plan):
             await asyncio.sleep(0)
         for path, fragments in restored.items():  # unchanged since the snapshot: served as stored
             if path in alive:
@@ -255,6 +271,11 @@ class FileSource:
                     self._state.dirty = True
         if self._state is not None:
             await self._state.save(self._known, self._fragments)
+        if watch is not None and plan is not None:
+            due = min((k.valid_until for k in self._known.values() if k.valid_until is not None and k.ders),
+                      default=None)
+            watch.after_full_sweep(None if plan.broken else plan.dirs, due, plan.broken or "")
+        self._alive = alive
         return alive
 
     async def _restored(self) -> dict[str, Fragments]:
@@ -308,24 +329,36 @@ class FileSource:
         for chunk in left:
             self._apply(await asyncio.to_thread(self._read_batch, chunk, now), put)
 
-    def _scan(self, now: datetime, alive: set[Hashable], jobs: list[_Job]) -> Iterator[None]:
+    def _scan(
+        self, now: datetime, alive: set[Hashable], jobs: list[_Job], plan: Resolution | None = None,
+    ) -> Iterator[None]:
         """Fill ``alive`` (paths that exist now) and ``jobs`` (to read: new or changed; to re-judge:
-        time passed), yielding every :data:`_SLICE` files so the caller can let the loop run."""
+        time passed), yielding every :data:`_SLICE` files so the caller can let the loop run; with a
+        ``plan``, record the directories to watch for changes."""
         listings: dict[tuple[int, str], _Listing] = {}
         for index, (group, _, labels, password) in enumerate(self._groups):
             for pattern in group.paths:
                 if _GLOB_CHARS & set(pattern):
+                    head = os.path.dirname(pattern)
+                    if plan is not None and _GLOB_CHARS & set(head):
+                        plan.broken = f"{pattern} has a wildcard in a directory"
+                    elif plan is not None:
+                        plan.root(head)  # a new match appears there
                     for match in sorted(glob.glob(pattern, recursive=group.recursive)):
                         if os.path.isdir(match):
                             yield from self._scan_directory(
-                                match, index, listings, now, alive, jobs)
+                                match, index, listings, now, alive, jobs, plan)
                         else:
+                            if plan is not None and os.path.islink(match):
+                                plan.link(match)
                             key = stat_key(match)
                             if key != _VANISHED or os.path.lexists(match):  # else removed since matched
                                 self._consider(match, key, labels, password, now, alive, jobs)
                 elif os.path.isdir(pattern):
-                    yield from self._scan_directory(pattern, index, listings, now, alive, jobs)
+                    yield from self._scan_directory(pattern, index, listings, now, alive, jobs, plan)
                 else:
+                    if plan is not None:
+                        plan.link(pattern)  # its directory, and where its symlinks lead
                     self._consider(pattern, stat_key(pattern), labels, password, now, alive, jobs)
         self._listings = listings  # those of directories that are gone are dropped
 
@@ -345,7 +378,7 @@ class FileSource:
 
     def _scan_directory(
         self, root: str, index: int, listings: dict[tuple[int, str], _Listing], now: datetime,
-        alive: set[Hashable], jobs: list[_Job],
+        alive: set[Hashable], jobs: list[_Job], plan: Resolution | None = None,
     ) -> Iterator[None]:
         """:meth:`_consider` every file under ``root`` (as :func:`_list_directory` lists them).
 
@@ -376,6 +409,10 @@ class FileSource:
                     listing = _list(directory, fd, dir_key, recursive, wanted)
                 if listing[3]:
                     listings[(index, directory)] = listing
+                if plan is not None:
+                    plan.root(directory)
+                    for link in listing[4]:
+                        plan.link(link)
                 stack.extend(reversed(listing[2]))
                 for name, path in listing[1]:
                     budget -= 1
