@@ -22,7 +22,8 @@ from certloop.x509 import load_der_chain
 from exporter.config import DEFAULT_MODULE, ModuleConfig, split_target
 from exporter.report import Observation, TargetReport, assess, consistency, render
 from exporter.sources.base import Context, Put
-from exporter.sources.files import StatKey, leaf_fingerprint
+from exporter.sources.files import leaf_fingerprint
+from exporter.sources.paths import StatKey
 
 __all__ = ["EndpointSource", "EndpointSpec", "probe_endpoint", "spec_for"]
 

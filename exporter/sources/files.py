@@ -3,7 +3,10 @@
 A file's identity is its ``stat`` (device, inode, size, mtime_ns, ctime_ns, mode): an unchanged file
 costs one ``stat`` per sweep (relative to its open directory) and no re-render, unless time crosses a
 validity boundary of its chain; then its verdict is re-computed from the certificates kept in memory
-(as DER), without reading. Listing runs on the event loop in slices, yielding between them.
+(as DER), without reading. Listing runs on the event loop in slices, yielding between them. What
+identifies a version and how directories are listed is :mod:`exporter.sources.paths`; a sweep that
+inotify shows nothing could have changed is skipped (:mod:`exporter.sources.watch`); with
+``--storage.path`` a restart starts from a snapshot (:mod:`exporter.sources.filestate`).
 
 Reading, verifying and rendering a file is CPU work (~0.2 ms, most of it one signature check). A sweep
 with many files to read (the first one) forks one worker process per core; each returns compact
@@ -19,13 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fnmatch
 import gc
 import glob
 import logging
 import multiprocessing
 import os
-import re
 import signal
 import time
 from collections.abc import Hashable, Iterator
@@ -49,131 +50,31 @@ from exporter.metrics import Fragments
 from exporter.report import Observation, TargetReport, assess, render
 from exporter.sources.base import Context, Put
 from exporter.sources.filestate import Snapshots, from_micros
+from exporter.sources.paths import (
+    GLOB_CHARS,
+    VANISHED,
+    Listing,
+    NameFilter,
+    StatKey,
+    key_of,
+    lexists,
+    list_directory,
+    stat_key,
+)
 from exporter.sources.watch import DirectoryWatch, Resolution
 
-__all__ = ["FileSource", "expand_group", "leaf_fingerprint", "stat_key"]
+__all__ = ["FileSource", "leaf_fingerprint"]
 
 log = logging.getLogger(__name__)
 
 _BATCH = 256
 _POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
 _SLICE = 4096  # files stat'ed between two yields to the event loop (~10-15 ms here)
-_SETTLED = 2.0  # seconds a directory must be unmodified before its listing is reused (coarse mtimes)
 _CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
-_GLOB_CHARS = frozenset("*?[")
-StatKey = tuple[int, ...]
-_VANISHED: StatKey = (-errno.ENOENT,)  # a listed or globbed file removed before its stat
-
-
-def _lexists(name: str, dir_fd: int) -> bool:
-    try:
-        os.lstat(name, dir_fd=dir_fd)
-    except OSError:
-        return False
-    return True
-
-
-def stat_key(path: str) -> StatKey:
-    """What identifies a version of the file, or ``(-errno,)`` when it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return (-(exc.errno or errno.EIO),)
-    return _key(st)
-
-
-def _key(st: os.stat_result) -> StatKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-
-
-class _NameFilter:
-    """A group's include/exclude patterns compiled once into two regexes (fnmatch per name is slow)."""
-
-    __slots__ = ("_exclude", "_include")
-
-    def __init__(self, group: FileGroup) -> None:
-        self._include = _compile(group.include)
-        self._exclude = _compile(group.exclude)
-
-    def __call__(self, name: str) -> bool:
-        if self._include is not None and not self._include.match(name):
-            return False
-        return self._exclude is None or not self._exclude.match(name)
-
-
-def _compile(patterns: list[str]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
-
-
-def _list_directory(root: str, group: FileGroup, wanted: _NameFilter) -> Iterator[str]:
-    if group.recursive:
-        for dirpath, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if wanted(name):
-                    yield os.path.join(dirpath, name)
-        return
-    try:
-        with os.scandir(root) as it:
-            entries = sorted((e for e in it if not e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if wanted(entry.name):
-            yield entry.path
-
-
-def expand_group(group: FileGroup, wanted: _NameFilter | None = None) -> Iterator[str]:
-    """Every file path a group names now: plain paths as given (even missing), globs, directory contents."""
-    wanted = wanted or _NameFilter(group)
-    for pattern in group.paths:
-        if _GLOB_CHARS & set(pattern):
-            for match in sorted(glob.glob(pattern, recursive=group.recursive)):
-                if os.path.isdir(match):
-                    yield from _list_directory(match, group, wanted)
-                else:
-                    yield match
-        elif os.path.isdir(pattern):
-            yield from _list_directory(pattern, group, wanted)
-        else:
-            yield pattern
 
 
 def _job_path(job: _Job) -> str:
     return job.path
-
-
-# (directory stat key, (name, path) of each wanted file, subdirectories to descend, reusable,
-#  paths of the wanted files that are symlinks)
-_Listing = tuple[tuple[int, ...], tuple[tuple[str, str], ...], tuple[str, ...], bool, tuple[str, ...]]
-
-
-def _list(directory: str, fd: int, dir_key: tuple[int, ...], recursive: bool, wanted: _NameFilter) -> _Listing:
-    """One directory's wanted files and subdirectories, split as ``os.walk`` does (raises OSError)."""
-    settled = time.time() - dir_key[2] / 1e9 > _SETTLED
-    prefix = directory if directory.endswith(os.sep) else directory + os.sep
-    files: list[tuple[str, str]] = []
-    subdirs: list[str] = []
-    links: list[str] = []
-    with os.scandir(fd) as it:
-        for entry in it:
-            name = entry.name
-            link = entry.is_symlink()
-            if link:
-                settled = False
-            try:
-                # os.walk's split: a symlink to a directory is a directory (not descended into)
-                is_dir = entry.is_dir() if recursive else entry.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if recursive and not entry.is_symlink():
-                    subdirs.append(prefix + name)
-            elif wanted(name):
-                files.append((name, prefix + name))
-                if link:
-                    links.append(prefix + name)
-    return dir_key, tuple(files), tuple(subdirs), settled, tuple(links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,15 +118,15 @@ class FileSource:
         self.ctx = ctx
         self.interval = ctx.config.global_.files_interval.total_seconds()
         self.max_bytes = ctx.config.global_.max_file_bytes
-        self._groups: list[tuple[FileGroup, _NameFilter, tuple[tuple[str, str], ...], bytes | None]] = []
+        self._groups: list[tuple[FileGroup, NameFilter, tuple[tuple[str, str], ...], bytes | None]] = []
         for i, group in enumerate(ctx.config.files):
             try:
                 password = ctx.config.file_password(i)
             except ConfigError:
                 password = None  # validated at load time; the secret vanished since: read without it
-            self._groups.append((group, _NameFilter(group), tuple(sorted(group.labels.items())), password))
+            self._groups.append((group, NameFilter(group), tuple(sorted(group.labels.items())), password))
         self._known: dict[str, _Known] = {}
-        self._listings: dict[tuple[int, str], _Listing] = {}
+        self._listings: dict[tuple[int, str], Listing] = {}
         self._fragments: dict[str, Fragments] = {}  # what was last put per path (kept for the snapshot)
         self._state = Snapshots(ctx) if ctx.state_dir else None
         self._restore = self._state is not None  # the first sweep starts from the snapshot
@@ -335,12 +236,12 @@ class FileSource:
         """Fill ``alive`` (paths that exist now) and ``jobs`` (to read: new or changed; to re-judge:
         time passed), yielding every :data:`_SLICE` files so the caller can let the loop run; with a
         ``plan``, record the directories to watch for changes."""
-        listings: dict[tuple[int, str], _Listing] = {}
+        listings: dict[tuple[int, str], Listing] = {}
         for index, (group, _, labels, password) in enumerate(self._groups):
             for pattern in group.paths:
-                if _GLOB_CHARS & set(pattern):
+                if GLOB_CHARS & set(pattern):
                     head = os.path.dirname(pattern)
-                    if plan is not None and _GLOB_CHARS & set(head):
+                    if plan is not None and GLOB_CHARS & set(head):
                         plan.broken = f"{pattern} has a wildcard in a directory"
                     elif plan is not None:
                         plan.root(head)  # a new match appears there
@@ -352,7 +253,7 @@ class FileSource:
                             if plan is not None and os.path.islink(match):
                                 plan.link(match)
                             key = stat_key(match)
-                            if key != _VANISHED or os.path.lexists(match):  # else removed since matched
+                            if key != VANISHED or os.path.lexists(match):  # else removed since matched
                                 self._consider(match, key, labels, password, now, alive, jobs)
                 elif os.path.isdir(pattern):
                     yield from self._scan_directory(pattern, index, listings, now, alive, jobs, plan)
@@ -377,10 +278,10 @@ class FileSource:
         jobs.append(_Job(path, key, labels, password))
 
     def _scan_directory(
-        self, root: str, index: int, listings: dict[tuple[int, str], _Listing], now: datetime,
+        self, root: str, index: int, listings: dict[tuple[int, str], Listing], now: datetime,
         alive: set[Hashable], jobs: list[_Job], plan: Resolution | None = None,
     ) -> Iterator[None]:
-        """:meth:`_consider` every file under ``root`` (as :func:`_list_directory` lists them).
+        """:meth:`_consider` every file under ``root`` (as :func:`~exporter.sources.paths.list_directory` lists them).
 
         The idle-sweep hot path, so written out in one loop: each file costs one ``stat`` relative to
         its open directory. A directory whose own stat is unchanged since a listing taken when it had
@@ -406,7 +307,7 @@ class FileSource:
                 dir_key = (dst.st_dev, dst.st_ino, dst.st_mtime_ns, dst.st_ctime_ns)
                 listing = self._listings.get((index, directory))
                 if listing is None or listing[0] != dir_key:
-                    listing = _list(directory, fd, dir_key, recursive, wanted)
+                    listing = list_directory(directory, fd, dir_key, recursive, wanted)
                 if listing[3]:
                     listings[(index, directory)] = listing
                 if plan is not None:
@@ -423,9 +324,9 @@ class FileSource:
                     try:
                         st = stat(name, dir_fd=fd)
                     except FileNotFoundError:
-                        if not _lexists(name, fd):
+                        if not lexists(name, fd):
                             continue  # removed since the listing: gone, not failed
-                        key = _VANISHED  # a dangling symlink: a broken certificate, reported
+                        key = VANISHED  # a dangling symlink: a broken certificate, reported
                     except OSError as exc:
                         key = (-(exc.errno or errno.EIO),)
                     else:
@@ -466,7 +367,7 @@ class FileSource:
             if key[0] < 0:
                 raise FileError(job.path, reason_for_errno(-key[0]))
             data, st = read_bounded(job.path, self.max_bytes)
-            key = _key(st)  # what was actually read (it may have changed since the listing)
+            key = key_of(st)  # what was actually read (it may have changed since the listing)
             certs = certificates_in(job.path, data, password=job.password).certificates
             # malformed fields surface lazily (names, extensions) as ValueError: data, not a bug
             chain = assess(certs, trust=self.ctx.trust, at=now)

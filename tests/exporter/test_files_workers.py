@@ -15,6 +15,7 @@ import yaml
 from exporter import metrics as m
 from exporter.engine import Engine
 from exporter.sources import files as files_mod
+from exporter.sources import paths as paths_mod
 from exporter.sources.files import FileSource
 from tests.support.pki import Pki
 
@@ -125,7 +126,7 @@ def test_reused_directory_listings_still_see_every_change(
     pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reusing a settled directory's listing misses nothing: added, removed, rewritten files all show."""
-    monkeypatch.setattr(files_mod, "_SETTLED", -1.0)  # every listing counts as settled at once
+    monkeypatch.setattr(paths_mod, "SETTLED", -1.0)  # every listing counts as settled at once
     root = tmp_path / "certs"
     _tree(pki, root)
     now = datetime.now(UTC)
