@@ -175,13 +175,17 @@ class Engine:
                 self.sweeps[kind] = (time.time(), time.perf_counter() - started)
                 first = kind not in self._done
                 self._done.add(kind)
+                if self.ready:
+                    self._ready_event.set()
                 if first:
                     # What the first sweep built (the inventory, per-file state) lives as long as the
                     # process: out of the cyclic collector's sight, later full collections stay short
-                    # instead of walking every cached file on every idle sweep. Refcounting still frees it.
+                    # instead of walking every cached file on every idle sweep. Refcounting still frees it;
+                    # garbage in cycles is collected first, or it would be frozen (leaked) with the rest.
+                    # After readiness is announced: the collection takes tens of ms with a large inventory.
+                    await asyncio.sleep(0)
+                    gc.collect()
                     gc.freeze()
-                if self.ready:
-                    self._ready_event.set()
             await asyncio.sleep(source.interval + (self.rng.uniform(0, jitter) if jitter > 0 else 0))
 
     async def wait_ready(self) -> None:
