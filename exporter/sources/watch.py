@@ -10,6 +10,8 @@ whose event queue is empty is then skipped, unless
 - the last full sweep is ``FULL_EVERY`` old: changes inotify cannot see (NFS written from another
   host, a lower overlay layer) still show within minutes, as a safety net,
 - the last full sweep added a watch (a change between its listing and the watch would be missed),
+- a watched path now names another directory than the one watched (it or an ancestor was replaced:
+  ``rm -rf certs && mkdir certs``, a renamed parent): one ``stat`` per watched directory tells,
 - the config cannot be watched: a glob with wildcards in a directory component, a missing parent
   directory, the watch limit (``fs.inotify.max_user_watches``) reached, or no inotify at all.
 
@@ -151,7 +153,7 @@ class DirectoryWatch:
             self._inotify = Inotify()
         except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify (not Linux)
             log.info("file changes: no inotify (%s); every sweep stats every file", exc)
-        self._wds: dict[str, int] = {}
+        self._wds: dict[str, tuple[int, int, int]] = {}  # directory -> (watch, st_dev, st_ino) when added
         self._usable = False
         self._settled = False
         self._last_full = float("-inf")
@@ -173,6 +175,8 @@ class DirectoryWatch:
         if self._inotify is None:
             return False
         changed = self._inotify.pending()
+        if self._usable and not changed:
+            changed = self._replaced()
         return (
             self._usable and self._settled and not changed
             and time.monotonic() - self._last_full < FULL_EVERY
@@ -192,15 +196,14 @@ class DirectoryWatch:
         added = False
         for directory in sorted(wanted - self._wds.keys()):
             try:
-                self._wds[directory] = self._inotify.add(directory)
+                st = os.stat(directory)  # before the watch: a directory replaced in between is seen next time
+                self._wds[directory] = (self._inotify.add(directory), st.st_dev, st.st_ino)
             except OSError as exc:
                 self._unusable(f"cannot watch {directory}: {exc.strerror or exc}")
                 return
             added = True
         for directory in self._wds.keys() - wanted:
-            wd = self._wds.pop(directory)
-            if wd not in self._wds.values():  # two paths to one directory share a watch descriptor
-                self._inotify.remove(wd)
+            self._drop(directory)
         self._usable = True
         self._settled = not added  # a watch added after its listing: one more full sweep first
         if self._why is not None:
@@ -212,10 +215,30 @@ class DirectoryWatch:
             log.info("file changes: not watched (%s); every sweep stats every file", why)
         self._why = why
         self._usable = False
-        for wd in set(self._wds.values()):
-            if self._inotify is not None:
-                self._inotify.remove(wd)
-        self._wds.clear()
+        for directory in list(self._wds):
+            self._drop(directory)
+
+    def _replaced(self) -> bool:
+        """Whether a watched path now names another directory (it, or an ancestor, was replaced or
+        removed: events from the new one would never come). Such paths are dropped, to be watched
+        anew by the full sweep this causes. One ``stat`` per watched directory."""
+        stale = []
+        for directory, (_, dev, ino) in self._wds.items():
+            try:
+                st = os.stat(directory)
+            except OSError:
+                stale.append(directory)
+                continue
+            if st.st_ino != ino or st.st_dev != dev:
+                stale.append(directory)
+        for directory in stale:
+            self._drop(directory)
+        return bool(stale)
+
+    def _drop(self, directory: str) -> None:
+        wd = self._wds.pop(directory)[0]
+        if self._inotify is not None and all(w != wd for w, _, _ in self._wds.values()):
+            self._inotify.remove(wd)  # not when another path names the same directory (one descriptor)
 
     def close(self) -> None:
         if self._inotify is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,3 +191,28 @@ def test_what_cannot_be_watched_is_swept_in_full_every_time(
     assert not watched.sweep()
     monkeypatch.setattr(watch_module, "FULL_EVERY", 0.0)  # the safety net's period, reached
     assert watched.sweep()
+
+
+def test_a_replaced_directory_or_ancestor_is_watched_anew(pki: Pki, tmp_path: Path, sweepers: Any) -> None:
+    """``rm -rf certs && mkdir certs`` and a renamed parent: the old watches would never fire again."""
+    root = tmp_path / "srv" / "tls"
+    first = pki.leaf(["a.example"])
+    first.write(root, "a")
+    sweeper = sweepers([str(root)], include=["*.fullchain.pem"])
+    sweeper.settle()
+    assert not sweeper.sweep()
+    shutil.rmtree(root)
+    second = pki.leaf(["a.example"], days=50)
+    second.write(root, "a")  # a new directory at the same path
+    assert sweeper.sweep() and sweeper.serves(root / "a.fullchain.pem", second)
+    sweeper.sweep()  # the new directory's watch settles
+    assert not sweeper.sweep()
+    os.rename(tmp_path / "srv", tmp_path / "srv.old")  # an ancestor moves away: no event on the watched dir
+    third = pki.leaf(["a.example"], days=70)
+    third.write(root, "a")
+    assert sweeper.sweep() and sweeper.serves(root / "a.fullchain.pem", third)
+    sweeper.sweep()
+    assert not sweeper.sweep()
+    third_again = pki.leaf(["a.example"], days=80)
+    (root / "a.fullchain.pem").write_bytes(third_again.fullchain_pem)  # the new directory is watched
+    assert sweeper.sweep() and sweeper.serves(root / "a.fullchain.pem", third_again)
