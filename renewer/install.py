@@ -5,8 +5,9 @@ Sequence for one deploy (``deploy(material, spec, ctx)``):
 1. snapshot: copy each live output to ``<file>.certloop-prev`` (atomic, mode and owner kept);
 2. journal: write ``<data_dir>/journal/<id>.json`` (fsync) naming the files and their snapshots,
    BEFORE any live file changes - a crash (kill -9) from here on is undone by :func:`recover`;
-3. install: write each output atomically (temp file in the same directory, fsync, ``os.replace``,
-   fsync the directory), chown/chmod as configured, key 0600 by default;
+3. install: every output together (:func:`certloop.atomicfile.write_atomic_many`: all temp files
+   written and fsync'ed first, then the renames back to back, then the directories fsync'ed), so the
+   certificate and key change microseconds apart; chown/chmod as configured, key 0600 by default;
 4. run the deploy steps (argv lists, each with a timeout);
 5. verify: probe every endpoint (every resolved address) until it serves the new leaf's SHA-256
    fingerprint, within ``spec.verify.timeout``;
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, NoReturn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certloop.atomicfile import fsync_dir, write_atomic
+from certloop.atomicfile import Replacement, fsync_dir, write_atomic, write_atomic_many
 from certloop.errors import FailureReason, ProbeError
 from certloop.resolve import Resolver, is_ip_literal
 from certloop.tls import fetch
@@ -140,6 +141,8 @@ def _snapshot(files: dict[str, Path]) -> dict[str, str | None]:
 
 
 def _restore(journal: Journal) -> None:
+    """Put the snapshots back, all together (:func:`write_atomic_many`); files that did not exist go."""
+    back: list[Replacement] = []
     for role, live_s in journal.files.items():
         live, twin_s = Path(live_s), journal.prev.get(role)
         if twin_s is None:
@@ -148,7 +151,8 @@ def _restore(journal: Journal) -> None:
         twin = Path(twin_s)
         st = twin.stat()
         uid, gid = (st.st_uid, st.st_gid) if os.geteuid() == 0 else (-1, -1)
-        write_atomic(live, twin.read_bytes(), mode=st.st_mode & 0o7777, uid=uid, gid=gid)
+        back.append(Replacement(live, twin.read_bytes(), st.st_mode & 0o7777, uid, gid))
+    write_atomic_many(back)
 
 
 def _leaf_fingerprint_of_files(files: dict[str, Path]) -> str | None:
@@ -239,14 +243,18 @@ async def _run_steps(spec: CertificateSpec) -> None:
 
 
 def _install(material: IssuedMaterial, spec: CertificateSpec) -> None:
+    """Every output at once (:func:`write_atomic_many`): the certificate and key files change together."""
     out = spec.outputs
     uid, gid = _ids(out.owner, out.group)
-    for role, path in out.files().items():
-        mode = out.key_mode if role == "key" else out.mode
-        try:
-            write_atomic(path, _contents(material, role), mode=mode, uid=uid, gid=gid)
-        except OSError as exc:
-            raise DeployError(("install", str(path)), None, f"{exc.strerror or exc}") from exc
+    files = [
+        Replacement(path, _contents(material, role), out.key_mode if role == "key" else out.mode, uid, gid)
+        for role, path in out.files().items()
+    ]
+    try:
+        write_atomic_many(files)
+    except OSError as exc:
+        where = exc.filename or ", ".join(str(f.path) for f in files)
+        raise DeployError(("install", str(where)), None, f"{exc.strerror or exc}") from exc
 
 
 async def deploy(

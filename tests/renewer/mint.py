@@ -28,7 +28,8 @@ def main() -> int:
         return 1
     sleep_file = os.environ.get("CERTLOOP_TEST_MINT_SLEEP")
     if sleep_file:
-        Path(sleep_file).write_text(str(os.getpid()))
+        Path(sleep_file + ".tmp").write_text(str(os.getpid()))
+        os.replace(sleep_file + ".tmp", sleep_file)  # the PID file appears whole
         time.sleep(60)
     names = os.environ["CERTLOOP_DOMAINS"].split(",")
     leaf = Pki().leaf(names, days=days)

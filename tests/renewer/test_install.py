@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from certloop import atomicfile
 from certloop.config import validate_model
 from certloop.truststore import TrustStore
 from renewer import install, pipeline
@@ -158,28 +160,54 @@ def test_rollback_failure_is_loud(served: Served, pki: Pki) -> None:
 
 
 def test_interrupted_install_is_recovered(served: Served, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A crash between writing the key and the certificate leaves a mismatched pair and a journal;
+    """A crash between the renames of the key and the certificate leaves a mismatched pair and a journal;
     recover() restores the previous pair, reruns the deploy steps and confirms the old leaf."""
-    real = install.write_atomic
-    calls = {"n": 0}
+    real_replace = os.replace
+    pair = ("fullchain", "key")  # the spec's outputs
+    live = {str(served.live[role]) for role in pair}
+    before = {role: served.live[role].read_bytes() for role in pair}
 
-    def crash_after_key(path: Path, data: bytes, **kw: object) -> None:
-        real(path, data, **kw)  # type: ignore[arg-type]
-        if path == served.live["key"]:
+    def die_after_first_live_file(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        if str(dst) in live:
             raise KeyboardInterrupt  # not caught by deploy: stands in for the process dying here
-        calls["n"] += 1
 
-    monkeypatch.setattr(install, "write_atomic", crash_after_key)
+    monkeypatch.setattr(atomicfile.os, "replace", die_after_first_live_file)
     spec = served.spec()
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
-    monkeypatch.setattr(install, "write_atomic", real)
-    assert served.live["key"].read_bytes() != served.old.key_pem  # half-installed
+    monkeypatch.setattr(atomicfile.os, "replace", real_replace)
+    changed = [role for role in pair if served.live[role].read_bytes() != before[role]]
+    assert len(changed) == 1  # half-installed: one file new, the other old
     assert asyncio.run(pipeline.recover(spec, served.ctx)) is True
     assert served.live["key"].read_bytes() == served.old.key_pem
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
     assert served.served() == served.old.fingerprint
     assert asyncio.run(pipeline.recover(spec, served.ctx)) is False
+
+
+def test_the_pair_is_renamed_back_to_back(served: Served, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both temp files are written and fsync'ed before the first rename: no fsync falls between the
+    certificate's rename and the key's, so the mismatched window is microseconds, not milliseconds."""
+    calls: list[str] = []
+    real_replace, real_fsync = os.replace, os.fsync
+    live = {str(served.live["fullchain"]), str(served.live["key"])}  # the spec's outputs
+
+    def replace(src: Any, dst: Any) -> None:
+        calls.append("replace-live" if str(dst) in live else "replace")
+        real_replace(src, dst)
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomicfile.os, "replace", replace)
+    monkeypatch.setattr(atomicfile.os, "fsync", fsync)
+    asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), served.spec(), served.ctx))
+    monkeypatch.setattr(atomicfile.os, "replace", real_replace)
+    monkeypatch.setattr(atomicfile.os, "fsync", real_fsync)
+    first = calls.index("replace-live")
+    assert calls[first : first + len(live)] == ["replace-live"] * len(live), calls
 
 
 _CHILD = """

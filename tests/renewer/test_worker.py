@@ -175,6 +175,10 @@ def _job_state(proc: RenewerProcess, cert: str = "shop") -> str | None:
     return jobs[0]["state"] if jobs else None
 
 
+_SLOW_STEP = ("import os, sys, time; p = sys.argv[1]; open(p + '.tmp', 'w').write(str(os.getpid())); "
+              "os.replace(p + '.tmp', p); time.sleep(60)")  # the PID file appears whole
+
+
 def _kill_pid_file(path: Path) -> None:
     if path.exists():
         with contextlib.suppress(ProcessLookupError):
@@ -189,21 +193,22 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
     """kill -9 of a real renewer while issuing (slow CA) or deploying (slow reload): the live files stay a
     consistent pair; after a restart the lease expires, the job resumes - from the saved material when it
     was deploying (no second issuance) - and succeeds."""
-    slow = [["sleep", "60"]] if stage == "installing" else [["true"]]
+    # The slow step announces itself (its PID in pid_file) once it runs: for "installing" that is the
+    # deploy step, after the files were written, as in a reload that hangs.
+    pid_file = tmp_path / "slow.pid"
+    slow = [[sys.executable, "-c", _SLOW_STEP, str(pid_file)]] if stage == "installing" else [["true"]]
     setup = make_setup(["shop"], deploy=slow, top={"worker": {"lease": "3s", "poll_interval": "200ms"}})
     old = pki.leaf(["shop.example"], days=2)
     outputs = setup.data["certificates"][0]["outputs"]
     Path(outputs["fullchain"]).write_bytes(old.fullchain_pem)
     Path(outputs["key"]).write_bytes(old.key_pem)
-    pid_file = tmp_path / "mint.pid"
     if stage == "issuing":
         monkeypatch.setenv("CERTLOOP_TEST_MINT_SLEEP", str(pid_file))
     proc = start_renewer(setup.path)
     assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
-    wait_for(lambda: _job_state(proc) == stage and (stage != "issuing" or pid_file.exists()), 20,
-             what=f"the job to reach {stage}")
+    wait_for(lambda: _job_state(proc) == stage and pid_file.exists(), 20, what=f"the job to reach {stage}")
     proc.kill(signal.SIGKILL)
-    _kill_pid_file(pid_file)  # the slow CA child outlives the renewer (own session); stop it too
+    _kill_pid_file(pid_file)  # the slow child outlives the renewer (own session); stop it too
     cert_pem = Path(outputs["fullchain"]).read_bytes()
     key = serialization.load_pem_private_key(Path(outputs["key"]).read_bytes(), None)
     assert key.public_key() == x509.load_pem_x509_certificate(cert_pem).public_key()
