@@ -281,13 +281,14 @@ class FileSource:
         self, root: str, index: int, listings: dict[tuple[int, str], Listing], now: datetime,
         alive: set[Hashable], jobs: list[_Job], plan: Resolution | None = None,
     ) -> Iterator[None]:
-        """:meth:`_consider` every file under ``root`` (as :func:`~exporter.sources.paths.list_directory` lists them).
+        """:meth:`_consider` every file under ``root`` (as :func:`.paths.list_directory` lists them).
 
         The idle-sweep hot path, so written out in one loop: each file costs one ``stat`` relative to
         its open directory. A directory whose own stat is unchanged since a listing taken when it had
-        been settled for a while (:data:`_SETTLED`; timestamps are coarse) has the same entries, so its
-        filtered listing is reused. Directories holding symlinks are always listed again (a link's
-        target can change type without its directory changing).
+        been settled for a while (:data:`.paths.SETTLED`; timestamps are coarse) has the same entries,
+        so its filtered listing is reused. Directories holding symlinks are always listed again (a
+        link's target can change type without its directory changing). With a ``plan``, every
+        directory opened and every symlinked file is recorded for the inotify watch.
         """
         group, wanted, labels, password = self._groups[index]
         recursive = group.recursive
