@@ -201,6 +201,7 @@ class Snapshots:
         self.fingerprint = fingerprint(ctx)
         self.dirty = False
         self._saved_at = float("-inf")
+        self._writing: asyncio.Task[None] | None = None
 
     async def load(self) -> dict[str, Entry]:
         started = time.perf_counter()
@@ -212,19 +213,35 @@ class Snapshots:
 
     async def save(self, known: Mapping[str, Known], fragments: Mapping[str, Mapping[str, bytes]],
                    *, force: bool = False) -> None:
-        """Write a snapshot if something changed, and ``SAVE_EVERY`` passed or ``force``."""
+        """Write a snapshot if something changed, and ``SAVE_EVERY`` passed or ``force``.
+
+        Unforced, the write runs in the background (a sweep, and readiness after the first one, do
+        not wait for ~36 MB to reach the disk), one at a time; ``force`` (stop, reload) waits for it.
+        """
+        if self._writing is not None and not self._writing.done():
+            if not force:
+                return  # still writing the last one; what changed since stays dirty for the next sweep
+            await self._writing
         if not self.dirty or (not force and time.monotonic() - self._saved_at < SAVE_EVERY):
             return
         # references taken on the loop (cheap); the entries are built and written in a thread
         rows = [(path, k, fragments.get(path)) for path, k in known.items() if not k.secret]
         self.dirty = False
         self._saved_at = time.monotonic()
+        self._writing = asyncio.create_task(self._write_in_thread(rows), name="files-state")
+        if force:
+            await self._writing
+
+    async def _write_in_thread(self, rows: list[tuple[str, Known, Mapping[str, bytes] | None]]) -> None:
         try:
             await asyncio.to_thread(self._write, rows)
         except OSError as exc:
             self.dirty = True
             log.warning("file state %s: cannot write (%s); a restart will read every file",
                         self.state.path, exc.strerror or exc)
+        except Exception:  # a bug here costs a restart's speed, never the inventory: log it, go on
+            self.dirty = True
+            log.exception("file state %s: writing failed", self.state.path)
 
     def _write(self, rows: list[tuple[str, Known, Mapping[str, bytes] | None]]) -> None:
         started = time.perf_counter()
