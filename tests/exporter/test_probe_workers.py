@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from stack.daemons import CertloopDaemon
-from stack.process import LOOPBACK, children_of
+from stack.process import LOOPBACK, children_of, wait_until
 from tests.support.pki import Pki
 from tests.support.servers import ThreadedServer, server_context, tls_after
 
@@ -137,22 +137,17 @@ def test_a_dead_worker_is_replaced(tmp_path: Path, tls_port: int) -> None:
         assert len(before) == 2
         victim, survivor = sorted(before)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        now = before
-        while time.monotonic() < deadline:
-            now = children_of(daemon.process.pid)
-            if len(now) == 2 and victim not in now:
-                break
-            time.sleep(0.05)
-        assert len(now) == 2 and victim not in now and survivor in now
+        pid = daemon.process.pid
+
+        def replaced() -> bool:
+            now = children_of(pid)
+            return len(now) == 2 and victim not in now and survivor in now
+
+        wait_until(replaced, 10, "a new worker in the dead one's place")
         probe = f"{daemon.url}/probe?target={LOOPBACK}:{tls_port}"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the new worker is up once it answers on the shared port
-            codes = [requests.get(probe, timeout=10).status_code for _ in range(20)]
-            if set(codes) == {200}:
-                break
-            time.sleep(0.1)
-        assert set(codes) == {200}
+        # the new worker is up once every answer on the shared port is a probe result
+        wait_until(lambda: {requests.get(probe, timeout=10).status_code for _ in range(20)} == {200}, 10,
+                   "every /probe answered by a live worker")
         log = (daemon.workdir / "exporter.log").read_text()
         assert f"probe worker {victim} exited (signal 9)" in log
     finally:
