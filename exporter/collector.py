@@ -39,7 +39,7 @@ class Inventory:
         entries = self._entries.get(kind)
         if not entries:
             return 0
-        keep = set(alive)
+        keep = alive if isinstance(alive, (set, frozenset)) else set(alive)  # sources return sets: no copy
         gone = [k for k in entries if k not in keep]
         for k in gone:
             del entries[k]
