@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from tests.support.pki import Issued, Pki
 class Sweeper:
     """One FileSource and what its sweeps reported, per path."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.source = FileSource(build_context(parse_config(dict(config)), ProbeCounter()))
+    def __init__(self, config: Mapping[str, Any], clock: Callable[[], datetime] | None = None) -> None:
+        ctx = build_context(parse_config(dict(config)), ProbeCounter(), *([clock] if clock else []))
+        self.source = FileSource(ctx)
         self.seen: dict[Hashable, bytes] = {}
         self.alive: set[Hashable] = set()
 
@@ -150,23 +151,15 @@ def test_time_due_forces_a_full_sweep(pki: Pki, tmp_path: Path) -> None:
     clock = [now]
     leaf = pki.leaf(["soon.example"], not_after=now + timedelta(hours=1))
     leaf.write(tmp_path, "soon")
-    config = parse_config({"global": {"ca_file": str(pki.write_root(tmp_path / "r.pem"))},
-                           "files": [{"paths": [str(tmp_path / "soon.fullchain.pem")]}]})
-    source = FileSource(build_context(config, ProbeCounter(), lambda: clock[0]))
-    seen: dict[Hashable, bytes] = {}
-
-    def sweep() -> bool:
-        before = source.full_sweeps
-        asyncio.run(source.sweep(lambda k, f: seen.__setitem__(k, b"".join(f.values()))))
-        return source.full_sweeps > before
-
+    sweeper = Sweeper({"global": {"ca_file": str(pki.write_root(tmp_path / "r.pem"))},
+                       "files": [{"paths": [str(tmp_path / "soon.fullchain.pem")]}]}, lambda: clock[0])
     try:
-        assert sweep() and sweep() and not sweep()
+        assert sweeper.sweep() and sweeper.sweep() and not sweeper.sweep()
         clock[0] = now + timedelta(hours=2)
-        assert sweep()
-        assert b'verdict="expired"' in seen[str(tmp_path / "soon.fullchain.pem")]
+        assert sweeper.sweep()
+        assert b'verdict="expired"' in sweeper.seen[str(tmp_path / "soon.fullchain.pem")]
     finally:
-        asyncio.run(source.close())
+        sweeper.close()
 
 
 def test_what_cannot_be_watched_is_swept_in_full_every_time(
