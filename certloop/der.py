@@ -35,6 +35,7 @@ class TbsFields:
     outer_signature: bytes  # the Certificate's signatureAlgorithm (must equal ``signature``)
     extensions: bytes  # the contents of the [3] element (a SEQUENCE of Extension), b"" when absent
     trailer: bytes  # TBS elements between the key and the extensions (unique identifiers), usually b""
+    span: tuple[int, int] = (0, 0)  # where the whole TBSCertificate element lies in the DER (what is signed)
 
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -57,6 +58,7 @@ def tbs_of(der: bytes) -> TbsFields | None:
     try:
         _, start, _ = _tlv(der, 0)
         _, tbs, tbs_end = _tlv(der, start)
+        span = (start, tbs_end)
         _, _, outer_end = _tlv(der, tbs_end)
         outer = der[tbs_end:outer_end]
         pos = tbs
@@ -93,6 +95,7 @@ def tbs_of(der: bytes) -> TbsFields | None:
             outer_signature=outer,
             extensions=extensions,
             trailer=der[trailer_start:trailer_end],
+            span=span,
         )
     except (ValueError, IndexError):
         return None

@@ -29,7 +29,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from certloop.cache import remember
 from certloop.der import TbsFields, simple_name_text, tbs_of
 
-__all__ = ["CertFacts", "Role", "chain_roles", "der_bytes", "facts", "tbs_fields"]
+__all__ = ["CertFacts", "Role", "chain_roles", "der_bytes", "facts", "note_der", "tbs_fields"]
 
 
 class Role(StrEnum):
@@ -142,6 +142,11 @@ def _der_and_tbs(cert: x509.Certificate) -> tuple[bytes, TbsFields | None]:
         tbs = remember(_TBS_BY_DER, der, tbs_of(der))
     remember(_DER_BY_ID, id(cert), (cert, der, tbs))  # the entry holds cert: its id stays unique
     return der, tbs
+
+
+def note_der(cert: x509.Certificate, der: bytes) -> None:
+    """Record that ``der`` is the encoding ``cert`` was parsed from (a parser that has it already)."""
+    remember(_DER_BY_ID, id(cert), (cert, der, _TBS_BY_DER.get(der) or remember(_TBS_BY_DER, der, tbs_of(der))))
 
 
 def tbs_fields(cert: x509.Certificate) -> TbsFields | None:

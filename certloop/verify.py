@@ -38,7 +38,7 @@ from cryptography.x509.verification import (
 )
 
 from certloop.der import oid_contents, raw_extensions
-from certloop.facts import CertFacts, Role, chain_roles, facts, tbs_fields
+from certloop.facts import CertFacts, Role, chain_roles, der_bytes, facts, tbs_fields
 from certloop.hostnames import covers
 from certloop.truststore import TrustStore, claims_issuer, signed_by
 
@@ -275,13 +275,14 @@ def _signature_ok(leaf: x509.Certificate, issuer_subject: bytes, issuer_key: obj
     params = _PARAMS.get(tbs.signature)
     if params is None:
         params = _PARAMS[tbs.signature] = leaf.signature_algorithm_parameters  # a handful of algorithms
+    signed = der_bytes(leaf)[tbs.span[0] : tbs.span[1]]  # = leaf.tbs_certificate_bytes, without a re-encoding
     try:
         if params is None:  # Ed25519, Ed448
-            verify(leaf.signature, leaf.tbs_certificate_bytes)
+            verify(leaf.signature, signed)
         elif isinstance(params, ec.ECDSA):
-            verify(leaf.signature, leaf.tbs_certificate_bytes, params)
+            verify(leaf.signature, signed, params)
         else:  # an RSA padding (PKCS#1 v1.5 or PSS with the certificate's parameters)
-            verify(leaf.signature, leaf.tbs_certificate_bytes, params, leaf.signature_hash_algorithm)
+            verify(leaf.signature, signed, params, leaf.signature_hash_algorithm)
     except InvalidSignature:
         return False
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -18,6 +18,7 @@ intermediate in every fullchain) and identical file contents (:func:`certificate
 
 from __future__ import annotations
 
+import binascii
 import errno
 import hashlib
 import os
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certloop.cache import remember
 from certloop.errors import CertloopError
+from certloop.facts import note_der
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -308,8 +310,35 @@ def _pem_cached(block: bytes, label: bytes) -> x509.Certificate:
     """A PEM block's certificate; the same block in many files (a shared intermediate) parses once."""
     cert = _PEM_CACHE.get(block)
     if cert is None:
-        pem = block if label == b"CERTIFICATE" else block.replace(label, b"CERTIFICATE")
-        cert = remember(_PEM_CACHE, block, x509.load_pem_x509_certificate(pem))
+        cert = _pem_plain(block, label)
+        if cert is None:
+            pem = block if label == b"CERTIFICATE" else block.replace(label, b"CERTIFICATE")
+            cert = x509.load_pem_x509_certificate(pem)
+        remember(_PEM_CACHE, block, cert)
+    return cert
+
+
+_LINE_BREAKS = bytes.maketrans(b"", b"")
+
+
+def _pem_plain(block: bytes, label: bytes) -> x509.Certificate | None:
+    """The certificate of a plain PEM block (no headers, only base64 lines), decoded here; else None.
+
+    Decoding the base64 here and parsing DER costs half of ``load_pem_x509_certificate`` and gives
+    the DER itself, which :mod:`certloop.facts` then need not ask the certificate for. Anything
+    unusual (a header line, stray characters, bad padding, DER that does not parse) is None: the
+    caller hands the block to ``cryptography``'s PEM loader, which decides and words the error.
+    """
+    start = block.find(b"\n", len(label) + 16)  # the end of the BEGIN line
+    end = block.rfind(b"-----END ")
+    if start == -1 or end <= start:
+        return None
+    try:
+        der = binascii.a2b_base64(block[start:end].translate(_LINE_BREAKS, b"\r\n"), strict_mode=True)
+        cert = x509.load_der_x509_certificate(der)
+    except (binascii.Error, ValueError):
+        return None
+    note_der(cert, der)
     return cert
 
 

@@ -320,6 +320,59 @@ def test_tbs_fields_slice_the_der() -> None:
     assert [oid_contents(e.oid) for e in leaf.extensions] == [oid for oid, _, _ in raw]
 
 
+def test_tbs_span_is_the_signed_bytes() -> None:
+    """The signature check hashes the TBS sliced from the DER: exactly cryptography's tbs_certificate_bytes."""
+    pki = Pki(now=NOW)
+    certs = [pki.leaf(["span.example"]).cert, pki.leaf(["rsa.example"], key_kind="rsa2048").cert,
+             pki.intermediate.cert, pki.root, _named([[x509.NameAttribute(NameOID.COMMON_NAME, "ed")]])]
+    for cert in certs:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        tbs = tbs_of(der)
+        assert tbs is not None
+        assert der[tbs.span[0] : tbs.span[1]] == cert.tbs_certificate_bytes
+
+
+def _pem_variants(pem: bytes) -> Iterator[tuple[str, bytes]]:
+    body = pem.split(b"\n")
+    yield "plain", pem
+    yield "crlf", pem.replace(b"\n", b"\r\n")
+    yield "one long line", body[0] + b"\n" + b"".join(body[1:-2]) + b"\n" + body[-2] + b"\n"
+    yield "header line", body[0] + b"\nProc-Type: 4,ENCRYPTED\n\n" + b"\n".join(body[1:])
+    yield "space in a line", pem.replace(b"\n", b" \n", 3).replace(b"----- \n", b"-----\n")
+    yield "stray character", pem[:100] + b"*" + pem[101:]
+    yield "truncated base64", b"\n".join(body[:3] + body[-2:])
+    yield "padding in the middle", pem[:80] + b"=" + pem[81:]
+
+
+def test_pem_decoded_here_equals_cryptographys_pem_loader() -> None:
+    """A plain block is decoded here (base64, then DER) and must give what load_pem_x509_certificate gives:
+    the same certificate, the same DER for facts, or an error. Anything unusual goes to cryptography."""
+    from certloop import x509 as x509_mod
+
+    pki = Pki(now=NOW)
+    for cert in (pki.leaf(["pem.example"]).cert, pki.leaf(["rsa.example"], key_kind="rsa2048").cert, pki.root):
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        for name, variant in _pem_variants(pem):
+            x509_mod._PEM_CACHE.clear()
+            try:
+                expected: x509.Certificate | str = x509.load_pem_x509_certificate(variant)
+            except ValueError as exc:
+                expected = type(exc).__name__
+            got = parse_pem(variant)
+            if isinstance(expected, str):
+                assert not got.certificates and got.problems, name
+            else:
+                assert got.certificates == (expected,), name
+                assert facts_mod.der_bytes(got.certificates[0]) == expected.public_bytes(
+                    serialization.Encoding.DER), name
+                assert facts(got.certificates[0]) == _reference_facts(expected), name
+        plain = x509_mod._pem_plain(pem, b"CERTIFICATE")
+        assert plain == cert  # the plain block took the fast path
+        assert x509_mod._pem_plain(pem.replace(b"\n", b"\r\n"), b"CERTIFICATE") == cert
+        assert x509_mod._pem_plain(next(v for n, v in _pem_variants(pem) if n == "header line"),
+                                   b"CERTIFICATE") is None
+
+
 def _named(attributes: list[list[x509.NameAttribute]]) -> x509.Certificate:
     key = new_key("ec256")
     name = x509.Name([x509.RelativeDistinguishedName(rdn) for rdn in attributes])
