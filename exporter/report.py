@@ -137,6 +137,19 @@ def _cert_tails(f: CertFacts, position: int, role: Role) -> tuple[tuple[str, str
     return found
 
 
+_VERDICT_TAILS: dict[Verdict, tuple[tuple[str, str], ...]] = {}
+
+
+def _verdict_tails(verdict: Verdict) -> tuple[tuple[str, str], ...]:
+    found = _VERDICT_TAILS.get(verdict)
+    if found is None:
+        found = _VERDICT_TAILS[verdict] = (
+            _tail(m.VERIFY_OK, (), _bool(verdict is Verdict.OK)),
+            _tail(m.VERIFY_VERDICT, (("verdict", verdict.value),), 1),
+        )
+    return found
+
+
 def _chain_lines(prefix: str, chain: ChainReport, cache: bool) -> tuple[tuple[str, str], ...]:
     """(metric name, sample line) pairs that depend only on the chain and the labels.
 
@@ -149,12 +162,9 @@ def _chain_lines(prefix: str, chain: ChainReport, cache: bool) -> tuple[tuple[st
     found = _CHAIN_CACHE.get(key) if cache else None
     if found is not None:
         return found
-    tails = [
-        _tail(m.VERIFY_OK, (), _bool(chain.verdict is Verdict.OK)),
-        _tail(m.VERIFY_VERDICT, (("verdict", chain.verdict.value),), 1),
-    ]
-    if chain.expiry is not None:
-        tails.append(_tail(m.CHAIN_EXPIRY, (), chain.expiry.timestamp()))
+    tails = list(_verdict_tails(chain.verdict))
+    if chain.expiry is not None:  # as _tail(m.CHAIN_EXPIRY, (), value) writes it
+        tails.append((m.CHAIN_EXPIRY.name, f"}} {m.format_value(chain.expiry.timestamp())}\n"))
     for position, (f, role) in enumerate(zip(chain.facts, chain.roles, strict=True)):
         tails.extend(_cert_tails(f, position, role))
     if prefix:
@@ -182,7 +192,8 @@ def render(report: TargetReport, *, cache: bool = False) -> dict[str, bytes]:
 
     static = m.label_text(report.labels)
     for obs in report.observations:
-        base = m.label_text((("source", obs.source), ("target", obs.target), ("address", obs.address)))
+        esc = m.escape  # as m.label_text writes these three
+        base = f'source="{esc(obs.source)}",target="{esc(obs.target)}",address="{esc(obs.address)}"'
         prefix = f"{base},{static}" if static else base
         add(m.PROBE_SUCCESS, prefix, (), _bool(obs.success))
         add(m.PROBE_DURATION, prefix, (), obs.duration)
