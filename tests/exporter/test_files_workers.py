@@ -144,3 +144,32 @@ def test_reused_directory_listings_still_see_every_change(
     assert set(changed) == {str(added), str(rewritten)}
     assert str(root / "d2" / "host2.crt") not in alive_now
     assert renewed.fingerprint.encode() in changed[str(rewritten)][m.CERT_INFO.name]
+
+
+def test_workers_start_while_the_scan_is_still_listing(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large first sweep hands whole chunks to the workers as soon as they are listed, not after the
+    last directory: reading overlaps listing. The outcome is the in-process one."""
+    root = tmp_path / "certs"
+    _tree(pki, root)
+    now = datetime.now(UTC)
+    expected, _ = _sweep(_source(tmp_path, root, pki, lambda: now))
+    monkeypatch.setattr(files_mod, "_POOL_MIN", 4)
+    monkeypatch.setattr(files_mod, "_SLICE", 4)  # the scan yields every 4 files
+    monkeypatch.setattr(files_mod, "_CHUNK", 4)
+    monkeypatch.setattr(files_mod, "_cores", lambda: 2)
+    fed: list[tuple[int, int, bool]] = []
+    real_feed = files_mod._Pool.feed
+
+    def feed(pool: Any, jobs: list[Any], *, final: bool = False) -> None:
+        real_feed(pool, jobs, final=final)
+        fed.append((len(jobs), pool.sent, final))
+
+    monkeypatch.setattr(files_mod._Pool, "feed", feed)
+    got, alive = _sweep(_source(tmp_path, root, pki, lambda: now))
+    assert got == expected
+    total = len(alive)
+    early = [(listed, sent) for listed, sent, final in fed if not final and sent > 0]
+    assert early and early[0][0] < total / 2  # chunks went out with under half the files listed
+    assert fed[-1] == (total, total, True)

@@ -1,0 +1,169 @@
+"""Reading certificate files in batches: what is kept per file, and the read itself, stage by stage.
+
+    reader = Reader(trust, max_bytes)
+    results = reader.batch(jobs, now)        # one Result per Job, in order; never raises for a file
+
+A :class:`Job` is a file to read (new or changed since the last sweep) or, with ``known`` set, a file
+to re-judge at a new time from the certificates kept in memory. A :class:`Result` carries what the
+file source keeps (:class:`Known`: stat key, DER, when the verdict next changes) and the rendered
+series. The file source runs batches in a thread, or in forked worker processes on a first sweep.
+
+Every failure is data for that file only (``certloop_probe_success 0`` with a reason from
+:class:`certloop.x509.FileReason`); nothing else in the batch is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple, TypeVar
+
+from cryptography import x509
+
+from certloop.facts import der_bytes
+from certloop.truststore import TrustStore
+from certloop.x509 import FileError, FileReason, certificates_in, load_der_chain, read_bounded, reason_for_errno
+from exporter.report import ChainReport, Observation, TargetReport, assess, render
+from exporter.sources.paths import StatKey, key_of
+
+__all__ = ["Job", "Known", "Reader", "Result"]
+
+log = logging.getLogger("exporter.sources.files")
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+# Named tuples rather than frozen dataclasses: on a first sweep they cross between processes by the
+# ten thousand, and a tuple pickles in C, where a slotted dataclass runs Python code per object on
+# both sides (~4 us a file in all). They are as immutable.
+
+
+class Known(NamedTuple):
+    """What is kept per file between sweeps: enough to skip it, or to re-judge it without reading."""
+
+    stat: StatKey
+    valid_until: datetime | None  # re-judge when time reaches it; None: never (or nothing to judge)
+    ders: tuple[bytes, ...]  # the certificates read (empty after a failure)
+    labels: tuple[tuple[str, str], ...]
+    duration: float
+    secret: bool = False  # read with a password: never persisted
+
+
+class Job(NamedTuple):
+    path: str
+    stat: StatKey
+    labels: tuple[tuple[str, str], ...]
+    password: bytes | None
+    known: Known | None = None  # set: re-judge these certificates at a new time, do not read
+
+
+class Result(NamedTuple):
+    """A file's outcome, compact and picklable (it crosses from a worker process)."""
+
+    path: str
+    known: Known
+    fragments: dict[str, bytes]
+    read: bool  # False for a re-judgement from memory (not a probe)
+    success: bool
+
+
+class Reader:
+    """Reads, verifies and renders files against one trust store, with one size bound."""
+
+    def __init__(self, trust: TrustStore, max_bytes: int) -> None:
+        self.trust = trust
+        self.max_bytes = max_bytes
+
+    def batch(self, jobs: list[Job], now: datetime) -> list[Result]:
+        """One :class:`Result` per job, in order, taking the whole batch through one stage at a time.
+
+        Reading, parsing (Rust), verifying (OpenSSL) and rendering each keep their code and data hot
+        in the CPU caches while they run over the batch: ~30% less CPU per file than taking each
+        file through every stage in turn. A file's duration is the sum of its own stages.
+        """
+        run = _Run(jobs)
+        todo: list[tuple[int, None]] = []
+        for i, job in enumerate(jobs):
+            if job.known is None:
+                todo.append((i, None))
+            else:
+                run.judge(i, lambda job: self._judge(job, now))
+        data = run.stage(todo, lambda job, i, _: self._read(run, job, i))
+        certs = run.stage(data, self._parse)
+        chains = run.stage(certs, lambda _job, _, chain: (chain, assess(chain, trust=self.trust, at=now)))
+        for i, result in run.stage(chains, lambda job, i, done: self._done(run, job, i, *done)):
+            run.out[i] = result
+        return [r for r in run.out if r is not None]
+
+    @staticmethod
+    def _parse(job: Job, _i: int, data: bytes) -> tuple[x509.Certificate, ...]:
+        return certificates_in(job.path, data, password=job.password).certificates
+
+    def _read(self, run: _Run, job: Job, i: int) -> bytes:
+        key = run.keys[i]
+        if key[0] < 0:  # the listing's stat failed: that error is the result
+            raise FileError(job.path, reason_for_errno(-key[0]))
+        data, st = read_bounded(job.path, self.max_bytes)
+        run.keys[i] = key_of(st)  # what was actually read (it may have changed since the listing)
+        return data
+
+    def _done(self, run: _Run, job: Job, i: int, certs: tuple[x509.Certificate, ...], chain: ChainReport) -> Result:
+        ders = tuple(der_bytes(c) for c in certs)
+        duration = run.spent[i]  # reading, parsing and verifying (rendering is not the file's)
+        obs = Observation("file", job.path, "", True, duration, chain=chain)
+        known = Known(run.keys[i], chain.valid_until, ders, job.labels, duration, job.password is not None)
+        return Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, True)
+
+    def _judge(self, job: Job, now: datetime) -> Result:
+        """Re-judge an unchanged file at a new time from the certificates kept in memory."""
+        old = job.known
+        assert old is not None
+        chain = assess(load_der_chain(old.ders), trust=self.trust, at=now)
+        obs = Observation("file", job.path, "", True, old.duration, chain=chain)
+        known = Known(old.stat, chain.valid_until, old.ders, old.labels, old.duration, old.secret)
+        return Result(job.path, known, render(TargetReport("file", job.path, old.labels, (obs,))), False, True)
+
+
+def failed(job: Job, key: StatKey, reason: FileReason, duration: float) -> Result:
+    """The result of a file that could not be read or used."""
+    obs = Observation("file", job.path, "", False, duration, reason=reason.value)
+    known = Known(key, None, (), job.labels, duration, job.password is not None)
+    return Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, False)
+
+
+class _Run:
+    """One batch in progress: per file its stat key, time spent so far and, once decided, its result."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.keys: list[StatKey] = [job.stat for job in jobs]
+        self.spent = [0.0] * len(jobs)
+        self.out: list[Result | None] = [None] * len(jobs)
+
+    def judge(self, i: int, work: Callable[[Job], Result]) -> None:
+        """Decide file ``i`` with ``work`` (a re-judgement), a bug becoming that file's failure."""
+        job = self.jobs[i]
+        try:
+            self.out[i] = work(job)
+        except Exception:  # a bug for one file must not blind the exporter to all others
+            log.exception("reading %s failed unexpectedly", job.path)
+            self.out[i] = failed(job, self.keys[i], FileReason.UNREADABLE, 0.0)
+
+    def stage(self, items: list[tuple[int, A]], work: Callable[[Job, int, A], B]) -> list[tuple[int, B]]:
+        """``work`` on each file still in play, timed; a file that fails gets its Result and drops out."""
+        kept: list[tuple[int, B]] = []
+        pc = time.perf_counter
+        for i, value in items:
+            job, started = self.jobs[i], pc()
+            try:
+                kept.append((i, work(job, i, value)))
+            except (FileError, ValueError) as exc:  # malformed fields surface lazily as ValueError: data
+                reason = exc.reason if isinstance(exc, FileError) else FileReason.PARSE_ERROR
+                self.out[i] = failed(job, self.keys[i], reason, self.spent[i] + pc() - started)
+            except Exception:  # a bug for one file must not blind the exporter to all others
+                log.exception("reading %s failed unexpectedly", job.path)
+                self.out[i] = failed(job, self.keys[i], FileReason.UNREADABLE, 0.0)
+            self.spent[i] += pc() - started
+        return kept
