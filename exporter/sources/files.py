@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 _BATCH = 256
 _POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
-_SLICE = 1024  # files stat'ed between two yields to the event loop (~3-4 ms here; workers start sooner)
+_SLICE = 4096  # files stat'ed between two yields to the event loop (~10-15 ms here)
+_FIRST_SLICE = 1024  # the same while nothing is known yet: a first sweep's workers get their chunks sooner
 _CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
 
 
@@ -175,7 +176,8 @@ class FileSource:
         self, now: datetime, alive: set[Hashable], jobs: list[Job], plan: Resolution | None = None,
     ) -> Iterator[None]:
         """Fill ``alive`` (paths that exist now) and ``jobs`` (to read: new or changed; to re-judge:
-        time passed), yielding every :data:`_SLICE` files so the caller can let the loop run; with a
+        time passed), yielding every :data:`_SLICE` files (:data:`_FIRST_SLICE` on a first sweep) so the
+        caller can let the loop run and feed workers; with a
         ``plan``, record the directories to watch for changes."""
         listings: dict[tuple[int, str], Listing] = {}
         for index, (group, _, labels, password) in enumerate(self._groups):
@@ -235,7 +237,8 @@ class FileSource:
         recursive = group.recursive
         known = self._known
         stat = os.stat
-        budget = _SLICE
+        slice_ = _SLICE if known else _FIRST_SLICE
+        budget = slice_
         flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
         stack = [root]
         while stack:
@@ -260,7 +263,7 @@ class FileSource:
                 for name, path in listing[1]:
                     budget -= 1
                     if not budget:
-                        budget = _SLICE
+                        budget = slice_
                         yield
                     key: StatKey
                     try:

@@ -156,7 +156,7 @@ def test_workers_start_while_the_scan_is_still_listing(
     now = datetime.now(UTC)
     expected, _ = _sweep(_source(tmp_path, root, pki, lambda: now))
     monkeypatch.setattr(files_mod, "_POOL_MIN", 4)
-    monkeypatch.setattr(files_mod, "_SLICE", 4)  # the scan yields every 4 files
+    monkeypatch.setattr(files_mod, "_FIRST_SLICE", 4)  # a first scan yields every 4 files
     monkeypatch.setattr(files_mod, "_CHUNK", 4)
     monkeypatch.setattr(files_mod, "_cores", lambda: 2)
     fed: list[tuple[int, int, bool]] = []
