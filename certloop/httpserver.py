@@ -57,10 +57,14 @@ class Request:
 
 @dataclass
 class Response:
+    """What a handler answers. ``more`` is written after ``body`` as it is: a large body in a few
+    pieces (a 26 MB ``/metrics``) goes out without first being copied into one."""
+
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    more: tuple[bytes, ...] = ()
 
     @classmethod
     def text(cls, text: str, status: int = 200) -> Response:
@@ -312,12 +316,13 @@ class HttpServer:
             f"HTTP/1.1 {response.status} {reason}",
             f"Server: {self.server_header}",
             f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body)}",
+            f"Content-Length: {len(response.body) + sum(len(part) for part in response.more)}",
         ]
         if not keep_alive:
             head.append("Connection: close")
         head.extend(f"{k}: {v}" for k, v in response.headers)
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if response.body:  # written separately: joining would copy a large body (a 26 MB /metrics) once more
-            writer.write(response.body)
+        for part in (response.body, *response.more):  # separately: joining would copy a large body once more
+            if part:
+                writer.write(part)
         await writer.drain()

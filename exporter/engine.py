@@ -215,5 +215,9 @@ class Engine:
 
     def exposition(self) -> bytes:
         """The whole /metrics body."""
-        # one join: ``a + b + c`` would copy the (possibly tens of MB) inventory twice
-        return b"".join((self.inventory.data(), self.self_metrics().encode(), generate_latest(self._process)))
+        return b"".join(self.exposition_parts())
+
+    def exposition_parts(self) -> tuple[bytes, ...]:
+        """The /metrics body in pieces, the inventory's cached bytes first (never copied per scrape: a
+        26 MB join costs 2-17 ms on the event loop, the upper end when the allocator maps fresh pages)."""
+        return self.inventory.data(), self.self_metrics().encode(), generate_latest(self._process)

@@ -65,7 +65,8 @@ def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
     share the listening address."""
 
     async def metrics(_: Request) -> Response:
-        return Response(200, engine.exposition(), m.CONTENT_TYPE)
+        inventory, *rest = engine.exposition_parts()
+        return Response(200, inventory, m.CONTENT_TYPE, more=tuple(rest))
 
     async def healthy(_: Request) -> Response:
         return Response.text("Healthy\n")
