@@ -30,7 +30,7 @@ from exporter.sources.paths import StatKey, key_of
 
 __all__ = ["Job", "Known", "Reader", "Result"]
 
-log = logging.getLogger("exporter.sources.files")
+log = logging.getLogger(__name__)
 
 A = TypeVar("A")
 B = TypeVar("B")
