@@ -329,9 +329,11 @@ def _pem_plain(block: bytes, label: bytes) -> x509.Certificate | None:
     unusual (a header line, stray characters, bad padding, DER that does not parse) is None: the
     caller hands the block to ``cryptography``'s PEM loader, which decides and words the error.
     """
-    start = block.find(b"\n", len(label) + 16)  # the end of the BEGIN line
+    start = len(label) + 16  # just after "-----BEGIN <label>-----": the line must end there
+    if block[start : start + 1] == b"\r":
+        start += 1
     end = block.rfind(b"-----END ")
-    if start == -1 or end <= start:
+    if block[start : start + 1] != b"\n" or end <= start:
         return None
     try:
         der = binascii.a2b_base64(block[start:end].translate(_LINE_BREAKS, b"\r\n"), strict_mode=True)

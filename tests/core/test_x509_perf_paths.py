@@ -338,6 +338,8 @@ def _pem_variants(pem: bytes) -> Iterator[tuple[str, bytes]]:
     yield "crlf", pem.replace(b"\n", b"\r\n")
     yield "one long line", body[0] + b"\n" + b"".join(body[1:-2]) + b"\n" + body[-2] + b"\n"
     yield "header line", body[0] + b"\nProc-Type: 4,ENCRYPTED\n\n" + b"\n".join(body[1:])
+    yield "text after BEGIN", pem.replace(b"CERTIFICATE-----\n", b"CERTIFICATE----- junk\n", 1)
+    yield "space after BEGIN", pem.replace(b"CERTIFICATE-----\n", b"CERTIFICATE----- \n", 1)
     yield "space in a line", pem.replace(b"\n", b" \n", 3).replace(b"----- \n", b"-----\n")
     yield "stray character", pem[:100] + b"*" + pem[101:]
     yield "truncated base64", b"\n".join(body[:3] + body[-2:])
