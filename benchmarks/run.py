@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 concurrency=args.concurrency, say=say)
             elif name == "files":
                 got = files.run(where, n=args.files_n or (500 if quick else 10000), resweeps=2 if quick else 5,
-                                say=say)
+                                first_starts=1 if quick else 3, say=say)
             elif name == "webhook":
                 got = webhook.run(where, certificates=args.webhook_certificates or (20 if quick else 200),
                                   seconds=seconds if quick else 10, concurrencies=[8, args.concurrency], say=say)
