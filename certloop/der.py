@@ -12,16 +12,20 @@ numbers occur in certificates; anything else is refused (None), never guessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography import x509
 
 __all__ = ["TbsFields", "oid_contents", "raw_extensions", "simple_name_text", "tbs_of"]
 
 
-@dataclass(frozen=True, slots=True)
-class TbsFields:
-    """Raw DER pieces of a certificate, sliced without decoding (whole elements unless noted)."""
+class TbsFields(NamedTuple):
+    """Raw DER pieces of a certificate, sliced without decoding (whole elements unless noted).
+
+    A named tuple (immutable; building one is one tuple allocation) rather than a frozen
+    dataclass, whose ``__init__`` sets each of the thirteen fields through ``object.__setattr__``:
+    every certificate read builds one.
+    """
 
     version: bytes  # the explicit [0] element, b"" for v1
     serial: bytes  # INTEGER contents
