@@ -40,5 +40,6 @@ def test_quick_run_prints_ratios_for_every_scenario(tmp_path: Path) -> None:
     assert all(int(count) > 0 and failed == "0" for _, count, failed in probe_rows), text
     assert "files listed in /metrics (first start, restart) | 60, 60 of 60" in text
     assert "lower bound: benchmarks/filefloor.py" in text and "certloop / lower bound (medians)" in text
+    assert "lower bound: list and os.stat every file" in text
     assert "answers other than 2xx, socket errors | 0, 0" in text
     assert "MET: alert to served < 10 s" in text
