@@ -262,8 +262,8 @@ def certificates_in(name: str, data: bytes, *, password: bytes | None = None) ->
     Identical binary contents (DER, PKCS#12: a keystore copied to several places, whose password
     derivation alone costs milliseconds) parse once, by their SHA-256. PEM text is not hashed whole:
     its blocks are cached one by one (:func:`_pem_cached`), so identical text costs one scan and a
-    lookup per block, while hashing every file read would cost more than that scan (a fifth of a
-    first reading of a leaf-plus-CA file, measured with callgrind).
+    lookup per block, while hashing every file read would cost more than that scan (about a fifth
+    of parsing a leaf-plus-CA file, counted with callgrind).
     """
     if b"-----BEGIN " in data:
         parsed = parse_pem(data)
