@@ -2,8 +2,8 @@
 
 A snapshot holds each file's last reading: its stat key, the certificates read (DER), when its
 verdict next changes, and its rendered series. A restart then costs one ``stat`` per file instead
-of reading, parsing and verifying every file again, so ``/metrics`` is complete within a second
-even for tens of thousands of files (see ``benchmarks/RESULTS.md``).
+of reading, parsing and verifying every file again: for 10,000 files ``/metrics`` is complete
+0.45-0.65 s after the process starts, against 1.2-2.1 s without a snapshot (``benchmarks/RESULTS.md``).
 
     snapshots = Snapshots(ctx)             # ctx.state_dir: the --storage.path directory
     entries = await snapshots.load()       # {} when absent, written for another config, or corrupt
