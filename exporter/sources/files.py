@@ -11,10 +11,9 @@ inotify shows nothing could have changed is skipped (:mod:`exporter.sources.watc
 Reading, verifying and rendering a file is CPU work (0.17-0.3 ms by machine, 0.06-0.08 ms of it one
 signature check), done in batches by :mod:`exporter.sources.filebatch`. A sweep with many files to
 read (the first one) forks one worker process per core as soon as the listing has found enough of
-them, and hands out
-chunks while later directories are still listed; each chunk comes back as compact results (rendered
-text, stat key, DER for later re-judging) while the event loop keeps serving ``/metrics`` and
-``/-/ready``. Smaller sweeps read in a worker thread.
+them, and hands out chunks while later directories are still listed; each chunk comes back as compact
+results (rendered text, stat key, DER for later re-judging) while the event loop keeps serving
+``/metrics`` and ``/-/ready``. Smaller sweeps read in a worker thread.
 
 Every failure is data for that file only (``certloop_probe_success 0`` with a reason from
 :class:`certloop.x509.FileReason`); nothing else is lost.
