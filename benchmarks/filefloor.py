@@ -17,10 +17,11 @@ worker per core and, per file, in chunks:
 - hands the text back to the parent.
 
 It skips what certloop must also do, so its time is a lower bound for it: no subject text, no key
-type or size, no chain roles or verdict (a signature check is all it verifies), no path building for a first leaf, no
-labels, no per-file state for later sweeps, no HTTP server, no event loop, a one-field config. The harness
-times it from process start to exit (:func:`benchmarks.files.run`), as it times certloop's first
-start; if this floor is over a target on some machine, no Python exporter meets that target there.
+type or size, no chain roles or verdict (a signature check is all it verifies), no path building for
+a first leaf, no labels, no per-file state for later sweeps, no HTTP server, no event loop, a
+one-field config. The harness times it from process start to exit (:func:`benchmarks.files.run`), as
+it times certloop's first start; if this floor is over a target on some machine, no Python exporter
+meets that target there.
 
 Imports nothing from certloop, on purpose: the bound must not move when certloop's code does.
 """
