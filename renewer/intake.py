@@ -39,8 +39,9 @@ __all__ = [
 
 # Fixed label values of certloop_renewer_alerts_total{outcome}.
 OUTCOMES = ("queued", "duplicate", "unknown_certificate", "resolved_ignored", "not_renewable")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # renewer.spec.CERTIFICATE_ID_PATTERN
-_FINGERPRINT = re.compile(r"^[0-9a-fA-F]{1,32}$")
+# Matched with fullmatch: ``$`` alone would let a trailing newline through.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # renewer.spec.CERTIFICATE_ID_PATTERN
+_FINGERPRINT = re.compile(r"[0-9a-fA-F]{1,32}")
 
 
 class PayloadError(RenewerError):
@@ -118,12 +119,16 @@ def parse_payload(body: bytes) -> _Payload:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # a hostile body nested deeper than the parser's stack: input, not a bug
+        raise PayloadError("body is nested too deeply to be an Alertmanager payload") from None
     if not isinstance(data, dict):
         raise PayloadError("payload: expected a JSON object (Alertmanager webhook payload version 4)")
     if "version" in data and data["version"] != "4":
         raise PayloadError(f"version: expected \"4\" (Alertmanager webhook payload), got {data['version']!r:.40}")
     try:
         return _Payload.model_validate(data)
+    except RecursionError:
+        raise PayloadError("payload: nested too deeply to be an Alertmanager payload") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         kind = err.get("type", "")
@@ -154,14 +159,14 @@ def triage(
     requests: dict[str, RenewalRequest] = {}
     ignored: list[Ignored] = []
     for alert in payload.alerts:
-        fp = alert.fingerprint if _FINGERPRINT.match(alert.fingerprint) else ""
+        fp = alert.fingerprint if _FINGERPRINT.fullmatch(alert.fingerprint) else ""
         alertname = alert.labels.get("alertname", "")
         raw = alert.labels.get(label)
         if alert.status != "firing":
             ignored.append(Ignored("resolved_ignored", "alert is resolved", fp))
         elif alertname not in renew_on:
             ignored.append(Ignored("not_renewable", "alertname is not configured to trigger renewals", fp))
-        elif raw is None or not _ID.match(raw):
+        elif raw is None or not _ID.fullmatch(raw):
             ignored.append(Ignored("unknown_certificate", f"no valid {label!r} label", fp))
         elif raw not in configured:
             ignored.append(Ignored("unknown_certificate", f"certificate {raw!r} is not configured", fp))

@@ -50,7 +50,7 @@ __all__ = [
     "validate",
 ]
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: `$` passes a newline
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def _dns_sans(cert: x509.Certificate) -> set[str]:
 
 
 def _material_path(ctx: RenewalContext, job_id: str) -> Path:
-    if not _JOB_ID.match(job_id):
+    if not _JOB_ID.fullmatch(job_id):
         raise ValueError(f"job id {job_id!r} is not usable as a file name")
     return ctx.data_dir / "material" / f"{job_id}.sealed"
 

@@ -46,8 +46,8 @@ __all__ = [
 CERTIFICATE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 KeyType = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_ENDPOINT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")  # fullmatch: `$` would pass a trailing newline
+_ENDPOINT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
 
 
 def _check_domain(name: str) -> str:
@@ -55,7 +55,7 @@ def _check_domain(name: str) -> str:
     labels = name.split(".")
     if labels and labels[0] == "*":
         labels = labels[1:]
-    if len(name) > 253 or len(labels) < 1 or not all(_LABEL.match(label) for label in labels):
+    if len(name) > 253 or len(labels) < 1 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"{name!r} is not a DNS name (a wildcard may only be the whole leftmost label)")
     return name
 
@@ -172,7 +172,7 @@ class VerifyEndpoint(StrictModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        m = _ENDPOINT.match(v)
+        m = _ENDPOINT.fullmatch(v)
         if not m or not 0 < int(m.group("port")) < 65536:
             raise ValueError(f'expected "host:port", got {v!r}')
         return v

@@ -150,6 +150,20 @@ def test_malformed_payload_is_400_with_a_message(harness: Harness, name: str, me
     assert harness.store.list_jobs() == []
 
 
+def test_a_deeply_nested_body_is_400_not_a_500_traceback(
+    make_setup: Callable[..., Setup], sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JSON body nested 100,000 deep (200 kB, under max_body) is bad input: 400, no traceback logged."""
+    h = Harness(load_config(make_setup(["shop"]).path), sqlite_store)
+    try:
+        resp = h.post("/api/v1/alertmanager", b"[" * 100_000 + b"]" * 100_000)
+    finally:
+        h.close()
+    assert resp.status_code == 400
+    assert "nested too deeply" in resp.json()["error"]
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+
+
 def test_oversized_payload_is_413(harness: Harness) -> None:
     """A body over max_body is refused with 413 and counted; nothing is queued."""
     doc = json.loads(fixture("firing.json"))

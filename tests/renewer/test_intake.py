@@ -103,3 +103,20 @@ def test_parse_time_handles_nanoseconds_offsets_and_the_zero_time() -> None:
     assert parse_time("2026-01-02T03:04:05.999999999+02:00") == datetime(2026, 1, 2, 1, 4, 5, 999999, tzinfo=UTC)
     assert parse_time("0001-01-01T00:00:00Z") is None
     assert parse_time("yesterday") is None
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_a_body_nested_100000_deep_is_a_payload_error_not_a_recursion_error(opener: str) -> None:
+    """json.loads overflows the stack on such a body: that is bad input (400), never a 500 traceback."""
+    closer = "]" if opener == "[" else "}"
+    body = (opener * 100_000 + "1" + closer * 100_000).encode()
+    with pytest.raises(PayloadError, match="nested too deeply"):
+        triage(body, configured=CONFIGURED, renew_on=DEFAULT_ALERTNAMES)
+
+
+def test_a_certificate_label_with_a_trailing_newline_fails_the_charset_check() -> None:
+    """``$`` matches before a final newline; the whole label must match the id charset."""
+    body = (FIXTURES / "firing.json").read_text().replace('"certificate": "shop"', '"certificate": "shop\\n"')
+    tri = triage(body.encode(), configured={*CONFIGURED, "shop\n"}, renew_on=DEFAULT_ALERTNAMES)
+    assert tri.requests == ()
+    assert [i.detail for i in tri.ignored] == ["no valid 'certificate' label"]

@@ -48,6 +48,8 @@ def test_defaults() -> None:
         ({"renew_before": "1/0"}, "renew_before", "between 0 and 1"),
         ({"renew_before": "soon"}, "renew_before", 'a duration like "30d" or a fraction'),
         ({"verify": [{"endpoint": "no-port"}]}, "verify.endpoints[0].endpoint", 'expected "host:port"'),
+        ({"verify": [{"endpoint": "shop.example:443\n"}]}, "verify.endpoints[0].endpoint", 'expected "host:port"'),
+        ({"id": "shop\n"}, "id", "String should match pattern"),
         ({"deploy": ["nginx -s reload"]}, "deploy[0]", "valid dictionary"),
         ({"surprise": 1}, "surprise", "unknown key"),
     ],
