@@ -89,9 +89,13 @@ class ConnectionFailed(IssuanceError):
 class BackendFailed(IssuanceError):
     """A subprocess issuer exited with ``returncode``; ``stderr_tail`` is the end of what it printed."""
 
-    def __init__(self, detail: str, returncode: int | None, stderr_tail: str) -> None:
+    def __init__(
+        self, detail: str, returncode: int | None, stderr_tail: str, *, outcome: str | None = None
+    ) -> None:
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+        # how the program ended, without its name: "timed out after 30s", "cannot start: ..."
+        self.outcome = outcome or (f"exited {returncode}" if returncode is not None else "failed")
         super().__init__(detail)
 
 
@@ -112,14 +116,25 @@ class ValidationError(RenewerError):
 
 
 class DeployError(RenewerError):
-    """Deploy step ``step`` (its argv) failed with ``returncode`` (None: timed out or did not start)."""
+    """Deploy step ``step`` (its argv) failed with ``returncode``; ``outcome`` says how in words.
 
-    def __init__(self, step: tuple[str, ...], returncode: int | None, stderr_tail: str) -> None:
+    ``returncode`` is None when the step never exited on its own: it timed out, could not start, or
+    (for the ``install`` step) a file could not be written - ``outcome`` says which ("timed out after
+    30s", "cannot start: No such file or directory", "no space left on device"), so a full disk is never
+    reported as a timeout.
+    """
+
+    def __init__(
+        self, step: tuple[str, ...], returncode: int | None, stderr_tail: str, *, outcome: str | None = None
+    ) -> None:
         self.step = step
         self.returncode = returncode
         self.stderr_tail = stderr_tail
-        rc = "timed out" if returncode is None else f"exited {returncode}"
-        super().__init__(f"deploy step {' '.join(step)!r} {rc}: {stderr_tail.strip()[-300:]}")
+        if outcome is None:
+            outcome = "timed out" if returncode is None else f"exited {returncode}"
+        self.outcome = outcome
+        tail = stderr_tail.strip()[-300:]
+        super().__init__(f"deploy step {' '.join(step)!r} {outcome}" + (f": {tail}" if tail else ""))
 
 
 class VerifyError(RenewerError):

@@ -11,17 +11,27 @@ Sequence for one deploy (``deploy(material, spec, ctx)``):
 4. run the deploy steps (argv lists, each with a timeout);
 5. verify: probe every endpoint (every resolved address) until it serves the new leaf's SHA-256
    fingerprint, within ``spec.verify.timeout``;
-6. success: delete the journal. Failure at 3-5: restore the snapshots, run the deploy steps again,
-   confirm the old leaf is served, raise :class:`RolledBack`; if that fails, :class:`RollbackFailed`.
+6. success: delete the journal. Failure at 3-5: roll back (below).
+
+Rolling back: put back only the live files that differ from their snapshot (after a failed install,
+often none: rewriting untouched files on a full disk would fail for nothing), run the deploy steps
+again, then probe the verify endpoints for the previous leaf. The probe decides, not the steps: a
+reload step that is broken (a pid file elsewhere) fails the same way on the way back while the server
+never stopped serving the previous, valid certificate. :class:`RolledBack` (retryable) when the
+previous leaf is served (or nothing can be probed); :class:`RollbackFailed` ("live files may be
+broken", page someone) only when the files could not be restored or the probe proves the previous
+leaf is not served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import grp
 import hashlib
 import json
+import logging
 import os
 import pwd
 import time
@@ -52,7 +62,9 @@ from renewer.spec import CertificateSpec, VerifyEndpoint
 if TYPE_CHECKING:
     from renewer.pipeline import RenewalContext
 
-__all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "recover", "served_fingerprint"]
+__all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "describe_os_error", "recover", "served_fingerprint"]
+
+log = logging.getLogger(__name__)
 
 PREV_SUFFIX = ".certloop-prev"
 # A reloading server keeps old workers accepting for a moment after new ones serve: the new leaf
@@ -101,6 +113,14 @@ class Journal:
 # --- files -------------------------------------------------------------------------------------
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation; a full disk says so in the words an operator searches for."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device{where}"
+    return f"{exc.strerror or exc}{where}"
+
+
 def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
     try:
         uid = pwd.getpwnam(owner).pw_uid if owner else -1
@@ -140,19 +160,44 @@ def _snapshot(files: dict[str, Path]) -> dict[str, str | None]:
     return prev
 
 
-def _restore(journal: Journal) -> None:
-    """Put the snapshots back, all together (:func:`write_atomic_many`); files that did not exist go."""
+def _restore(journal: Journal) -> list[str]:
+    """Put back, all together (:func:`write_atomic_many`), the snapshots of live files that changed;
+    files that did not exist go. Returns the roles rewritten or removed.
+
+    A live file still equal to its snapshot (content, mode, owner) was never replaced and is left
+    alone: after an install that failed before its renames nothing is rewritten, so a full disk that
+    stopped the install cannot also stop the rollback.
+    """
     back: list[Replacement] = []
+    touched: list[str] = []
     for role, live_s in journal.files.items():
         live, twin_s = Path(live_s), journal.prev.get(role)
         if twin_s is None:
-            live.unlink(missing_ok=True)
+            if live.exists():
+                live.unlink()
+                touched.append(role)
             continue
         twin = Path(twin_s)
         st = twin.stat()
+        data = twin.read_bytes()
         uid, gid = (st.st_uid, st.st_gid) if os.geteuid() == 0 else (-1, -1)
-        back.append(Replacement(live, twin.read_bytes(), st.st_mode & 0o7777, uid, gid))
+        if _unchanged(live, data, st):
+            continue
+        back.append(Replacement(live, data, st.st_mode & 0o7777, uid, gid))
+        touched.append(role)
     write_atomic_many(back)
+    return touched
+
+
+def _unchanged(live: Path, data: bytes, snapshot: os.stat_result) -> bool:
+    try:
+        st = live.stat()
+        same_meta = (st.st_mode & 0o7777) == (snapshot.st_mode & 0o7777) and (
+            os.geteuid() != 0 or (st.st_uid, st.st_gid) == (snapshot.st_uid, snapshot.st_gid)
+        )
+        return same_meta and live.read_bytes() == data
+    except FileNotFoundError:
+        return False
 
 
 def _leaf_fingerprint_of_files(files: dict[str, Path]) -> str | None:
@@ -237,7 +282,7 @@ async def _run_steps(spec: CertificateSpec) -> None:
         try:
             done = await run_program(step.argv, time_limit=step.timeout.total_seconds(), what="deploy step")
         except BackendFailed as exc:
-            raise DeployError(tuple(step.argv), None, exc.detail) from exc
+            raise DeployError(tuple(step.argv), None, exc.stderr_tail, outcome=exc.outcome) from exc
         if done.returncode != 0:
             raise DeployError(tuple(step.argv), done.returncode, done.stderr_tail or done.stdout[-2000:])
 
@@ -254,7 +299,7 @@ def _install(material: IssuedMaterial, spec: CertificateSpec) -> None:
         write_atomic_many(files)
     except OSError as exc:
         where = exc.filename or ", ".join(str(f.path) for f in files)
-        raise DeployError(("install", str(where)), None, f"{exc.strerror or exc}") from exc
+        raise DeployError(("install", str(where)), None, "", outcome=f"failed: {describe_os_error(exc)}") from exc
 
 
 async def deploy(
@@ -279,7 +324,7 @@ async def deploy(
     try:
         prev = await asyncio.to_thread(_snapshot, files)
     except OSError as exc:
-        raise RolledBack(f"cannot snapshot the live files: {exc}", exc) from exc
+        raise RolledBack(f"cannot snapshot the live files: {describe_os_error(exc)}", exc) from exc
     journal = Journal(
         certificate=spec.id,
         files={r: str(p) for r, p in files.items()},
@@ -290,7 +335,7 @@ async def deploy(
     try:
         await asyncio.to_thread(write_atomic, journal_path, journal.dump(), mode=0o600)
     except OSError as exc:  # nothing live has changed yet
-        raise RolledBack(f"cannot write the install journal {journal_path}: {exc.strerror}", exc) from exc
+        raise RolledBack(f"cannot write the install journal: {describe_os_error(exc)}", exc) from exc
     try:
         await asyncio.to_thread(_install, material, spec)
         installed_at = ctx.clock()
@@ -315,25 +360,51 @@ async def deploy(
 async def _roll_back(
     spec: CertificateSpec, ctx: RenewalContext, journal: Journal, cause: BaseException
 ) -> NoReturn:
-    """Undo, then raise RolledBack (or RollbackFailed when undoing fails)."""
+    """Undo, then raise RolledBack (or RollbackFailed when the undo proves the site broken)."""
     reason = _reason(cause)
     try:
-        await _undo(spec, ctx, journal)
-    except (RenewerError, OSError) as exc:
-        raise RollbackFailed(f"{reason}; then restoring failed: {_reason(exc)}", cause) from exc
-    raise RolledBack(reason, cause) from cause
+        note = await _undo(spec, ctx, journal)
+    except _UndoFailed as exc:
+        raise RollbackFailed(f"{reason}; then {exc}", cause) from exc
+    raise RolledBack(f"{reason}{note}", cause) from cause
 
 
-async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) -> None:
-    """Restore the snapshots, rerun the deploy steps, confirm the old leaf, drop the journal."""
-    await asyncio.to_thread(_restore, journal)
-    await _run_steps(spec)
+class _UndoFailed(RenewerError):
+    """The previous state could not be restored, or the probe proved it is not served."""
+
+
+async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) -> str:
+    """Restore changed files, rerun the deploy steps, probe for the old leaf, drop the journal.
+
+    Returns a note ("" or "; ...") on what failed on the way back without harm - a deploy step that
+    fails again while the previous leaf is still served. Raises :class:`_UndoFailed` when the files
+    cannot be restored or the probe shows the previous leaf is not served.
+    """
+    try:
+        await asyncio.to_thread(_restore, journal)
+    except OSError as exc:
+        raise _UndoFailed(f"restoring the previous files failed: {describe_os_error(exc)}") from exc
+    note = ""
+    try:
+        await _run_steps(spec)
+    except DeployError as exc:
+        note = f"; rerunning the deploy steps after restoring failed too ({exc})"
     old = journal.old_fingerprint
-    if old is not None:
-        await _await_served(
-            spec.verify.endpoints, old, spec.verify.timeout.total_seconds(), ctx.dns_resolver
-        )
-    await asyncio.to_thread(_drop_journal, _journal_path(spec, ctx))
+    endpoints = spec.verify.endpoints
+    if old is not None and endpoints:
+        try:
+            await _await_served(endpoints, old, spec.verify.timeout.total_seconds(), ctx.dns_resolver)
+        except VerifyError as exc:
+            raise _UndoFailed(f"after restoring, the previous leaf is not served: {exc}{note}") from exc
+        if note:
+            note += f"; the previous leaf is still served by {len(endpoints)} endpoint(s)"
+    elif note:
+        note += "; nothing to probe (no verify endpoints or no previous leaf), the files are restored"
+    # A journal that cannot be deleted only means the next deploy's recover() repeats this undo,
+    # which changes nothing the second time.
+    with contextlib.suppress(OSError):
+        await asyncio.to_thread(_drop_journal, _journal_path(spec, ctx))
+    return note
 
 
 def _drop_journal(path: Path) -> None:
@@ -359,7 +430,11 @@ async def recover(spec: CertificateSpec, ctx: RenewalContext) -> bool:
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         raise RollbackFailed(f"cannot read the install journal {path}: {exc}") from exc
     try:
-        await _undo(spec, ctx, journal)
-    except (RenewerError, OSError) as exc:
-        raise RollbackFailed(f"recovering the interrupted install failed: {_reason(exc)}", exc) from exc
+        note = await _undo(spec, ctx, journal)
+    except _UndoFailed as exc:
+        raise RollbackFailed(f"recovering the interrupted install failed: {exc}", exc) from exc
+    except OSError as exc:
+        raise RollbackFailed(f"recovering the interrupted install failed: {describe_os_error(exc)}", exc) from exc
+    if note:
+        log.warning("recovered the interrupted install of %s%s", spec.id, note)
     return True

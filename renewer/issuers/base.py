@@ -172,7 +172,8 @@ async def run_program(
             start_new_session=True,
         )
     except OSError as exc:
-        raise BackendFailed(f"{what} {argv[0]!r} cannot start: {exc.strerror}", None, str(exc)) from exc
+        why = f"cannot start: {exc.strerror}"
+        raise BackendFailed(f"{what} {argv[0]!r} {why}", None, str(exc), outcome=why) from exc
     try:
         out, err = await asyncio.wait_for(proc.communicate(), time_limit)
     except (TimeoutError, asyncio.CancelledError) as exc:
@@ -181,7 +182,8 @@ async def run_program(
             await asyncio.wait_for(proc.wait(), 5)
         if isinstance(exc, asyncio.CancelledError):
             raise
-        raise BackendFailed(f"{what} {argv[0]!r} timed out after {time_limit:g}s", None, "") from exc
+        why = f"timed out after {time_limit:g}s"
+        raise BackendFailed(f"{what} {argv[0]!r} {why}", None, "", outcome=why) from exc
     assert proc.returncode is not None
     return Completed(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 

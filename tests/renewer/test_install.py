@@ -151,12 +151,105 @@ def test_verify_timeout_rolls_back(served: Served, pki: Pki) -> None:
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
 
 
-def test_rollback_failure_is_loud(served: Served, pki: Pki) -> None:
-    """When the deploy steps fail again during the rollback, RollbackFailed is raised (page someone)."""
-    spec = served.spec(deploy=[["false"]])
-    with pytest.raises(RollbackFailed):
+def _reload_with_pid_elsewhere(served: Served) -> list[str]:
+    """``nginx -s reload`` reading a config whose pid file is not the running master's: it fails
+    ("open() ... nginx.pid failed") on every run, the way a reload step written for another layout does."""
+    conf = served.tmp / "elsewhere.conf"
+    conf.write_text(served.nginx.render().replace(str(served.nginx.pid_path), str(served.tmp / "elsewhere.pid")))
+    argv = served.nginx.argv_for("reload")
+    return [*argv[: argv.index("-c") + 1], str(conf), *argv[argv.index("-c") + 2 :]]
+
+
+def test_a_reload_step_that_always_fails_rolls_back_while_the_old_leaf_is_served(
+    served: Served, pki: Pki
+) -> None:
+    """The rollback reruns the same broken reload step, which fails again; the probe then sees the old,
+    valid leaf still served: RolledBack (retryable), not RollbackFailed. The journal is gone."""
+    spec = served.spec(deploy=[served.nginx.argv_for("test"), _reload_with_pid_elsewhere(served)], timeout="2s")
+    with pytest.raises(RolledBack) as info:
         asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert isinstance(info.value.cause, DeployError) and info.value.cause.returncode == 1
+    assert "elsewhere.pid" in str(info.value.cause)
+    assert "previous leaf is still served" in info.value.reason
+    assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
+    assert served.served() == served.old.fingerprint
+    assert not (served.ctx.data_dir / "journal" / "shop.json").exists()
+
+
+def test_rollback_failed_only_when_the_probe_proves_the_old_leaf_is_not_served(served: Served, pki: Pki) -> None:
+    """A deploy step that stops nginx: after restoring, nothing answers on the endpoint, which the probe
+    proves - RollbackFailed (page someone), with the probe's finding in the reason."""
+    spec = served.spec(deploy=[served.nginx.argv_for("stop")], timeout="1s")
+    with pytest.raises(RollbackFailed) as info:
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert "the previous leaf is not served" in info.value.reason
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem  # files restored anyway
+
+
+def test_rollback_rewrites_only_the_files_the_install_replaced(served: Served, pki: Pki) -> None:
+    """An install that fails before any rename (unknown owner) leaves the live files untouched, and the
+    rollback does not rewrite them either: same inode, same mtime."""
+    before = {role: served.live[role].stat() for role in ("fullchain", "key")}
+    spec = served.spec(outputs={"fullchain": str(served.live["fullchain"]), "key": str(served.live["key"]),
+                                "owner": "certloop-no-such-user"})
+    with pytest.raises(RolledBack) as info:
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert "unknown owner" in info.value.reason
+    for role, st in before.items():
+        now = served.live[role].stat()
+        assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), role
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs mounted for this test (we are root): a real filesystem that can be filled."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_reported_as_no_space_left_and_rolled_back(
+    small_tmpfs: Path, nginx: Nginx, pki: Pki, tmp_path: Path
+) -> None:
+    """Live files on a real, full tmpfs: the snapshots fit, the new files do not (ENOSPC). The error says
+    "no space left on device", not "timed out"; nothing was replaced so nothing is rewritten, the old leaf
+    stays served and the result is RolledBack."""
+    old = pki.leaf([DOMAIN], days=2)
+    live = old.write(small_tmpfs, "shop")
+    port = free_port()
+    nginx.add_site([DOMAIN], live["fullchain"], live["key"], listen=[("127.0.0.1", port)], default=True)
+    nginx.start()
+    ctx = pipeline.RenewalContext(data_dir=tmp_path / "data", clock=lambda: datetime.now(UTC),
+                                  keystore=Keystore(b"s" * 32))
+    served = Served(nginx, port, live, old, ctx, tmp_path)
+    spec = served.spec(outputs={"fullchain": str(live["fullchain"]), "key": str(live["key"])})
+    for extra in [p for p in small_tmpfs.iterdir() if p not in (live["fullchain"], live["key"])]:
+        extra.unlink()
+    # leave exactly two free blocks: the two snapshots fit, the installer's two temp files do not
+    st = os.statvfs(small_tmpfs)
+    (small_tmpfs / "filler").write_bytes(b"\0" * (st.f_bavail - 2) * st.f_bsize)
+    with pytest.raises(RolledBack) as info:
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN], days=90)), spec, ctx))
+    cause = info.value.cause
+    assert isinstance(cause, DeployError), cause
+    assert "no space left on device" in str(cause) and "timed out" not in str(cause)
+    assert "no space left on device" in info.value.reason
+    assert live["fullchain"].read_bytes() == old.fullchain_pem and live["key"].read_bytes() == old.key_pem
+    assert served.served() == old.fingerprint
+    assert not (ctx.data_dir / "journal" / "shop.json").exists()
+
+
+def test_a_deploy_step_that_cannot_start_says_so(served: Served, pki: Pki) -> None:
+    """A missing program is "cannot start: No such file or directory", not "timed out"."""
+    spec = served.spec(deploy=[["/nonexistent/certloop-reload"]])
+    with pytest.raises(RolledBack) as info:
+        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+    assert "cannot start: No such file or directory" in str(info.value.cause)
+    assert "timed out" not in str(info.value.cause)
 
 
 def test_interrupted_install_is_recovered(served: Served, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
