@@ -24,6 +24,7 @@ DEBIAN_PACKAGES=(
   systemd                       # systemd-analyze verifies the units in deploy/systemd
   logrotate                     # checks deploy/logrotate/certloop (logrotate -d)
   wrk                           # the benchmark load generator (C, cheap; Lua cycles targets)
+  jsonnet                       # Debian 12 ships jsonnet 0.18: the mixin must render with it (tests render with both)
 )
 
 missing=()
