@@ -4,14 +4,22 @@ The archive holds every row of the job store as JSON (so a SQLite backup restore
 and back) and every file of the data directory except the SQLite database itself and staging
 areas and install journals (it holds the keystore key, sealed material, issuer accounts and homes).
 
-Layout: ``b"CLB1" || mode || salt(16) || nonce(12) || AES-256-GCM(zlib(json))``. ``mode`` ``k``: the
-keystore key encrypts it (keep that key elsewhere!); ``p``: a key derived with scrypt from the
-passphrase file. The header is authenticated as associated data.
+Layout: ``b"CLB2" || mode || salt(16) || check(16) || nonce(12) || AES-256-GCM(zlib(json))``. ``mode``
+``k``: the keystore key encrypts it (keep that key elsewhere!); ``p``: a key derived with scrypt from the
+passphrase file. ``check`` is HMAC-SHA256(key, salt) cut to 16 bytes: it tells a wrong key
+(:class:`WrongKey`) from an altered file (:class:`ArchiveDamaged`), which GCM alone cannot, so that
+``backup verify`` can say which one happened. The header is authenticated as associated data.
+Archives of the first layout (``CLB1``, no check) are still read; for them the two causes stay one error.
+
+What must stay true: :func:`seal` and :func:`unseal` are pure functions of bytes, so the same archive
+travels through a file or an S3 object (:mod:`renewer.backupsite`) unchanged.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -29,9 +37,14 @@ from renewer.errors import RenewerError
 from renewer.keystore import write_private
 from renewer.store import Store
 
-__all__ = ["BackupError", "Restored", "make_backup", "read_backup", "restore_backup", "write_backup"]
+__all__ = [
+    "ArchiveDamaged", "BackupError", "Restored", "WrongKey", "make_backup", "read_backup", "restore_backup",
+    "seal", "unseal", "write_backup",
+]
 
-_MAGIC = b"CLB1"
+_MAGIC_V1 = b"CLB1"
+_MAGIC = b"CLB2"
+_TAG = 16
 FORMAT = "certloop-renewer-backup/1"
 # staging: temporary issuer output. journal: an install in flight when the archive was made; replayed
 # after a restore it would copy that moment's `.certloop-prev` files over certificates renewed since.
@@ -43,6 +56,14 @@ class BackupError(RenewerError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class WrongKey(BackupError):
+    """The key or passphrase does not open this archive (the archive itself may be fine)."""
+
+
+class ArchiveDamaged(BackupError):
+    """Not a certloop archive, truncated, altered, or of an unknown format."""
 
 
 def _skip(rel: Path, db_file: Path | None) -> bool:
@@ -82,14 +103,58 @@ def _key(mode: bytes, salt: bytes, *, key: bytes | None, passphrase: bytes | Non
     return key
 
 
-def write_backup(doc: dict[str, Any], out: Path, *, key: bytes | None = None, passphrase: bytes | None = None) -> None:
-    """Encrypt ``doc`` to ``out`` (0600, atomic) with the passphrase if given, else the keystore key."""
+def _check(secret: bytes, salt: bytes) -> bytes:
+    return hmac.new(secret, b"certloop-backup-key-check" + salt, hashlib.sha256).digest()[:16]
+
+
+def seal(doc: dict[str, Any], *, key: bytes | None = None, passphrase: bytes | None = None) -> bytes:
+    """The encrypted archive of ``doc``, with the passphrase if given, else the keystore key."""
     mode = b"p" if passphrase is not None else b"k"
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
-    header = _MAGIC + mode + salt
     secret = _key(mode, salt, key=key, passphrase=passphrase)
+    header = _MAGIC + mode + salt + _check(secret, salt)
     plaintext = zlib.compress(json.dumps(doc, sort_keys=True).encode(), 6)
-    write_private(out, header + nonce + AESGCM(secret).encrypt(nonce, plaintext, header))
+    return header + nonce + AESGCM(secret).encrypt(nonce, plaintext, header)
+
+
+def unseal(blob: bytes, name: str, *, key: bytes | None = None, passphrase: bytes | None = None) -> dict[str, Any]:
+    """The document inside an archive; ``name`` (a path or URL) only labels errors.
+
+    Raises :class:`WrongKey` when the key check fails, :class:`ArchiveDamaged` when the bytes are not an
+    intact archive, :class:`BackupError` when the archive needs a secret that was not given.
+    """
+    magic = blob[:4]
+    header_len = {_MAGIC: 4 + 1 + 16 + 16, _MAGIC_V1: 4 + 1 + 16}.get(magic)
+    if header_len is None or len(blob) < header_len + 12 + _TAG:
+        raise ArchiveDamaged(name, "not a certloop renewer backup (wrong magic bytes or truncated)")
+    mode, salt = blob[4:5], blob[5:21]
+    if mode not in (b"k", b"p"):
+        raise ArchiveDamaged(name, "not a certloop renewer backup (unknown encryption mode)")
+    header, nonce = blob[:header_len], blob[header_len:header_len + 12]
+    secret = _key(mode, salt, key=key, passphrase=passphrase)
+    if magic == _MAGIC and not hmac.compare_digest(_check(secret, salt), blob[21:37]):
+        raise WrongKey(name, "cannot decrypt: wrong key or passphrase")
+    try:
+        plaintext = AESGCM(secret).decrypt(nonce, blob[header_len + 12:], header)
+    except InvalidTag as exc:
+        if magic == _MAGIC_V1:
+            raise WrongKey(name, "cannot decrypt: wrong key or passphrase, or the file was altered") from exc
+        raise ArchiveDamaged(name, "the archive was altered or damaged: the key is right, the content fails "
+                                   "its integrity check") from exc
+    try:
+        doc = json.loads(zlib.decompress(plaintext))
+    except (zlib.error, ValueError) as exc:  # authenticated, so only a foreign writer gets here
+        raise ArchiveDamaged(name, "the decrypted content is not a compressed JSON document") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ArchiveDamaged(name, f"unknown archive format (expected {FORMAT})")
+    if not isinstance(doc.get("database"), dict) or not isinstance(doc.get("files"), dict):
+        raise ArchiveDamaged(name, "the archive lacks its `database` or `files` section")
+    return doc
+
+
+def write_backup(doc: dict[str, Any], out: Path, *, key: bytes | None = None, passphrase: bytes | None = None) -> None:
+    """Encrypt ``doc`` to ``out`` (0600, atomic) with the passphrase if given, else the keystore key."""
+    write_private(out, seal(doc, key=key, passphrase=passphrase))
 
 
 def read_backup(path: Path, *, key: bytes | None = None, passphrase: bytes | None = None) -> dict[str, Any]:
@@ -97,18 +162,7 @@ def read_backup(path: Path, *, key: bytes | None = None, passphrase: bytes | Non
         blob = path.read_bytes()
     except OSError as exc:
         raise BackupError(str(path), f"cannot read: {exc.strerror}") from exc
-    if not blob.startswith(_MAGIC) or len(blob) < 4 + 1 + 16 + 12 + 16:
-        raise BackupError(str(path), "not a certloop renewer backup")
-    mode, salt = blob[4:5], blob[5:21]
-    header, nonce = blob[:21], blob[21:33]
-    secret = _key(mode, salt, key=key, passphrase=passphrase)
-    try:
-        doc = json.loads(zlib.decompress(AESGCM(secret).decrypt(nonce, blob[33:], header)))
-    except InvalidTag as exc:
-        raise BackupError(str(path), "cannot decrypt: wrong key or passphrase, or the file was altered") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BackupError(str(path), f"unknown archive format (expected {FORMAT})")
-    return doc
+    return unseal(blob, str(path), key=key, passphrase=passphrase)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,15 @@
     certloop renewer --config.file renewer.yml [--web.listen-address 127.0.0.1:9442]
     certloop renewer --config.file renewer.yml --config.check
     certloop renewer --config.file renewer.yml db upgrade|current|downgrade REVISION
-    certloop renewer --config.file renewer.yml backup --out FILE [--passphrase-file F]
-    certloop renewer --config.file renewer.yml restore --in FILE [--passphrase-file F] [--force]
+    certloop renewer --config.file renewer.yml backup --out FILE|DIR/|s3://B/P/[NAME] [--passphrase-file F]
+                     [--keep-daily N --keep-weekly M]
+    certloop renewer --config.file renewer.yml backup verify FILE|DIR/|URL [--passphrase-file F]
+                     [--scratch-database postgresql://...]
+    certloop renewer backup prune DIR/|s3://B/P/ --keep-daily N --keep-weekly M [--dry-run]
+    certloop renewer --config.file renewer.yml restore --in FILE|DIR/|URL [--passphrase-file F] [--force]
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad config, 64 usage.
+Exit codes: 0 ok, 1 runtime failure, 2 bad config, 64 usage; ``backup verify`` adds 3 wrong key or
+passphrase, 4 damaged archive, 5 restored content differs (docs/operations/backup.md).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from pathlib import Path
 
 from certloop.errors import CertloopError, ConfigError
 from renewer import migrations
-from renewer.backup import make_backup, read_backup, restore_backup, write_backup
+from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
+from renewer.backupsite import Place, archive_name, archives, expired, parse_location
+from renewer.backupverify import Mismatch, verify_backup
 from renewer.config import RenewerConfig, load_config
 
 __all__ = ["main"]
@@ -45,14 +52,33 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="manage the job store schema (Alembic migrations)")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])
     db.add_argument("revision", nargs="?", help="target revision (upgrade: default head; downgrade: required)")
-    bk = sub.add_parser("backup", help="write an encrypted archive of the database and data_dir")
-    bk.add_argument("--out", required=True, type=Path)
+    bk = sub.add_parser("backup", help="write an encrypted archive of the database and data_dir (or verify/prune)")
+    bk.add_argument("--out", help="a file, a directory (trailing /) or an s3://bucket/prefix/[name] URL")
     bk.add_argument("--passphrase-file", type=Path, help="encrypt with this passphrase instead of the keystore key")
+    _retention(bk, required=False)
+    bks = bk.add_subparsers(dest="backup_command")
+    vf = bks.add_parser("verify", help="decrypt, check and restore an archive into a scratch database, compare")
+    vf.add_argument("location", help="an archive file or URL; a directory or prefix means its newest archive")
+    vf.add_argument("--passphrase-file", type=Path)
+    vf.add_argument("--scratch-database", metavar="URL",
+                    help="restore into a new database on this PostgreSQL server (dropped after) instead of SQLite")
+    pr = bks.add_parser("prune", help="delete archives outside the retention (renewer-*.clb names only)")
+    pr.add_argument("location", help="a directory (trailing /) or an s3://bucket/prefix/ URL")
+    pr.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    _retention(pr, required=True)
     rs = sub.add_parser("restore", help="restore an archive into the configured (fresh) database and data_dir")
-    rs.add_argument("--in", dest="infile", required=True, type=Path)
+    rs.add_argument("--in", dest="infile", required=True,
+                    help="an archive file or URL; a directory or prefix means its newest archive")
     rs.add_argument("--passphrase-file", type=Path)
     rs.add_argument("--force", action="store_true", help="replace rows of a database that already has jobs")
     return p
+
+
+def _retention(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--keep-daily", type=int, metavar="N", required=required,
+                        help="keep the newest archive of each of the N latest days")
+    parser.add_argument("--keep-weekly", type=int, metavar="M", required=required,
+                        help="keep the newest archive of each of the M latest ISO weeks")
 
 
 def _passphrase(path: Path | None) -> bytes | None:
@@ -85,34 +111,106 @@ def _db(cfg: RenewerConfig, action: str, revision: str | None) -> int:
     return 0
 
 
-def _backup(cfg: RenewerConfig, args: argparse.Namespace) -> int:
-    from renewer.daemon import open_keystore, open_store, utc_now
+def _secrets(cfg: RenewerConfig | None, passphrase_file: Path | None) -> tuple[bytes | None, bytes | None]:
+    """(keystore key, passphrase): the passphrase when given, else the configured keystore key."""
+    from renewer.daemon import open_keystore
 
-    passphrase = _passphrase(args.passphrase_file)
-    key = None if passphrase is not None else open_keystore(cfg, create=False).key
+    passphrase = _passphrase(passphrase_file)
+    if passphrase is not None:
+        return None, passphrase
+    if cfg is None:
+        raise ConfigError("--config.file", "without --passphrase-file the keystore key of the config is needed")
+    return open_keystore(cfg, create=False).key, None
+
+
+def _archive(location: str) -> tuple[Place, str]:
+    """The archive a location names; a directory or prefix names its newest ``renewer-*.clb``."""
+    place, name = parse_location(location)
+    if name is None:
+        found = archives(place.names())
+        if not found:
+            raise BackupError(place.describe(), "no renewer-*.clb archive here")
+        name = found[0].name
+    return place, name
+
+
+def _backup(cfg: RenewerConfig, args: argparse.Namespace) -> int:
+    from renewer.daemon import open_store, utc_now
+
+    if args.out is None:
+        print("certloop renewer: backup needs --out (or a subcommand: verify, prune)", file=sys.stderr)
+        return 64
+    place, name = parse_location(args.out)
+    pruning = args.keep_daily is not None or args.keep_weekly is not None
+    if pruning and name is not None:
+        print("certloop renewer: --keep-daily/--keep-weekly need --out to be a directory or prefix (ending in /)",
+              file=sys.stderr)
+        return 64
+    key, passphrase = _secrets(cfg, args.passphrase_file)
+    now = utc_now()
     store = open_store(cfg, migrate=False)
     try:
-        doc = make_backup(store, cfg.data_dir, utc_now())
+        doc = make_backup(store, cfg.data_dir, now)
     finally:
         store.close()
-    write_backup(doc, args.out, key=key, passphrase=passphrase)
+    name = name or archive_name(now)
+    place.put(name, seal(doc, key=key, passphrase=passphrase))
     rows = sum(len(v) for v in doc["database"].values())
-    print(f"wrote {args.out}: {rows} database rows, {len(doc['files'])} files")
+    print(f"wrote {place.describe(name)}: {rows} database rows, {len(doc['files'])} files")
+    if pruning:
+        _prune(place, args.keep_daily or 0, args.keep_weekly or 0, dry_run=False)
+    return 0
+
+
+def _prune(place: Place, keep_daily: int, keep_weekly: int, *, dry_run: bool) -> int:
+    if keep_daily < 0 or keep_weekly < 0 or keep_daily + keep_weekly == 0:
+        print("certloop renewer: --keep-daily and --keep-weekly must be >= 0 and not both 0", file=sys.stderr)
+        return 64
+    names = place.names()
+    doomed = expired(names, keep_daily=keep_daily, keep_weekly=keep_weekly)
+    for name in doomed:
+        if not dry_run:
+            place.delete(name)
+        print(f"{'would delete' if dry_run else 'deleted'} {place.describe(name)}")
+    print(f"kept {len(archives(names)) - len(doomed)} archive(s) in {place.describe()}")
+    return 0
+
+
+def _verify(cfg: RenewerConfig | None, args: argparse.Namespace) -> int:
+    key, passphrase = _secrets(cfg, args.passphrase_file)
+    place, name = _archive(args.location)
+    where = place.describe(name)
+    try:
+        doc = unseal(place.get(name), where, key=key, passphrase=passphrase)
+        result = verify_backup(doc, where, scratch_server=args.scratch_database)
+    except WrongKey as exc:
+        print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
+        return 3
+    except ArchiveDamaged as exc:
+        print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
+        return 4
+    except Mismatch as exc:
+        print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
+        return 5
+    tables = ", ".join(f"{t} {n}" for t, n in result.rows.items())
+    print(f"verified {where}: made {doc.get('created_at', '?')}, restored into scratch {result.database}: "
+          f"{sum(result.rows.values())} database rows ({tables}), {result.files} files, all equal")
     return 0
 
 
 def _restore(cfg: RenewerConfig, args: argparse.Namespace) -> int:
-    from renewer.daemon import open_keystore, open_store
+    from renewer.daemon import open_store
 
-    passphrase = _passphrase(args.passphrase_file)
-    key = None if passphrase is not None else open_keystore(cfg, create=False).key
-    doc = read_backup(args.infile, key=key, passphrase=passphrase)
+    key, passphrase = _secrets(cfg, args.passphrase_file)
+    place, name = _archive(args.infile)
+    doc = unseal(place.get(name), place.describe(name), key=key, passphrase=passphrase)
     store = open_store(cfg, migrate=True)
     try:
         result = restore_backup(doc, store, cfg.data_dir, overwrite=args.force)
     finally:
         store.close()
-    print(f"restored {sum(result.rows.values())} database rows and {result.files} files into {cfg.data_dir}")
+    print(f"restored {sum(result.rows.values())} database rows and {result.files} files into {cfg.data_dir} "
+          f"from {place.describe(name)}")
     return 0
 
 
@@ -124,28 +222,45 @@ def main(argv: Sequence[str]) -> int:
     )
     for noisy in ("alembic", "apscheduler"):  # their INFO lines repeat on every start / tick
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    backup_command = getattr(args, "backup_command", None)
+    cfg: RenewerConfig | None = None
     try:
         cfg = load_config(args.config_file)
     except ConfigError as exc:
-        print(f"certloop renewer: config error: {exc}", file=sys.stderr)
-        return 2
-    if args.config_check:
+        # prune needs no config; verify needs it only for the keystore key (_secrets says so if missing)
+        if backup_command not in {"verify", "prune"} or Path(args.config_file).exists():
+            print(f"certloop renewer: config error: {exc}", file=sys.stderr)
+            return 2
+    if args.config_check and cfg is not None:
         print(f"{args.config_file}: ok ({len(cfg.certificates)} certificate(s))")
         return 0
     try:
-        if args.command == "db":
-            return _db(cfg, args.action, args.revision)
-        if args.command == "backup":
-            return _backup(cfg, args)
-        if args.command == "restore":
-            return _restore(cfg, args)
-        return _serve(cfg, args)
+        return _dispatch(cfg, args, backup_command)
     except ConfigError as exc:
         print(f"certloop renewer: config error: {exc}", file=sys.stderr)
         return 2
     except CertloopError as exc:
         print(f"certloop renewer: {exc}", file=sys.stderr)
         return 1
+
+
+def _dispatch(cfg: RenewerConfig | None, args: argparse.Namespace, backup_command: str | None) -> int:
+    if backup_command == "prune":
+        place, name = parse_location(args.location)
+        if name is not None:
+            print("certloop renewer: backup prune needs a directory or prefix (ending in /)", file=sys.stderr)
+            return 64
+        return _prune(place, args.keep_daily, args.keep_weekly, dry_run=args.dry_run)
+    if backup_command == "verify":
+        return _verify(cfg, args)
+    assert cfg is not None  # main returned 2 for every other command without a config
+    if args.command == "db":
+        return _db(cfg, args.action, args.revision)
+    if args.command == "backup":
+        return _backup(cfg, args)
+    if args.command == "restore":
+        return _restore(cfg, args)
+    return _serve(cfg, args)
 
 
 def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@
 - ``pebble``: a started pebble using ``challtestsrv`` as its DNS server (validation on free ports).
 - ``alertmanager_factory(config_yaml)``: a started Alertmanager.
 - ``webhook_receiver``: a started loopback HTTP receiver recording every request.
+- ``moto``: a started moto_server (S3 and SNS), one per test module.
 
 A missing binary raises :class:`stack.process.ToolMissing` (the test fails, it is never skipped).
 """
@@ -20,6 +21,7 @@ import pytest
 
 from stack.alertmanager import Alertmanager
 from stack.challtestsrv import ChallTestSrv
+from stack.moto import MotoServer
 from stack.nginx import Nginx
 from stack.pebble import Pebble
 from stack.process import free_port
@@ -119,3 +121,14 @@ def webhook_receiver() -> Iterator[Receiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A started moto_server on a free loopback port: S3 and SNS for boto3 and Alertmanager."""
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
