@@ -1,18 +1,31 @@
 """Resolve every address of a name and probe each one with the original SNI.
 
-    resolver = Resolver()                          # the system resolver (getaddrinfo)
-    resolver = Resolver(["127.0.0.1:8053"])        # ask these DNS servers directly
+    cache = AddressCache()                                   # the daemon creates it and passes it down
+    resolver = Resolver(cache=cache)                         # the system's name service (see below)
+    resolver = Resolver(["127.0.0.1:8053"], cache=cache)     # ask these DNS servers directly
     results = await fetch_all("shop.example", 443, resolver=resolver)
     # [Presented(address="127.0.0.1", ...), ProbeError(address="127.0.0.2", reason="timeout"), ...]
 
 A name behind several addresses is several endpoints: one may serve a renewed certificate while
 another still serves the old one, so each address is probed and labelled on its own.
 
-Caching: the system resolver (``loop.getaddrinfo``, a thread hop per call) exposes no TTL, so
-positive answers are kept for ``cache_ttl`` seconds (30 s by default): short enough that a moved
-name is followed within one sweep or two, long enough that 64 concurrent probes of one name cost
-one lookup (concurrent lookups of a name are also coalesced). Failures are never cached. With
-explicit nameservers, dnspython's cache honours each record's own TTL.
+How a name is looked up (the trade-off, accepted): glibc's ``getaddrinfo`` scans /etc/hosts on
+every call and needs a thread per call, which with thousands of names costs more CPU than the TLS
+probe (benchmarks/RESULTS.md, "name targets"). So without ``resolver:`` the system's configuration
+is read, not called: :class:`certloop.nameservice.SystemNames` parses /etc/hosts, nsswitch.conf's
+``hosts:`` order and resolv.conf once and again when they change, and the leading ``files`` and
+``dns`` services of that order are answered here (hosts from the parsed file, DNS through
+dnspython's asyncio resolver to resolv.conf's nameservers, its search list and ``ndots``). A name
+they do not answer, any service past them (``myhostname``, ``mdns4_minimal``, ``resolve``, LDAP...)
+and a resolv.conf without nameservers go to ``getaddrinfo``, whose answer, carrying no TTL, is kept
+``cache_ttl`` seconds (30 s by default). What is lost: glibc's ``/etc/host.conf``, ``options
+rotate``/``edns0``/``single-request`` and ``RES_OPTIONS``; a name NXDOMAIN in DNS is not asked of
+services the nsswitch line does not list.
+
+Caching and coalescing (:class:`AddressCache`): DNS answers are kept as long as their TTL says
+(the shorter of the A and AAAA answers, negative parts included, as dnspython computes it), hosts
+answers until the file is re-checked (``recheck``, 1 s), and concurrent lookups of one name share
+one lookup. Failures are never cached: a name that comes back is followed at the next probe.
 """
 
 from __future__ import annotations
@@ -20,33 +33,23 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from certloop.errors import FailureReason, ProbeError
+from certloop.nameservice import NameserverSet, SystemNames, is_ip_literal
 from certloop.tls import Presented, fetch
 
-if TYPE_CHECKING:  # dnspython is imported when nameservers are configured: ~50 ms less at every start
+if TYPE_CHECKING:  # dnspython is imported when a DNS server is first asked: ~50 ms less at every start
     import dns.asyncresolver
-    import dns.rdatatype
+    import dns.resolver
 
-__all__ = ["Resolver", "fetch_all", "is_ip_literal", "parse_nameserver"]
+__all__ = ["AddressCache", "Resolver", "fetch_all", "is_ip_literal", "parse_nameserver"]
 
 DEFAULT_CACHE_TTL = 30.0
+DEFAULT_MAX_ENTRIES = 65536
 _LOCALHOST = ("127.0.0.1", "::1")
-
-
-def is_ip_literal(host: str) -> bool:
-    """``True`` for ``192.0.2.1``, ``2001:db8::1`` and ``fe80::1%eth0`` (no brackets), ``False`` for names."""
-    address, zone, scope = host.partition("%")
-    for family in (socket.AF_INET6,) if zone else (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, address)
-        except (OSError, ValueError):  # ValueError: an embedded NUL
-            continue
-        return not zone or bool(scope)
-    return False
-
+Lookup = Callable[[], Awaitable[tuple[list[str], float]]]
 
 def parse_nameserver(spec: str) -> tuple[str, int]:
     """``"127.0.0.1:8053"`` -> ``("127.0.0.1", 8053)``; ``"[::1]:53"``, bare IPs default to port 53."""
@@ -78,57 +81,229 @@ def _ordered(addresses: Sequence[str]) -> list[str]:
     return v4 + v6
 
 
+class AddressCache:
+    """Addresses by name until they expire, and the lookups in flight.
+
+    One per daemon (or per config load), passed to the :class:`Resolver`: never a module global, so
+    two resolvers never share answers by accident and a test sees exactly the cache it made.
+    Concurrent lookups of one name await the same task (``coalesced`` counts them); a failure is
+    handed to every waiter and not kept. At ``max_entries`` expired entries are dropped first, then
+    the oldest, so names from ``/probe`` requests cannot grow it without bound.
+    """
+
+    def __init__(self, *, max_entries: int = DEFAULT_MAX_ENTRIES, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.clock = clock
+        self._answers: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[str, ...]]] = {}
+        self.hits = self.lookups = self.coalesced = 0
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: str) -> list[str] | None:
+        """The unexpired answer for ``key``, or None."""
+        hit = self._answers.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= self.clock():
+            del self._answers[key]
+            return None
+        return list(hit[1])
+
+    def put(self, key: str, addresses: Sequence[str], expires: float) -> None:
+        """Keep ``addresses`` until ``expires`` (on :attr:`clock`); a past deadline keeps nothing."""
+        if expires <= self.clock():
+            self._answers.pop(key, None)
+            return
+        if key not in self._answers and len(self._answers) >= self.max_entries:
+            self._make_room()
+        self._answers[key] = (expires, tuple(addresses))
+
+    def _make_room(self) -> None:
+        now = self.clock()
+        for key in [k for k, (expires, _) in self._answers.items() if expires <= now]:
+            del self._answers[key]
+        while len(self._answers) >= self.max_entries:
+            del self._answers[next(iter(self._answers))]  # dicts keep insertion order: the oldest first
+
+    async def lookup(self, key: str, ask: Lookup) -> list[str]:
+        """The cached answer for ``key``, else the one ``ask()`` returns (``(addresses, expires)``), shared."""
+        hit = self.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        pending = self._inflight.get(key)
+        if pending is None:
+            self.lookups += 1
+            pending = asyncio.ensure_future(self._fill(key, ask))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda done: self._done(key, done))
+        else:
+            self.coalesced += 1
+        return list(await asyncio.shield(pending))  # one waiter cancelled does not cancel the others'
+
+    async def _fill(self, key: str, ask: Lookup) -> tuple[str, ...]:
+        addresses, expires = await ask()
+        self.put(key, addresses, expires)
+        return tuple(addresses)
+
+    def _done(self, key: str, done: asyncio.Future[tuple[str, ...]]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a failure nobody still awaits is not logged as lost
+
+
+class _Nameservers:
+    """Given DNS servers asked through dnspython's asyncio resolver: A and AAAA at once, TTLs kept."""
+
+    def __init__(self, servers: Sequence[tuple[str, int]], timeout: float, *, search: Sequence[str] = (),
+                 ndots: int = 1, per_try: float | None = None) -> None:
+        import dns.asyncresolver
+        import dns.name
+        import dns.nameserver
+
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in servers]
+        resolver.timeout = min(per_try or timeout, timeout)
+        resolver.lifetime = timeout
+        resolver.search = [dns.name.from_text(domain) for domain in search]
+        resolver.ndots = ndots
+        resolver.cache = None  # AddressCache keeps the answers: one dict hit instead of two resolutions
+        self.resolver = resolver
+        self.timeout = timeout
+        self.label = ", ".join(f"{h}:{p}" if p != 53 else h for h, p in servers)
+        self.search = bool(search)
+
+    async def ask(self, host: str, clock: Callable[[], float]) -> tuple[list[str], float]:
+        """(every address, expiry on ``clock``); ``[]`` when the name has none (NXDOMAIN or no A/AAAA).
+
+        Raises ``ProbeError(dns)`` when no server gives an answer (timeout, SERVFAIL, a bad name).
+        """
+        import dns.rdatatype
+
+        answers = await asyncio.gather(self._query(host, dns.rdatatype.A), self._query(host, dns.rdatatype.AAAA),
+                                       return_exceptions=True)
+        addresses: list[str] = []
+        ttl = float("inf")
+        for answer in answers:  # both queries finish; the first failure wins
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer is not None:
+                ttl = min(ttl, answer.expiration - time.time())
+                if answer.rrset is not None:
+                    addresses += [rdata.address for rdata in answer.rrset]
+        if not addresses:
+            return [], 0.0
+        return _ordered(addresses), clock() + max(ttl, 0.0)
+
+    async def _query(self, host: str, rdtype: Any) -> dns.resolver.Answer | None:
+        import dns.exception
+        import dns.resolver
+
+        try:
+            return await self.resolver.resolve(host, rdtype, raise_on_no_answer=False, search=self.search)
+        except dns.resolver.NXDOMAIN:
+            return None
+        except dns.resolver.LifetimeTimeout:
+            raise ProbeError(FailureReason.DNS,
+                             f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
+        except dns.resolver.NoNameservers as exc:
+            raise ProbeError(FailureReason.DNS, f"{host}: every nameserver failed (e.g. SERVFAIL)") from exc
+        except (dns.exception.DNSException, UnicodeError, ValueError) as exc:  # a name DNS cannot carry
+            raise ProbeError(FailureReason.DNS, f"{host}: {type(exc).__name__}") from exc
+
+
 class Resolver:
-    """Every A and AAAA address of a name, from the system resolver or from given nameservers."""
+    """Every A and AAAA address of a name, from the system's name service or from given nameservers.
+
+    ``cache`` is the :class:`AddressCache` to keep answers in (the daemon's; a private one if not
+    given). ``system`` is the :class:`SystemNames` to read when no nameservers are given.
+    """
 
     def __init__(
         self,
         nameservers: Sequence[str] | None = None,
         timeout: float = 2.0,
         *,
+        cache: AddressCache | None = None,
         cache_ttl: float = DEFAULT_CACHE_TTL,
+        system: SystemNames | None = None,
     ) -> None:
         self.timeout = timeout
         self.cache_ttl = cache_ttl
         self.nameservers = tuple(nameservers or ())
-        self._dns: dns.asyncresolver.Resolver | None = None
-        if self.nameservers:
-            import dns.asyncresolver
-            import dns.nameserver
-            import dns.resolver
-
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port)
-                for host, port in map(parse_nameserver, self.nameservers)
-            ]
-            resolver.timeout = timeout
-            resolver.lifetime = timeout
-            resolver.cache = dns.resolver.Cache()
-            self._dns = resolver
-        self._cache: dict[str, tuple[float, list[str]]] = {}
-        self._inflight: dict[str, asyncio.Future[list[str]]] = {}
+        self.cache = cache if cache is not None else AddressCache()
+        self._given = (_Nameservers([parse_nameserver(ns) for ns in self.nameservers], timeout)
+                       if self.nameservers else None)
+        self.system = None if self.nameservers else (system or SystemNames())
+        self._system_dns: tuple[NameserverSet, _Nameservers] | None = None
 
     async def resolve(self, host: str) -> list[str]:
         """Every address of ``host`` (IP literals as they are). Raises ``ProbeError(dns)``."""
         if is_ip_literal(host):
             return [host]
         key = host.lower().rstrip(".")
-        if self._dns is not None:
-            if key == "localhost" or key.endswith(".localhost"):  # RFC 6761: never asked of DNS
-                return list(_LOCALHOST)
-            return await self._ask_nameservers(key)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return list(hit[1])
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._ask_system(key))
-            self._inflight[key] = pending
-            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return list(await asyncio.shield(pending))
+        if not key:
+            raise ProbeError(FailureReason.DNS, "empty host name")
+        return await self.cache.lookup(key, lambda: self._lookup(key))
 
-    async def _ask_system(self, host: str) -> list[str]:
+    async def _lookup(self, key: str) -> tuple[list[str], float]:
+        if self._given is not None:
+            if _is_localhost(key):  # RFC 6761: never asked of DNS
+                return list(_LOCALHOST), float("inf")
+            found, expires = await self._given.ask(key, self.cache.clock)
+            if not found:
+                raise ProbeError(FailureReason.DNS, f"{key}: no A or AAAA records")
+            return found, expires
+        return await self._lookup_system(key)
+
+    async def _lookup_system(self, key: str) -> tuple[list[str], float]:
+        """nsswitch's leading files/dns services here, in order; the rest through getaddrinfo."""
+        assert self.system is not None
+        system = self.system
+        failure: ProbeError | None = None
+        delegate = system.more_after()
+        for service in system.order():
+            if service == "files":
+                listed = system.hosts.lookup(key)
+                if listed:
+                    return _ordered(listed), self.cache.clock() + system.hosts.file.recheck
+                continue
+            if _is_localhost(key):  # RFC 6761: never asked of DNS
+                continue
+            asker = self._dns_from_resolv_conf()
+            if asker is None:  # glibc would ask 127.0.0.1: leave that to glibc
+                delegate = True
+                break
+            try:
+                found, expires = await asker.ask(key, self.cache.clock)
+            except ProbeError as exc:  # glibc goes on to the next service on UNAVAIL/TRYAGAIN too
+                failure = failure or exc
+                continue
+            if found:
+                return found, expires
+        if _is_localhost(key):
+            return list(_LOCALHOST), self.cache.clock() + system.hosts.file.recheck
+        if delegate:
+            return await self._ask_getaddrinfo(key)
+        if failure is not None:
+            raise failure
+        raise ProbeError(FailureReason.DNS, f"{key}: name not found")
+
+    def _dns_from_resolv_conf(self) -> _Nameservers | None:
+        assert self.system is not None
+        conf = self.system.nameservers()
+        if conf is None:
+            return None
+        if self._system_dns is None or self._system_dns[0] is not conf:  # resolv.conf changed: new servers
+            asker = _Nameservers([(s.partition("%")[0], 53) for s in conf.servers], self.timeout,
+                                 search=conf.search, ndots=conf.ndots, per_try=conf.timeout)
+            self._system_dns = (conf, asker)
+        return self._system_dns[1]
+
+    async def _ask_getaddrinfo(self, host: str) -> tuple[list[str], float]:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
@@ -143,45 +318,11 @@ class Resolver:
         )
         if not addresses:
             raise ProbeError(FailureReason.DNS, f"{host}: no IPv4 or IPv6 address")
-        self._cache[host] = (time.monotonic() + self.cache_ttl, addresses)
-        return addresses
+        return addresses, self.cache.clock() + self.cache_ttl
 
-    async def _ask_nameservers(self, host: str) -> list[str]:
-        assert self._dns is not None
-        import dns.rdatatype
 
-        answers = await asyncio.gather(
-            self._query(host, dns.rdatatype.A), self._query(host, dns.rdatatype.AAAA), return_exceptions=True
-        )
-        addresses: list[str] = []
-        for answer in answers:  # both queries finish; the first failure wins
-            if isinstance(answer, BaseException):
-                raise answer
-            addresses.extend(answer)
-        if not addresses:
-            raise ProbeError(FailureReason.DNS, f"{host}: no A or AAAA records")
-        return _ordered(addresses)
-
-    async def _query(self, host: str, rdtype: dns.rdatatype.RdataType) -> list[str]:
-        assert self._dns is not None
-        import dns.exception
-        import dns.resolver
-
-        try:
-            answer = await self._dns.resolve(host, rdtype, raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
-            return []
-        except dns.resolver.LifetimeTimeout:
-            raise ProbeError(
-                FailureReason.DNS, f"no answer for {host} from {', '.join(self.nameservers)} within {self.timeout:g}s"
-            ) from None
-        except dns.resolver.NoNameservers as exc:
-            raise ProbeError(FailureReason.DNS, f"{host}: every nameserver failed (e.g. SERVFAIL)") from exc
-        except dns.exception.DNSException as exc:
-            raise ProbeError(FailureReason.DNS, f"{host}: {type(exc).__name__}") from exc
-        if answer.rrset is None:
-            return []
-        return [rdata.address for rdata in answer.rrset]
+def _is_localhost(key: str) -> bool:
+    return key == "localhost" or key.endswith(".localhost")
 
 
 async def fetch_all(

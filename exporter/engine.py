@@ -30,7 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from certloop import __version__
 from certloop.errors import ConfigError
-from certloop.resolve import Resolver
+from certloop.resolve import AddressCache, Resolver
 from certloop.truststore import TrustStore, TrustStoreError
 from exporter import metrics as m
 from exporter.collector import Inventory
@@ -59,7 +59,9 @@ def build_context(
         stores[path] = store
         if where == "global.ca_file":
             stores[None] = store
-    return Context(config, stores, Resolver(config.global_.resolver or None), counter, clock, state_dir)
+    # A fresh AddressCache per config load: answers from the old `resolver:` must not outlive it.
+    resolver = Resolver(config.global_.resolver or None, cache=AddressCache())
+    return Context(config, stores, resolver, counter, clock, state_dir)
 
 
 class Engine:

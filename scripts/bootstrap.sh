@@ -25,6 +25,7 @@ DEBIAN_PACKAGES=(
   logrotate                     # checks deploy/logrotate/certloop (logrotate -d)
   wrk                           # the benchmark load generator (C, cheap; Lua cycles targets)
   jsonnet                       # Debian 12 ships jsonnet 0.18: the mixin must render with it (tests render with both)
+  dnsmasq-base                  # a real DNS server on loopback for resolver tests and name-target benchmarks
 )
 
 missing=()

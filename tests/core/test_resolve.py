@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -62,28 +61,6 @@ def test_ip_literals_and_localhost() -> None:
     assert "127.0.0.1" in asyncio.run(system.resolve("localhost"))
     configured = Resolver([f"{LOOPBACK}:{free_port()}"], timeout=0.5)
     assert asyncio.run(configured.resolve("localhost")) == ["127.0.0.1", "::1"]
-
-
-def test_system_lookups_are_coalesced_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Concurrent lookups of one name cost one getaddrinfo; the answer is reused within the TTL."""
-    calls: list[str] = []
-    real = asyncio.BaseEventLoop.getaddrinfo
-
-    async def counting(self: asyncio.BaseEventLoop, host: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(host)
-        return await real(self, host, *args, **kwargs)
-
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", counting)
-
-    async def scenario(resolver: Resolver) -> list[list[str]]:
-        first = await asyncio.gather(*(resolver.resolve("localhost") for _ in range(20)))
-        return [*first, await resolver.resolve("LOCALHOST")]
-
-    answers = asyncio.run(scenario(Resolver()))
-    assert len(calls) == 1 and all(a == answers[0] for a in answers)
-    calls.clear()
-    asyncio.run(scenario(Resolver(cache_ttl=0)))
-    assert len(calls) == 2  # the burst is coalesced; with no TTL the later lookup asks again
 
 
 @pytest.mark.parametrize(
