@@ -13,6 +13,11 @@ while working). Phases of a job:
 A crash (kill -9) anywhere: the live files are restored by ``pipeline.recover`` at start-up or before
 the resumed deployment; the job's lease expires and any replica resumes it from its saved material,
 or re-issues if nothing was saved yet. Every state change is written with its reason.
+
+The log tells the same story without the API: every failed attempt (issuance or deployment, retried)
+is one WARNING line, every terminal failure (``failed``, ``rolled_back``) one ERROR line. A tool's
+stderr tail goes into that line escaped (:func:`one_line`), so one record is one line for grep,
+journald and log shippers, whatever the tool printed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from cryptography import x509
 from renewer import pipeline
 from renewer.config import RenewerConfig
 from renewer.errors import (
+    BackendFailed,
     ChallengeFailed,
     IssuanceError,
     NotDue,
@@ -46,9 +52,49 @@ from renewer.records import Job, State
 from renewer.spec import CertificateSpec, renewal_due_at
 from renewer.store import Store, StoreUnavailable
 
-__all__ = ["LeaseLost", "Worker", "ledger_request"]
+__all__ = ["LeaseLost", "Worker", "failure_detail", "ledger_request", "one_line"]
 
 log = logging.getLogger(__name__)
+
+
+LOGGED_TAIL = 1000  # characters of a failure's detail (with its stderr tail) in one log line
+
+
+def one_line(text: str) -> str:
+    """``text`` with backslashes, newlines and other control characters escaped: one log record, one line."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif not ch.isprintable():
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def failure_detail(exc: RenewerError) -> str:
+    """``Kind: message``, plus the program's stderr tail when the message does not already carry it."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BackendFailed):
+        tail = exc.stderr_tail.strip()
+        if tail and tail not in detail:
+            detail += f" | stderr: {tail}"
+    return detail
+
+
+def _tail(text: str, limit: int = LOGGED_TAIL) -> str:
+    """At most ``limit`` characters: the start (what failed) and the end (a stderr tail's last words)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    return f"{text[:head]} ... {text[-(limit - head - 5):]}"
 
 
 class LeaseLost(RenewerError):
@@ -210,8 +256,7 @@ class Worker:
     async def _issue_failed(self, job: Job, spec: CertificateSpec, attempt: int, exc: RenewerError) -> None:
         cfg = self.config()
         now = self.clock()
-        kind = type(exc).__name__
-        detail = f"{kind}: {exc}"
+        detail = failure_detail(exc)
         if isinstance(exc, ChallengeFailed):
             events = failure_events(ledger_request(spec), [exc.domain], now, job.id)
             await self.store.call(self.store.record_ledger, events)
@@ -222,8 +267,10 @@ class Worker:
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         when = next_attempt_at(attempt, now, cfg.worker.backoff_base, cfg.worker.backoff_max, self.rand(), retry_after)
         await self._move(job, State.QUEUED, f"issuance failed ({detail}); retry at {when.isoformat()}",
-                         not_before=when, last_error=detail[:2000], lease_owner=None, lease_expires=None)
+                         not_before=when, last_error=_tail(detail, 2000), lease_owner=None, lease_expires=None)
         await self._attempted(spec, detail)
+        log.warning("job %s (%s): issuance attempt %d of %d failed, retry at %s: %s", job.id, spec.id, attempt,
+                    cfg.worker.max_attempts, when.isoformat(), one_line(_tail(detail)))
 
     async def _deploy(self, job: Job, spec: CertificateSpec, material: pipeline.IssuedMaterial) -> None:
         cfg = self.config()
@@ -246,11 +293,12 @@ class Worker:
             now = self.clock()
             when = next_attempt_at(deploy_attempt, now, cfg.worker.backoff_base, cfg.worker.backoff_max, self.rand())
             await self._move(job, State.QUEUED, f"{detail}; deployment retried at {when.isoformat()} (no re-issue)",
-                             not_before=when, last_error=detail[:2000], lease_owner=None, lease_expires=None)
+                             not_before=when, last_error=_tail(detail, 2000), lease_owner=None, lease_expires=None)
             await self._attempted(spec, detail)
+            log.warning("job %s (%s): deploy attempt %d of %d %s; retry at %s", job.id, spec.id, deploy_attempt,
+                        cfg.worker.max_attempts, one_line(_tail(detail)), when.isoformat())
             return
         except RollbackFailed as exc:
-            log.error("job %s: ROLLBACK FAILED for %s: %s", job.id, spec.id, exc.reason)
             await self._finish(job, spec, State.FAILED, f"ROLLBACK FAILED, live files may be broken: {exc.reason}")
             return
         await self._finish(
@@ -261,14 +309,14 @@ class Worker:
 
     async def _attempted(self, spec: CertificateSpec, error: str) -> None:
         await self.store.call(self.store.update_certificate_state, spec.id, self.clock(),
-                              last_attempt_at=self.clock(), last_error=error[:2000])
+                              last_attempt_at=self.clock(), last_error=_tail(error, 2000))
 
     async def _finish(
         self, job: Job, spec: CertificateSpec | None, state: State, reason: str,
         material: pipeline.IssuedMaterial | None = None,
     ) -> None:
         now = self.clock()
-        extra: dict[str, object] = {} if state is State.SUCCEEDED else {"last_error": reason[:2000]}
+        extra: dict[str, object] = {} if state is State.SUCCEEDED else {"last_error": _tail(reason, 2000)}
         values: dict[str, object] = {"last_attempt_at": now, "last_result": state.value, "last_job_id": job.id}
         if state is State.SUCCEEDED:
             values.update(last_success_at=now, last_error=None)
@@ -276,10 +324,15 @@ class Worker:
                 not_before, not_after = _validity(material)
                 values.update(not_after=not_after, next_due=renewal_due_at(spec, not_before, not_after))
         else:
-            values["last_error"] = reason[:2000]
+            values["last_error"] = _tail(reason, 2000)
         # The job closes and the certificate's state records why in one transaction: a webhook arriving in
         # between must not see "no open job, no recent success" and issue again.
         await self._move(job, state, reason, certificate_state=values, **extra)
+        name = spec.id if spec is not None else job.certificate
+        if state is State.SUCCEEDED:
+            log.info("job %s (%s): %s: %s", job.id, name, state.value, one_line(reason))
+        else:
+            log.error("job %s (%s): %s: %s", job.id, name, state.value, one_line(_tail(reason)))
         if spec is None:
             return
         with contextlib.suppress(OSError, ValueError):
@@ -287,7 +340,6 @@ class Worker:
         self.metrics.renewals.labels(spec.id, spec.issuer.type, state.value).inc()
         if state is State.SUCCEEDED:
             self.metrics.renewal_duration.labels(spec.issuer.type).observe((now - job.created_at).total_seconds())
-        log.info("job %s (%s): %s: %s", job.id, spec.id, state.value, reason)
 
 
 def _validity(material: pipeline.IssuedMaterial) -> tuple[datetime, datetime]:

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 STDERR_TAIL = 2000  # characters of a failed program's stderr kept in the error
+CHALLENGE_TAIL = 1000  # of those, in a ChallengeFailed's detail (the job's last_error holds 2000 in all)
 
 
 def split_pem(data: bytes) -> list[bytes]:
@@ -206,7 +207,9 @@ def classify_failure(tool: str, done: Completed, *, failed_domain: str | None = 
     if _RATE_LIMITED.lower() in low:
         return RateLimited(f"{tool}: the CA rate-limited the request")
     if failed_domain is not None:
-        return ChallengeFailed(failed_domain, f"{tool} reported a failed challenge (exit {done.returncode})")
+        # the tool's own words (the CA's problem document) are what the operator needs: keep the tail
+        tail = (done.stderr.strip() or done.stdout.strip())[-CHALLENGE_TAIL:]
+        return ChallengeFailed(failed_domain, f"{tool} reported a failed challenge (exit {done.returncode}): {tail}")
     if any(hint in low for hint in _CONNECT_HINTS) and "challenge" not in low:
         return ConnectionFailed(f"{tool}: cannot reach the ACME server: {_last_line(text)}")
     return BackendFailed(f"{tool} exited {done.returncode}: {_last_line(text)}", done.returncode, done.stderr_tail)

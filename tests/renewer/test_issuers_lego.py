@@ -63,6 +63,9 @@ def test_lego_challenge_failure(acme_stack: AcmeStack) -> None:
     with pytest.raises(ChallengeFailed) as info:
         asyncio.run(pipeline.issue(validate_model(CertificateSpec, data), acme_stack.context()))
     assert info.value.domain == "broken.example"
+    # lego's own words survive: the CA's problem type and what it could not reach, not just "exit 1"
+    assert "urn:ietf:params:acme:error:" in info.value.detail, info.value.detail
+    assert "broken.example" in info.value.detail.split("(exit 1):", 1)[1]
 
 
 def test_lego_acme_server_down(acme_stack: AcmeStack) -> None:

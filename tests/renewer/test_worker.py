@@ -268,3 +268,54 @@ def test_daemon_safety_net_renews_without_any_alert(
     wait_for(lambda: _job_state(proc) == "succeeded", 20, what="the safety net's renewal")
     assert setup.issued() == ["shop"]
     assert proc.get("/api/v1/jobs").json()["jobs"][0]["trigger"] == "schedule"
+
+
+SHOUT = "import sys; sys.stderr.write('first line of trouble\\nsecond line: \\x1b[31mred\\x1b[0m\\n'); sys.exit(1)"
+
+
+def _job_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "renewer.worker" and r.levelno >= 30]
+
+
+def test_every_failed_issuance_attempt_warns_once_and_the_terminal_failure_errors_once(
+    make_setup: Callable[..., Setup], sqlite_store: Store, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three failed attempts of a command that prints two stderr lines: two WARNING lines, one ERROR line,
+    each one record on one line with the stderr tail escaped into it; last_error keeps the tail too."""
+    setup = make_setup(["shop"])
+    setup.data["certificates"][0]["issuer"] = {"type": "command", "argv": [sys.executable, "-c", SHOUT]}
+    cfg, clock = load_config(setup.write()), Clock()
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
+    caplog.set_level("INFO", logger="renewer.worker")
+    for _ in range(3):
+        job = run_once(worker, sqlite_store, clock)
+        clock.now += timedelta(seconds=3)
+    assert job.state is State.FAILED
+    records = _job_records(caplog)
+    assert [level for level, _ in records] == ["WARNING", "WARNING", "ERROR"], records
+    for _, message in records:
+        assert "\n" not in message and "\x1b" not in message
+        assert "first line of trouble\\nsecond line: \\x1b[31mred" in message, message
+    assert "attempt 1 of 3 failed" in records[0][1] and "failed: issuance failed after 3" in records[2][1]
+    assert "second line" in (job.last_error or "")
+
+
+def test_every_failed_deploy_attempt_warns_once_and_rolled_back_errors_once(
+    make_setup: Callable[..., Setup], sqlite_store: Store, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A deploy step failing with two stderr lines, three deploy attempts: WARNING, WARNING, ERROR."""
+    setup = make_setup(["shop"], deploy=[[sys.executable, "-c", SHOUT]])
+    cfg, clock = load_config(setup.path), Clock()
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
+    caplog.set_level("INFO", logger="renewer.worker")
+    for _ in range(3):
+        job = run_once(worker, sqlite_store, clock)
+        clock.now += timedelta(seconds=3)
+    assert job.state is State.ROLLED_BACK
+    records = _job_records(caplog)
+    assert [level for level, _ in records] == ["WARNING", "WARNING", "ERROR"], records
+    for _, message in records:
+        assert "\n" not in message and "first line of trouble\\nsecond line" in message, message
