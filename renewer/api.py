@@ -23,7 +23,7 @@ from renewer.intake import PayloadError, summary, triage
 from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from renewer.openapi import OPENAPI
 from renewer.ratelimit import headroom
-from renewer.records import Enqueued, EnqueueItem
+from renewer.records import Enqueued, EnqueueItem, JobEvent
 from renewer.scheduler import installed_facts, next_due
 from renewer.spec import should_renew
 from renewer.store import Store, StoreUnavailable
@@ -198,9 +198,15 @@ class Api:
             states = await self.store.call(self.store.certificate_states)
             open_jobs = {j.certificate: j for j in await self.store.call(self.store.list_jobs, limit=1000)
                          if j.state.value in {"queued", "issuing", "installing", "verifying"}}
+            now = self.clock()
+            # why a queued job is not worked yet (a rate limit, a backoff): its last transition's reason
+            waiting: dict[str, JobEvent | None] = {}
+            for cert_id, open_job in open_jobs.items():
+                if open_job.state.value == "queued" and open_job.not_before > now:
+                    trail = await self.store.call(self.store.events, open_job.id)
+                    waiting[cert_id] = trail[-1] if trail else None
         except StoreUnavailable:
             return Response.error(503, "job store unavailable; retry")
-        now = self.clock()
         out = []
         for spec in self.config().certificates:
             live = installed_facts(spec)
@@ -217,7 +223,10 @@ class Api:
                 "last_success": _iso(st.last_success_at if st else None),
                 "last_result": st.last_result if st else None,
                 "last_error": st.last_error if st else None,
-                "open_job": None if job is None else {"id": job.id, "state": job.state.value},
+                "open_job": None if job is None else {
+                    "id": job.id, "state": job.state.value, "not_before": _iso(job.not_before),
+                    "waiting": _waiting(waiting.get(spec.id)),
+                },
             })
         return Response.json({"certificates": out})
 
@@ -307,6 +316,11 @@ class Api:
 
 def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat()
+
+
+def _waiting(event: JobEvent | None) -> str | None:
+    """The reason a queued job waits, as its last transition recorded it (``waiting: rate limit ...``)."""
+    return None if event is None else event.reason
 
 
 # (method, path, Api method): the one table of routes (the OpenAPI test checks the document against it).

@@ -31,6 +31,7 @@ from renewer.spec import CertificateSpec
 __all__ = [
     "DEFAULT_ALERTNAMES",
     "DEFAULT_RATE_LIMITS",
+    "LETSENCRYPT_DIRECTORIES",
     "AlertsConfig",
     "AuthConfig",
     "DatabaseConfig",
@@ -161,23 +162,39 @@ class SchedulerConfig(StrictModel):
 
 
 class RateLimitRule(StrictModel):
-    """At most ``limit`` events of ``scope`` per ``window`` for issuers of type ``issuer`` (``*``: all).
+    """At most ``limit`` events of ``scope`` per ``window`` for issuers of type ``issuer`` (``*``: all)
+    whose CA directory starts with one of ``directories`` (unset: every CA).
 
-    Scopes: ``account`` (new orders per issuer account), ``name_set`` (orders for the exact same set of
-    names), ``name_failures`` (failed authorizations per name)."""
+    Scopes: ``account`` (new orders per issuer account, failed or not), ``name_set`` (certificates
+    issued for the exact same set of names), ``name_failures`` (failed authorizations per name)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     issuer: str = "*"
     scope: Literal["account", "name_set", "name_failures"]
     limit: int = Field(ge=1)
     window: Duration
+    directories: list[str] | None = Field(
+        default=None,
+        description="CA directory URL prefixes (or acme.sh server names) the rule applies to; unset: every CA",
+    )
 
 
-# Let's Encrypt's published limits; a flood of alerts must never burn a week's quota.
+# Let's Encrypt's directories, as URLs and as acme.sh's short server names.
+LETSENCRYPT_DIRECTORIES = [
+    "https://acme-v02.api.letsencrypt.org/",
+    "https://acme-staging-v02.api.letsencrypt.org/",
+    "letsencrypt",  # acme.sh: letsencrypt, letsencrypt_test
+]
+
+# Let's Encrypt's published limits, for Let's Encrypt only (a private CA, pebble or a `command` issuer
+# has its own or none); a flood of alerts must never burn a week's quota.
 DEFAULT_RATE_LIMITS = (
-    RateLimitRule(name="new_orders_per_account", scope="account", limit=300, window=timedelta(hours=3)),
-    RateLimitRule(name="orders_per_name_set", scope="name_set", limit=5, window=timedelta(days=7)),
-    RateLimitRule(name="failed_authorizations_per_name", scope="name_failures", limit=5, window=timedelta(hours=1)),
+    RateLimitRule(name="new_orders_per_account", scope="account", limit=300, window=timedelta(hours=3),
+                  directories=LETSENCRYPT_DIRECTORIES),
+    RateLimitRule(name="certificates_per_name_set", scope="name_set", limit=5, window=timedelta(days=7),
+                  directories=LETSENCRYPT_DIRECTORIES),
+    RateLimitRule(name="failed_authorizations_per_name", scope="name_failures", limit=5, window=timedelta(hours=1),
+                  directories=LETSENCRYPT_DIRECTORIES),
 )
 
 

@@ -142,8 +142,13 @@ OPENAPI: dict[str, Any] = {
                     "last_success": _TS,
                     "last_result": {"type": ["string", "null"], "enum": ["succeeded", "failed", "rolled_back", None]},
                     "last_error": {"type": ["string", "null"]},
-                    "open_job": {"type": ["object", "null"], "properties": {
-                        "id": {"type": "integer"}, "state": {"type": "string"}}},
+                    "open_job": {"type": ["object", "null"], "required": ["id", "state", "not_before", "waiting"],
+                                 "properties": {
+                        "id": {"type": "integer"}, "state": {"type": "string"},
+                        "not_before": {**_TS, "description": "the job is not worked before this time"},
+                        "waiting": {"type": ["string", "null"], "description":
+                                    "why a queued job waits until not_before (a rate limit: `waiting: rate limit "
+                                    "...`, or a retry backoff); null when it is due or running"}}},
                 },
             },
         },

@@ -1,9 +1,16 @@
 """The per-issuer rate-limit ledger, as pure functions over recorded events and an injected ``now``.
 
-Every new order records an ``account`` event (key: the issuer account) and a ``name_set`` event (key:
-the sorted names); every failed challenge records a ``name_failures`` event per name. Before issuing,
-:func:`check` counts the events inside each rule's window: at the limit, the job waits until the
-oldest counted event leaves the window. A flood of alerts therefore never burns a week's quota.
+What is counted follows what Let's Encrypt counts: every new order records an ``account`` event (key:
+the issuer account) - LE's new-orders limit counts orders, failed or not; every *issued* certificate
+records a ``name_set`` event (key: the sorted names) - LE's duplicate-certificate limit counts
+certificates, so failed attempts never use it up; every failed challenge records a ``name_failures``
+event per name (LE's failed-validation limit). Before issuing, :func:`check` counts the events inside
+each applicable rule's window: at the limit, the job waits until the oldest counted event leaves the
+window. A flood of alerts therefore never burns a week's quota.
+
+A rule applies to a request when its ``issuer`` is ``*`` or the request's issuer type, and - when the
+rule names ``directories`` - the request's CA directory starts with one of them: Let's Encrypt's
+limits are Let's Encrypt's, not a private CA's, pebble's or a ``command``'s.
 """
 
 from __future__ import annotations
@@ -13,9 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from certloop.config import format_duration
 from renewer.records import LedgerEvent
 
-__all__ = ["Decision", "LedgerRequest", "Rule", "check", "failure_events", "headroom", "order_events"]
+__all__ = [
+    "Decision",
+    "LedgerRequest",
+    "Rule",
+    "check",
+    "failure_events",
+    "headroom",
+    "issued_events",
+    "order_events",
+]
 
 
 class Rule(Protocol):
@@ -29,15 +46,19 @@ class Rule(Protocol):
     def limit(self) -> int: ...
     @property
     def window(self) -> timedelta: ...
+    @property
+    def directories(self) -> Sequence[str] | None: ...
 
 
 @dataclass(frozen=True)
 class LedgerRequest:
-    """What is about to be ordered: ``issuer_type`` (matches rules), ``account`` (ledger key), ``names``."""
+    """What is about to be ordered: ``issuer_type`` (matches rules), ``account`` (ledger key), ``names``,
+    and ``directory``: the CA's directory URL (or acme.sh server name), "" when the issuer has none."""
 
     issuer_type: str
     account: str
     names: tuple[str, ...]
+    directory: str = ""
 
     def keys(self, scope: str) -> list[str]:
         if scope == "account":
@@ -55,8 +76,10 @@ class Decision:
     detail: str = ""
 
 
-def _applies(rule: Rule, issuer_type: str) -> bool:
-    return rule.issuer in ("*", issuer_type)
+def _applies(rule: Rule, request: LedgerRequest) -> bool:
+    if rule.issuer not in ("*", request.issuer_type):
+        return False
+    return rule.directories is None or any(request.directory.startswith(d) for d in rule.directories)
 
 
 def _window_events(
@@ -69,7 +92,7 @@ def check(rules: Sequence[Rule], events: Sequence[LedgerEvent], request: LedgerR
     """Allow the order, or deny with the rule that blocks it and when it frees up."""
     worst: Decision | None = None
     for rule in rules:
-        if not _applies(rule, request.issuer_type):
+        if not _applies(rule, request):
             continue
         for key in request.keys(rule.scope):
             seen = _window_events(events, request.account, rule.scope, key, now - rule.window)
@@ -78,16 +101,19 @@ def check(rules: Sequence[Rule], events: Sequence[LedgerEvent], request: LedgerR
                 if worst is None or (worst.retry_at is not None and retry_at > worst.retry_at):
                     what = f" for {key}" if key else ""
                     worst = Decision(False, rule.name, retry_at,
-                                     f"rate limit {rule.name}{what}: {len(seen)}/{rule.limit} per {rule.window}")
+                                     f"rate limit {rule.name}{what}: {len(seen)}/{rule.limit} per "
+                                     f"{format_duration(rule.window)}")
     return worst or Decision(True)
 
 
 def order_events(request: LedgerRequest, now: datetime, job_id: int | None) -> list[LedgerEvent]:
-    """Ledger events for one new order."""
-    return [
-        LedgerEvent(request.account, "account", "", now, job_id),
-        LedgerEvent(request.account, "name_set", request.keys("name_set")[0], now, job_id),
-    ]
+    """Ledger events for one new order (whatever its outcome)."""
+    return [LedgerEvent(request.account, "account", "", now, job_id)]
+
+
+def issued_events(request: LedgerRequest, now: datetime, job_id: int | None) -> list[LedgerEvent]:
+    """Ledger events for one issued certificate."""
+    return [LedgerEvent(request.account, "name_set", request.keys("name_set")[0], now, job_id)]
 
 
 def failure_events(
@@ -104,7 +130,7 @@ def headroom(
     out: dict[tuple[str, str], int] = {}
     for request in requests:
         for rule in rules:
-            if not _applies(rule, request.issuer_type):
+            if not _applies(rule, request):
                 continue
             for key in request.keys(rule.scope):
                 seen = _window_events(events, request.account, rule.scope, key, now - rule.window)

@@ -47,7 +47,7 @@ from renewer.errors import (
 )
 from renewer.metrics import RenewerMetrics
 from renewer.policy import next_attempt_at
-from renewer.ratelimit import LedgerRequest, check, failure_events, order_events
+from renewer.ratelimit import LedgerRequest, check, failure_events, issued_events, order_events
 from renewer.records import Job, State
 from renewer.spec import CertificateSpec, renewal_due_at
 from renewer.store import Store, StoreUnavailable
@@ -104,7 +104,8 @@ class LeaseLost(RenewerError):
 def ledger_request(spec: CertificateSpec) -> LedgerRequest:
     """The rate-limit ledger identity of ``spec``'s issuer: its type plus its CA directory/account."""
     directory = getattr(spec.issuer, "directory", None) or getattr(spec.issuer, "server", None) or ""
-    return LedgerRequest(spec.issuer.type, f"{spec.issuer.type} {directory}".strip(), tuple(spec.domains))
+    return LedgerRequest(spec.issuer.type, f"{spec.issuer.type} {directory}".strip(), tuple(spec.domains),
+                         directory=str(directory))
 
 
 class Worker:
@@ -236,8 +237,9 @@ class Worker:
         events = await self.store.call(self.store.ledger, now - longest, request.account)
         decision = check(cfg.rate_limits, events, request, now)
         if not decision.allowed:
-            await self._move(job, State.QUEUED, f"waiting: {decision.detail}; next try {decision.retry_at}",
-                             not_before=decision.retry_at or now, lease_owner=None, lease_expires=None)
+            retry_at = decision.retry_at or now
+            await self._move(job, State.QUEUED, f"waiting: {decision.detail}; next try {_iso(retry_at)}",
+                             not_before=retry_at, lease_owner=None, lease_expires=None)
             return None
         attempt = job.attempt + 1
         await self._move(job, State.ISSUING, f"issuing with {spec.issuer.type} (attempt {attempt})",
@@ -245,9 +247,15 @@ class Worker:
         await self.store.call(self.store.record_ledger, order_events(request, now, job.id))
         try:
             material = await pipeline.issue(spec, self.ctx)
+        except IssuanceError as exc:
+            await self._issue_failed(job, spec, attempt, exc)
+            return None
+        # The CA counts the certificate it issued, whether or not it passes our validation.
+        await self.store.call(self.store.record_ledger, issued_events(request, self.clock(), job.id))
+        try:
             # Signature checks and fsyncs run off the event loop: webhooks share it and must not wait.
             await asyncio.to_thread(pipeline.validate, material, spec, now=self.clock())
-        except (IssuanceError, ValidationError) as exc:
+        except ValidationError as exc:
             await self._issue_failed(job, spec, attempt, exc)
             return None
         await asyncio.to_thread(pipeline.save_material, self.ctx, job.id, material)
@@ -340,6 +348,10 @@ class Worker:
         self.metrics.renewals.labels(spec.id, spec.issuer.type, state.value).inc()
         if state is State.SUCCEEDED:
             self.metrics.renewal_duration.labels(spec.issuer.type).observe((now - job.created_at).total_seconds())
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
 
 
 def _validity(material: pipeline.IssuedMaterial) -> tuple[datetime, datetime]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from renewer.config import DEFAULT_RATE_LIMITS, RateLimitRule
 from renewer.policy import backoff_delay, next_attempt_at
-from renewer.ratelimit import LedgerRequest, check, failure_events, headroom, order_events
+from renewer.ratelimit import LedgerRequest, check, failure_events, headroom, issued_events, order_events
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-SHOP = LedgerRequest("acme", "acme https://ca.example/dir", ("shop.example", "www.shop.example"))
+LE = "https://acme-v02.api.letsencrypt.org/directory"
+SHOP = LedgerRequest("acme", f"acme {LE}", ("shop.example", "www.shop.example"), directory=LE)
 
 
 def test_fresh_ledger_allows_and_reports_full_headroom() -> None:
@@ -17,22 +20,24 @@ def test_fresh_ledger_allows_and_reports_full_headroom() -> None:
     assert check(DEFAULT_RATE_LIMITS, [], SHOP, NOW).allowed
     assert headroom(DEFAULT_RATE_LIMITS, [], [SHOP], NOW) == {
         ("acme", "new_orders_per_account"): 300,
-        ("acme", "orders_per_name_set"): 5,
+        ("acme", "certificates_per_name_set"): 5,
         ("acme", "failed_authorizations_per_name"): 5,
     }
 
 
-def test_five_orders_for_the_same_name_set_block_the_sixth_for_a_week() -> None:
-    """The 6th order for the exact same names inside 7 days is denied until the oldest leaves the window."""
-    events = [e for i in range(5) for e in order_events(SHOP, NOW - timedelta(days=6, hours=i), i)]
+def test_five_certificates_for_the_same_name_set_block_the_sixth_for_a_week() -> None:
+    """The 6th certificate for the exact same names inside 7 days is denied until the oldest leaves the
+    window; the detail renders the window as a duration ("per 1w", not "per 7 days, 0:00:00")."""
+    events = [e for i in range(5) for e in issued_events(SHOP, NOW - timedelta(days=6, hours=i), i)]
     decision = check(DEFAULT_RATE_LIMITS, events, SHOP, NOW)
     assert not decision.allowed
-    assert decision.rule == "orders_per_name_set"
+    assert decision.rule == "certificates_per_name_set"
     oldest = NOW - timedelta(days=6, hours=4)
     assert decision.retry_at == oldest + timedelta(days=7)
-    assert "5/5" in decision.detail
+    assert decision.detail == (
+        "rate limit certificates_per_name_set for shop.example,www.shop.example: 5/5 per 1w")
     # The names in another order do not share the limit; nor do events older than the window.
-    other = LedgerRequest("acme", SHOP.account, ("blog.example",))
+    other = LedgerRequest("acme", SHOP.account, ("blog.example",), directory=LE)
     assert check(DEFAULT_RATE_LIMITS, events, other, NOW).allowed
     assert check(DEFAULT_RATE_LIMITS, events, SHOP, NOW + timedelta(days=1)).allowed
 
@@ -71,3 +76,32 @@ def test_retry_after_wins_over_a_shorter_backoff() -> None:
     later = NOW + timedelta(hours=2)
     assert next_attempt_at(1, NOW, base, cap, 0.5, later) == later
     assert next_attempt_at(1, NOW, base, cap, 0.5, NOW) == NOW + timedelta(seconds=22.5)
+
+
+def test_orders_count_for_the_account_but_not_for_the_name_set() -> None:
+    """Orders (failed or not) count against new_orders_per_account only; certificates per name set count
+    issued certificates: ten failed orders leave the name set's five untouched."""
+    events = [e for i in range(10) for e in order_events(SHOP, NOW - timedelta(minutes=i), i)]
+    assert check(DEFAULT_RATE_LIMITS, events, SHOP, NOW).allowed
+    room = headroom(DEFAULT_RATE_LIMITS, events, [SHOP], NOW)
+    assert room[("acme", "new_orders_per_account")] == 290
+    assert room[("acme", "certificates_per_name_set")] == 5
+
+
+@pytest.mark.parametrize(
+    ("issuer", "directory", "limited"),
+    [
+        ("acme", "https://acme-v02.api.letsencrypt.org/directory", True),
+        ("certbot", "https://acme-staging-v02.api.letsencrypt.org/directory", True),
+        ("acme.sh", "letsencrypt", True),
+        ("acme", "https://127.0.0.1:14000/dir", False),  # pebble
+        ("lego", "https://ca.internal.example/acme/acme/directory", False),  # a private CA (step-ca)
+        ("command", "", False),
+    ],
+)
+def test_lets_encrypt_defaults_apply_only_to_lets_encrypt(issuer: str, directory: str, limited: bool) -> None:
+    """Five issued certificates for the same names block a sixth at Let's Encrypt only."""
+    request = LedgerRequest(issuer, f"{issuer} {directory}".strip(), ("shop.example",), directory=directory)
+    events = [e for i in range(5) for e in issued_events(request, NOW - timedelta(hours=i), i)]
+    assert check(DEFAULT_RATE_LIMITS, events, request, NOW).allowed is not limited
+    assert bool(headroom(DEFAULT_RATE_LIMITS, events, [request], NOW)) is limited

@@ -154,7 +154,7 @@ def states_reasons(store: Store, job_id: int) -> list[str]:
 
 
 def test_rate_limit_ledger_makes_a_flood_wait(make_setup: Callable[..., Setup], sqlite_store: Store) -> None:
-    """With 1 order per name set per week, a second renewal waits a week with the reason; nothing issued."""
+    """With 1 certificate per name set per week, a second renewal waits a week with the reason; nothing issued."""
     setup = make_setup(["shop"], top={"rate_limits": [
         {"name": "orders_per_name_set", "scope": "name_set", "limit": 1, "window": "7d"}]})
     cfg, clock = load_config(setup.path), Clock()
@@ -167,6 +167,57 @@ def test_rate_limit_ledger_makes_a_flood_wait(make_setup: Callable[..., Setup], 
     assert job.state is State.QUEUED and job.attempt == 0
     assert job.not_before == start + timedelta(days=7)
     assert "rate limit orders_per_name_set" in states_reasons(sqlite_store, job.id)[-1]
+    assert "1/1 per 1w; next try" in states_reasons(sqlite_store, job.id)[-1]  # not "7 days, 0:00:00"
+    assert setup.issued() == ["shop"]
+
+
+def test_failed_attempts_do_not_use_up_the_certificates_per_name_set_limit(
+    make_setup: Callable[..., Setup], sqlite_store: Store, tmp_path: Path,
+) -> None:
+    """Three failed attempts and two issued certificates for the same names, with Let's Encrypt's 5 per
+    week: a third renewal is still allowed (2 certificates count, as Let's Encrypt counts them; the
+    ledger used to count 5 orders and park the job for a week)."""
+    fail = tmp_path / "fail"
+    fail.touch()
+    setup = make_setup(["shop"], fail_file=fail, top={"rate_limits": [
+        {"name": "certificates_per_name_set", "scope": "name_set", "limit": 5, "window": "7d"}]})
+    setup.data["worker"]["max_attempts"] = 5
+    cfg, clock = load_config(setup.write()), Clock()
+    worker = make_worker(cfg, sqlite_store, clock)
+    sqlite_store.enqueue("shop", trigger="alert", reason="first", now=clock())
+    for _ in range(3):
+        assert run_once(worker, sqlite_store, clock).state is State.QUEUED
+        clock.now += timedelta(seconds=3)
+    fail.unlink()
+    assert run_once(worker, sqlite_store, clock).state is State.SUCCEEDED
+    for reason in ("second", "third"):
+        clock.now += timedelta(minutes=1)
+        sqlite_store.enqueue("shop", trigger="manual", reason=reason, now=clock(), force=True)
+        job = run_once(worker, sqlite_store, clock)
+        assert job.state is State.SUCCEEDED, states_reasons(sqlite_store, job.id)
+    assert setup.issued() == ["shop", "shop", "shop"]
+
+
+def test_the_reason_a_job_waits_shows_in_the_certificates_api(
+    make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess],
+) -> None:
+    """A real renewer: after one issued certificate with a limit of 1 per week, a forced renewal waits;
+    GET /api/v1/certificates says why and until when, not only the job's event trail."""
+    setup = make_setup(["shop"], top={"rate_limits": [
+        {"name": "certificates_per_name_set", "scope": "name_set", "limit": 1, "window": "7d"}]})
+    proc = start_renewer(setup.path)
+    assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
+    wait_for(lambda: _job_state(proc) == "succeeded", 20, what="the first renewal")
+    assert proc.post("/api/v1/certificates/shop/renew?force=true").status_code == 202
+
+    def waiting() -> dict[str, object] | None:
+        cert = proc.get("/api/v1/certificates").json()["certificates"][0]
+        job = cert["open_job"]
+        return job if job and job["waiting"] else None
+
+    job = wait_for(waiting, 20, what="the job to wait")
+    assert str(job["waiting"]).startswith("waiting: rate limit certificates_per_name_set for shop.example: 1/1 per 1w")
+    assert datetime.fromisoformat(str(job["not_before"])) > datetime.now(UTC) + timedelta(days=6)
     assert setup.issued() == ["shop"]
 
 
