@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from certloop import __version__, logs
 from certloop.errors import ConfigError
 from certloop.httpserver import HttpServer
 from exporter.config import ExporterConfig, load_config, split_target
@@ -39,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                    help=f"host:port to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
     p.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
-    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    logs.add_flags(p)
+    p.add_argument("--version", action="version", version=f"certloop exporter {__version__}")
     p.add_argument("--web.probe-workers", dest="probe_workers", type=int, default=0, metavar="N",
                    help="extra processes answering /probe on the same address (SO_REUSEPORT; default 0)")
     p.add_argument("--storage.path", dest="storage", metavar="DIR",
@@ -54,8 +56,7 @@ def main(argv: Sequence[str]) -> int:
         args = _parser().parse_args(list(argv))
     except SystemExit as exc:
         return 0 if exc.code == 0 else 64
-    level = {"warn": "WARNING"}.get(args.log_level, args.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.configure(args.log_level, args.log_format)
     try:
         config = load_config(args.config_file)
         if args.check:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
+from certloop import logs
 from certloop.httpserver import Handler, HttpServer, Request, Response, Router
 from exporter import metrics as m
 from exporter.config import load_config
@@ -123,7 +124,7 @@ class ProbeWorkers:
         shown = f"[{host}]" if ":" in host else host
         return [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={self.config_path}",
                 f"--web.listen-address={shown}:{port}", f"--web.probe-worker-of={self.private[0]}:{self.private[1]}",
-                f"--log.level={logging.getLevelName(logging.getLogger().level).lower().replace('warning', 'warn')}"]
+                *logs.child_flags()]
 
     def start(self) -> None:
         now = time.monotonic()

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
 from renewer import migrations
 from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
@@ -47,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config.file", dest="config_file", default="renewer.yml", help="YAML config file")
     p.add_argument("--config.check", dest="config_check", action="store_true", help="validate the config and exit")
     p.add_argument("--web.listen-address", dest="listen", help="host:port to serve on (overrides `listen`)")
-    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
+    logs.add_flags(p)
+    p.add_argument("--version", action="version", version=f"certloop renewer {__version__}")
     sub = p.add_subparsers(dest="command")
     db = sub.add_parser("db", help="manage the job store schema (Alembic migrations)")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])
@@ -216,10 +218,7 @@ def _restore(cfg: RenewerConfig, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s component=%(name)s msg=%(message)s",
-    )
+    logs.configure(args.log_level, args.log_format)
     for noisy in ("alembic", "apscheduler"):  # their INFO lines repeat on every start / tick
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     backup_command = getattr(args, "backup_command", None)

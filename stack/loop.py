@@ -138,6 +138,7 @@ class ClosedLoop:
     left: timedelta = timedelta(days=2)
     max_attempts: int = 20  # per phase, inside one renewal job
     repeat_interval: str = "10s"  # Alertmanager re-sends a firing alert this often (a new job if the last failed)
+    log_format: str = "logfmt"  # both daemons' --log.format
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -253,7 +254,8 @@ class ClosedLoop:
 
     def _certloop(self, name: str, args: list[str], port: int) -> Process:
         proc = self.group.add(
-            Process([self.python, "-m", "certloop.cli", *args], name=name, log_path=self.workdir / f"{name}.log")
+            Process([self.python, "-m", "certloop.cli", *args, f"--log.format={self.log_format}"], name=name,
+                    log_path=self.workdir / f"{name}.log")
         )
         proc.start()
         proc.wait_until(lambda: answers_ok(f"http://{LOOPBACK}:{port}/-/healthy"), 30, f"{name} healthy")

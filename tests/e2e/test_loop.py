@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from stack.loop import CERT_ID, ClosedLoop, Event, reload_exporter
+from tests.support.logfmt import parse_daemon_log
 
 
 @pytest.fixture
@@ -28,6 +29,14 @@ def make_loop(tmp_path: Path) -> Iterator[type[ClosedLoop]]:
     yield factory  # type: ignore[misc]
     for loop in loops:
         loop.stop()
+
+
+def _daemon_records(loop: ClosedLoop) -> dict[str, list[dict[str, str]]]:
+    """Every line both daemons wrote, parsed in the loop's --log.format (one record per line, or it fails)."""
+    return {
+        name: parse_daemon_log((loop.workdir / f"{name}.log").read_text(), loop.log_format)
+        for name in ("exporter", "renewer")
+    }
 
 
 def _kinds(events: list[Event], kind: str) -> list[str]:
@@ -58,12 +67,15 @@ def test_expiring_certificate_is_renewed_served_and_its_alert_resolves_within_60
     loop.prometheus.wait_for(
         f'certloop_endpoint_matches_file{{certificate="{CERT_ID}"}}', lambda r: bool(r) and r[0]["value"][1] == "1", 20
     )
+    # Every line both daemons wrote during the loop is one logfmt record.
+    records = _daemon_records(loop)
+    assert records["exporter"] and records["renewer"]
 
 
 def test_failed_renewal_alerts_then_recovers_when_the_ca_returns(make_loop) -> None:
     """pebble is down when the alert arrives: the renewal fails, CertloopRenewalFailed fires; pebble comes
     back and the next attempt (Alertmanager's repeat notification) renews and resolves everything."""
-    loop = make_loop(max_attempts=1, repeat_interval="5s")
+    loop = make_loop(max_attempts=1, repeat_interval="5s", log_format="json")
     loop.pebble.stop()
 
     def failed_alert(lp: ClosedLoop, events: list[Event]) -> str | None:
@@ -87,3 +99,6 @@ def test_failed_renewal_alerts_then_recovers_when_the_ca_returns(make_loop) -> N
 
     loop.watch(recovered, timeout=90, waiting_for="recovery", events=events)
     assert any(j["state"] == "succeeded" for j in loop.renewer_api("/api/v1/jobs")["jobs"])
+    # Failures included, every line both daemons wrote is one JSON record.
+    records = _daemon_records(loop)
+    assert records["exporter"] and records["renewer"]
