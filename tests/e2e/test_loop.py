@@ -99,6 +99,8 @@ def test_failed_renewal_alerts_then_recovers_when_the_ca_returns(make_loop) -> N
 
     loop.watch(recovered, timeout=90, waiting_for="recovery", events=events)
     assert any(j["state"] == "succeeded" for j in loop.renewer_api("/api/v1/jobs")["jobs"])
-    # Failures included, every line both daemons wrote is one JSON record.
+    # Failures included, every line both daemons wrote is one JSON record, and the failure is in the log.
     records = _daemon_records(loop)
     assert records["exporter"] and records["renewer"]
+    failures = [r for r in records["renewer"] if r["level"] in {"warn", "error"}]
+    assert any("job 1" in r["msg"] for r in failures), records["renewer"]
