@@ -111,6 +111,7 @@ class Daemon:
         old = self._config
         self._config, self._token = new, token
         self.metrics.config_reload_ok.set(1)
+        self.metrics.declare({c.id: c.issuer.type for c in new.certificates})
         if new.scheduler != old.scheduler and self.safety_net is not None:
             self.safety_net.restart()
         if new.listen != old.listen or new.database != old.database or new.data_dir != old.data_dir:
@@ -135,6 +136,7 @@ class Daemon:
 
     async def _run(self) -> None:
         cfg = self._config
+        self.metrics.declare({c.id: c.issuer.type for c in cfg.certificates})
         store = await asyncio.to_thread(open_store, cfg)
         keystore = open_keystore(cfg)
         ctx = pipeline.RenewalContext(

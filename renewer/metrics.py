@@ -164,8 +164,24 @@ class RenewerMetrics:
             "certloop_renewer_config_last_reload_successful",
             _DEF["certloop_renewer_config_last_reload_successful"].help, registry=r,
         )
+        self._declared: set[tuple[str, str]] = set()
         self.snapshot = Snapshot()
         r.register(_SnapshotCollector(self))
+
+    def declare(self, certificates: Mapping[str, str]) -> None:
+        """Start ``renewals_total`` at 0 for every configured certificate (id -> issuer type) and result.
+
+        Why: ``increase()`` over a series that first appears at 1 sees no increase, so a certificate's first
+        failure would be invisible to the alerts and the dashboards' "Failed" and "Rolled back" panels. Series of
+        certificates no longer configured are removed, as their snapshot series are."""
+        wanted = set(certificates.items())
+        for cert_id, issuer in sorted(wanted - self._declared):
+            for result in RESULTS:
+                self.renewals.labels(cert_id, issuer, result)
+        for cert_id, issuer in sorted(self._declared - wanted):
+            for result in RESULTS:
+                self.renewals.remove(cert_id, issuer, result)
+        self._declared = wanted
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot

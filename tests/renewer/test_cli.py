@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from certloop.cli import main as certloop_main
 from renewer.cli import main
@@ -91,6 +92,17 @@ def _reload_ok(proc: RenewerProcess) -> float:
     raise AssertionError("reload metric missing")
 
 
+def _renewals(proc: RenewerProcess) -> dict[tuple[str, str], float]:
+    """certloop_renewer_renewals_total by (certificate, result)."""
+    out = {}
+    for family in text_string_to_metric_families(proc.get("/metrics", token=None).text):
+        if family.name == "certloop_renewer_renewals":
+            for sample in family.samples:
+                if sample.name == "certloop_renewer_renewals_total":
+                    out[(sample.labels["certificate"], sample.labels["result"])] = sample.value
+    return out
+
+
 def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess],
 ) -> None:
@@ -99,6 +111,8 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     setup = make_setup(["shop"], top={"worker": {"backoff_base": "1h", "backoff_max": "2h"}})
     proc = start_renewer(setup.path)
     assert _cert_ids(proc) == ["shop"] and _reload_ok(proc) == 1
+    # Every configured certificate's renewal counters exist at 0 before any job, so increase() sees a first failure.
+    assert _renewals(proc) == {("shop", r): 0.0 for r in ("succeeded", "failed", "rolled_back")}
     setup.path.write_text(setup.path.read_text() + "\nsurprise: 1\n")
     proc.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: _reload_ok(proc) == 0, 10, what="the failed reload to show")
@@ -111,6 +125,11 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     setup.path.write_text(yaml.safe_dump(data))
     assert proc.post("/-/reload").status_code == 200
     assert _cert_ids(proc) == ["shop", "blog"] and _reload_ok(proc) == 1
+    assert _renewals(proc) == {(c, r): 0.0 for c in ("shop", "blog") for r in ("succeeded", "failed", "rolled_back")}
+    data["certificates"] = data["certificates"][1:]  # shop removed: its series go with it
+    setup.path.write_text(yaml.safe_dump(data))
+    assert proc.post("/-/reload").status_code == 200
+    assert set(_renewals(proc)) == {("blog", r) for r in ("succeeded", "failed", "rolled_back")}
     proc.kill(signal.SIGTERM)
     assert proc.proc.returncode == 0
 
