@@ -132,12 +132,13 @@ def _routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def loopback_config(example: dict[str, Any], *, receiver_url: str, smtp_port: int, wecom_api_url: str,
-                    token_file: Path, templates_dir: Path) -> dict[str, Any]:
+                    token_file: Path, templates_dir: Path, sns_api_url: str) -> dict[str, Any]:
     """The example config with every endpoint moved to loopback and timers shortened.
 
     Routing tree, matchers, grouping, inhibition, receivers and templates are kept as they are. Webhooks
     post to `receiver_url/<receiver>/webhook` (the renewer's to `receiver_url/api/v1/alertmanager`),
-    Slack to `receiver_url/<receiver>/slack`, email to the SMTP sink without TLS or auth.
+    Slack to `receiver_url/<receiver>/slack`, email to the SMTP sink without TLS or auth, SNS to
+    `sns_api_url` (moto's server) with its throw-away credentials.
     """
     config = copy.deepcopy(example)
     glob = config["global"]
@@ -160,4 +161,7 @@ def loopback_config(example: dict[str, Any], *, receiver_url: str, smtp_port: in
                 hook["url"] = f"{receiver_url}/{name}/webhook"
         for slack in receiver.get("slack_configs", []):
             slack["api_url"] = f"{receiver_url}/{name}/slack"
+        for sns in receiver.get("sns_configs", []):
+            sns["api_url"] = sns_api_url
+            sns["sigv4"].update(access_key="testing", secret_key="testing")  # moto accepts any
     return config

@@ -20,6 +20,7 @@ import yaml
 
 from renewer.config import DEFAULT_ALERTNAMES
 from stack.alertmanager import Alertmanager
+from stack.moto import MotoServer
 from stack.process import wait_until
 from stack.receiver import Receiver
 from tests.alerting.loopback import RENEWER_PATH, FakeWeCom, Mail, SmtpSink, loopback_config
@@ -47,6 +48,7 @@ class Loop:
     receiver: Receiver
     smtp: SmtpSink
     wecom: FakeWeCom
+    moto: MotoServer
 
     def webhook_alerts(self, path: str) -> list[dict[str, Any]]:
         return [a for r in self.receiver.requests if r.path == path for a in r.json()["alerts"]]
@@ -64,7 +66,7 @@ def _wait(what: str, predicate: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+def loop(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer) -> Iterator[Loop]:
     """A real Alertmanager with the example config on loopback, the posted alerts delivered to fakes."""
     workdir = tmp_path_factory.mktemp("alertmanager")
     token_file = workdir / "renewer-token"
@@ -75,14 +77,14 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     wecom.start()
     config = loopback_config(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")), receiver_url=receiver.url,
                              smtp_port=smtp.port, wecom_api_url=wecom.api_url, token_file=token_file,
-                             templates_dir=TEMPLATES)
+                             templates_dir=TEMPLATES, sns_api_url=moto.url)
     am = Alertmanager(workdir, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     try:
         am.start()
         now = datetime.now(UTC)
         am.post_alerts([{**alert, "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat(),
                          "generatorURL": "http://prometheus.example:9090/graph"} for alert in POSTED])
-        yield Loop(am, receiver, smtp, wecom)
+        yield Loop(am, receiver, smtp, wecom, moto)
     finally:
         am.stop()
         wecom.stop()
@@ -223,14 +225,17 @@ def test_chinese_team_gets_wecom_and_email_in_chinese(loop: Loop) -> None:
     assert message["msgtype"] == "markdown" and message["agentid"] == "1000002"
     content = message["markdown"]["content"]
     assert "证书「cn-shop」（团队 platform-cn）" in content
-    assert "**【严重】证书临近过期**" in content
+    assert "**【紧急】证书临近过期**" in content
     assert "> 位置：cn.example:443（地址 127.0.0.1）" in content
-    assert '> 剩余时间：<font color="warning">13d 23h 30m 0s</font>' in content
+    assert '> 剩余时间：<font color="warning">13天 23小时 30分 0秒</font>' in content
     assert "[处理手册](https://github.com/certloop/certloop/blob/main/docs/runbooks/" in content
     _wait("Chinese email", lambda: loop.mails_to("platform-cn-oncall@example.com"))
     [mail] = loop.mails_to("platform-cn-oncall@example.com")
-    assert mail.subject == "[告警:1] certloop 严重：证书「cn-shop」（团队 platform-cn）"
-    assert "剩余时间：13d 23h 30m 0s" in mail.text and "处理手册：" in mail.text
+    assert mail.subject == "[告警:1] certloop 紧急：证书「cn-shop」（团队 platform-cn）"
+    assert "剩余时间：13天 23小时 30分 0秒" in mail.text and "处理手册：" in mail.text
+    # Chinese throughout: the Chinese description, not the English one.
+    assert f"详情：{CN_SOON['annotations']['description_zh']}" in mail.text
+    assert CN_SOON["annotations"]["description"] not in mail.text + mail.html
     _wait("DingTalk/Feishu relay", lambda: loop.webhook_alerts("/platform-cn-critical/webhook"))
 
 
@@ -246,3 +251,23 @@ def test_on_call_wecom_message_is_english(loop: Loop) -> None:
     assert content.startswith('### <font color="warning">FIRING:2</font> certificate "shop" (team web)')
     assert '> Time left: <font color="warning">13d 23h 30m 0s</font>' in content
     assert "> Reason: unknown_authority" in content
+
+
+def test_critical_pages_by_sms_through_sns(loop: Loop) -> None:
+    """Alertmanager's own SNS notifier, pointed at moto's server (nothing AWS runs here), texts the on-call
+    number in English and the Chinese team's number in Chinese: one message each, within one SMS."""
+
+    def sms_to(number: str) -> list[str]:
+        return [m["message"] for m in loop.moto.sent_sms() if m["phone_number"] == number]
+
+    _wait("the on-call SMS", lambda: sms_to("+15555550100"))
+    _wait("the Chinese team's SMS", lambda: sms_to("+8613800138000"))
+    [english] = sms_to("+15555550100")
+    # The group's first alert, in Alertmanager's order, with the count of the others.
+    assert english in {f"certloop critical: {a['annotations']['summary']} - 1 of 2 alerts"
+                       for a in (SHOP_SOON, SHOP_UNTRUSTED)}, english
+    [chinese] = sms_to("+8613800138000")
+    assert chinese == "certloop紧急：证书临近过期 cn-shop 剩13天 23小时"
+    assert len(english) <= 160 and len(chinese) <= 70
+    # Only critical routes page by SMS: the major renewal failure and the warnings sent none.
+    assert {m["phone_number"] for m in loop.moto.sent_sms()} == {"+15555550100", "+8613800138000"}
