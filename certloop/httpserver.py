@@ -1,10 +1,19 @@
-"""A small asyncio HTTP/1.1 server shared by the exporter and the renewer.
+"""The HTTP server both daemons serve on: aiohttp's, behind certloop's small Request/Response/Router.
 
-Why our own: the exporter's ``/probe`` and the renewer's webhook intake are hot paths on a
-2-core box, and neither needs a framework. This server does keep-alive, Content-Length and
-chunked request bodies with a size limit (413), bounded header sizes (431), request read
-timeouts, optional TLS with client certificates (mTLS), and turns a handler bug into a 500
-without stopping the process.
+Why aiohttp: the server faces the network on both daemons, and HTTP/1.1 parsing is protocol code a
+well-kept library does better than we would (llhttp in strict mode, fuzzed by its maintainers). We use
+its low-level server (no ``web.Application``: the routes are a table of their own here), and
+:mod:`certloop.httpconnections` adds the connection limits aiohttp leaves to its users.
+
+This module is the one seam: handlers see :class:`Request` and return :class:`Response`, and nothing
+outside it imports aiohttp's server. At the seam:
+
+- the body is read only when a handler asks (``await request.read()``), bounded by ``max_body`` (413, and
+  before a byte is read when ``Content-Length`` says so) and by ``read_timeout`` (408), so a handler can
+  refuse a request (401) without reading what the client sends;
+- ``gzip`` when the client accepts it and the body is worth it (Prometheus always asks), compressed off the
+  event loop when large; ``HEAD`` answers the GET's headers and ``Content-Length`` with no body;
+- a handler's exception is a 500 with the traceback logged; the process keeps serving.
 
     async def hello(req: Request) -> Response:
         return Response.text("hi")
@@ -16,43 +25,112 @@ without stopping the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["Handler", "HttpServer", "Request", "Response", "Router"]
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+
+from certloop.httpconnections import DEFAULT_MAX_CONNECTIONS, ConnectionServer, Limits, require_c_parser
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Handler", "HttpError", "HttpServer", "Limits", "Request", "Response", "Router"]
 
 log = logging.getLogger(__name__)
 
-_MAX_REQUEST_LINE = 8192
-_MAX_HEADERS = 100
-_MAX_HEADER_BYTES = 32 * 1024
+GZIP_MIN = 1400  # bytes: below about one packet, compressing saves nothing on the wire
+GZIP_OFF_LOOP = 256 * 1024  # bytes: larger bodies are compressed in a thread, the loop keeps serving
+_GZIP_LEVEL = 1  # metrics text still shrinks ~10x at level 1, at a fraction of level 6's CPU
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-@dataclass(frozen=True)
+class HttpError(Exception):
+    """An answer given by raising (``Request.read`` raises it for 408/413/415/400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class Request:
-    method: str
-    path: str
-    query: Mapping[str, list[str]]
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-    peer: str
-    peer_cert: Mapping[str, Any] | None = None  # verified client certificate (mTLS), as ssl.getpeercert()
-    params: Mapping[str, str] = field(default_factory=dict)  # path parameters from the router
+    """One request as a handler sees it; the body stays unread until :meth:`read`."""
+
+    __slots__ = ("_body", "_max_body", "_raw", "_read_timeout", "headers", "method", "params", "path", "peer_cert")
+
+    def __init__(self, raw: web.BaseRequest, *, max_body: int, read_timeout: float,
+                 peer_cert: Mapping[str, Any] | None = None) -> None:
+        self._raw = raw
+        self._max_body = max_body
+        self._read_timeout = read_timeout
+        self._body: bytes | None = None
+        self.method: str = raw.method
+        self.path: str = raw.path  # percent-decoded
+        self.headers: CIMultiDictProxy[str] = raw.headers  # case-insensitive names
+        self.params: Mapping[str, str] = {}  # path parameters, set by the router
+        self.peer_cert = peer_cert  # the verified client certificate (mTLS), as ssl.getpeercert() gives it
+
+    @property
+    def query(self) -> MultiMapping[str]:
+        return self._raw.query
+
+    @property
+    def target(self) -> str:
+        """The request target as received (path and query, still percent-encoded)."""
+        return self._raw.raw_path
+
+    @property
+    def peer(self) -> str:
+        return str(self._raw.remote)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The first value of query parameter ``name``."""
-        values = self.query.get(name)
-        return values[0] if values else default
+        return self._raw.query.get(name, default)
 
-    def json(self) -> Any:
-        return json.loads(self.body)
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body, at most ``limit`` (default and ceiling: the server's ``max_body``) bytes.
+
+        Raises :class:`HttpError`: 413 when larger (before reading when Content-Length says so), 415 for a
+        compressed body, 408 when it does not arrive within ``read_timeout``, 400 when it is malformed."""
+        if self._body is not None:
+            return self._body
+        raw = self._raw
+        cap = self._max_body if limit is None else min(limit, self._max_body)
+        coding = raw.headers.get("Content-Encoding")
+        if coding and coding.strip().lower() != "identity":
+            raise HttpError(415, f"Content-Encoding {coding!r} is not accepted; send the body uncompressed")
+        declared = raw.content_length
+        if declared is not None and declared > cap:
+            raise HttpError(413, f"request body larger than {cap} bytes")
+        if not raw.body_exists:
+            self._body = b""
+            return self._body
+        if raw.headers.get("Expect", "").lower() == "100-continue":
+            await raw.writer.write(_CONTINUE)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                while chunk := await raw.content.readany():
+                    size += len(chunk)
+                    if size > cap:
+                        raise HttpError(413, f"request body larger than {cap} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise HttpError(408, f"request body not received within {self._read_timeout:g}s") from None
+        except (HttpProcessingError, RequestPayloadError) as exc:
+            raise HttpError(400, f"malformed request body: {str(exc).split(chr(10), 1)[0]}") from None
+        self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def json(self, limit: int | None = None) -> Any:
+        return json.loads(await self.read(limit))
 
 
 @dataclass
@@ -87,6 +165,7 @@ class Router:
 
     def __init__(self, routes: Mapping[tuple[str, str], Handler] | None = None) -> None:
         self._exact: dict[tuple[str, str], Handler] = {}
+        self._paths: set[str] = set()
         self._patterns: list[tuple[str, list[str], Handler]] = []
         for (method, path), handler in (routes or {}).items():
             self.add(method, path, handler)
@@ -96,12 +175,13 @@ class Router:
             self._patterns.append((method, path.strip("/").split("/"), handler))
         else:
             self._exact[(method, path)] = handler
+            self._paths.add(path)
 
     def _match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
         handler = self._exact.get((method, path))
         if handler is not None:
             return handler, {}, True
-        path_known = any(p == path for (_, p) in self._exact)
+        path_known = path in self._paths
         parts = path.strip("/").split("/")
         for m, pattern, h in self._patterns:
             if len(pattern) != len(parts):
@@ -109,7 +189,7 @@ class Router:
             params: dict[str, str] = {}
             for want, got in zip(pattern, parts, strict=True):
                 if want.startswith("{") and want.endswith("}"):
-                    params[want[1:-1]] = unquote(got)
+                    params[want[1:-1]] = got
                 elif want != got:
                     break
             else:
@@ -127,25 +207,43 @@ class Router:
                 return Response.error(405, f"method {request.method} not allowed on {request.path}")
             return Response.error(404, f"no such path: {request.path}")
         if params:
-            request = Request(
-                request.method, request.path, request.query, request.headers, request.body,
-                request.peer, request.peer_cert, params,
-            )
+            request.params = params
         return await handler(request)
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` value admits gzip (``gzip`` or ``*`` with a q-value above 0)."""
+    if not header:
+        return False
+    for item in header.split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "*"):
+            continue
+        name, _, value = params.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def _gzip(parts: tuple[bytes, ...]) -> bytes:
+    squeezer = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    out = [squeezer.compress(part) for part in parts]
+    out.append(squeezer.flush())
+    return b"".join(out)
 
 
 class HttpServer:
-    """Serve ``handler`` over HTTP/1.1 with keep-alive.
+    """Serve ``handler`` over HTTP/1.1 with keep-alive, on aiohttp.
 
-    ``max_body`` bounds request bodies (413 beyond it); ``read_timeout`` bounds how long a client
-    may take to send one request; idle keep-alive connections close after ``idle_timeout``.
+    ``max_body`` bounds request bodies (413); ``read_timeout`` bounds a request head from its first byte
+    and a body read; idle keep-alive connections close after ``idle_timeout``; a client that takes no data
+    for ``write_timeout`` is disconnected; ``max_connections`` caps open connections (see
+    :mod:`certloop.httpconnections`). ``reuse_port`` sets ``SO_REUSEPORT`` so several processes can share
+    the address (every one of them must set it).
     """
 
     def __init__(
@@ -155,174 +253,100 @@ class HttpServer:
         max_body: int = 1 << 20,
         read_timeout: float = 30.0,
         idle_timeout: float = 75.0,
+        write_timeout: float = 30.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         ssl_context: ssl.SSLContext | None = None,
         server_header: str = "certloop",
+        reuse_port: bool = False,
     ) -> None:
+        require_c_parser()
         self.handler = handler
-        self.max_body = max_body
-        self.read_timeout = read_timeout
-        self.idle_timeout = idle_timeout
+        self.limits = Limits(max_body=max_body, read_timeout=read_timeout, idle_timeout=idle_timeout,
+                             write_timeout=write_timeout, max_connections=max_connections)
         self.ssl_context = ssl_context
         self.server_header = server_header
-        self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
+        self.reuse_port = reuse_port
+        self.connections: ConnectionServer | None = None
+        self._runner: web.ServerRunner | None = None
+        self._site: web.TCPSite | None = None
 
     async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, host, port, ssl=self.ssl_context, backlog=backlog, limit=_MAX_REQUEST_LINE * 2,
-            reuse_address=True,
-        )
+        self.connections = ConnectionServer(self._dispatch, self.limits)
+        self._runner = web.ServerRunner(self.connections, handle_signals=False, shutdown_timeout=5.0)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context, backlog=backlog,
+                                 reuse_address=True, reuse_port=self.reuse_port or None)
+        try:
+            await self._site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = self._site = None
+            raise
 
     @property
     def port(self) -> int:
-        assert self._server is not None and self._server.sockets
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def sockets(self) -> list[Any]:
-        return list(self._server.sockets) if self._server is not None else []
+        assert self._site is not None
+        return self._site.port
 
     async def close(self) -> None:
-        if self._server is None:
+        if self._runner is None:
             return
-        self._server.close()
-        for task in list(self._conns):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 5)
-        self._server = None
+        await self._runner.cleanup()
+        self._runner = self._site = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._conns.add(task)
-        peername = writer.get_extra_info("peername")
-        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+    # -- one request ------------------------------------------------------------------------------
+
+    async def _dispatch(self, raw: web.BaseRequest) -> web.StreamResponse:
         peer_cert = None
-        if self.ssl_context is not None:
-            sslobj = writer.get_extra_info("ssl_object")
-            if sslobj is not None:
-                peer_cert = sslobj.getpeercert() or None
+        if self.ssl_context is not None and raw.transport is not None:
+            peer_cert = raw.transport.get_extra_info("peercert") or None
+        request = Request(raw, max_body=self.limits.max_body, read_timeout=self.limits.read_timeout,
+                          peer_cert=peer_cert)
+        close = raw.method == "CONNECT"  # llhttp treats CONNECT as an upgrade: never keep that connection
         try:
-            first = True
-            while True:
-                try:
-                    # asyncio.timeout, not wait_for: wait_for wraps each read in an extra task
-                    async with asyncio.timeout(self.read_timeout if first else self.idle_timeout):
-                        line = await reader.readline()
-                except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
-                    return
-                if not line:
-                    return
-                first = False
-                try:
-                    async with asyncio.timeout(self.read_timeout):
-                        request, keep_alive = await self._read_request(line, reader, peer, peer_cert)
-                except _BadRequest as exc:
-                    await self._write(writer, Response.error(exc.status, exc.message), keep_alive=False)
-                    return
-                except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-                    return
-                try:
-                    response = await self.handler(request)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("handler failed for %s %s", request.method, request.path)
-                    response = Response.error(500, "internal error (see the server log)")
-                if request.method == "HEAD":
-                    response = Response(response.status, b"", response.content_type, response.headers)
-                await self._write(writer, response, keep_alive=keep_alive)
-                if not keep_alive:
-                    return
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            if task is not None:
-                self._conns.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
+            response = await self.handler(request)
+        except HttpError as exc:
+            response, close = Response.error(exc.status, exc.message), True
+        except ConnectionError:  # the client went away mid-body: nobody to answer
+            gone = web.Response(status=400)
+            gone.force_close()
+            return gone
+        except Exception:
+            log.exception("handler failed for %s %s", request.method, request.path)
+            response = Response.error(500, "internal error (see the server log)")
+        return await self._answer(raw, response, close)
 
-    async def _read_request(
-        self, line: bytes, reader: asyncio.StreamReader, peer: str, peer_cert: Mapping[str, Any] | None
-    ) -> tuple[Request, bool]:
-        if not line.endswith(b"\n"):
-            raise _BadRequest(414, "request line too long")
-        try:
-            method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
-        except ValueError:
-            raise _BadRequest(400, "malformed request line") from None
-        if not version.startswith("HTTP/1."):
-            raise _BadRequest(505, "only HTTP/1.x is supported")
-        headers: dict[str, str] = {}
-        total = 0
-        while True:
-            h = await reader.readline()
-            total += len(h)
-            if total > _MAX_HEADER_BYTES or len(headers) > _MAX_HEADERS:
-                raise _BadRequest(431, "request headers too large")
-            if not h.endswith(b"\n"):
-                raise _BadRequest(400, "truncated request headers")
-            if h in (b"\r\n", b"\n"):
-                break
-            name, sep, value = h.decode("latin-1").partition(":")
-            if not sep:
-                raise _BadRequest(400, "malformed header line")
-            key = name.strip().lower()
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        body = await self._read_body(reader, headers)
-        conn = headers.get("connection", "").lower()
-        keep_alive = conn != "close" if version == "HTTP/1.1" else conn == "keep-alive"
-        parts = urlsplit(target)
-        query = parse_qs(parts.query, keep_blank_values=True) if parts.query else {}
-        return Request(method, unquote(parts.path) or "/", query, headers, body, peer, peer_cert), keep_alive
-
-    async def _read_body(self, reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                size_line = await reader.readline()
-                try:
-                    n = int(size_line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise _BadRequest(400, "malformed chunked body") from None
-                if n == 0:
-                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                size += n
-                if size > self.max_body:
-                    raise _BadRequest(413, f"request body larger than {self.max_body} bytes")
-                chunks.append(await reader.readexactly(n))
-                await reader.readexactly(2)
-        length_text = headers.get("content-length")
-        if not length_text:
-            return b""
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise _BadRequest(400, "malformed Content-Length") from None
-        if length < 0:
-            raise _BadRequest(400, "malformed Content-Length")
-        if length > self.max_body:
-            raise _BadRequest(413, f"request body larger than {self.max_body} bytes")
-        return await reader.readexactly(length) if length else b""
-
-    async def _write(self, writer: asyncio.StreamWriter, response: Response, *, keep_alive: bool) -> None:
-        reason = HTTPStatus(response.status).phrase if response.status in HTTPStatus._value2member_map_ else ""
-        head = [
-            f"HTTP/1.1 {response.status} {reason}",
-            f"Server: {self.server_header}",
-            f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body) + sum(len(part) for part in response.more)}",
-        ]
-        if not keep_alive:
-            head.append("Connection: close")
-        head.extend(f"{k}: {v}" for k, v in response.headers)
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        for part in (response.body, *response.more):  # separately: joining would copy a large body once more
-            if part:
-                writer.write(part)
-        await writer.drain()
+    async def _answer(self, raw: web.BaseRequest, response: Response, close: bool) -> web.StreamResponse:
+        headers = CIMultiDict({"Server": self.server_header, "Content-Type": response.content_type})
+        for name, value in response.headers:
+            headers.add(name, value)
+        parts = (response.body, *response.more) if response.more else (response.body,)
+        size = sum(map(len, parts)) if response.more else len(response.body)
+        if size >= GZIP_MIN:
+            headers["Vary"] = "Accept-Encoding"
+            if raw.method != "HEAD" and accepts_gzip(raw.headers.get("Accept-Encoding")):
+                body = await asyncio.to_thread(_gzip, parts) if size >= GZIP_OFF_LOOP else _gzip(parts)
+                parts, size = (body,), len(body)
+                headers["Content-Encoding"] = "gzip"
+        if raw.method == "HEAD":
+            answer = web.StreamResponse(status=response.status, headers=headers)
+            answer.content_length = size
+        elif len(parts) == 1:
+            answer = web.Response(status=response.status, body=parts[0], headers=headers)
+        else:
+            answer = web.StreamResponse(status=response.status, headers=headers)
+            answer.content_length = size
+            if close:
+                answer.force_close()
+            try:
+                await answer.prepare(raw)
+                for part in parts:  # one write each: joining would copy a large body once more
+                    if part:
+                        await answer.write(part)
+                await answer.write_eof()
+            except ConnectionError:  # aborted (write timeout) or gone: aiohttp closes it quietly
+                pass
+            return answer
+        if close:
+            answer.force_close()
+        return answer

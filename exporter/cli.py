@@ -3,6 +3,7 @@
     certloop exporter --config.file exporter.yml --web.listen-address 127.0.0.1:9793
     certloop exporter --config.file exporter.yml --config.check    # validate and exit (0 ok, 1 bad)
     certloop exporter --config.file exporter.yml --web.probe-workers 2   # /probe on 3 processes
+    certloop exporter --config.file exporter.yml --web.max-connections 4096
 
 Exit codes: 0 clean shutdown or valid config, 1 invalid config, 2 cannot listen, 64 bad usage.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from certloop import __version__, logs
 from certloop.errors import ConfigError
-from certloop.httpserver import HttpServer
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
 from exporter.config import ExporterConfig, load_config, split_target
 from exporter.engine import Engine, build_context
 from exporter.server import ProbeWorkers, build_server, serve_worker
@@ -42,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
     logs.add_flags(p)
     p.add_argument("--version", action="version", version=f"certloop exporter {__version__}")
+    p.add_argument("--web.max-connections", dest="max_connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   metavar="N", help="open HTTP connections allowed per process; beyond it the oldest idle one "
+                   "is closed, and only when all are busy is a new one refused with 503 "
+                   f"(default {DEFAULT_MAX_CONNECTIONS})")
     p.add_argument("--web.probe-workers", dest="probe_workers", type=int, default=0, metavar="N",
                    help="extra processes answering /probe on the same address (SO_REUSEPORT; default 0)")
     p.add_argument("--storage.path", dest="storage", metavar="DIR",
@@ -81,6 +86,9 @@ def main(argv: Sequence[str]) -> int:
     if args.probe_workers < 0:
         print("certloop exporter: --web.probe-workers must be 0 or more", file=sys.stderr)
         return 64
+    if args.max_connections < 1:
+        print("certloop exporter: --web.max-connections must be 1 or more", file=sys.stderr)
+        return 64
     if args.storage and not args.worker_of:
         problem = _storage_problem(args.storage)
         if problem:
@@ -88,8 +96,10 @@ def main(argv: Sequence[str]) -> int:
             return 64
     try:
         if args.worker_of:
-            return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of))))
-        return int(runner(_serve(args.config_file, config, host, port, args.probe_workers, args.storage)))
+            return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of),
+                                           args.max_connections)))
+        return int(runner(_serve(args.config_file, config, host, port, args.probe_workers, args.storage,
+                                 args.max_connections)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -126,19 +136,20 @@ def _storage_problem(path: str) -> str | None:
 
 async def _serve(
     config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0,
-    storage: str | None = None,
+    storage: str | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> int:
     engine = Engine(config_path, config=config, state_dir=storage)
     workers: ProbeWorkers | None = None
     server = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
-                          reuse_port=probe_workers > 0)
+                          reuse_port=probe_workers > 0, max_connections=max_connections)
     await server.start(host, port)
     private: HttpServer | None = None
     supervisor: asyncio.Task[None] | None = None
     if probe_workers > 0:  # workers forward everything but /probe here
         private = build_server(engine, on_reload=lambda: workers.reload() if workers else None)
         await private.start(LOOPBACK, 0)
-        workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port))
+        workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port),
+                               max_connections)
         workers.start()
         supervisor = asyncio.create_task(workers.supervise(), name="probe-workers")
     await engine.start()

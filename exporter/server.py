@@ -26,11 +26,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from urllib.parse import urlencode
+from collections.abc import Callable
+
+import aiohttp
 
 from certloop import logs
-from certloop.httpserver import Handler, HttpServer, Request, Response, Router
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Request, Response, Router
 from exporter import metrics as m
 from exporter.config import load_config
 from exporter.engine import Engine, build_context
@@ -38,7 +39,8 @@ from exporter.probe import ProbeHandler
 from exporter.sources import ProbeCounter
 from exporter.sources.base import Context
 
-__all__ = ["ProbeWorkers", "SharedPortServer", "WorkerContext", "build_server", "build_worker_server", "serve_worker"]
+__all__ = ["Forwarder", "ProbeWorkers", "WorkerContext", "build_server",
+           "build_worker_server", "serve_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +54,20 @@ _LANDING = """<html><head><title>certloop exporter</title></head><body>
 
 _ROUTES = (("GET", "/"), ("GET", "/metrics"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
            ("POST", "/-/reload"), ("PUT", "/-/reload"))
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "content-length", "transfer-encoding", "host", "te"})
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "content-length", "transfer-encoding", "te", "upgrade"})
+_NOT_FORWARDED = _HOP_BY_HOP | {"host", "expect", "accept-encoding"}
+_NOT_RETURNED = _HOP_BY_HOP | {"server", "content-type", "content-encoding", "vary", "date"}
 _FORWARD_TIMEOUT = 30.0
 RESTART_MIN = 1.0  # seconds before a dead probe worker's slot is refilled again
 RESTART_MAX = 30.0
 
 
 def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
-                 reuse_port: bool = False) -> HttpServer:
+                 reuse_port: bool = False, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> HttpServer:
     """An (unstarted) HTTP server routing the exporter's endpoints to ``engine``.
 
     ``on_reload`` runs after each successful ``/-/reload``; ``reuse_port`` lets probe workers
-    share the listening address."""
+    share the listening address; ``max_connections`` is ``--web.max-connections``."""
 
     async def metrics(_: Request) -> Response:
         inventory, *rest = engine.exposition_parts()
@@ -89,18 +93,8 @@ def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
     handlers: dict[tuple[str, str], Handler] = dict(zip(_ROUTES, (landing, metrics, healthy, ready, reload, reload),
                                                         strict=True))
     handlers[("GET", "/probe")] = ProbeHandler(lambda: engine.ctx)
-    cls = SharedPortServer if reuse_port else HttpServer
-    return cls(Router(handlers), server_header="certloop-exporter")
-
-
-class SharedPortServer(HttpServer):
-    """An :class:`HttpServer` whose listening socket has ``SO_REUSEPORT`` (every process sharing
-    an address must set it, the first one included)."""
-
-    async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, host, port, backlog=backlog, limit=16 * 1024, reuse_address=True, reuse_port=True,
-        )
+    return HttpServer(Router(handlers), server_header="certloop-exporter", reuse_port=reuse_port,
+                      max_connections=max_connections)
 
 
 # -- the main process's side ----------------------------------------------------------------------
@@ -109,8 +103,10 @@ class SharedPortServer(HttpServer):
 class ProbeWorkers:
     """``count`` worker processes probing on the main process's address, supervised by PID."""
 
-    def __init__(self, count: int, config_path: str, public: tuple[str, int], private: tuple[str, int]) -> None:
+    def __init__(self, count: int, config_path: str, public: tuple[str, int], private: tuple[str, int],
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self.count = count
+        self.max_connections = max_connections
         self.config_path = config_path
         self.public = public
         self.private = private
@@ -124,7 +120,7 @@ class ProbeWorkers:
         shown = f"[{host}]" if ":" in host else host
         return [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={self.config_path}",
                 f"--web.listen-address={shown}:{port}", f"--web.probe-worker-of={self.private[0]}:{self.private[1]}",
-                *logs.child_flags()]
+                f"--web.max-connections={self.max_connections}", *logs.child_flags()]
 
     def start(self) -> None:
         now = time.monotonic()
@@ -201,68 +197,51 @@ class WorkerContext:
             log.exception("probe worker %d: config reload failed, keeping the running config", os.getpid())
 
 
-def build_worker_server(worker: WorkerContext, main: tuple[str, int]) -> HttpServer:
-    """A worker's server: ``/probe`` here, every other known route forwarded to ``main``."""
-    forward = _Forwarder(main)
+def build_worker_server(worker: WorkerContext, forward: Forwarder,
+                        max_connections: int = DEFAULT_MAX_CONNECTIONS) -> HttpServer:
+    """A worker's server: ``/probe`` here, every other known route forwarded by ``forward`` to the main process."""
     handlers: dict[tuple[str, str], Handler] = dict.fromkeys(_ROUTES, forward)
     handlers[("GET", "/probe")] = ProbeHandler(lambda: worker.ctx)
-    return SharedPortServer(Router(handlers), server_header="certloop-exporter")
+    return HttpServer(Router(handlers), server_header="certloop-exporter", reuse_port=True,
+                      max_connections=max_connections)
 
 
-class _Forwarder:
-    """Relay one request to the main process's private listener and its answer back."""
+class Forwarder:
+    """Relay one request to the main process's private listener and its answer back (aiohttp's client:
+    no HTTP written by hand on this side either). Compression is left to the worker's own server."""
 
     def __init__(self, main: tuple[str, int]) -> None:
-        self.main = main
+        self.base = f"http://{main[0]}:{main[1]}"
+        self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, request: Request) -> Response:
-        query = urlencode(list(_pairs(request.query)))
-        target = request.path + (f"?{query}" if query else "")
-        head = [f"{request.method} {target} HTTP/1.1", f"Host: {self.main[0]}:{self.main[1]}",
-                f"Content-Length: {len(request.body)}", "Connection: close"]
-        head += [f"{k}: {v}" for k, v in request.headers.items() if k not in _HOP_BY_HOP]
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=_FORWARD_TIMEOUT), auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
         try:
-            async with asyncio.timeout(_FORWARD_TIMEOUT):
-                reader, writer = await asyncio.open_connection(*self.main)
-                try:
-                    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body)
-                    await writer.drain()
-                    raw = await reader.read()
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-        except (OSError, TimeoutError) as exc:
-            return Response.text(f"probe worker cannot reach the main exporter process: {exc}\n", 502)
-        return _parse_response(raw)
+            body = await request.read()
+            async with self._session.request(request.method, self.base + request.target, data=body or None,
+                                             headers=headers) as answer:
+                content = await answer.read()
+                kept = [(k, v) for k, v in answer.headers.items() if k.lower() not in _NOT_RETURNED]
+                return Response(answer.status, content, answer.headers.get("Content-Type", "text/plain"), kept)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Response.text(f"probe worker cannot reach the main exporter process: {exc!r}\n", 502)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
-def _pairs(query: Mapping[str, list[str]]) -> list[tuple[str, str]]:
-    return [(k, v) for k, values in query.items() for v in values]
-
-
-def _parse_response(raw: bytes) -> Response:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    try:
-        status = int(lines[0].split(" ", 2)[1])
-    except (IndexError, ValueError):
-        return Response.text("malformed answer from the main exporter process\n", 502)
-    content_type, headers = "text/plain; charset=utf-8", []
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        key, value = name.strip().lower(), value.strip()
-        if key == "content-type":
-            content_type = value
-        elif key not in _HOP_BY_HOP and key != "server":
-            headers.append((name.strip(), value))
-    return Response(status, body, content_type, headers)
-
-
-async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, int]) -> int:
+async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, int],
+                       max_connections: int = DEFAULT_MAX_CONNECTIONS) -> int:
     """Run one probe worker until SIGTERM/SIGINT or until its parent (the main process) is gone."""
     worker = WorkerContext(config_path, build_context(load_config(config_path), ProbeCounter()))
-    server = build_worker_server(worker, main)
+    forward = Forwarder(main)
+    server = build_worker_server(worker, forward, max_connections)
     await server.start(host, port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -276,4 +255,5 @@ async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, 
                 await asyncio.wait_for(stop.wait(), 1.0)
     finally:
         await server.close()
+        await forward.close()
     return 0

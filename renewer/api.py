@@ -3,7 +3,8 @@
 Alertmanager retry semantics: 202 once queued (or deliberately ignored), 400 malformed, 401 bad auth,
 413 too large (never retried by Alertmanager), 503 only when the job store cannot take the job.
 Everything under ``/api/v1/`` and ``/-/reload`` needs the bearer token (constant-time compare) and/or
-a client certificate; ``/metrics``, ``/-/healthy``, ``/-/ready`` and the OpenAPI document do not.
+a client certificate, checked before a byte of the request body is read; ``/metrics``, ``/-/healthy``,
+``/-/ready`` and the OpenAPI document do not.
 The token is never logged.
 """
 
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 
 from certloop import __version__
 from certloop.errors import ConfigError
-from certloop.httpserver import Request, Response, Router
+from certloop.httpserver import HttpError, Request, Response, Router
 from renewer.config import RenewerConfig, token_matches
 from renewer.intake import PayloadError, summary, triage
 from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
@@ -137,10 +138,12 @@ class Api:
         if not self._authorized(req):
             return self._unauthorized()
         cfg = self.config()
-        if len(req.body) > cfg.max_body:
-            return Response.error(413, f"request body larger than {cfg.max_body} bytes")
+        try:  # only now, after the token check: an unauthenticated client's body is never read
+            body = await req.read(cfg.max_body)
+        except HttpError as exc:  # 413 over max_body, 408 too slow, 400 malformed
+            return Response.error(exc.status, exc.message)
         try:
-            tri = triage(req.body, configured=self._configured(cfg), renew_on=cfg.alerts.renew_on,
+            tri = triage(body, configured=self._configured(cfg), renew_on=cfg.alerts.renew_on,
                          label=cfg.alerts.label)
         except PayloadError as exc:
             return Response.error(400, exc.message)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS
 from renewer import migrations
 from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
 from renewer.backupsite import Place, archive_name, archives, expired, parse_location
@@ -43,6 +44,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(64)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="certloop renewer", description="Renew certificates on Alertmanager webhooks.")
     p.add_argument("--config.file", dest="config_file", default="renewer.yml", help="YAML config file")
@@ -50,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen", help="host:port to serve on (overrides `listen`)")
     logs.add_flags(p)
     p.add_argument("--version", action="version", version=f"certloop renewer {__version__}")
+    p.add_argument("--web.max-connections", dest="max_connections", type=_positive, default=DEFAULT_MAX_CONNECTIONS,
+                   metavar="N", help="open HTTP connections allowed; beyond it the oldest idle one is closed, and "
+                   f"only when all are busy is a new one refused with 503 (default {DEFAULT_MAX_CONNECTIONS})")
     sub = p.add_subparsers(dest="command")
     db = sub.add_parser("db", help="manage the job store schema (Alembic migrations)")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])
@@ -265,7 +276,7 @@ def _dispatch(cfg: RenewerConfig | None, args: argparse.Namespace, backup_comman
 def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     from renewer.daemon import Daemon
 
-    daemon = Daemon(Path(args.config_file), cfg, listen=args.listen)
+    daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections)
     try:
         import uvloop
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certloop.errors import ConfigError
-from certloop.httpserver import HttpServer
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
 from renewer import migrations, pipeline
 from renewer.api import Api, build_router
 from renewer.config import RenewerConfig, load_config
@@ -84,8 +84,9 @@ def tls_context(cfg: RenewerConfig) -> ssl.SSLContext | None:
 class Daemon:
     def __init__(
         self, config_path: Path, config: RenewerConfig, *, listen: str | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = utc_now, max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        self.max_connections = max_connections
         self.config_path = config_path
         self._config = config
         self._token = config.auth.bearer_token()
@@ -148,7 +149,8 @@ class Daemon:
         api = Api(store=store, config=self.config, token=lambda: self._token, metrics=self.metrics,
                   clock=self.clock, wake=worker.wake, reload=self.reload)
         self.server = HttpServer(build_router(api), max_body=max(cfg.max_body * 4, 4 << 20),
-                                 ssl_context=tls_context(cfg), server_header="certloop-renewer")
+                                 ssl_context=tls_context(cfg), server_header="certloop-renewer",
+                                 max_connections=self.max_connections)
         host, _, port = self.listen.rpartition(":")
         await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all
         self.metrics.config_reload_ok.set(1)
