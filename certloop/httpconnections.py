@@ -23,9 +23,9 @@ must reject. What it does not do, and both daemons need facing the network, live
    cannot lock out ``/-/healthy`` or ``/metrics``: they are the ones that go.
 
 What must stay true: these hooks touch aiohttp's ``RequestHandler`` only through ``data_received``,
-``_process_keepalive``, ``pause_writing``/``resume_writing``, ``connection_made``/``connection_lost``, ``handle_error`` and the
-attributes ``_request_in_progress``, ``_messages``, ``_waiter``, ``_current_request`` and the
-``_ErrInfo`` it queues for a parse error; the tests in
+``_process_keepalive``, ``pause_writing``/``resume_writing``, ``connection_made``/``connection_lost``,
+``handle_error`` and the attributes ``_request_in_progress``, ``_messages``, ``_waiter``,
+``_current_request`` and the ``_ErrInfo`` it queues for a parse error; the tests in
 tests/core/test_http_hostile.py fail when an aiohttp upgrade changes any of them.
 """
 
@@ -45,7 +45,10 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "ConnectionServer", "Limits", "Refused", "refusal", "require_c_parser"]
+from certloop.errors import CertloopError
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "ConnectionServer", "Limits", "Refused", "parse_error_text", "refusal",
+           "require_c_parser"]
 
 log = logging.getLogger("certloop.http")
 
@@ -74,11 +77,11 @@ class Limits:
 
 
 def require_c_parser() -> None:
-    """Fail loudly when aiohttp runs its pure-Python parser (``AIOHTTP_NO_EXTENSIONS`` or no wheel):
-    its acceptance rules differ from llhttp's strict mode, which is what the hostile-input tests pin."""
+    """Refuse to serve on aiohttp's pure-Python parser (``AIOHTTP_NO_EXTENSIONS`` set, or no binary
+    wheel): its acceptance rules differ from llhttp's strict mode, which is what the hostile-input tests pin."""
     if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
-        raise RuntimeError("aiohttp's C HTTP parser (llhttp) is not available; unset AIOHTTP_NO_EXTENSIONS "
-                           "or install aiohttp's binary wheel")
+        raise CertloopError("aiohttp's C HTTP parser (llhttp) is not available: unset AIOHTTP_NO_EXTENSIONS, "
+                            "or install aiohttp's binary wheel for this platform")
 
 
 class Refused(BadHttpMessage):
@@ -111,7 +114,7 @@ def refusal(message: RawRequestMessage) -> Refused | None:
     return None
 
 
-def _summary(message: str) -> str:
+def parse_error_text(message: str) -> str:
     """aiohttp's error text without the echo of the offending bytes (it quotes them under a caret)."""
     lines = [line.strip().rstrip(":") for line in message.split("\n")]
     kept = [line for line in lines if line and not line.startswith(("b'", 'b"', "^", "bytearray("))]
@@ -257,7 +260,7 @@ class _Connection(RequestHandler):
         elif "Too many headers" in exc.message:
             status, text = 431, f"more than {self.max_headers} header fields"
         else:
-            text = _summary(exc.message)
+            text = parse_error_text(exc.message)
         self._server.rejected += 1
         log.debug("rejected a request from %s: %d %s", _shown(self.peername), status, text)
         resp = web.json_response({"error": text, "status": status}, status=status)

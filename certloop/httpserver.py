@@ -38,7 +38,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
-from certloop.httpconnections import DEFAULT_MAX_CONNECTIONS, ConnectionServer, Limits, require_c_parser
+from certloop.httpconnections import (
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionServer,
+    Limits,
+    parse_error_text,
+    require_c_parser,
+)
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "Handler", "HttpError", "HttpServer", "Limits", "Request", "Response", "Router"]
 
@@ -124,8 +130,10 @@ class Request:
                     chunks.append(chunk)
         except TimeoutError:
             raise HttpError(408, f"request body not received within {self._read_timeout:g}s") from None
-        except (HttpProcessingError, RequestPayloadError) as exc:
-            raise HttpError(400, f"malformed request body: {str(exc).split(chr(10), 1)[0]}") from None
+        except HttpProcessingError as exc:
+            raise HttpError(400, f"malformed request body: {parse_error_text(exc.message)}") from None
+        except RequestPayloadError as exc:
+            raise HttpError(400, f"malformed request body: {parse_error_text(str(exc))}") from None
         self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
 
@@ -317,6 +325,8 @@ class HttpServer:
         return await self._answer(raw, response, close)
 
     async def _answer(self, raw: web.BaseRequest, response: Response, close: bool) -> web.StreamResponse:
+        if raw.body_exists and not raw.content.is_eof():
+            close = True  # a body still on its way (a refused webhook): say so, aiohttp will not drain it
         headers = CIMultiDict({"Server": self.server_header, "Content-Type": response.content_type})
         for name, value in response.headers:
             headers.add(name, value)

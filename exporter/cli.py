@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from certloop import __version__, logs
-from certloop.errors import ConfigError
+from certloop.errors import CertloopError, ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
 from exporter.config import ExporterConfig, load_config, split_target
 from exporter.engine import Engine, build_context
@@ -106,6 +106,9 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"certloop exporter: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except CertloopError as exc:
+        print(f"certloop exporter: {exc}", file=sys.stderr)
+        return 1
 
 
 def _listen_address(text: str) -> tuple[str, int]:

@@ -8,7 +8,11 @@ import asyncio
 import http.client
 import socket
 import threading
+import time
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -31,19 +35,41 @@ async def _pieces(req: Request) -> Response:
     return Response(200, _BIG, "application/octet-stream", more=(b"", b"middle", _BIG[::-1]))
 
 
-@pytest.fixture
-def server() -> Iterator[int]:
+_RELEASE = threading.Event()
+
+
+async def _wait(req: Request) -> Response:
+    """Busy until the test sets _RELEASE (a request in progress, for the cap)."""
+    await asyncio.to_thread(_RELEASE.wait, 10)
+    return Response.text("released\n")
+
+
+_ROUTES = {("GET", "/echo"): _echo, ("POST", "/echo"): _echo, ("GET", "/boom"): _boom,
+           ("POST", "/items/{id}/renew"): _echo, ("GET", "/pieces"): _pieces, ("GET", "/wait"): _wait}
+
+
+@contextmanager
+def serving(**options: Any) -> Iterator[HttpServer]:
+    """An HttpServer with ``options`` on its own loop in a thread."""
     loop = asyncio.new_event_loop()
-    router = Router({("GET", "/echo"): _echo, ("POST", "/echo"): _echo, ("GET", "/boom"): _boom,
-                     ("POST", "/items/{id}/renew"): _echo, ("GET", "/pieces"): _pieces})
-    srv = HttpServer(router, max_body=1024, read_timeout=0.5, idle_timeout=0.5)
+    srv = HttpServer(Router(_ROUTES), **options)
     loop.run_until_complete(srv.start("127.0.0.1", 0))
     t = threading.Thread(target=loop.run_forever, daemon=True)
     t.start()
-    yield srv.port
-    asyncio.run_coroutine_threadsafe(srv.close(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(5)
+    try:
+        yield srv
+    finally:
+        _RELEASE.set()
+        asyncio.run_coroutine_threadsafe(srv.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+        _RELEASE.clear()
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    with serving(max_body=1024, read_timeout=0.5, idle_timeout=0.5) as srv:
+        yield srv.port
 
 
 def _read_all(s: socket.socket) -> bytes:
@@ -131,3 +157,107 @@ def test_a_body_in_pieces_arrives_whole_with_its_length(server: int) -> None:
     assert r.read() == expected
     c.request("GET", "/echo?q=next")
     assert b'"q": "next"' in c.getresponse().read()
+
+
+def test_head_has_the_get_length_and_no_body(server: int) -> None:
+    """HEAD answers a GET route with the GET's Content-Length and no body; the connection stays usable."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"HEAD /pieces HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?q=after HTTP/1.1\r\nHost: x\r\n"
+                  b"Connection: close\r\n\r\n")
+        answer = _read_all(s)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {2 * len(_BIG) + 6}".encode() in head
+    assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(b'"q": "after"}')  # no HEAD body in between
+
+
+def test_gzip_when_accepted_and_only_then(server: int) -> None:
+    """A large body is gzipped for a client that accepts it (level and pieces do not matter to it) and
+    sent as it is otherwise; q=0 refuses gzip; small bodies are never compressed."""
+    for accept, gzipped in (("gzip", True), ("deflate, gzip;q=0.5", True), ("*", True), ("gzip;q=0", False),
+                            ("identity", False), (None, False)):
+        c = _conn(server)
+        c.request("GET", "/pieces", headers={"Accept-Encoding": accept} if accept else {"Accept-Encoding": ""})
+        r = c.getresponse()
+        body = r.read()
+        assert r.getheader("Vary") == "Accept-Encoding"
+        if gzipped:
+            assert r.getheader("Content-Encoding") == "gzip" and len(body) < len(_BIG)
+            assert zlib.decompress(body, 31) == _BIG + b"middle" + _BIG[::-1]
+        else:
+            assert r.getheader("Content-Encoding") is None and len(body) == 2 * len(_BIG) + 6
+    c = _conn(server)
+    c.request("GET", "/echo", headers={"Accept-Encoding": "gzip"})
+    r = c.getresponse()
+    assert r.getheader("Content-Encoding") is None and r.read().startswith(b"{")
+
+
+def test_expect_100_continue_is_answered_when_the_body_is_wanted(server: int) -> None:
+    """A client that waits for 100 Continue (curl does, for bodies over 1 KiB) gets it once the handler
+    reads the body, not before."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        assert b'"len": 5' in s.recv(1000)
+
+
+def test_a_bad_chunk_arriving_while_the_handler_reads_is_a_400(server: int) -> None:
+    """A malformed chunk that arrives after the handler started reading the body ends the read with 400
+    (aiohttp alone leaves the handler waiting for the rest of the body)."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
+        time.sleep(0.1)
+        s.sendall(b"0x5\r\nhello\r\n0\r\n\r\n")
+        answer = _read_all(s)
+    assert answer.startswith(b"HTTP/1.1 400") and b"chunk size" in answer
+
+
+def test_a_client_that_pipelines_and_never_reads_is_disconnected() -> None:
+    """A client pipelining requests for a 4 MB body and reading nothing is aborted after write_timeout:
+    it pins neither the connection nor the buffered answer."""
+    with serving(write_timeout=1.0) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        request = b"GET /pieces HTTP/1.1\r\nHost: x\r\n\r\n"
+        sent = 0
+        try:
+            for _ in range(200):
+                s.send(request)
+                sent += 1
+        except BlockingIOError:
+            pass
+        assert srv.connections is not None
+        deadline = time.monotonic() + 10
+        while srv.connections.write_timeouts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.connections.write_timeouts == 1
+        assert srv.connections.open_connections == 0
+        s.close()
+
+
+def test_idle_connections_make_room_and_busy_ones_do_not() -> None:
+    """At the cap, a new connection closes the oldest idle one; when every open connection is inside a
+    request, the new one gets 503 and nobody busy is touched."""
+    with serving(max_connections=3) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
+        time.sleep(0.2)
+        c = _conn(srv.port)
+        c.request("GET", "/echo")
+        assert c.getresponse().status == 200
+        assert idle[0].recv(10) == b""  # the oldest idle connection was closed to make room
+        c.close()
+        for s in idle:
+            s.close()
+        time.sleep(0.2)
+        busy = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
+        for s in busy:
+            s.sendall(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as extra:
+            assert _read_all(extra).startswith(b"HTTP/1.1 503 ")
+        _RELEASE.set()
+        for s in busy:
+            assert s.recv(1000).startswith(b"HTTP/1.1 200"), "a busy connection was evicted"
+            s.close()
+        assert srv.connections is not None and srv.connections.evicted == 1 and srv.connections.refused == 1
