@@ -5,17 +5,22 @@
     save_material(ctx, job_id, material)              # so a failed deploy retries without re-issuing
     result = await deploy(material, spec, ctx, on_stage=record)   # RolledBack / RollbackFailed
     await recover(spec, ctx)                          # at start-up: undo a half-finished install
+    remove_stale_staging(ctx)                         # at start-up: what a killed issuance left behind
 
 Issuance and deployment are separate steps so the worker can retry them separately.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +51,7 @@ __all__ = [
     "issue",
     "load_material",
     "recover",
+    "remove_stale_staging",
     "save_material",
     "validate",
 ]
@@ -67,13 +73,70 @@ class RenewalContext:
     dns_resolver: str | None = None
 
 
-async def issue(spec: CertificateSpec, ctx: RenewalContext) -> IssuedMaterial:
-    """Run the configured issuer. It writes only into a fresh staging dir, removed afterwards."""
-    entry = ISSUERS[spec.issuer.type]
+_STAGING_LOCK = ".in-use"
+_STAGING_GRACE = 60.0  # seconds: a staging dir this young without its lock file is being set up
+
+
+@contextlib.contextmanager
+def _staging_dir(ctx: RenewalContext, spec: CertificateSpec) -> Iterator[Path]:
+    """A fresh staging dir, flock'ed for as long as the issuance runs, removed afterwards.
+
+    The lock is how :func:`remove_stale_staging` tells a live issuance (of this or another process on
+    the same data dir) from the remains of a killed one: the kernel drops a dead process's flock.
+    """
     staging_root = ctx.data_dir / "staging" / spec.id
     staging_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = staging_root / f"{ctx.clock().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o700)
+    fd = os.open(staging / _STAGING_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # it may hold a plaintext private key
+        os.close(fd)
+
+
+def remove_stale_staging(ctx: RenewalContext) -> list[Path]:
+    """Remove staging dirs no running issuance holds: a kill -9 during issuance leaves one behind, maybe
+    with a plaintext ``key.pem``. Called at start-up; safe beside other processes on the same data dir.
+    Returns the directories removed."""
+    removed: list[Path] = []
+    root = ctx.data_dir / "staging"
+    if not root.is_dir():
+        return removed
+    for staging in sorted(p for per_cert in root.iterdir() if per_cert.is_dir() for p in per_cert.iterdir()):
+        if not staging.is_dir() or _in_use(staging):
+            continue
+        shutil.rmtree(staging, ignore_errors=True)
+        removed.append(staging)
+    return removed
+
+
+def _in_use(staging: Path) -> bool:
+    try:
+        fd = os.open(staging / _STAGING_LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:  # no lock yet: being set up right now, or left by an older version
+        with contextlib.suppress(OSError):
+            return time.time() - staging.stat().st_mtime < _STAGING_GRACE
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our lock at once
+    return False
+
+
+async def issue(spec: CertificateSpec, ctx: RenewalContext) -> IssuedMaterial:
+    """Run the configured issuer. It writes only into a fresh staging dir, removed afterwards."""
+    with _staging_dir(ctx, spec) as staging:
+        return await _issue_in(spec, ctx, staging)
+
+
+async def _issue_in(spec: CertificateSpec, ctx: RenewalContext, staging: Path) -> IssuedMaterial:
+    entry = ISSUERS[spec.issuer.type]
     home = ctx.data_dir / "issuers" / _dirname(spec.issuer.type) / spec.id
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     issue_ctx = IssueContext(
@@ -83,8 +146,6 @@ async def issue(spec: CertificateSpec, ctx: RenewalContext) -> IssuedMaterial:
         material = await entry.issue(spec.issuer, spec, issue_ctx)
     except ConfigError as exc:  # a secret (EAB key, token) that cannot be resolved now
         raise IssuanceError(f"issuer {spec.issuer.type}: {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # it may hold a plaintext private key
     if not isinstance(material, IssuedMaterial):  # an issuer bug, not a CA problem
         raise IssuanceError(f"issuer {spec.issuer.type} returned {type(material).__name__}")
     return material

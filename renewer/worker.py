@@ -127,7 +127,16 @@ class Worker:
         self._wake.set()
 
     async def recover_all(self) -> None:
-        """At start-up: undo installs a crash interrupted, for every configured certificate."""
+        """At start-up: remove what killed issuances left in staging (maybe plaintext keys), and undo
+        installs a crash interrupted, for every configured certificate."""
+        try:
+            stale = await asyncio.to_thread(pipeline.remove_stale_staging, self.ctx)
+        except OSError as exc:
+            log.error("cannot clean the staging directory: %s", exc)
+        else:
+            if stale:
+                log.warning("removed %d staging director%s left by an interrupted issuance: %s", len(stale),
+                            "y" if len(stale) == 1 else "ies", ", ".join(str(p) for p in stale))
         for spec in self.config().certificates:
             try:
                 if await pipeline.recover(spec, self.ctx):

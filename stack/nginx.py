@@ -84,6 +84,9 @@ class Nginx:
     def __init__(self, workdir: Path, *, name: str = "nginx") -> None:
         self.binary = require_binary("nginx", "nginx")
         self.name = name
+        # The workers' user when run as root (``user`` directive); None: root, so they read any path.
+        # Set it (e.g. "nobody nogroup") to test file permissions the way a packaged nginx sees them.
+        self.worker_user: str | None = None
         self.prefix = workdir.resolve()
         self.conf_path = self.prefix / "nginx.conf"
         self.error_log = self.prefix / "logs" / "error.log"
@@ -148,7 +151,7 @@ class Nginx:
     def render(self) -> str:
         """The full nginx.conf for the current sites."""
         tmp = self.prefix / "tmp"
-        user = "user root root;\n" if os.geteuid() == 0 else ""
+        user = f"user {self.worker_user or 'root root'};\n" if os.geteuid() == 0 else ""
         temp_paths = "\n".join(
             f'    {kind}_temp_path "{tmp / kind}";' for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )

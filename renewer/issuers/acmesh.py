@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from certloop.config import StrictModel
 from renewer.errors import NotDue, PendingManual
-from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
+from renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
@@ -97,7 +97,8 @@ def build_argv(settings: AcmeShSettings, spec: CertificateSpec, home: Path, stag
 async def issue(settings: AcmeShSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
     """Run ``acme.sh --issue``; map its exit code; read the copies it wrote into staging."""
     argv = build_argv(settings, spec, ctx.home, ctx.staging)
-    done = await run_program(argv, time_limit=ctx.timeout, cwd=ctx.staging, what="acme.sh")
+    done = await run_program(argv, time_limit=ctx.timeout, cwd=ctx.staging, what="acme.sh",
+                             umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
     if done.returncode == EXIT_RENEW_SKIP:
         raise NotDue("acme.sh skipped: it considers the certificate not due")
     if done.returncode == EXIT_DNS_MANUAL:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certloop.config import StrictModel
 from renewer.errors import BackendFailed, ChallengeFailed, ConnectionFailed, IssuanceError, RateLimited
+from renewer.issuers import leash
 
 if TYPE_CHECKING:
     from renewer.keystore import Keystore
@@ -146,6 +148,12 @@ class Completed:
         return self.stderr[-STDERR_TAIL:]
 
 
+LEASH = Path(leash.__file__)
+# http-01 challenge files must be readable by a web server running as another user, whatever umask the
+# renewer runs under (the shipped systemd unit sets 0027): issuers that write them run with this one.
+WORLD_READABLE_UMASK = 0o022
+
+
 async def run_program(
     argv: Sequence[str],
     *,
@@ -153,18 +161,22 @@ async def run_program(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     what: str = "program",
+    umask: int | None = None,
 ) -> Completed:
-    """Run ``argv`` (no shell) in its own process group; kill the whole group on timeout.
+    """Run ``argv`` (no shell) on a leash (:mod:`renewer.issuers.leash`) in its own session and process
+    group; kill the whole group on timeout, and the kernel kills it when the renewer dies (kill -9).
 
-    The one seam where subprocess errors become ours: a program that cannot start or overruns
-    ``time_limit`` raises :class:`BackendFailed` with ``returncode`` None.
+    ``umask``: the program's umask (None: the renewer's). The one seam where subprocess errors become
+    ours: a program that cannot start or overruns ``time_limit`` raises :class:`BackendFailed` with
+    ``returncode`` None.
     """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
+    mask = "-" if umask is None else f"{umask:o}"
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            sys.executable, "-I", str(LEASH), str(os.getpid()), mask, *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -186,7 +198,11 @@ async def run_program(
         why = f"timed out after {time_limit:g}s"
         raise BackendFailed(f"{what} {argv[0]!r} {why}", None, "", outcome=why) from exc
     assert proc.returncode is not None
-    return Completed(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+    stderr = err.decode(errors="replace")
+    if proc.returncode == leash.CANNOT_START and stderr.startswith(leash.CANNOT_START_MARK):
+        why = "cannot start: " + stderr.strip().rsplit(": ", 1)[-1]
+        raise BackendFailed(f"{what} {argv[0]!r} {why}", None, stderr, outcome=why)
+    return Completed(proc.returncode, out.decode(errors="replace"), stderr)
 
 
 def _kill_group(pid: int) -> None:

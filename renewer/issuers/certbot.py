@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import model_validator
 
 from certloop.config import StrictModel
-from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
+from renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
@@ -97,7 +97,8 @@ async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueCont
     _forget_lineage(ctx.home, spec.id)  # a lineage left by a crash must not make certbot skip
     env = {"REQUESTS_CA_BUNDLE": str(settings.ca_bundle)} if settings.ca_bundle else {}
     argv = build_argv(settings, spec, ctx.home, ctx.timeout)
-    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot")
+    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot",
+                             umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
     try:
         if done.returncode != 0:
             text = done.stdout + done.stderr

@@ -52,7 +52,7 @@ class WebrootSolver:
     async def present(self, domain: str, token: str, answer: str) -> AsyncIterator[None]:
         if "/" in token or token in ("", ".", ".."):
             raise IssuanceError(f"refusing an unsafe http-01 token for {domain}")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        _make_world_readable_dirs(self.directory)
         path = self.directory / token
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "w") as fh:
@@ -62,6 +62,21 @@ class WebrootSolver:
             yield
         finally:
             path.unlink(missing_ok=True)
+
+
+def _make_world_readable_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents 0755 whatever the umask (the shipped systemd unit
+    sets 0027, and the web server that serves the tokens runs as another user). Existing directories
+    (the webroot itself) are left as they are."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.is_dir():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another challenge of the same order made it
+            path.mkdir()
+            os.chmod(path, 0o755)  # noqa: S103 - the web server (another user) must traverse it
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import model_validator
 
 from certloop.config import StrictModel
-from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
+from renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
@@ -87,7 +87,8 @@ async def issue(settings: LegoSettings, spec: CertificateSpec, ctx: IssueContext
     produced = [certs / f"{stem}{ext}" for ext in (".crt", ".key", ".issuer.crt", ".json", ".pem")]
     for path in produced:
         path.unlink(missing_ok=True)
-    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="lego")
+    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="lego",
+                             umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
     try:
         if done.returncode != 0:
             failed = _FAILED_DOMAIN.search(done.stdout + done.stderr)

@@ -6,7 +6,7 @@ Writes the key and full chain to the paths the renewer's command issuer passes i
 (CERTLOOP_KEY_PATH, CERTLOOP_FULLCHAIN_PATH, CERTLOOP_CERT_PATH), for the names in CERTLOOP_DOMAINS,
 and appends "<certificate id>\\n" to COUNT_FILE (one line per issuance, O_APPEND). If FAIL_FILE exists
 it exits 1 instead (an issuance failure the test can switch on and off). With CERTLOOP_TEST_MINT_SLEEP
-set it first writes its pid to that file and sleeps (a slow CA, for kill -9 tests).
+set it first writes a key file, then its pid to that file, and sleeps (a slow CA, for kill -9 tests).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ def main() -> int:
         return 1
     sleep_file = os.environ.get("CERTLOOP_TEST_MINT_SLEEP")
     if sleep_file:
+        # like a real client, the key exists (in plaintext, in staging) before the CA answers
+        fd = os.open(os.environ["CERTLOOP_KEY_PATH"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"-----BEGIN PRIVATE KEY-----\n(written before the order completes)\n")
         Path(sleep_file + ".tmp").write_text(str(os.getpid()))
         os.replace(sleep_file + ".tmp", sleep_file)  # the PID file appears whole
         time.sleep(60)

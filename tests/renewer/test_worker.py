@@ -283,6 +283,46 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
     assert trail[-1] == "succeeded"
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_kill_9_during_issuance_kills_the_issuer_and_start_up_removes_its_staging_key(
+    make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kill -9 of a real renewer while a slow issuer runs: the issuer dies with it (no second order
+    running behind the next renewer's back), and the next start removes the staging directory with the
+    plaintext key the issuer had written; the job then succeeds."""
+    pid_file = tmp_path / "slow.pid"
+    setup = make_setup(["shop"], top={"worker": {"lease": "3s", "poll_interval": "200ms"}})
+    monkeypatch.setenv("CERTLOOP_TEST_MINT_SLEEP", str(pid_file))
+    proc = start_renewer(setup.path)
+    assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
+    wait_for(pid_file.exists, 20, what="the slow issuer to start")
+    issuer_pid = int(pid_file.read_text())
+    staging = Path(setup.data["data_dir"]) / "staging" / "shop"
+    keys = list(staging.glob("*/key.pem"))
+    assert len(keys) == 1
+    try:
+        proc.kill(signal.SIGKILL)
+        wait_for(lambda: not _alive(issuer_pid), 10, what="the issuer to die with the renewer")
+    finally:
+        _kill_pid_file(pid_file)
+    assert keys[0].exists()  # nobody cleaned up after the killed renewer
+    monkeypatch.delenv("CERTLOOP_TEST_MINT_SLEEP")
+    again = start_renewer(setup.path, log_name="renewer2.log")
+    wait_for(lambda: _job_state(again) == "succeeded", 30, what="the resumed job to succeed")
+    assert list(staging.iterdir()) == []
+    assert "removed 1 staging directory left by an interrupted issuance" in again.log.read_text()
+    assert setup.issued() == ["shop"]
+
+
 def test_safety_net_queues_only_certificates_inside_renew_before(
     make_setup: Callable[..., Setup], sqlite_store: Store, pki: Pki,
 ) -> None:
