@@ -31,8 +31,8 @@ OPS = REPO / "docs" / "operations"
 PAGES = sorted(OPS.glob("*.md"))
 CERTLOOP = Path(sys.executable).with_name("certloop")
 EXPECTED_PAGES = {
-    "README.md", "installation.md", "scaling.md", "backup.md", "upgrade.md", "troubleshooting.md", "daily.md", "sizing.md",
-    "disaster-recovery.md", "incident-response.md", "security.md", "log-shipping.md",
+    "README.md", "installation.md", "scaling.md", "backup.md", "upgrade.md", "troubleshooting.md", "daily.md",
+    "sizing.md", "disaster-recovery.md", "incident-response.md", "security.md", "log-shipping.md",
 }
 
 # A `certloop` token right after these is an argument (a user, group or namespace), not the command.
