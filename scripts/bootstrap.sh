@@ -26,6 +26,7 @@ DEBIAN_PACKAGES=(
   wrk                           # the benchmark load generator (C, cheap; Lua cycles targets)
   jsonnet                       # Debian 12 ships jsonnet 0.18: the mixin must render with it (tests render with both)
   dnsmasq-base                  # a real DNS server on loopback for resolver tests and name-target benchmarks
+  prometheus-node-exporter      # host metrics the mixin's host alerts are evaluated on (tests/deploy)
 )
 
 missing=()
@@ -53,9 +54,16 @@ if ((${#missing[@]})); then
   ((created_policy)) && rm -f "$policy"
   # Debian's units may still have been started by a postinst outside policy-rc.d; they bind
   # the well-known ports we never use, but stop them so they do not hold CPU.
-  for svc in nginx prometheus prometheus-alertmanager prometheus-blackbox-exporter dovecot; do
+  for svc in nginx prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-node-exporter dovecot; do
     pkill -x "$svc" 2>/dev/null || true
   done
+fi
+
+# kubectl renders deploy/kubernetes (built-in Kustomize v5: components, labels). Debian's
+# kubernetes-client (1.20, Kustomize v2) cannot; the machine image provides a current kubectl.
+if ! kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5'; then
+  echo "certloop needs kubectl with Kustomize v5 (kubectl 1.27 or newer) on PATH for tests/deploy" >&2
+  exit 1
 fi
 
 PY=${PYTHON:-python3}
