@@ -5,3 +5,4 @@
 + (import 'alerts/serving.libsonnet')
 + (import 'alerts/renewals.libsonnet')
 + (import 'alerts/health.libsonnet')
++ (import 'alerts/host.libsonnet')

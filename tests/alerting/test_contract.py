@@ -12,14 +12,15 @@ import pytest
 
 from exporter import metrics as exporter_metrics
 from renewer import metrics as renewer_metrics
+from tests.alerting.node_exporter import NODE_EXPORTER
 from tests.alerting.rules import ROOT, Selector, annotation_queries, iter_rules, load_rules, selectors
 
 # Labels every exporter series may carry beyond its own: the common ones, the scrape's, and the static
 # labels the mixin relies on (config.libsonnet: certificateLabel, teamLabel).
 EXPORTER_COMMON = {"source", "target", "address", "job", "instance", "certificate", "team"}
 RENEWER_COMMON = {"job", "instance"}
-# Series Prometheus itself makes.
-BUILTIN = {"up": {"job", "instance"}}
+# Series Prometheus itself makes, and node_exporter's that the host group uses.
+BUILTIN = {"up": {"job", "instance"}, **NODE_EXPORTER}
 # A chain-position pair the per-position metrics carry.
 POSITION = {"position", "role"}
 
