@@ -56,6 +56,7 @@ local duration = import '../lib/duration.libsonnet';
   },
 
   local config = $._config,
+  local pct(ratio) = std.toString(ratio * 100) + '%',
   local h = config.host,
   local node = config.nodeExporterSelector,
   local fs = '%s,%s' % [node, h.filesystemSelector],
@@ -104,6 +105,11 @@ local duration = import '../lib/duration.libsonnet';
             ('Prometheus cannot scrape node_exporter on {{ $labels.instance }} (job {{ $labels.job }}). '
              + 'Either the host is down, with every certloop process and served certificate on it, or '
              + 'node_exporter is: then disk, memory and clock are unwatched there.'),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 无数据上报（node_exporter 不可用）',
+            ('Prometheus 无法抓取主机 {{ $labels.instance }} 上的 node_exporter（任务 {{ $labels.job }}）。'
+             + '要么主机已宕机，其上所有 certloop 进程和所服务的证书随之不可用；要么只是 node_exporter 停止，'
+             + '该主机的磁盘、内存和时钟无人监测。'),
           ),
           alert.new(
             config,
@@ -114,6 +120,12 @@ local duration = import '../lib/duration.libsonnet';
             ('{{ $labels.mountpoint }} ({{ $labels.device }}) on {{ $labels.instance }} has '
              + freeText + " It holds the renewer's data_dir or certificate outputs: a renewal that cannot write "
              + 'its key, certificate or job record there fails, and the old certificate stays until it expires.'),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 上存放 certloop 数据或证书的文件系统 {{ $labels.mountpoint }} 即将写满',
+            ('{{ $labels.instance }} 上的 {{ $labels.mountpoint }}（{{ $labels.device }}）剩余 '
+             + '{{ $value | humanizePercentage }}：低于 %s，或低于 %s 且按最近 %s 的速度将在 %s 内写满。'
+               % [pct(h.filesystemFreeRatio), pct(h.filesystemPredictBelow), h.filesystemTrendWindow, h.filesystemPredictAhead]
+             + '续期服务的 data_dir 或证书输出目录在其上：写不进私钥、证书或任务记录时续期失败，旧证书保留直到过期。'),
           ),
           alert.new(
             config,
@@ -123,6 +135,11 @@ local duration = import '../lib/duration.libsonnet';
             'File system {{ $labels.mountpoint }} on {{ $labels.instance }} is almost full',
             ('{{ $labels.mountpoint }} ({{ $labels.device }}) on {{ $labels.instance }} has '
              + freeText),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 上的文件系统 {{ $labels.mountpoint }} 即将写满',
+            ('{{ $labels.instance }} 上的 {{ $labels.mountpoint }}（{{ $labels.device }}）剩余 '
+             + '{{ $value | humanizePercentage }}：低于 %s，或低于 %s 且按最近 %s 的速度将在 %s 内写满。'
+               % [pct(h.filesystemFreeRatio), pct(h.filesystemPredictBelow), h.filesystemTrendWindow, h.filesystemPredictAhead]),
           ),
           alert.new(
             config,
@@ -136,6 +153,10 @@ local duration = import '../lib/duration.libsonnet';
             ('Only {{ $value | humanizePercentage }} of the memory of {{ $labels.instance }} is available. '
              + 'The kernel will kill a process soon; a renewer killed mid-install rolls back on restart, '
              + 'an exporter killed stops observing.'),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 内存不足（可用 {{ $value | humanizePercentage }}）',
+            ('{{ $labels.instance }} 仅有 {{ $value | humanizePercentage }} 的内存可用，内核很快会终止进程；'
+             + '安装中被终止的续期服务会在重启后回滚，被终止的导出器停止监测。'),
           ),
           alert.new(
             config,
@@ -147,6 +168,10 @@ local duration = import '../lib/duration.libsonnet';
             ('The 15-minute load average of {{ $labels.instance }} is {{ $value | humanize }} per CPU. '
              + 'Probes time out and sweeps fall behind on an overloaded host: expect probe failures '
              + 'that are not the endpoints\' fault.'),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 负载过高（每 CPU {{ $value | humanize }}）',
+            ('{{ $labels.instance }} 的 15 分钟平均负载为每 CPU {{ $value | humanize }}。'
+             + '过载主机上探测会超时、巡检会落后：出现的探测失败未必是端点的问题。'),
           ),
           alert.new(
             config,
@@ -157,6 +182,10 @@ local duration = import '../lib/duration.libsonnet';
             ('The system clock of {{ $labels.instance }} is {{ $value | humanizeDuration }} away from its '
              + 'time source. Certificate validity is judged against this clock: a wrong clock makes a valid '
              + 'certificate look expired or not yet valid, and misplaces renewal times.'),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 的时钟偏差 {{ $value | humanizeDuration }}',
+            ('{{ $labels.instance }} 的系统时钟与其时间源相差 {{ $value | humanizeDuration }}。'
+             + '证书有效期以此时钟判断：时钟错误会让有效证书显得已过期或尚未生效，续期时间也会算错。'),
           ),
           alert.new(
             config,
@@ -166,6 +195,10 @@ local duration = import '../lib/duration.libsonnet';
             'The clock of {{ $labels.instance }} is not synchronised',
             ('The kernel reports that the clock of {{ $labels.instance }} is not synchronised to a time '
              + 'source (NTP or PTP). It drifts from here on; certificate validity checks depend on it.'),
+          ) + alert.zh(
+            '主机 {{ $labels.instance }} 的时钟未同步',
+            ('内核报告 {{ $labels.instance }} 的时钟未与任何时间源（NTP 或 PTP）同步，将从此开始漂移；'
+             + '证书有效期的判断依赖于它。'),
           ),
         ],
       },
