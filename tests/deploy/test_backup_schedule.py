@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -34,8 +35,9 @@ def _script() -> tuple[list[str], str, dict[str, str]]:
     return service["entrypoint"], script.replace("$$", "$"), defaults
 
 
-def _run_loop(tmp_path: Path, out: str, seconds_until: float, *, migrated: bool = True,
+def _run_loop(tmp_path: Path, out: str, until: Callable[[str], bool], *, migrated: bool = True,
               **env: str) -> tuple[str, list[str]]:
+    """Run the loop until ``until(log)`` holds (at most a minute: each run starts a Python), then stop it."""
     entrypoint, script, defaults = _script()
     assert entrypoint == ["/bin/sh", "-c"]
     config = tmp_path / "renewer.yml"
@@ -55,10 +57,11 @@ def _run_loop(tmp_path: Path, out: str, seconds_until: float, *, migrated: bool 
         proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=fh, stderr=subprocess.STDOUT, env=environment,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + seconds_until
-        while time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 60
+        while not until(log.read_text()):
+            assert proc.poll() is None, f"the loop exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"the loop did not get there in 60 s: {log.read_text()}"
             time.sleep(0.2)
-        assert proc.poll() is None, f"the loop exited: {log.read_text()}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the loop's own session: the shell and its sleep
         proc.wait(10)
@@ -69,7 +72,8 @@ def test_compose_backup_loop_writes_and_prunes(tmp_path: Path) -> None:
     """Every interval a new timestamped archive; retention (here 1 daily, 0 weekly) leaves the newest."""
     out = tmp_path / "backups"
     out.mkdir()
-    log, names = _run_loop(tmp_path, f"{out}/", 15.0, CERTLOOP_BACKUP_INTERVAL="1",
+    log, names = _run_loop(tmp_path, f"{out}/", lambda text: "deleted " in text and "kept 1 archive" in text,
+                           CERTLOOP_BACKUP_INTERVAL="1",
                            CERTLOOP_BACKUP_KEEP_DAILY="1", CERTLOOP_BACKUP_KEEP_WEEKLY="0")
     assert log.count("wrote ") >= 2, log
     assert log.count("deleted ") >= 1, log
@@ -79,8 +83,8 @@ def test_compose_backup_loop_writes_and_prunes(tmp_path: Path) -> None:
 def test_compose_backup_loop_retries_after_a_failure(tmp_path: Path) -> None:
     """A failed run (here: a database without its schema) is logged and retried after CERTLOOP_BACKUP_RETRY
     seconds, not after the interval."""
-    log, _ = _run_loop(tmp_path, f"{tmp_path}/backups/", 12.0, migrated=False, CERTLOOP_BACKUP_INTERVAL="86400",
-                       CERTLOOP_BACKUP_RETRY="1")
+    log, _ = _run_loop(tmp_path, f"{tmp_path}/backups/", lambda text: text.count("retrying in 1 s") >= 2,
+                       migrated=False, CERTLOOP_BACKUP_INTERVAL="86400", CERTLOOP_BACKUP_RETRY="1")
     assert "no such table" in log
     assert log.count("certloop backup failed; retrying in 1 s") >= 2, log
 
