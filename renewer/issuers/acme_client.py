@@ -9,6 +9,11 @@ Settings (``issuer: {type: acme, ...}``):
     http01: {webroot: /var/www/acme}  # or {listen: "0.0.0.0:80"} for a standalone listener
     dns01: {hook: [...], cleanup: [...]}     # exactly one of http01 / dns01
     poll_timeout: 90s
+
+The account (key sealed by the keystore, and its URL) is kept per directory URL and email and reused.
+When the CA no longer knows it (``accountDoesNotExist``: a CA reset, a deactivated account, a data dir
+restored against another CA), the account is forgotten, a new one registered with a new key, and the
+order retried once in the same attempt; a WARNING says so.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
 
 __all__ = ["AcmeSettings", "Dns01Hook", "Eab", "Http01", "issue"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 USER_AGENT = "certloop-renewer"
@@ -259,6 +268,12 @@ class _Flow:
         regr_path.write_text(json.dumps({"uri": regr.uri, "directory": self.settings.directory}))
         return self.acme
 
+    def forget_account(self) -> str:
+        """Delete the stored account (key and URL); returns the account URL that was forgotten."""
+        uri = self.net.account.uri if self.net.account is not None else "?"
+        shutil.rmtree(self._account_dir, ignore_errors=True)
+        return str(uri)
+
     def solver(self) -> Solver:
         s = self.settings
         if s.dns01 is not None:
@@ -336,11 +351,29 @@ class _Flow:
                 raise IssuanceError("the ACME server did not issue the certificate before the deadline")
             await asyncio.sleep(POLL_INTERVAL)
 
+def _account_unknown(exc: BaseException) -> bool:
+    return isinstance(exc, messages.Error) and (exc.code == "accountDoesNotExist")
+
+
 async def issue(settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
     """Issue a certificate for ``spec.domains`` from ``settings.directory`` (see the module doc)."""
     flow = _Flow(settings, spec, ctx)
+
+    async def run() -> IssuedMaterial:
+        nonlocal flow
+        try:
+            return await flow.run()
+        except Exception as exc:
+            if not _account_unknown(exc):
+                raise
+            forgotten = flow.forget_account()
+            log.warning("ACME account %s is unknown to %s (accountDoesNotExist): registering a new account "
+                        "and retrying the order once", forgotten, settings.directory)
+            flow = _Flow(settings, spec, ctx)
+            return await flow.run()
+
     try:
-        return await asyncio.wait_for(flow.run(), ctx.timeout)
+        return await asyncio.wait_for(run(), ctx.timeout)
     except TimeoutError as exc:
         raise IssuanceError(f"issuance did not finish within {ctx.timeout:g}s") from exc
     except Exception as exc:

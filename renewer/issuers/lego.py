@@ -12,11 +12,18 @@
 delete. We always use ``run`` (certloop decides when to renew), so ``renew``'s
 ``--no-random-sleep`` does not apply. lego's key types are ec256, ec384, rsa2048, rsa4096 (no
 rsa3072: such a spec is rejected when the config loads).
+
+lego keeps its account under ``<home>/accounts/``; when the CA no longer knows it
+(``accountDoesNotExist``: a CA reset, a deactivated account), lego would fail with it on every run:
+the accounts directory is removed and lego run once more in the same attempt, which registers a new
+account (a WARNING says so).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +36,9 @@ if TYPE_CHECKING:
     from renewer.spec import CertificateSpec
 
 __all__ = ["KEY_TYPES", "LegoSettings", "build_argv", "issue"]
+
+log = logging.getLogger(__name__)
+_ACCOUNT_GONE = "urn:ietf:params:acme:error:accountdoesnotexist"
 
 KEY_TYPES = frozenset({"ec256", "ec384", "rsa2048", "rsa4096"})
 
@@ -87,9 +97,16 @@ async def issue(settings: LegoSettings, spec: CertificateSpec, ctx: IssueContext
     produced = [certs / f"{stem}{ext}" for ext in (".crt", ".key", ".issuer.crt", ".json", ".pem")]
     for path in produced:
         path.unlink(missing_ok=True)
-    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="lego",
-                             umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
     try:
+        done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="lego",
+                                 umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
+        if done.returncode != 0 and _ACCOUNT_GONE in (done.stdout + done.stderr).lower():
+            log.warning("lego's ACME account for %s is unknown to %s (accountDoesNotExist): removing %s, "
+                        "registering a new account and retrying once", settings.email, settings.directory,
+                        ctx.home / "accounts")
+            shutil.rmtree(ctx.home / "accounts", ignore_errors=True)
+            done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="lego",
+                                     umask=WORLD_READABLE_UMASK)
         if done.returncode != 0:
             failed = _FAILED_DOMAIN.search(done.stdout + done.stderr)
             raise classify_failure("lego", done, failed_domain=failed.group(1) if failed else None)
