@@ -15,9 +15,9 @@ the resumed deployment; the job's lease expires and any replica resumes it from 
 or re-issues if nothing was saved yet. Every state change is written with its reason.
 
 The log tells the same story without the API: every failed attempt (issuance or deployment, retried)
-is one WARNING line, every terminal failure (``failed``, ``rolled_back``) one ERROR line. A tool's
-stderr tail goes into that line escaped (:func:`one_line`), so one record is one line for grep,
-journald and log shippers, whatever the tool printed.
+is one WARNING record, every terminal failure (``failed``, ``rolled_back``) one ERROR record, with the
+tool's stderr tail in it (:func:`failure_detail`). The log formatter (:mod:`certloop.logs`) escapes the
+newlines and control characters, so each record is one line whatever the tool printed.
 """
 
 from __future__ import annotations
@@ -52,31 +52,12 @@ from renewer.records import Job, State
 from renewer.spec import CertificateSpec, renewal_due_at
 from renewer.store import Store, StoreUnavailable
 
-__all__ = ["LeaseLost", "Worker", "failure_detail", "ledger_request", "one_line"]
+__all__ = ["LeaseLost", "Worker", "failure_detail", "ledger_request"]
 
 log = logging.getLogger(__name__)
 
 
 LOGGED_TAIL = 1000  # characters of a failure's detail (with its stderr tail) in one log line
-
-
-def one_line(text: str) -> str:
-    """``text`` with backslashes, newlines and other control characters escaped: one log record, one line."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif not ch.isprintable():
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def failure_detail(exc: RenewerError) -> str:
@@ -287,7 +268,7 @@ class Worker:
                          not_before=when, last_error=_tail(detail, 2000), lease_owner=None, lease_expires=None)
         await self._attempted(spec, detail)
         log.warning("job %s (%s): issuance attempt %d of %d failed, retry at %s: %s", job.id, spec.id, attempt,
-                    cfg.worker.max_attempts, when.isoformat(), one_line(_tail(detail)))
+                    cfg.worker.max_attempts, when.isoformat(), _tail(detail))
 
     async def _deploy(self, job: Job, spec: CertificateSpec, material: pipeline.IssuedMaterial) -> None:
         cfg = self.config()
@@ -313,7 +294,7 @@ class Worker:
                              not_before=when, last_error=_tail(detail, 2000), lease_owner=None, lease_expires=None)
             await self._attempted(spec, detail)
             log.warning("job %s (%s): deploy attempt %d of %d %s; retry at %s", job.id, spec.id, deploy_attempt,
-                        cfg.worker.max_attempts, one_line(_tail(detail)), when.isoformat())
+                        cfg.worker.max_attempts, _tail(detail), when.isoformat())
             return
         except RollbackFailed as exc:
             await self._finish(job, spec, State.FAILED, f"ROLLBACK FAILED, live files may be broken: {exc.reason}")
@@ -347,9 +328,9 @@ class Worker:
         await self._move(job, state, reason, certificate_state=values, **extra)
         name = spec.id if spec is not None else job.certificate
         if state is State.SUCCEEDED:
-            log.info("job %s (%s): %s: %s", job.id, name, state.value, one_line(reason))
+            log.info("job %s (%s): %s: %s", job.id, name, state.value, reason)
         else:
-            log.error("job %s (%s): %s: %s", job.id, name, state.value, one_line(_tail(reason)))
+            log.error("job %s (%s): %s: %s", job.id, name, state.value, _tail(reason))
         if spec is None:
             return
         with contextlib.suppress(OSError, ValueError):

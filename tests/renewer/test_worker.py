@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certloop.logs import JsonFormatter, LogfmtFormatter
 from renewer import pipeline
 from renewer.config import RenewerConfig, load_config
 from renewer.daemon import open_keystore
@@ -365,8 +367,14 @@ SHOUT = "import sys; sys.stderr.write('first line of trouble\\nsecond line: \\x1
 
 
 def _job_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
-    return [(r.levelname, r.getMessage()) for r in caplog.records
-            if r.name == "renewer.worker" and r.levelno >= 30]
+    """(level, the record as the daemon writes it in logfmt) for the worker's warnings and errors; the
+    JSON rendering of each is checked to be one line too."""
+    out = []
+    for record in caplog.records:
+        if record.name == "renewer.worker" and record.levelno >= logging.WARNING:
+            assert "\n" not in JsonFormatter().format(record)
+            out.append((record.levelname, LogfmtFormatter().format(record)))
+    return out
 
 
 def test_every_failed_issuance_attempt_warns_once_and_the_terminal_failure_errors_once(
@@ -386,9 +394,9 @@ def test_every_failed_issuance_attempt_warns_once_and_the_terminal_failure_error
     assert job.state is State.FAILED
     records = _job_records(caplog)
     assert [level for level, _ in records] == ["WARNING", "WARNING", "ERROR"], records
-    for _, message in records:
-        assert "\n" not in message and "\x1b" not in message
-        assert "first line of trouble\\nsecond line: \\x1b[31mred" in message, message
+    for _, line in records:
+        assert "\n" not in line and "\x1b" not in line
+        assert "first line of trouble\\nsecond line: \\u001b[31mred" in line, line
     assert "attempt 1 of 3 failed" in records[0][1] and "failed: issuance failed after 3" in records[2][1]
     assert "second line" in (job.last_error or "")
 
@@ -408,5 +416,5 @@ def test_every_failed_deploy_attempt_warns_once_and_rolled_back_errors_once(
     assert job.state is State.ROLLED_BACK
     records = _job_records(caplog)
     assert [level for level, _ in records] == ["WARNING", "WARNING", "ERROR"], records
-    for _, message in records:
-        assert "\n" not in message and "first line of trouble\\nsecond line" in message, message
+    for _, line in records:
+        assert "\n" not in line and "first line of trouble\\nsecond line" in line, line
