@@ -18,11 +18,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
+from certloop.webconfig import WebConfigFile
 from exporter.config import ExporterConfig, load_config, split_target
 from exporter.engine import Engine, build_context
 from exporter.server import ProbeWorkers, build_server, serve_worker
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                    metavar="N", help="open HTTP connections allowed per process; beyond it the oldest idle one "
                    "is closed, and only when all are busy is a new one refused with 503 "
                    f"(default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                   help="TLS and basic authentication for the listener, in exporter-toolkit's format "
+                        "(see docs/exporter.md); re-read when it changes")
     p.add_argument("--web.probe-workers", dest="probe_workers", type=int, default=0, metavar="N",
                    help="extra processes answering /probe on the same address (SO_REUSEPORT; default 0)")
     p.add_argument("--storage.path", dest="storage", metavar="DIR",
@@ -67,7 +72,6 @@ def main(argv: Sequence[str]) -> int:
         if args.check:
             build_context(config, ProbeCounter())
             print(f"{args.config_file}: OK ({len(config.endpoints)} endpoint groups, {len(config.files)} file groups)")
-            return 0
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -76,6 +80,15 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         print(f"certloop exporter: --web.listen-address: {exc}", file=sys.stderr)
         return 64
+    web: WebConfigFile | None = None
+    if args.web_config:
+        try:
+            web = WebConfigFile(Path(args.web_config))
+        except ConfigError as exc:
+            print(f"certloop exporter: --web.config.file: {exc}", file=sys.stderr)
+            return 1
+    if args.check:
+        return 0
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop  # the handshake-heavy hot path is ~20% cheaper on uvloop
@@ -97,9 +110,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         if args.worker_of:
             return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of),
-                                           args.max_connections)))
+                                           args.max_connections, web)))
         return int(runner(_serve(args.config_file, config, host, port, args.probe_workers, args.storage,
-                                 args.max_connections)))
+                                 args.max_connections, web, args.web_config)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -139,12 +152,13 @@ def _storage_problem(path: str) -> str | None:
 
 async def _serve(
     config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0,
-    storage: str | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    storage: str | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None,
+    web_config_path: str | None = None,
 ) -> int:
     engine = Engine(config_path, config=config, state_dir=storage)
     workers: ProbeWorkers | None = None
     server = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
-                          reuse_port=probe_workers > 0, max_connections=max_connections)
+                          reuse_port=probe_workers > 0, max_connections=max_connections, web=web)
     await server.start(host, port)
     private: HttpServer | None = None
     supervisor: asyncio.Task[None] | None = None
@@ -152,17 +166,20 @@ async def _serve(
         private = build_server(engine, on_reload=lambda: workers.reload() if workers else None)
         await private.start(LOOPBACK, 0)
         workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port),
-                               max_connections)
+                               max_connections, web_config_path)
         workers.start()
         supervisor = asyncio.create_task(workers.supervise(), name="probe-workers")
     await engine.start()
     shown = f"[{host}]" if ":" in host else host
-    log.info("listening on http://%s:%d/metrics (pid %d)", shown, server.port, os.getpid())
+    scheme = "https" if web is not None and web.ssl_context is not None else "http"
+    log.info("listening on %s://%s:%d/metrics (pid %d)", scheme, shown, server.port, os.getpid())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload_all() -> None:
+        if web is not None:
+            web.refresh(force=True)
         ok, _ = await engine.reload()
         if ok and workers is not None:
             workers.reload()

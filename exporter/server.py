@@ -32,6 +32,7 @@ import aiohttp
 
 from certloop import logs
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Request, Response, Router
+from certloop.webconfig import WebConfigFile, guard
 from exporter import metrics as m
 from exporter.config import load_config
 from exporter.engine import Engine, build_context
@@ -63,11 +64,13 @@ RESTART_MAX = 30.0
 
 
 def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
-                 reuse_port: bool = False, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> HttpServer:
+                 reuse_port: bool = False, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 web: WebConfigFile | None = None) -> HttpServer:
     """An (unstarted) HTTP server routing the exporter's endpoints to ``engine``.
 
     ``on_reload`` runs after each successful ``/-/reload``; ``reuse_port`` lets probe workers
-    share the listening address; ``max_connections`` is ``--web.max-connections``."""
+    share the listening address; ``max_connections`` is ``--web.max-connections``; ``web`` is
+    ``--web.config.file`` (TLS, basic authentication, headers)."""
 
     async def metrics(_: Request) -> Response:
         inventory, *rest = engine.exposition_parts()
@@ -93,8 +96,16 @@ def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
     handlers: dict[tuple[str, str], Handler] = dict(zip(_ROUTES, (landing, metrics, healthy, ready, reload, reload),
                                                         strict=True))
     handlers[("GET", "/probe")] = ProbeHandler(lambda: engine.ctx)
-    return HttpServer(Router(handlers), server_header="certloop-exporter", reuse_port=reuse_port,
-                      max_connections=max_connections)
+    return _served(Router(handlers), web, reuse_port=reuse_port, max_connections=max_connections)
+
+
+def _served(router: Router, web: WebConfigFile | None, *, reuse_port: bool, max_connections: int) -> HttpServer:
+    """The public listener: behind ``--web.config.file`` when one is given."""
+    if web is None:
+        return HttpServer(router, server_header="certloop-exporter", reuse_port=reuse_port,
+                          max_connections=max_connections)
+    return HttpServer(guard(router, web), server_header="certloop-exporter", reuse_port=reuse_port,
+                      max_connections=max_connections, ssl_context=web.ssl_context)
 
 
 # -- the main process's side ----------------------------------------------------------------------
@@ -104,8 +115,9 @@ class ProbeWorkers:
     """``count`` worker processes probing on the main process's address, supervised by PID."""
 
     def __init__(self, count: int, config_path: str, public: tuple[str, int], private: tuple[str, int],
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, web_config: str | None = None) -> None:
         self.count = count
+        self.web_config = web_config
         self.max_connections = max_connections
         self.config_path = config_path
         self.public = public
@@ -120,7 +132,8 @@ class ProbeWorkers:
         shown = f"[{host}]" if ":" in host else host
         return [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={self.config_path}",
                 f"--web.listen-address={shown}:{port}", f"--web.probe-worker-of={self.private[0]}:{self.private[1]}",
-                f"--web.max-connections={self.max_connections}", *logs.child_flags()]
+                f"--web.max-connections={self.max_connections}", *logs.child_flags(),
+                *([f"--web.config.file={self.web_config}"] if self.web_config else [])]
 
     def start(self) -> None:
         now = time.monotonic()
@@ -198,12 +211,11 @@ class WorkerContext:
 
 
 def build_worker_server(worker: WorkerContext, forward: Forwarder,
-                        max_connections: int = DEFAULT_MAX_CONNECTIONS) -> HttpServer:
+                        max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None) -> HttpServer:
     """A worker's server: ``/probe`` here, every other known route forwarded by ``forward`` to the main process."""
     handlers: dict[tuple[str, str], Handler] = dict.fromkeys(_ROUTES, forward)
     handlers[("GET", "/probe")] = ProbeHandler(lambda: worker.ctx)
-    return HttpServer(Router(handlers), server_header="certloop-exporter", reuse_port=True,
-                      max_connections=max_connections)
+    return _served(Router(handlers), web, reuse_port=True, max_connections=max_connections)
 
 
 class Forwarder:
@@ -237,11 +249,11 @@ class Forwarder:
 
 
 async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, int],
-                       max_connections: int = DEFAULT_MAX_CONNECTIONS) -> int:
+                       max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None) -> int:
     """Run one probe worker until SIGTERM/SIGINT or until its parent (the main process) is gone."""
     worker = WorkerContext(config_path, build_context(load_config(config_path), ProbeCounter()))
     forward = Forwarder(main)
-    server = build_worker_server(worker, forward, max_connections)
+    server = build_worker_server(worker, forward, max_connections, web)
     await server.start(host, port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -232,6 +232,23 @@ class Pki:
         )
         return Issued(cert, key, [inter.cert])
 
+    def client(self, cn: str, names: Sequence[str] = (), *, days: float = 30) -> Issued:
+        """A client certificate (clientAuth EKU only) issued by the intermediate, for mTLS tests."""
+        key = new_key("ec256")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(self.intermediate.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.now - timedelta(hours=1))
+            .not_valid_after(self.now + timedelta(days=days))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        )
+        if names:
+            builder = builder.add_extension(_san(names), critical=False)
+        return Issued(builder.sign(self.intermediate.key, hashes.SHA256()), key, [self.intermediate.cert])
+
     def self_signed(self, names: Sequence[str], *, days: float = 90, key_kind: str = "ec256") -> Issued:
         key = new_key(key_kind)
         cert = build_cert(
