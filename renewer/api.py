@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,15 +25,25 @@ from renewer.intake import PayloadError, summary, triage
 from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from renewer.openapi import OPENAPI
 from renewer.ratelimit import headroom
-from renewer.records import Enqueued, EnqueueItem, JobEvent
+from renewer.records import Enqueued, EnqueueItem, JobEvent, State
 from renewer.scheduler import installed_facts, next_due
-from renewer.spec import should_renew
+from renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
 from renewer.store import Store, StoreUnavailable
 from renewer.worker import ledger_request
 
 __all__ = ["ROUTES", "Api", "EnqueueBatcher", "build_router"]
 
 log = logging.getLogger(__name__)
+MAX_JOB_ID = 2**31 - 1  # jobs.id is a 32-bit INTEGER on PostgreSQL and MariaDB: larger ids cannot exist
+_JOB_ID = re.compile(r"[0-9]{1,64}")
+_CERTIFICATE_ID = re.compile(CERTIFICATE_ID_PATTERN)
+_STATES = frozenset(s.value for s in State)
+
+
+def parse_job_id(text: str) -> int | None:
+    """A job id from a URL: ASCII digits only (``int()`` also takes ``+5``, ``1_0`` and other scripts'
+    digits), so what reaches the database is always a plain non-negative integer."""
+    return int(text) if _JOB_ID.fullmatch(text) else None
 
 
 class EnqueueBatcher:
@@ -64,8 +75,13 @@ class EnqueueBatcher:
             while self._pending:
                 batch, size = [], 0
                 while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_items):
-                    batch.append(self._pending.pop(0))
-                    size += len(batch[-1][0])
+                    entry = self._pending.pop(0)
+                    if entry[1].done():  # its request gave up waiting (answered 503): nothing to do
+                        continue
+                    batch.append(entry)
+                    size += len(entry[0])
+                if not batch:
+                    continue
                 self.batches += 1
                 try:
                     results = await self.store.call(self.store.enqueue_many, [i for items, _ in batch for i in items])
@@ -154,7 +170,13 @@ class Api:
             for r in tri.requests
         ]
         try:
-            results = await self.batcher.enqueue(items) if items else []
+            # One deadline for the whole wait (a batch in flight, then ours): Alertmanager gets its 503 in
+            # time to retry, and a late commit of these items is harmless (deliveries are idempotent).
+            results = await asyncio.wait_for(self.batcher.enqueue(items), self._deadline()) if items else []
+        except TimeoutError:
+            log.error("webhook: cannot queue %s: the job store did not answer in time",
+                      ", ".join(i.certificate for i in items))
+            return Response.error(503, "cannot queue the renewal now (job store unavailable); retry")
         except StoreUnavailable as exc:
             log.error("webhook: cannot queue %s: %s", ", ".join(i.certificate for i in items), exc)
             return Response.error(503, "cannot queue the renewal now (job store unavailable); retry")
@@ -240,10 +262,13 @@ class Api:
             limit = max(1, min(int(req.arg("limit", "100") or "100"), 1000))
         except ValueError:
             return Response.error(400, "limit: expected an integer")
+        certificate, state = req.arg("certificate"), req.arg("state")
+        if certificate is not None and not _CERTIFICATE_ID.fullmatch(certificate):
+            return Response.error(400, "certificate: expected a certificate id (letters, digits, _ . -)")
+        if state is not None and state not in _STATES:
+            return Response.error(400, f"state: expected one of {', '.join(sorted(_STATES))}")
         try:
-            jobs = await self.store.call(
-                self.store.list_jobs, certificate=req.arg("certificate"), state=req.arg("state"), limit=limit,
-            )
+            jobs = await self.store.call(self.store.list_jobs, certificate=certificate, state=state, limit=limit)
         except StoreUnavailable:
             return Response.error(503, "job store unavailable; retry")
         return Response.json({"jobs": [j.as_dict() for j in jobs]})
@@ -251,10 +276,11 @@ class Api:
     async def job(self, req: Request) -> Response:
         if not self._authorized(req):
             return self._unauthorized()
-        try:
-            job_id = int(req.params["id"])
-        except ValueError:
-            return Response.error(400, "job id: expected an integer")
+        job_id = parse_job_id(req.params["id"])
+        if job_id is None:
+            return Response.error(400, "job id: expected a positive integer")
+        if job_id > MAX_JOB_ID:
+            return Response.error(404, "no such job")
         try:
             job = await self.store.call(self.store.get_job, job_id)
             events = await self.store.call(self.store.events, job_id) if job else []
@@ -266,9 +292,15 @@ class Api:
 
     # -- operations -------------------------------------------------------------------------------
 
+    def _deadline(self) -> float | None:
+        """How long a request may wait on the store in all (None: no deadline)."""
+        return None if self.store.timeout is None else self.store.timeout.total_seconds()
+
     async def metrics_page(self, req: Request) -> Response:
         try:
-            await self.refresh_metrics()
+            await asyncio.wait_for(self.refresh_metrics(), self._deadline())
+        except TimeoutError:
+            log.warning("metrics: the job store did not answer in time, serving the last snapshot")
         except StoreUnavailable as exc:
             log.warning("metrics: job store unavailable, serving the last snapshot: %s", exc)
         return Response(200, self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")

@@ -98,6 +98,11 @@ class DatabaseConfig(StrictModel):
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; ${ENV} allowed; default sqlite in data_dir")
     busy_timeout: Duration = timedelta(seconds=10)
+    timeout: Duration = Field(
+        default=timedelta(milliseconds=1500),
+        description="how long one job-store operation may take, waiting for a store thread included; past it "
+        "the database counts as unavailable (webhook 503, /-/ready 503) and the call is aborted",
+    )
     auto_migrate: bool = Field(default=True, description="run pending migrations at start-up")
 
     @field_validator("url")
@@ -107,6 +112,13 @@ class DatabaseConfig(StrictModel):
             return v
         if not v.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
             raise ValueError("expected a sqlite://, postgresql+psycopg:// or mysql+pymysql:// URL")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: timedelta) -> timedelta:
+        if not timedelta(milliseconds=100) <= v <= timedelta(minutes=5):
+            raise ValueError("expected a duration between 100ms and 5m")
         return v
 
     def resolved_url(self, data_dir: Path) -> str:

@@ -26,6 +26,7 @@ from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
 from renewer import migrations, pipeline
 from renewer.api import Api, build_router
 from renewer.config import RenewerConfig, load_config
+from renewer.errors import RenewerError
 from renewer.keystore import Keystore
 from renewer.metrics import RenewerMetrics
 from renewer.scheduler import SafetyNet
@@ -54,16 +55,22 @@ def open_keystore(cfg: RenewerConfig, *, create: bool = True) -> Keystore:
     return Keystore.from_secret(None, path)
 
 
-def open_store(cfg: RenewerConfig, *, migrate: bool | None = None) -> Store:
-    """Connect to the configured database; run migrations when ``database.auto_migrate`` (or ``migrate``)."""
+def open_store(cfg: RenewerConfig, *, migrate: bool | None = None, deadline: bool = True) -> Store:
+    """Connect to the configured database; run migrations when ``database.auto_migrate`` (or ``migrate``).
+
+    ``deadline``: store calls get ``database.timeout`` (the daemon); the CLI's long operations pass False.
+    A database that cannot be reached raises :class:`StoreUnavailable` (never a driver traceback).
+    """
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = Store(cfg.database_url(), busy_timeout=cfg.database.busy_timeout)
+    store = Store(cfg.database_url(), busy_timeout=cfg.database.busy_timeout,
+                  timeout=cfg.database.timeout if deadline else None)
     if cfg.database.auto_migrate if migrate is None else migrate:
         try:
-            migrations.upgrade(store.engine)
-        except Exception:
+            store.migrate()
+        except RenewerError:
             # A replica starting at the same moment may have migrated first; fine if we are at head now.
-            if migrations.current(store.engine) != migrations.HEAD:
+            if store.revision() != migrations.HEAD:
+                store.close()
                 raise
     return store
 
@@ -138,8 +145,8 @@ class Daemon:
     async def _run(self) -> None:
         cfg = self._config
         self.metrics.declare({c.id: c.issuer.type for c in cfg.certificates})
+        keystore = open_keystore(cfg)  # first: a bad key file is a one-line error before any connection
         store = await asyncio.to_thread(open_store, cfg)
-        keystore = open_keystore(cfg)
         ctx = pipeline.RenewalContext(
             data_dir=cfg.data_dir, clock=self.clock, keystore=keystore,
             issuance_timeout=cfg.worker.issue_timeout.total_seconds(),

@@ -12,6 +12,13 @@ deliveries arrive in batches (:meth:`Store.enqueue_many`): one lookup and one co
 Times are aware UTC datetimes at this API and integer epoch milliseconds in the database (portable
 across the three engines and exact). Every state change writes a ``job_events`` row in the same
 transaction. Database driver errors become :class:`StoreUnavailable` here and nowhere else.
+
+Outages: with a ``timeout``, every :meth:`Store.call` has a deadline counted from the moment it is
+asked (queueing for a store thread included). Past it the caller gets :class:`StoreUnavailable` at once,
+a call still queued is dropped, and the watchdog (:mod:`renewer.deadline`) aborts the database I/O of a
+call already running, so a database that stops answering costs each caller at most ``timeout`` and
+never more than the pool's few threads, which come back by themselves; when the database answers
+again the next call simply succeeds.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,7 +37,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from renewer.database import READ_ONLY, TABLES, certificate_state, create_engine, job_events, jobs, ratelimit_events
+from renewer import migrations
+from renewer.database import (
+    READ_ONLY,
+    TABLES,
+    abort_connection,
+    certificate_state,
+    create_engine,
+    job_events,
+    jobs,
+    ratelimit_events,
+    redact_url,
+)
+from renewer.deadline import DeadlinePassed, Watchdog
 from renewer.errors import RenewerError
 from renewer.records import (
     TERMINAL_STATES,
@@ -73,36 +93,95 @@ _LOOKUP = sa.union_all(
 
 
 class Store:
-    """Synchronous store API; the daemon calls it from a thread pool."""
+    """Synchronous store API; the daemon calls it from a bounded thread pool with :meth:`call`.
 
-    def __init__(self, url: str, *, busy_timeout: timedelta = timedelta(seconds=10)) -> None:
+    ``timeout``: the deadline of one :meth:`call` (None: no deadline, for the CLI's long operations;
+    connecting stays bounded).
+    """
+
+    def __init__(
+        self, url: str, *, busy_timeout: timedelta = timedelta(seconds=10), timeout: timedelta | None = None,
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, busy_timeout)
+        self.timeout = timeout
+        self._watchdog = Watchdog(abort_connection)
+        self.engine = create_engine(url, busy_timeout, timeout=timeout, watchdog=self._watchdog)
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb"}
         self._read_first = self.engine.dialect.name == "sqlite"  # see enqueue_many
         # SQLite has one writer: more threads would only queue on its lock (and its busy handler sleeps in
-        # growing steps, which is what a p99 feels). Servers get a small pool.
+        # growing steps, which is what a p99 feels). Servers get a small pool. The pool is the bound on
+        # store threads: an outage parks at most these, each until its deadline.
         workers = 1 if self.engine.dialect.name == "sqlite" else 8
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
 
+    @property
+    def database(self) -> str:
+        """The database URL with its password hidden: for messages."""
+        return redact_url(self.url)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._watchdog.close()
         self.engine.dispose()
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a blocking store method in the store's thread pool: ``await store.call(store.claim, ...)``."""
+        """Run a blocking store method in the store's thread pool: ``await store.call(store.claim, ...)``.
+
+        Raises :class:`StoreUnavailable` when the answer is not there within ``timeout``.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        if self.timeout is None:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        seconds = self.timeout.total_seconds()
+        work = functools.partial(self._until, time.monotonic() + seconds, fn, *args, **kwargs)
+        try:
+            # On timeout wait_for cancels the future: a call still queued never runs.
+            return await asyncio.wait_for(loop.run_in_executor(self._executor, work), seconds)
+        except TimeoutError:
+            raise self._timed_out(getattr(fn, "__name__", "call")) from None
+
+    def _until(self, deadline: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if time.monotonic() >= deadline:  # waited its whole time in the queue: do not touch the database
+            raise self._timed_out(getattr(fn, "__name__", "call"))
+        with self._watchdog.deadline(deadline):
+            return fn(*args, **kwargs)
+
+    def _timed_out(self, operation: str) -> StoreUnavailable:
+        seconds = self.timeout.total_seconds() if self.timeout is not None else 0.0
+        return StoreUnavailable(operation, f"no answer from the database within {seconds:g}s")
 
     @contextmanager
     def _tx(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
+        with (self._errors(operation), self.engine.connect() as conn,
+              conn.execution_options(**{READ_ONLY: read_only}).begin()):
+            yield conn
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """The one seam: driver errors (and a passed deadline) become :class:`StoreUnavailable`."""
         try:
-            with self.engine.connect() as conn, conn.execution_options(**{READ_ONLY: read_only}).begin():
-                yield conn
+            yield
         except IntegrityError:
             raise
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, DeadlinePassed) as exc:
+            arm = self._watchdog.current()
+            if isinstance(exc, DeadlinePassed) or (arm is not None and arm.fired):
+                raise self._timed_out(operation) from exc
             raise StoreUnavailable(operation, str(exc.__cause__ or exc).splitlines()[0][:300]) from exc
+
+    # -- schema (Alembic), with driver errors translated like every other operation ----------------
+
+    def migrate(self, revision: str = "head") -> None:
+        with self._errors("migrate"):
+            migrations.upgrade(self.engine, revision)
+
+    def downgrade(self, revision: str) -> None:
+        with self._errors("downgrade"):
+            migrations.downgrade(self.engine, revision)
+
+    def revision(self) -> str | None:
+        with self._errors("revision"):
+            return migrations.current(self.engine)
 
     def ping(self) -> None:
         with self._tx("ping") as conn:

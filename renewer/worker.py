@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -52,7 +53,7 @@ from renewer.records import Job, State
 from renewer.spec import CertificateSpec, renewal_due_at
 from renewer.store import Store, StoreUnavailable
 
-__all__ = ["LeaseLost", "Worker", "failure_detail", "ledger_request"]
+__all__ = ["LeaseLost", "OutageLog", "Worker", "failure_detail", "ledger_request"]
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,46 @@ def ledger_request(spec: CertificateSpec) -> LedgerRequest:
                          directory=str(directory))
 
 
+class OutageLog:
+    """What the claim loops say about a job store they cannot reach: a line when the outage starts, then
+    at most one every ``every`` seconds while it lasts, and a line when it ends.
+
+    Every loop polls every ``poll_interval``; a line per failed claim would flood the log for the whole
+    outage. Shared by the loops of one worker, so the count is per process.
+    """
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self.since: float | None = None  # when the outage started, None while the store answers
+        self._last_report = 0.0
+        self._failures = 0
+
+    def failed(self, exc: StoreUnavailable) -> None:
+        now = self.clock()
+        self._failures += 1
+        if self.since is None:
+            self.since = self._last_report = now
+            log.warning("cannot claim jobs, the job store is unavailable: %s (next report in %.0fs)",
+                        exc, self.every)
+        elif now - self._last_report >= self.every:
+            self._last_report = now
+            log.warning("still cannot claim jobs after %.0fs (%d failed attempts): %s",
+                        now - self.since, self._failures, exc)
+
+    def succeeded(self) -> None:
+        if self.since is None:
+            return
+        log.warning("the job store answers again: claiming jobs after %.0fs (%d failed attempts)",
+                    self.clock() - self.since, self._failures)
+        self.since, self._failures = None, 0
+
+
 class Worker:
     def __init__(
         self, *, store: Store, config: Callable[[], RenewerConfig], ctx: pipeline.RenewalContext,
         metrics: RenewerMetrics, owner: str, rand: Callable[[], float] = random.random,
+        outage_log: OutageLog | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -103,6 +140,7 @@ class Worker:
         self.rand = rand
         self._wake = asyncio.Event()
         self.active: dict[int, str] = {}  # job id -> certificate, for this process
+        self.outage = outage_log or OutageLog()
 
     def wake(self) -> None:
         self._wake.set()
@@ -147,8 +185,10 @@ class Worker:
             try:
                 job = await self.store.call(self.store.claim, self.owner, self.clock(), cfg.lease)
             except StoreUnavailable as exc:
-                log.warning("cannot claim jobs: %s", exc)
+                self.outage.failed(exc)
                 job = None
+            else:
+                self.outage.succeeded()
             if job is None:
                 if stop.is_set():
                     return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -319,22 +320,59 @@ def _postgres_bin(tool: str) -> str:
     return str(versions[-1])
 
 
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster (see :func:`private_postgres`): ``port``, and ``freeze()``/``thaw()``
+    which SIGSTOP/SIGCONT the postmaster and every backend, as a partitioned network looks to a client
+    (the kernel still accepts connections and acknowledges data; nobody answers)."""
+
+    def __init__(self, process: Process, port: int) -> None:
+        self.process = process
+        self.port = port
+        self.frozen = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def _pids(self) -> list[int]:
+        postmaster = self.process.pid
+        pids = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    pids.append(int(stat.parent.name))
+        return pids
+
+    def freeze(self) -> None:
+        self.frozen = True
+        for pid in self._pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = False
+
+
 @contextmanager
-def postgres_with_ssl(cert: Issued) -> Iterator[int]:
-    """A throwaway PostgreSQL cluster with ``ssl = on`` presenting ``cert``, on a free port.
+def private_postgres(*settings: str, files: Callable[[Path], list[str]] | None = None) -> Iterator[PrivatePostgres]:
+    """A throwaway PostgreSQL cluster on a free loopback port, trust auth for ``postgres``.
 
     initdb refuses root, so the cluster is owned by and run as the ``postgres`` OS user, in a
-    directory of its own (pytest's temp dirs are private to root).
+    directory of its own (pytest's temp dirs are private to root). ``settings`` are extra
+    ``-c name=value`` arguments; ``files(base)`` may write files (owned by ``postgres``) first and
+    return more settings that name them. The cluster is thawed and stopped at the end.
     """
     owner = pwd.getpwnam("postgres")
     base = Path(tempfile.mkdtemp(prefix="certloop-pg-"))
     try:
         os.chown(base, owner.pw_uid, owner.pw_gid)
-        data, tls = base / "data", base / "tls"
-        tls.mkdir()
-        paths = cert.write(tls, "server")
-        for path in (tls, *paths.values()):
+        more = files(base) if files is not None else []
+        for path in base.rglob("*"):
             os.chown(path, owner.pw_uid, owner.pw_gid)
+        data = base / "data"
         as_postgres = ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--init-groups", "--"]
         subprocess.run(
             [*as_postgres, _postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
@@ -345,27 +383,47 @@ def postgres_with_ssl(cert: Issued) -> Iterator[int]:
         argv = [
             *as_postgres, _postgres_bin("postgres"), "-D", str(data), "-p", str(port),
             "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={base}",
-            "-c", "ssl=on", "-c", f"ssl_cert_file={paths['fullchain']}", "-c", f"ssl_key_file={paths['key']}",
-            "-c", "fsync=off", "-c", "shared_buffers=8MB", "-c", "max_connections=10",
+            "-c", "fsync=off", "-c", "shared_buffers=8MB", "-c", "max_connections=40",
         ]
+        for setting in (*settings, *more):
+            argv += ["-c", setting]
         process = Process(argv, name="postgres", log_path=base / "postgres.log").start()
+        cluster = PrivatePostgres(process, port)
         try:
             _wait_port(process, port, "postgres", timeout=60)
-            yield port
+            yield cluster
         finally:
+            if cluster.frozen:
+                cluster.thaw()
             process.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@contextmanager
+def postgres_with_ssl(cert: Issued) -> Iterator[int]:
+    """A throwaway PostgreSQL cluster with ``ssl = on`` presenting ``cert``, on a free port."""
+
+    def tls_files(base: Path) -> list[str]:
+        tls = base / "tls"
+        tls.mkdir()
+        paths = cert.write(tls, "server")
+        return ["ssl=on", f"ssl_cert_file={paths['fullchain']}", f"ssl_key_file={paths['key']}"]
+
+    with private_postgres(files=tls_files) as cluster:
+        yield cluster.port
+
+
 __all__ = [
     "Handler",
+    "PrivatePostgres",
     "ThreadedServer",
     "dovecot",
     "endless_banner",
     "garbage",
     "ipv6_loopback_available",
     "postgres_with_ssl",
+    "private_postgres",
     "reset_mid_handshake",
     "scripted",
     "server_context",

@@ -1,0 +1,232 @@
+"""The renewer when its database stops answering: a private PostgreSQL frozen with SIGSTOP (postmaster and
+backends, as a partitioned network looks), TCP listeners that accept and never speak (PostgreSQL and MySQL
+URLs), SQLite write-locked by another connection. Real `certloop renewer` processes, real databases.
+
+What must hold: the webhook answers 503 within 2 s, `/-/ready` 503, `/metrics` 200 from its last snapshot,
+the store threads stay bounded, the claim loop says so once (not per poll), and everything recovers by
+itself when the database answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from renewer.store import Store, StoreUnavailable
+from renewer.worker import OutageLog
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
+from tests.support.servers import PrivatePostgres, ThreadedServer, private_postgres, silent
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIRING = (FIXTURES / "firing.json").read_bytes()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+WEBHOOK_BUDGET = 2.0  # seconds: Alertmanager must get its 503 (and retry) within this
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster this module may freeze."""
+    with private_postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_db(pg: PrivatePostgres) -> Iterator[str]:
+    """A fresh database on the private cluster."""
+    name = f"outage_{secrets.token_hex(4)}"
+    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg.url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        if pg.frozen:
+            pg.thaw()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def timed(fn: Callable[[], requests.Response]) -> tuple[int, float, str]:
+    start = time.monotonic()
+    resp = fn()
+    return resp.status_code, time.monotonic() - start, resp.text
+
+
+def threads_of(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def hammer(r: RenewerProcess, requests_: int = 40) -> list[tuple[str, int, float, str]]:
+    """Webhooks, readiness and metrics at once, each on its own connection: (what, status, seconds, body)."""
+
+    def one(i: int) -> tuple[str, int, float, str]:
+        with requests.Session() as s:
+            if i % 4 == 1:
+                return ("ready", *timed(lambda: s.get(r.url + "/-/ready", timeout=30)))
+            if i % 4 == 2:
+                return ("metrics", *timed(lambda: s.get(r.url + "/metrics", timeout=30)))
+            return ("webhook", *timed(lambda: s.post(r.url + "/api/v1/alertmanager", data=FIRING, headers=AUTH,
+                                                     timeout=30)))
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, range(requests_)))
+
+
+def assert_outage_answers(results: list[tuple[str, int, float, str]]) -> None:
+    for what, status, seconds, body in results:
+        assert seconds < WEBHOOK_BUDGET, f"{what} took {seconds:.2f}s"
+        if what == "metrics":
+            assert status == 200 and "certloop_renewer_" in body, body[:300]
+        else:
+            assert status == 503, f"{what}: {status} {body[:200]}"
+
+
+def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
+    pg: PrivatePostgres, pg_db: str, make_setup: Callable[..., Setup],
+    start_renewer: Callable[..., RenewerProcess],
+) -> None:
+    """SIGSTOP on the postmaster and its backends: webhook and /-/ready 503 within 2 s, /metrics 200 from
+    the last snapshot, at most the pool's threads waiting, one claim-loop warning for the whole outage;
+    after SIGCONT the webhook queues again and the log says the store answers again, without a restart."""
+    setup = make_setup(["shop"], database=pg_db)
+    r = start_renewer(setup.path)
+    assert r.get("/-/ready").status_code == 200
+    assert "certloop_renewer_" in r.get("/metrics", token=None).text  # the snapshot served later
+    baseline = threads_of(r.proc.pid)
+
+    pg.freeze()
+    try:
+        frozen_at = time.monotonic()
+        assert_outage_answers(hammer(r, 40))
+        assert_outage_answers(hammer(r, 40))  # again, with the first round's threads possibly still parked
+        # The store has 8 threads; the default executor and the watchdog a few more: no pile-up.
+        assert threads_of(r.proc.pid) <= baseline + 8 + 2, (baseline, threads_of(r.proc.pid))
+        time.sleep(max(0.0, 4.0 - (time.monotonic() - frozen_at)))  # many claim polls (200 ms) fail meanwhile
+    finally:
+        pg.thaw()
+
+    def recovered() -> bool:
+        resp = r.post("/api/v1/alertmanager", FIRING)
+        return resp.status_code == 202 and r.get("/-/ready").status_code == 200
+
+    wait_for(recovered, 15, what="the renewer to use the thawed database")
+    wait_for(lambda: "job store answers again" in r.log.read_text(), 10, what="the recovery line")
+    log = r.log.read_text()
+    assert log.count("cannot claim jobs") == 1, log
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
+def test_a_listener_that_never_speaks_gives_fast_503s(
+    scheme: str, make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess],
+) -> None:
+    """A database address that accepts TCP and never answers (a half-dead proxy): the renewer starts
+    (no migration asked), and every request answers in time: 503, and /metrics 200."""
+    with ThreadedServer(silent) as srv:
+        setup = make_setup(["shop"], top={"database": {"url": f"{scheme}://u:secret@127.0.0.1:{srv.port}/db",
+                                             "auto_migrate": False}})
+        r = start_renewer(setup.path)
+        start = time.monotonic()
+        results = hammer(r, 24)
+        assert_outage_answers(results)
+        assert time.monotonic() - start < 3 * WEBHOOK_BUDGET
+        assert srv.accepted >= 1  # the renewer did try the listener
+        assert threads_of(r.proc.pid) < 32
+        assert "secret" not in r.log.read_text()
+
+
+def test_write_locked_sqlite_is_not_ready(
+    make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess],
+) -> None:
+    """Another connection holds SQLite's write lock: /-/ready and the webhook answer 503 in time (not
+    200, not after the 10 s busy timeout); released, both recover."""
+    setup = make_setup(["shop"])
+    r = start_renewer(setup.path)
+    assert r.get("/-/ready").status_code == 200
+    locker = sqlite3.connect(setup.tmp / "data" / "renewer.db", isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        locker.execute("UPDATE jobs SET updated_at = updated_at")
+        status, seconds, _ = timed(lambda: r.get("/-/ready"))
+        assert (status, seconds < WEBHOOK_BUDGET) == (503, True), seconds
+        status, seconds, _ = timed(lambda: r.post("/api/v1/alertmanager", FIRING))
+        assert (status, seconds < WEBHOOK_BUDGET) == (503, True), seconds
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    wait_for(lambda: r.get("/-/ready").status_code == 200, 10, what="readiness after the lock is released")
+    assert r.post("/api/v1/alertmanager", FIRING).status_code == 202
+
+
+def test_store_calls_past_their_deadline_are_aborted_and_the_threads_come_back(pg: PrivatePostgres,
+                                                                               pg_db: str) -> None:
+    """At the store's seam: 30 calls on a frozen server all fail within the deadline; the pooled
+    connection in use is aborted by the watchdog (not left waiting for ever), so after the freeze
+    the same store answers at once."""
+    store = clean(Store(pg_db, timeout=timedelta(milliseconds=800)))
+    try:
+        async def scenario() -> None:
+            await store.call(store.ping)  # a pooled connection the freeze will catch mid-use
+            baseline = threading.active_count()
+            pg.freeze()
+            try:
+                start = time.monotonic()
+                outcomes = await asyncio.gather(*(store.call(store.ping) for _ in range(30)),
+                                                return_exceptions=True)
+                assert time.monotonic() - start < 1.2
+                assert all(isinstance(o, StoreUnavailable) and "within 0.8s" in str(o) for o in outcomes), outcomes
+                assert store._watchdog.fired >= 1
+                assert threading.active_count() <= baseline + 8  # at most the pool's threads added
+            finally:
+                pg.thaw()
+            await asyncio.sleep(2.2)  # connects begun during the freeze end (libpq's 2 s minimum)
+            start = time.monotonic()
+            await store.call(store.ping)
+            assert time.monotonic() - start < 0.5
+
+        asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_outage_log_says_it_once_then_at_a_bounded_rate_then_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Claim loops fail many times a second during an outage: one line at the start, one per ``every``
+    seconds while it lasts (with the count), one at the end; nothing while the store answers."""
+    now = [1000.0]
+    outage = OutageLog(every=60, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="renewer.worker")
+    outage.succeeded()
+    exc = StoreUnavailable("claim", "connection refused")
+    for _ in range(4 * 150):  # 150 s of failures, four a second
+        outage.failed(exc)
+        now[0] += 0.25
+    outage.succeeded()
+    outage.succeeded()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "cannot claim jobs, the job store is unavailable: job store unavailable during claim: connection refused "
+        "(next report in 60s)",
+        "still cannot claim jobs after 60s (241 failed attempts): job store unavailable during claim: "
+        "connection refused",
+        "still cannot claim jobs after 120s (481 failed attempts): job store unavailable during claim: "
+        "connection refused",
+        "the job store answers again: claiming jobs after 150s (600 failed attempts)",
+    ]
+    caplog.clear()
+    outage.failed(exc)  # a new outage is reported anew
+    assert [r.getMessage()[:40] for r in caplog.records] == ["cannot claim jobs, the job store is unav"]
