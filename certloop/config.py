@@ -172,6 +172,8 @@ def resolve_secret(value: str | None = None, file: str | os.PathLike[str] | None
             return Path(file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{field}_file", f"cannot read secret file {file}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:  # a binary file: say which, never show its bytes
+            raise ConfigError(f"{field}_file", f"secret file {file} is not UTF-8 text") from exc
     if value is None:
         raise ConfigError(field, "required secret is missing (set it or its _file variant)")
     m = _ENV_RE.match(value)

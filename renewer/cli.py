@@ -10,8 +10,9 @@
     certloop renewer backup prune DIR/|s3://B/P/ --keep-daily N --keep-weekly M [--dry-run]
     certloop renewer --config.file renewer.yml restore --in FILE|DIR/|URL [--passphrase-file F] [--force]
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad config, 64 usage; ``backup verify`` adds 3 wrong key or
-passphrase, 4 damaged archive, 5 restored content differs (docs/operations/backup.md).
+Exit codes: 0 ok, 1 runtime failure, 2 bad config, 64 usage, 69 the database cannot be reached or
+refused (one line naming it, password hidden); ``backup verify`` adds 3 wrong key or passphrase,
+4 damaged archive, 5 restored content differs (docs/renewer.md, docs/operations/backup.md).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from pathlib import Path
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS
-from renewer import migrations
 from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
 from renewer.backupsite import Place, archive_name, archives, expired, parse_location
 from renewer.backupverify import Mismatch, verify_backup
 from renewer.config import RenewerConfig, load_config
+from renewer.store import StoreUnavailable
 
 __all__ = ["main"]
 
 log = logging.getLogger("renewer")
+EXIT_DATABASE_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE, beside 64 (EX_USAGE)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,16 +111,17 @@ def _passphrase(path: Path | None) -> bytes | None:
 def _db(cfg: RenewerConfig, action: str, revision: str | None) -> int:
     from renewer.daemon import open_store
 
-    store = open_store(cfg, migrate=False)
+    if action == "downgrade" and not revision:
+        print("certloop renewer: db downgrade needs a revision (e.g. base)", file=sys.stderr)
+        return 64
+    store = open_store(cfg, migrate=False, deadline=False)
     try:
         if action == "upgrade":
-            migrations.upgrade(store.engine, revision or "head")
+            store.migrate(revision or "head")
         elif action == "downgrade":
-            if not revision:
-                print("certloop renewer: db downgrade needs a revision (e.g. base)", file=sys.stderr)
-                return 64
-            migrations.downgrade(store.engine, revision)
-        print(migrations.current(store.engine) or "base (empty)")
+            assert revision is not None
+            store.downgrade(revision)
+        print(store.revision() or "base (empty)")
     finally:
         store.close()
     return 0
@@ -161,7 +164,7 @@ def _backup(cfg: RenewerConfig, args: argparse.Namespace) -> int:
         return 64
     key, passphrase = _secrets(cfg, args.passphrase_file)
     now = utc_now()
-    store = open_store(cfg, migrate=False)
+    store = open_store(cfg, migrate=False, deadline=False)
     try:
         doc = make_backup(store, cfg.data_dir, now)
     finally:
@@ -217,7 +220,7 @@ def _restore(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     key, passphrase = _secrets(cfg, args.passphrase_file)
     place, name = _archive(args.infile)
     doc = unseal(place.get(name), place.describe(name), key=key, passphrase=passphrase)
-    store = open_store(cfg, migrate=True)
+    store = open_store(cfg, migrate=True, deadline=False)
     try:
         result = restore_backup(doc, store, cfg.data_dir, overwrite=args.force)
     finally:
@@ -249,6 +252,10 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"certloop renewer: config error: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"certloop renewer: database {exc.database or '(unknown)'} unavailable ({exc.operation}): "
+              f"{exc.detail}", file=sys.stderr)
+        return EXIT_DATABASE_UNAVAILABLE
     except CertloopError as exc:
         print(f"certloop renewer: {exc}", file=sys.stderr)
         return 1

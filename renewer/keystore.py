@@ -39,7 +39,7 @@ class KeystoreError(RenewerError):
         super().__init__(f"{path}: {reason}" if path else reason)
 
 
-def _decode_key(text: str) -> bytes:
+def _decode_key(text: str, where: str) -> bytes:
     text = text.strip()
     raw: bytes | None = None
     if len(text) == 64:
@@ -53,7 +53,7 @@ def _decode_key(text: str) -> bytes:
         except (binascii.Error, ValueError):
             raw = None
     if raw is None or len(raw) != 32:
-        raise KeystoreError("", "the keystore key must be 32 bytes as 64 hex digits or base64")
+        raise KeystoreError(where, "the keystore key must be 32 bytes as 64 hex digits or base64")
     return raw
 
 
@@ -76,7 +76,8 @@ class Keystore:
     @classmethod
     def from_secret(cls, value: str | None = None, file: str | os.PathLike[str] | None = None) -> Keystore:
         """From ``${ENV}`` / a literal (``value``) or a key file (``file``); config field ``keystore.key``."""
-        return cls(_decode_key(resolve_secret(value, file, field="keystore.key")))
+        where = f"keystore key file {file}" if file is not None else "keystore.key"
+        return cls(_decode_key(resolve_secret(value, file, field="keystore.key"), where))
 
     @staticmethod
     def generate_key_file(path: Path) -> Path:

@@ -76,9 +76,10 @@ T = TypeVar("T")
 class StoreUnavailable(RenewerError):
     """The database cannot be reached or refused the operation; the caller may retry later."""
 
-    def __init__(self, operation: str, detail: str) -> None:
+    def __init__(self, operation: str, detail: str, database: str = "") -> None:
         self.operation = operation
         self.detail = detail
+        self.database = database  # the URL, password hidden ("" when not known)
         super().__init__(f"job store unavailable during {operation}: {detail}")
 
 
@@ -148,7 +149,7 @@ class Store:
 
     def _timed_out(self, operation: str) -> StoreUnavailable:
         seconds = self.timeout.total_seconds() if self.timeout is not None else 0.0
-        return StoreUnavailable(operation, f"no answer from the database within {seconds:g}s")
+        return StoreUnavailable(operation, f"no answer from the database within {seconds:g}s", self.database)
 
     @contextmanager
     def _tx(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
@@ -167,7 +168,8 @@ class Store:
             arm = self._watchdog.current()
             if isinstance(exc, DeadlinePassed) or (arm is not None and arm.fired):
                 raise self._timed_out(operation) from exc
-            raise StoreUnavailable(operation, str(exc.__cause__ or exc).splitlines()[0][:300]) from exc
+            detail = str(exc.__cause__ or exc).splitlines()[0][:300]
+            raise StoreUnavailable(operation, detail, self.database) from exc
 
     # -- schema (Alembic), with driver errors translated like every other operation ----------------
 
