@@ -391,6 +391,9 @@ def private_postgres(*settings: str, files: Callable[[Path], list[str]] | None =
         cluster = PrivatePostgres(process, port)
         try:
             _wait_port(process, port, "postgres", timeout=60)
+            ready = [_postgres_bin("pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port), "-U", "postgres"]
+            process.wait_until(lambda: subprocess.run(ready, check=False, timeout=10).returncode == 0, 60,
+                               "postgres to accept connections")  # the port opens before recovery ends
             yield cluster
         finally:
             if cluster.frozen:
