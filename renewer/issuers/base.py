@@ -176,7 +176,7 @@ async def run_program(
     mask = "-" if umask is None else f"{umask:o}"
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", str(LEASH), str(os.getpid()), mask, *argv,
+            sys.executable, "-I", "-S", str(LEASH), str(os.getpid()), mask, *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -1,7 +1,7 @@
 """A leash for every program the renewer runs: it dies with the renewer, its whole process group too.
 
-Run as a script, not imported (``python -I leash.py PARENT_PID UMASK ARGV...``), as the leader of a
-fresh session and process group (``start_new_session``). It:
+Run as a script, not imported (``python -I -S leash.py PARENT_PID UMASK ARGV...``), as the leader of
+a fresh session and process group (``start_new_session``). It:
 
 1. asks the kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``), then checks the
    parent is still the one that started it (a parent that died before the ``prctl`` sends nothing);
@@ -14,8 +14,12 @@ fresh session and process group (``start_new_session``). It:
 
 Why a separate process and not ``preexec_fn``: the renewer has threads (the store, ``to_thread``), and
 code run between ``fork`` and ``exec`` in a threaded process may deadlock on a lock another thread
-held at fork time. This process has one thread, so ``prctl`` through ``ctypes`` is safe here. It uses
-only the standard library and imports nothing from certloop (it runs with ``-I``).
+held at fork time. This process has one thread, so ``prctl`` through ``ctypes`` and a plain
+``fork``/``exec`` are safe here. It uses only a few standard modules and imports nothing from
+certloop (it runs with ``-I -S``: no site-packages, whose ``.pth`` files cost more than the rest).
+
+The parent-death signal follows the *thread* that forked the leash: the renewer starts programs from
+its event loop, in the main thread, which lives as long as the process.
 
 A program that cannot be started is reported on stderr as ``certloop-leash: cannot start ...`` with
 exit status 127 (:data:`CANNOT_START`), which :func:`renewer.issuers.base.run_program` turns back into
@@ -27,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 from types import FrameType
 
@@ -52,12 +55,15 @@ def main(argv: list[str]) -> int:
         return CANNOT_START
     if umask != "-":
         os.umask(int(umask, 8))
-    try:
-        child = subprocess.Popen(program)  # stdio, cwd, env and process group are ours
-    except OSError as exc:
-        print(f"{CANNOT_START_MARK}{program[0]!r}: {exc.strerror}", file=sys.stderr)
-        return CANNOT_START
-    code = child.wait()
+    pid = os.fork()
+    if pid == 0:  # stdio, cwd, env and process group are ours; exec resets our signal handlers
+        try:
+            os.execvp(program[0], program)  # noqa: S606 - argv as configured, never a shell
+        except OSError as exc:
+            os.write(2, f"{CANNOT_START_MARK}{program[0]!r}: {exc.strerror}\n".encode())
+        os._exit(CANNOT_START)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
