@@ -39,6 +39,9 @@ class FailureReason(StrEnum):
     STARTTLS = "starttls"
     NO_CERTIFICATE = "no_certificate"
     CHAIN_TOO_LARGE = "chain_too_large"
+    BAD_SERVER_NAME = "bad_server_name"
+    """The server name cannot be sent as SNI (an empty label, a label over 63 characters, a
+    character IDNA 2008 does not allow): nothing was sent; the configuration must change."""
 
 
 class ProbeError(CertloopError):

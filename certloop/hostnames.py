@@ -3,23 +3,64 @@
     covers(cert, "www.shop.example")                  # wildcard-aware, IDNA, IP SANs
     uncovered(cert, ["a.example", "::1"])             # the names it does not cover, in order
     parse_ip("[fe80::1%eth0]")                        # an IP address, or None for a host name
+    server_name("straße.example")                     # "xn--strae-oqa.example"; ValueError if unsendable
 
 Pure. An IP address matches only IP SANs and a host name only DNS SANs; the subject CN is never used.
 :func:`certloop.verify.verify_chain` decides ``hostname_mismatch`` with :func:`covers` rather than with
 ``cryptography``'s verifier, so the verdict and the ``hostname_match`` fact agree.
+
+Internationalised names follow IDNA 2008 with the UTS 46 mapping (the ``idna`` package), as browsers
+and CAs do, not Python's built-in IDNA 2003 codec: ``straße`` is ``xn--strae-oqa`` (2003 would turn it
+into ``strasse``, another domain), and a name the codec refuses is refused before anything is sent.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
 
+import idna
 from cryptography import x509
 
 from certloop.facts import CertFacts, facts
 
-__all__ = ["covers", "parse_ip", "uncovered"]
+__all__ = ["covers", "parse_ip", "server_name", "uncovered"]
+
+_LABEL = re.compile(r"[A-Za-z0-9_-]+")
+"""The characters of one ASCII label: letters, digits, hyphens and underscores (internal zones use
+them, and OpenSSL sends them). Lenient on hyphen placement, as OpenSSL is: only what no stack can
+send is refused."""
+
+
+def server_name(name: str) -> str:
+    """``name`` as it goes on the wire in SNI: an A-label host name without the trailing dot.
+
+    Raises ``ValueError`` naming the fault for a name no TLS stack can send: an empty label
+    (``a..b``, ``.x``), a label over 63 or a name over 253 characters, a NUL or any character
+    outside letters, digits, ``-`` and ``_`` in an ASCII label (a space, ``/``, ``@`` ...), or what IDNA 2008 (UTS 46,
+    non-transitional) refuses. Non-ASCII names are mapped as UTS 46 says (case folded, full-width
+    dots) and encoded; ASCII names keep their spelling (DNS and SNI ignore case).
+    """
+    text = name[:-1] if name.endswith(".") else name
+    if not text.isascii():
+        try:
+            text = idna.encode(text, uts46=True, transitional=False).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"{name!r} is not a valid internationalised host name: {exc}") from None
+    if not text:
+        raise ValueError("the server name is empty")
+    if len(text) > 253:
+        raise ValueError(f"the server name is {len(text)} characters long (at most 253)")
+    for label in text.split("."):
+        if not label:
+            raise ValueError(f"{name!r} has an empty label")
+        if len(label) > 63:
+            raise ValueError(f"{name!r} has a label of {len(label)} characters (at most 63)")
+        if _LABEL.fullmatch(label) is None:
+            raise ValueError(f"{name!r} has a character a host name cannot hold in {label!r}")
+    return text
 
 
 def _normalise(name: str) -> str:
@@ -28,8 +69,8 @@ def _normalise(name: str) -> str:
     if name.isascii():
         return name.lower()
     try:
-        return name.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        return server_name(name).lower()
+    except ValueError:
         return ""
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from time import perf_counter
 
 from certloop.errors import FailureReason, ProbeError
+from certloop.hostnames import server_name as wire_name
 from certloop.plaintext import Negotiator, Plaintext
 from certloop.tlshandshake import observation_context, observe_chain, openssl_handshake
 from certloop.tlsobserve import Observed, Refused, Unsupported
@@ -93,7 +94,9 @@ async def fetch(
 ) -> Presented:
     """Connect to ``address`` (an IPv4/IPv6 literal), handshake and return the presented chain.
 
-    ``server_name`` is sent as SNI (an IP literal is never sent as SNI). ``starttls`` is a
+    ``server_name`` is sent as SNI in its A-label form (`certloop.hostnames.server_name`: IDNA 2008,
+    UTS 46); a name that cannot be sent is ``ProbeError(bad_server_name)`` before connecting. An IP
+    literal is never sent as SNI. ``starttls`` is a
     :data:`Negotiator` or a name from `certloop.starttls.STARTTLS`; its plaintext exchange counts
     against ``handshake_timeout``. Raises :class:`ProbeError`.
 
@@ -104,7 +107,12 @@ async def fetch(
     """
     negotiator = _negotiator(starttls) if isinstance(starttls, str) else starttls
     loop = asyncio.get_running_loop()
-    sni = server_name.rstrip(".") if server_name and not _is_ip(server_name) else None
+    sni: str | None = None
+    if server_name and not _is_ip(server_name):
+        try:
+            sni = wire_name(server_name)
+        except ValueError as exc:  # before any byte is sent: the same reason on both paths
+            raise ProbeError(FailureReason.BAD_SERVER_NAME, str(exc), address=address, port=port) from None
     sock: socket.socket | None = None
     phase = _CONNECTING
     started = perf_counter()
@@ -202,7 +210,7 @@ async def _negotiate(
 def _is_ip(name: str) -> bool:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in name else socket.AF_INET, name)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return False
     return True
 

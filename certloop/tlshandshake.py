@@ -9,25 +9,44 @@
 :func:`openssl_handshake` completes a client handshake with the one shared :func:`observation_context`,
 pumped through memory BIOs (no transport, no protocol object, no per-connection buffer). Both count the
 bytes received against ``budget`` (``ProbeError(chain_too_large)`` past it) and close by sending
-close_notify and draining what already arrived, never waiting. :func:`certloop.tls.fetch` chooses
+close_notify and draining what already arrived, never waiting. A server that presents its chain and
+then ends the handshake (one that requires a client certificate) has still presented it: both
+paths return that chain. :func:`certloop.tls.fetch` chooses
 between them and translates every other failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 from contextlib import suppress
 from functools import cache
 
 from certloop.errors import FailureReason, ProbeError
-from certloop.tlsobserve import Observed, Observer, Offer, Unsupported, offer_for
+from certloop.tlsobserve import Observed, Observer, Offer, Unsupported, offer_for, server_hello_version
 
 __all__ = ["observation_context", "observation_offer", "observe_chain", "openssl_handshake"]
 
 _RECV_SIZE = 32 * 1024
 """Bytes asked of the kernel per read: two full TLS records."""
+
+_FLIGHT_KEPT = 1024
+"""Bytes of the server's first flight kept for :func:`server_hello_version` (a ServerHello is
+under 200 bytes, after at most a few warning alerts)."""
+
+_SERVER_ALERT = re.compile(r"(SSLV3|TLSV1|TLSV13)_ALERT_")
+
+
+def _ended_by_server(exc: Exception) -> bool:
+    """Did the server end the handshake (an alert, a close, a reset) rather than OpenSSL refuse
+    what it received? Only then is a chain already received what the server presents."""
+    if isinstance(exc, ProbeError):
+        return exc.reason is FailureReason.HANDSHAKE  # our pump saw the connection close
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)):
+        return True
+    return isinstance(exc, ssl.SSLError) and _SERVER_ALERT.match(getattr(exc, "reason", None) or "") is not None
 
 
 @cache
@@ -115,7 +134,19 @@ async def openssl_handshake(
     """A full OpenSSL client handshake through memory BIOs, then a polite close."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_hostname=sni)
-    await _handshake(loop, sock, tls, incoming, outgoing, budget)
+    flight = bytearray()
+    try:
+        await _handshake(loop, sock, tls, incoming, outgoing, budget, flight)
+    except (ssl.SSLError, ConnectionError, ProbeError) as exc:
+        chain = _unverified_chain(tls) if _ended_by_server(exc) else ()
+        if not chain:
+            raise
+        # The server presented its chain and then refused to go on: it requires a client
+        # certificate (TLS 1.2 and older end here; TLS 1.3 refuses only after our Finished). What
+        # it presented is what we observe, as the observe path does.
+        cipher = tls.cipher()
+        sock.close()
+        return Observed(chain, server_hello_version(bytes(flight)), cipher[0] if cipher else "")
     chain = _unverified_chain(tls)
     version = tls.version() or ""
     cipher = tls.cipher()
@@ -130,8 +161,10 @@ async def _handshake(
     incoming: ssl.MemoryBIO,
     outgoing: ssl.MemoryBIO,
     budget: int,
+    flight: bytearray,
 ) -> None:
-    """Pump the client handshake between the socket and OpenSSL's memory BIOs.
+    """Pump the client handshake between the socket and OpenSSL's memory BIOs; the start of what
+    the server sent (its hello) is kept in ``flight``.
 
     No transport, no protocol object, no per-connection receive buffer: the cheapest handshake
     asyncio can do (~10 % less CPU than ``create_connection(ssl=...)`` here), on both loops.
@@ -152,6 +185,8 @@ async def _handshake(
                     FailureReason.CHAIN_TOO_LARGE, "server sent more handshake data than the chain bound allows"
                 ) from None
             incoming.write(chunk)
+            if len(flight) < _FLIGHT_KEPT:
+                flight += chunk[: _FLIGHT_KEPT - len(flight)]
         else:
             pending = outgoing.read()  # our Finished (TLS 1.3): the server sees a complete handshake
             if pending:

@@ -29,7 +29,7 @@ practice). Verification of the chain itself is, as before, `certloop.verify`'s o
 The offered cipher suites, groups and signature algorithms mirror the OpenSSL path's context
 (:func:`certloop.tlshandshake.observation_context`), so a server negotiates the same version and cipher
 on both paths, and cipher names come from OpenSSL itself. Anything this path does not handle
-(HelloRetryRequest, SSL 3.0, an unexpected message, a server alert, a close) raises
+(HelloRetryRequest, SSL 3.0, an unexpected message, a fatal alert, a close) raises
 :class:`Unsupported`, and the caller repeats the probe through OpenSSL: the fast path never
 invents a failure. Only failures OpenSSL would report identically are final
 (:class:`Refused`): bytes that are not TLS and a certificate message over OpenSSL's size limit.
@@ -101,6 +101,7 @@ __all__ = [
     "Refused",
     "Unsupported",
     "offer_for",
+    "server_hello_version",
 ]
 
 MAX_CERTIFICATE_MESSAGE: Final = 100 * 1024
@@ -109,6 +110,13 @@ both paths."""
 
 _MAX_OTHER_MESSAGE: Final = 64 * 1024
 """Any other handshake message larger than this is not something we parse: fall back."""
+
+_WARNING: Final = 1
+_CLOSE_NOTIFY: Final = 0
+"""Alert level and description. Before TLS 1.3 a warning-level alert other than close_notify does
+not end the handshake (RFC 5246 7.2; OpenSSL, GnuTLS and Go read on): servers send
+``unrecognized_name`` as a warning when no virtual host matches the SNI and then present their
+default certificate. TLS 1.3 treats every alert as fatal whatever its level (RFC 8446 6), so do we."""
 
 _MAX_RECORD: Final = 16384 + 2048
 """The largest record TLS allows (ciphertext bound of TLS 1.2; TLS 1.3 allows less)."""
@@ -182,8 +190,8 @@ class Observed:
 
 
 def _server_name(name: str) -> bytes:
-    host = name.encode("idna") if not name.isascii() else name.encode("ascii")
-    return vector(b"\x00" + vector(host, 2), 2)
+    """The server_name extension body for ``name``, an A-label (`certloop.hostnames.server_name`)."""
+    return vector(b"\x00" + vector(name.encode("ascii"), 2), 2)
 
 
 class _Shares:
@@ -275,10 +283,12 @@ class Observer:
         "_shares",
         "_transcript",
         "_version",
+        "_warnings",
         "client_hello",
     )
 
     def __init__(self, offer: Offer, server_name: str | None) -> None:
+        """``server_name``: the SNI as an A-label (`certloop.hostnames.server_name`), or None."""
         self._offer = offer
         self._shares = _POOL.take()
         hello = client_hello(offer, server_name, self._shares)
@@ -288,6 +298,7 @@ class Observer:
         self._incoming = bytearray()
         self._handshake = bytearray()
         self._version = 0
+        self._warnings = 0
         self._cipher = 0
         self._server_keys: TrafficKeys | None = None
         self._client_keys: TrafficKeys | None = None
@@ -316,7 +327,10 @@ class Observer:
 
     def _record(self, header: bytes, kind: int, body: bytes) -> Observed | None:
         if kind == ALERT:
-            level, code = (body[0], body[1]) if len(body) >= 2 else (0, -1)
+            level, code = (body[0], body[1]) if len(body) == 2 else (0, -1)
+            if level == _WARNING and code != _CLOSE_NOTIFY and self._version != 0x0304 and self._warnings < 4:
+                self._warnings += 1  # bounded as OpenSSL bounds them (5 in a row is fatal there)
+                return None  # e.g. unrecognized_name before ServerHello: OpenSSL reads on, so do we
             name = ALERT_NAMES.get(code, str(code))
             raise Unsupported(f"server sent alert {name} (level {level})")
         if self._server_keys is not None:  # TLS 1.3 after ServerHello
@@ -418,3 +432,39 @@ class Observer:
             return self._client_keys.seal(ALERT, alert)
         record_version = b"\x03\x03" if self._version >= 0x0303 else self._version.to_bytes(2, "big")
         return bytes((ALERT,)) + (record_version if self._version else b"\x03\x01") + vector(alert, 2)
+
+
+def server_hello_version(flight: bytes) -> str:
+    """The protocol version the ServerHello at the start of ``flight`` (the server's bytes as
+    received) chose, e.g. ``TLS 1.2``; ``""`` when the flight does not start with one.
+
+    For a handshake OpenSSL abandoned after the server's first flight (a server that requires a
+    client certificate refuses ours with an alert): ``SSLObject.version()`` is None until the
+    handshake completes, yet the server's choice is on the wire in plaintext."""
+    handshake = bytearray()
+    rest = memoryview(flight)
+    while len(rest) >= 5 and len(handshake) < 4:
+        kind, size = rest[0], int.from_bytes(rest[3:5], "big")
+        if kind == HANDSHAKE:
+            handshake += rest[5:5 + size]
+        elif kind != ALERT:  # warnings may precede it; anything else means no plaintext ServerHello
+            return ""
+        rest = rest[5 + size:]
+    if len(handshake) < 4 or handshake[0] != SERVER_HELLO:
+        return ""
+    size = int.from_bytes(handshake[1:4], "big")
+    while len(handshake) < 4 + size and len(rest) >= 5 and rest[0] == HANDSHAKE:
+        handshake += rest[5:5 + int.from_bytes(rest[3:5], "big")]
+        rest = rest[5 + int.from_bytes(rest[3:5], "big"):]
+    try:
+        reader = Reader(bytes(handshake[4:4 + size]))
+        legacy = reader.number(2)
+        reader.take(32)
+        reader.vector(1)
+        reader.take(3)  # cipher suite, compression method
+        extensions = parse_extensions(reader.vector(2)) if not reader.done else {}
+    except (Unsupported, IndexError):
+        return ""
+    chosen = extensions.get(EXT_SUPPORTED_VERSIONS)
+    version = int.from_bytes(chosen, "big") if chosen is not None and len(chosen) == 2 else legacy
+    return VERSION_NAMES.get(version, "")

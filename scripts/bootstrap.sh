@@ -19,7 +19,9 @@ DEBIAN_PACKAGES=(
   slapd                         # OpenLDAP: real StartTLS (extended operation) peer for STARTTLS tests
   vsftpd                        # a real FTP server answering AUTH TLS for STARTTLS tests
   docker-compose                # validates compose files (`config`); no engine runs here
-  openssl                       # fixtures inspect served material with s_client
+  openssl                       # fixtures inspect served material with s_client; s_server for interop tests
+  gnutls-bin                    # gnutls-serv: a GnuTLS server for the TLS interoperability tests
+  openjdk-17-jdk-headless       # javac/java: a JSSE server compiled at test time for interop tests
   procps                        # pkill/ps in fixtures' cleanup
   systemd                       # systemd-analyze verifies the units in deploy/systemd
   logrotate                     # checks deploy/logrotate/certloop (logrotate -d)

@@ -229,3 +229,34 @@ def test_close_is_polite_and_immediate(tmp_path: Path, run: Runner) -> None:
     with ThreadedServer(handler) as srv:
         run(fetch(srv.host, srv.port, server_name="polite.example", observe=False))
         assert seen.get(timeout=5) == "close_notify"
+
+
+@pytest.mark.parametrize("observe", [True, False], ids=["observe", "openssl"])
+@pytest.mark.parametrize("name", ["a..b", ".x", "x" * 64 + ".example", "a\x00b", "a b.example", "ß" * 70])
+def test_unsendable_server_name_is_bad_server_name(name: str, observe: bool, run: Runner) -> None:
+    """A name no TLS stack can send (empty label, label over 63 characters, NUL, a space, what
+    IDNA 2008 refuses) is ProbeError(bad_server_name) on both paths, before any connection.
+    Before: a raw UnicodeError (OpenSSL path) or ValueError (NUL, both paths)."""
+    with ThreadedServer(lambda conn: None) as srv:
+        with pytest.raises(ProbeError) as caught:
+            run(fetch(srv.host, srv.port, server_name=name, observe=observe))
+        assert srv.accepted == 0
+    assert caught.value.reason is FailureReason.BAD_SERVER_NAME
+    assert caught.value.address == srv.host and caught.value.port == srv.port
+
+
+@pytest.mark.parametrize("observe", [True, False], ids=["observe", "openssl"])
+def test_internationalised_sni_is_idna_2008(tmp_path: Path, pki: Pki, observe: bool, run: Runner) -> None:
+    """``straße.example`` goes out as ``xn--strae-oqa.example`` on both paths (IDNA 2008, UTS 46;
+    Python's IDNA 2003 codec would send ``strasse.example``, another domain)."""
+    seen: list[str | None] = []
+    ctx = server_context(pki.leaf(["xn--strae-oqa.example"]), tmp_path, "idn")
+
+    def remember(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        seen.append(name)
+
+    ctx.sni_callback = remember  # type: ignore[assignment]
+    with ThreadedServer(tls_after(ctx)) as srv:
+        got = run(fetch(srv.host, srv.port, server_name="straße.example", observe=observe))
+    assert got.server_name == "xn--strae-oqa.example"
+    assert seen == ["xn--strae-oqa.example"]

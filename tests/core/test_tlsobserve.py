@@ -237,9 +237,9 @@ def test_fast_path_equals_openssl_against_s_server(
 def test_server_refusing_clients_without_certificate(
     s_server_leaf: tuple[Issued, dict[str, Path]], tmp_path: Path
 ) -> None:
-    """``openssl s_server -Verify 1 -tls1_2`` aborts the handshake without a client certificate: a full
-    OpenSSL handshake fails (reason handshake), while the fast path has already read the
-    server's chain by then and reports it (what the server presents is what we monitor)."""
+    """``openssl s_server -Verify 1 -tls1_2`` aborts the handshake without a client certificate, after
+    it presented its chain: both paths report that chain (what the server presents is what we
+    monitor); the full OpenSSL handshake takes it from the abandoned handshake."""
     leaf, paths = s_server_leaf
     port = free_port()
     argv = [require_binary("openssl", "openssl"), "s_server", "-accept", f"{LOOPBACK}:{port}", "-quiet",
@@ -249,12 +249,13 @@ def test_server_refusing_clients_without_certificate(
     try:
         server.wait_until(lambda: port_open(LOOPBACK, port), 10, "s_server listening")
         fast = asyncio.run(fetch(LOOPBACK, port, server_name=NAME))
-        with pytest.raises(ProbeError) as caught:
-            asyncio.run(fetch(LOOPBACK, port, server_name=NAME, observe=False))
+        full = asyncio.run(fetch(LOOPBACK, port, server_name=NAME, observe=False))
     finally:
         server.stop()
     assert (fast.path, fast.chain_der) == ("observe", _der(leaf))
-    assert caught.value.reason is FailureReason.HANDSHAKE
+    assert (full.path, full.chain_der) == ("openssl", _der(leaf))
+    assert fast.tls_version == full.tls_version == "TLS 1.2"
+    assert fast.cipher == full.cipher
 
 
 # -- STARTTLS -----------------------------------------------------------------------------------
@@ -458,3 +459,21 @@ def test_corrupted_flights_only_end_in_observe_errors(tmp_path: Path, version: s
         else:
             outcomes.add("observed" if seen is not None else "waiting")
     assert "Unsupported" in outcomes
+
+
+def _alert(level: int, description: int) -> bytes:
+    return bytes((21, 3, 3, 0, 2, level, description))
+
+
+def test_warning_alerts_before_tls13_are_read_past_and_bounded() -> None:
+    """A warning-level alert (unrecognized_name, 112) before the ServerHello does not end the
+    observation (OpenSSL reads on; before, the fast path fell back on every probe); a fatal alert,
+    a close_notify or a fifth warning in a row does (the OpenSSL path then decides)."""
+    observer = Observer(observation_offer(), NAME)
+    assert observer.feed(_alert(1, 112) * 4) is None
+    with pytest.raises(Unsupported, match="unrecognized_name"):
+        observer.feed(_alert(1, 112))
+    with pytest.raises(Unsupported, match="unrecognized_name"):
+        Observer(observation_offer(), NAME).feed(_alert(2, 112))
+    with pytest.raises(Unsupported, match="close_notify"):
+        Observer(observation_offer(), NAME).feed(_alert(1, 0))
