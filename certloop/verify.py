@@ -297,8 +297,14 @@ def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime
         return Verdict.NOT_YET_VALID
     if at > lf.not_after:
         return Verdict.EXPIRED
+    if leaf in trust:
+        # Pinned: the served certificate itself is a configured anchor (``ca_file`` holding that
+        # very certificate, the usual way to watch an internal service). OpenSSL, Python's ssl and
+        # Go trust it as it is; the Web PKI policy refuses such leaves (CA:TRUE, no SAN, v1), but
+        # an anchor is trusted by configuration, not by its extensions. Dates still apply (above).
+        return Verdict.OK
     if lf.self_issued and signed_by(leaf, leaf):
-        return Verdict.SELF_SIGNED  # a self-signed leaf that is itself trusted verified above
+        return Verdict.SELF_SIGNED
     path = _presented_path(chain)
     if path is None:
         return Verdict.INVALID  # a presented issuer matches by name and key id, but not by signature

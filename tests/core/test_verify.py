@@ -250,3 +250,30 @@ def test_cache_keeps_ip_and_dns_spellings_apart() -> None:
     chain, trust = _chain(leaf), _trust(pki)
     assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1") is Verdict.OK
     assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1.") is Verdict.HOSTNAME_MISMATCH
+
+
+def test_pinned_leaf_is_ok_whatever_its_extensions(fixed_pki: Pki) -> None:
+    """A leaf that is itself a trust anchor is ok, even when the Web PKI policy refuses it as a leaf
+    (CA:TRUE and no key usage, as ``openssl req -x509`` makes it); dates and names still count."""
+    key = new_key()
+    pinned = build_cert(subject="internal.example", key=key, issuer_cert=None, issuer_key=key,
+                        not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=30), ca=True,
+                        names=["internal.example"])
+    trust = TrustStore([pinned])
+    assert verify_chain([pinned], trust=_trust(fixed_pki), at=NOW) is Verdict.SELF_SIGNED
+    assert verify_chain([pinned], trust=trust, at=NOW, hostname="internal.example") is Verdict.OK
+    assert verify_chain([pinned], trust=trust, at=NOW, hostname="other.example") is Verdict.HOSTNAME_MISMATCH
+    assert verify_chain([pinned], trust=trust, at=NOW + timedelta(days=31)) is Verdict.EXPIRED
+
+
+def test_idna_2008_names() -> None:
+    """Names are compared in IDNA 2008 (UTS 46) A-label form: ß is not ss."""
+    from certloop.hostnames import server_name
+
+    assert server_name("straße.example") == "xn--strae-oqa.example"
+    assert server_name("Bücher.example.") == "xn--bcher-kva.example"
+    assert covers(["xn--strae-oqa.example"], "straße.example")
+    assert not covers(["strasse.example"], "straße.example")
+    for bad in ("a..b", ".x", "x" * 64 + ".y", "a\x00b", "a b.example", ""):
+        with pytest.raises(ValueError, match=r"."):
+            server_name(bad)
