@@ -22,9 +22,9 @@ from typing import Any, TextIO
 import yaml
 
 from certloop.config import parse_duration, resolve_secret
-from certloop.errors import CertloopError, ConfigError, ProbeError
+from certloop.errors import CertloopError, ConfigError, FailureReason, ProbeError
 from certloop.facts import chain_roles, facts
-from certloop.hostnames import parse_ip
+from certloop.hostnames import parse_ip, server_name
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.table import Row, Status, Thresholds, decide, exit_code, render_json, render_table
 from certloop.tls import fetch
@@ -45,8 +45,9 @@ _CERT_SUFFIXES = (".pem", ".crt", ".cer", ".cert", ".der", ".p12", ".pfx")
 
 _EPILOG = """\
 targets:
-  host:port, host (port 443), [v6addr]:port, or the path of an existing certificate file
-  (PEM bundle, DER or PKCS#12). Every A/AAAA address of a host is probed, one row each.
+  host:port, host (port 443), [v6addr]:port, the path of an existing certificate file
+  (PEM bundle, DER or PKCS#12) or a directory (its certificate files; keys are left out).
+  Every A/AAAA address of a host is probed, one row each.
 
 --config FILE reads the endpoints and files of an exporter config file. Only this subset is
 used; every other key is ignored:
@@ -60,7 +61,9 @@ status:
   OK, WARN (expires within --warn), CRIT (within --crit), EXPIRED (leaf or intermediate),
   INVALID (reason: not_yet_valid, unknown_authority, incomplete_chain, self_signed,
   hostname_mismatch, invalid, or a file content problem), UNREACHABLE (reason: dns, connect,
-  refused, timeout, handshake, starttls, no_certificate, or a file access problem).
+  refused, timeout, handshake, starttls, no_certificate, chain_too_large, bad_server_name (a
+  name that cannot be sent: an empty label, a label over 63 characters, a NUL ...), or a file
+  access problem). Internationalised names are sent as IDNA 2008 (UTS 46) A-labels.
   Endpoints are verified against the trust store (--ca-file, else the system store) for the
   server name; files are judged by their dates only.
 
@@ -151,7 +154,11 @@ def _expand(pattern: str, recursive: bool) -> Iterator[tuple[str, bool]]:
     matches = sorted(glob.glob(pattern, recursive=recursive)) if glob.has_magic(pattern) else [pattern]
     for match in matches:
         if os.path.isdir(match):
-            walker = os.walk(match) if recursive else [(match, [], os.listdir(match))]
+            try:
+                walker = os.walk(match) if recursive else [(match, [], os.listdir(match))]
+            except OSError:  # unlistable: reading it reports why, as a row
+                yield match, False
+                continue
             for root, _, names in walker:
                 for name in sorted(names):
                     path = os.path.join(root, name)
@@ -259,6 +266,11 @@ class Prober:
     async def endpoint_rows(self, ep: Endpoint) -> list[Row]:
         name = ep.server_name or ep.host.strip("[]")
         base = {"server_name": ep.server_name or (None if parse_ip(ep.host) else ep.host)}
+        if parse_ip(name) is None:
+            try:
+                server_name(name)
+            except ValueError:  # neither resolved nor sent: the row says why, the others go on
+                return [self._failure(ep, None, str(FailureReason.BAD_SERVER_NAME), base)]
         try:
             async with self._slots:
                 addresses = await self._addresses(ep.host)
@@ -414,6 +426,9 @@ def run(
         if args.config:
             endpoints, files, glob_ = load_check_config(args.config)
         for item in args.items:
+            if os.path.isdir(item):  # as a directory in the config: its certificate files, keys left out
+                files.extend(FileSpec(p, None, listed) for p, listed in _expand(item, False))
+                continue
             if _looks_like_path(item):
                 files.append(FileSpec(item))
                 continue

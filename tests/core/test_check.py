@@ -453,3 +453,83 @@ def test_config_endpoints_and_ipv6(tmp_path: Path, pki: Pki) -> None:
     assert [(r["address"], r["status"], r["server_name"]) for r in rows] == [
         ("127.0.0.1", "WARN", "shop.example"), ("::1", "WARN", "shop.example"),
     ]
+
+
+def _openssl_self_signed(directory: Path, name: str) -> tuple[Issued, Path]:
+    """A self-signed certificate made as operators make one (``openssl req -x509``: CA:TRUE, a SAN)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "365", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}"],
+        check=True, capture_output=True, timeout=30,
+    )
+    issued = Issued(x509.load_pem_x509_certificate(cert.read_bytes()),
+                    load_pem_private_key(key.read_bytes(), None))  # type: ignore[arg-type]
+    return issued, cert
+
+
+def test_self_signed_certificate_pinned_with_ca_file_is_ok(tmp_path: Path) -> None:
+    """A self-signed certificate that --ca-file holds itself (pinned) is OK, as OpenSSL, Python's ssl
+    and Go judge it; without it, it stays INVALID (self_signed). Before: INVALID (self_signed)."""
+    issued, pem = _openssl_self_signed(tmp_path / "pin", "internal.example")
+    with tls_server({None: issued}, tmp_path) as port:
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "internal.example", "--ca-file", str(pem)])
+        assert (code, rows[0]["status"], rows[0]["reason"]) == (0, "OK", None)
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "other.example", "--ca-file", str(pem)])
+        assert (code, rows[0]["status"], rows[0]["reason"]) == (2, "INVALID", "hostname_mismatch")
+        other_ca = Pki().write_root(tmp_path / "other-ca.pem")
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "internal.example", "--ca-file", str(other_ca)])
+        assert (code, rows[0]["status"], rows[0]["reason"]) == (2, "INVALID", "self_signed")
+
+
+@pytest.mark.parametrize("name", ["a..b", ".x", "x" * 64 + ".example", "a\x00b.example"],
+                         ids=["empty-label", "leading-dot", "label-64", "nul"])
+def test_bad_server_name_is_a_row_and_the_others_are_kept(tmp_path: Path, pki: Pki, name: str) -> None:
+    """A server name that cannot be sent (empty label, label over 63 characters, NUL) is its own row,
+    UNREACHABLE (bad_server_name), exit 2, and every other row is still there. Before: a raw
+    UnicodeError/ValueError traceback, exit 1, every row lost."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    leaf = pki.leaf(["shop.example"])
+    config = tmp_path / "exporter.yml"
+    with tls_server({None: leaf}, tmp_path) as port:
+        config.write_text(json.dumps({"endpoints": [
+            {"targets": [f"127.0.0.1:{port}"], "server_name": name},
+            {"targets": [f"{name}:{port}"]},
+            {"targets": [f"127.0.0.1:{port}"], "server_name": "shop.example"},
+        ]}))  # JSON is YAML: the NUL survives as an escape
+        code, rows = _json(["--config", str(config), "--ca-file", str(ca)])
+    assert code == 2
+    assert [(r["status"], r["reason"]) for r in rows] == [
+        ("UNREACHABLE", "bad_server_name"), ("UNREACHABLE", "bad_server_name"), ("OK", None),
+    ]
+
+
+def test_internationalised_name_is_sent_as_idna_2008(tmp_path: Path, pki: Pki) -> None:
+    """``straße.example`` is probed and verified as ``xn--strae-oqa.example`` (IDNA 2008, UTS 46), not
+    as IDNA 2003's ``strasse.example``, which is another domain."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    served = {"xn--strae-oqa.example": pki.leaf(["xn--strae-oqa.example"]),
+              "strasse.example": pki.leaf(["strasse.example"]), None: pki.leaf(["default.example"])}
+    with tls_server(served, tmp_path) as port:
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "straße.example", "--ca-file", str(ca)])
+    assert (code, rows[0]["status"]) == (0, "OK")
+    assert rows[0]["fingerprint_sha256"] == served["xn--strae-oqa.example"].fingerprint
+
+
+def test_directory_argument_checks_its_certificate_files(tmp_path: Path, pki: Pki) -> None:
+    """``certloop check /etc/nginx/certs/`` (the README's example) checks the certificate files in the
+    directory, leaving keys out, as a directory in the config does. Before: UNREACHABLE (not_a_file)."""
+    certs = tmp_path / "certs"
+    a, b = pki.leaf(["a.example"], days=90), pki.leaf(["b.example"], days=3)
+    a.write(certs, "a")
+    (certs / "b.pem").write_bytes(b.pem)
+    code, rows = _json([f"{certs}/"])
+    found = {(Path(str(r["target"])).name, r["status"]) for r in rows}
+    assert ("b.pem", "CRIT") in found and ("a.crt", "OK") in found
+    assert not any(name.endswith(".key") for name, _ in found)
+    assert all(r["kind"] == "file" and r["reason"] != "not_a_file" for r in rows)
+    assert code == 2
