@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Va
 from certloop.errors import ConfigError
 
 __all__ = [
+    "EMPTY_CONFIG",
     "Duration",
     "StrictModel",
     "format_duration",
@@ -136,8 +137,18 @@ def validate_model(model: type[M], data: Any, *, source: str | None = None) -> M
         raise ConfigError(path, message, source=source) from exc
 
 
-def load_model(model: type[M], path: str | os.PathLike[str]) -> M:
-    """Read a YAML file and validate it into ``model``."""
+EMPTY_CONFIG = (
+    "the file is empty (or a YAML null document); refusing it, as a truncated file would stop all "
+    "monitoring: write {} to run with nothing configured on purpose"
+)
+
+
+def load_model(model: type[M], path: str | os.PathLike[str], *, allow_empty: bool = True) -> M:
+    """Read a YAML file and validate it into ``model``.
+
+    ``allow_empty=False``: an empty file or a YAML null document is a ConfigError (a truncated
+    file must not validate as "every default, nothing configured"); ``{}`` still says "empty" on purpose.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -151,6 +162,8 @@ def load_model(model: type[M], path: str | os.PathLike[str]) -> M:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError("", f"invalid YAML: {where}{problem}", source=str(p)) from exc
     if data is None:
+        if not allow_empty:
+            raise ConfigError("", EMPTY_CONFIG, source=str(p))
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("", "the top level must be a mapping of keys to values", source=str(p))

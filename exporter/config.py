@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from certloop.config import Duration, StrictModel, load_model, resolve_secret, validate_model
+from certloop.config import EMPTY_CONFIG, Duration, StrictModel, load_model, resolve_secret, validate_model
 from certloop.errors import ConfigError
 from certloop.resolve import parse_nameserver
 
@@ -252,13 +252,21 @@ def _cross_checked(config: ExporterConfig, source: str | None) -> ExporterConfig
 
 
 def parse_config(data: Any, *, source: str | None = None) -> ExporterConfig:
-    """Validate already-loaded YAML data (a mapping) into an :class:`ExporterConfig`."""
-    return _cross_checked(validate_model(ExporterConfig, data if data is not None else {}, source=source), source)
+    """Validate already-loaded YAML data (a mapping) into an :class:`ExporterConfig`.
+
+    ``None`` (an empty document) is refused: see :func:`load_config`."""
+    if data is None:
+        raise ConfigError("", EMPTY_CONFIG, source=source)
+    return _cross_checked(validate_model(ExporterConfig, data, source=source), source)
 
 
 def load_config(path: str | os.PathLike[str]) -> ExporterConfig:
-    """Read, validate and cross-check a config file; raises ConfigError naming the bad path."""
-    return _cross_checked(load_model(ExporterConfig, path), os.fspath(Path(path)))
+    """Read, validate and cross-check a config file; raises ConfigError naming the bad path.
+
+    An empty file (or a YAML null document) is an error, not "monitor nothing": ``: > exporter.yml``
+    (a truncated deploy, a full disk) followed by a reload must keep the running config and say so.
+    A config that monitors nothing on purpose (``/probe``-only use) is written ``{}``."""
+    return _cross_checked(load_model(ExporterConfig, path, allow_empty=False), os.fspath(Path(path)))
 
 
 def json_schema() -> dict[str, Any]:

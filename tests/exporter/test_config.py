@@ -37,8 +37,27 @@ def test_bad_config_is_rejected_with_its_message(path: Path) -> None:
     assert str(info.value) == f"{path}: {_expected(path)}"
 
 
+def test_empty_file_is_refused_and_an_empty_mapping_is_not(tmp_path: Path) -> None:
+    """A 0-byte file (``: > exporter.yml``) is an error naming the file, as are a comments-only file
+    and a YAML null document (bad_configs/); ``{}`` says "nothing configured" on purpose and loads.
+    Before: the empty file loaded as a config that monitors nothing."""
+    empty = tmp_path / "exporter.yml"
+    empty.write_bytes(b"")
+    with pytest.raises(ConfigError) as info:
+        load_config(empty)
+    assert str(info.value).startswith(f"{empty}: the file is empty")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        parse_config(None)
+    empty.write_text("{}\n")
+    nothing = load_config(empty)
+    assert (nothing.endpoints, nothing.files) == ([], [])
+    (tmp_path / "zero.yml").write_bytes(b"")
+    checked = run_cli(f"--config.file={tmp_path / 'zero.yml'}", "--config.check")
+    assert checked.returncode == 1 and "the file is empty" in checked.stderr
+
+
 def test_defaults_and_durations() -> None:
-    """An empty file is valid: 5m sweeps, 64 probes in flight, the system trust store, the default module."""
+    """``{}`` is valid: 5m sweeps, 64 probes in flight, the system trust store, the default module."""
     config = parse_config({})
     assert config.global_.interval.total_seconds() == 300
     assert config.global_.concurrency == 64

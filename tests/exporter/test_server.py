@@ -123,6 +123,28 @@ def test_post_reload_good_and_bad(tmp_path: Path, pki: Pki) -> None:
         assert value(text, "certloop_probe_success", target=str(certs / "two.crt")) == 1
 
 
+def test_reload_of_an_emptied_config_is_refused(tmp_path: Path, pki: Pki) -> None:
+    """``: > exporter.yml`` then POST /-/reload: 500 naming the file, every series kept, the reload
+    metric 0. ``{}`` (nothing monitored on purpose) reloads and the series go. Before: "reloaded",
+    every series gone, the reload metric 1."""
+    certs = tmp_path / "certs"
+    pki.leaf(["one.example"]).write(certs, "one")
+    path = write_config(tmp_path / "exporter.yml", {"files": [{"paths": [str(certs / "one.crt")]}]})
+    with exporter(config_path=path) as exp:
+        _wait_metric(exp.metrics, "certloop_probe_success", 1, target=str(certs / "one.crt"))
+        path.write_bytes(b"")
+        refused = requests.post(f"{exp.url}/-/reload", timeout=10)
+        assert refused.status_code == 500 and "the file is empty" in refused.text and str(path) in refused.text
+        text = exp.metrics()
+        assert value(text, "certloop_config_last_reload_successful") == 0
+        assert value(text, "certloop_probe_success", target=str(certs / "one.crt")) == 1
+        path.write_text("{}\n")
+        assert requests.post(f"{exp.url}/-/reload", timeout=10).status_code == 200
+        wait_until(lambda: not samples(exp.metrics(), "certloop_probe_success", target=str(certs / "one.crt")),
+                   15, "the series of a config that monitors nothing on purpose are gone")
+        assert value(exp.metrics(), "certloop_config_last_reload_successful") == 1
+
+
 async def _sweep_tasks() -> int:
     return len([t for t in asyncio.all_tasks() if t.get_name().startswith("sweep-") and not t.done()])
 
