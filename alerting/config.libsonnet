@@ -61,6 +61,7 @@
       renewerDown: 'major',
       exporterConfigReload: 'warning',
       renewerConfigReload: 'warning',
+      monitoredCertificatesDropped: 'major',
     },
 
     // Expiry thresholds are relative to each certificate's lifetime (not_after - not_before), so a
@@ -89,6 +90,16 @@
     // A certificate that was exported within this window but is gone now raises
     // CertloopCertificateDisappeared. Longer catches more, but a decommissioned target stays noisy longer.
     disappearedLookback: '1d',
+
+    // CertloopMonitoredCertificatesDropped fires when an exporter instance monitors fewer than
+    // droppedRatio times the most leaf certificates it monitored within droppedLookback (a config
+    // emptied or truncated, a file glob that matches nothing after a move). A deliberate large removal
+    // fires it too, until the lookback passes: shorten the lookback to hear about it for less long;
+    // raise the ratio (e.g. 0.8) to hear about smaller drops.
+    monitoredCertificates: {
+      droppedRatio: 0.5,
+      droppedLookback: '1h',
+    },
 
     // The renewer renews a certificate at its next due time; alert when it is still due this long after.
     // Raise it when your issuer is slow or rate-limited on purpose.
@@ -121,6 +132,8 @@
       renewerDown: '5m',
       exporterConfigReload: '10m',
       renewerConfigReload: '10m',
+      // Longer than an exporter restart's first sweep, so a restart does not look like a drop.
+      monitoredCertificatesDropped: '15m',
     },
   },
 }
