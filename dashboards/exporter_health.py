@@ -61,7 +61,7 @@ def _probes() -> list[Any]:
                      unit=s.UNIT_SECONDS, minimum=0, th=s.thresholds(s.GREEN, (5, s.ORANGE)),
                      threshold_style="line"),
         s.timeseries("Failures by reason", "Currently failing probes per reason (dns, connect, refused, "
-                     "timeout, handshake, starttls, no_certificate, chain_too_large, file reasons).",
+                     "timeout, handshake, starttls, no_certificate, chain_too_large, bad_server_name, file reasons).",
                      Query(f"count by (reason) (certloop_probe_failure_reason{{{I}}})", legend="{{reason}}"),
                      bars=True, stacked=True, minimum=0),
         s.table("Slowest probes", "The ten endpoints or files whose last probe took longest.",
