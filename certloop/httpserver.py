@@ -68,7 +68,9 @@ class HttpError(Exception):
 class Request:
     """One request as a handler sees it; the body stays unread until :meth:`read`."""
 
-    __slots__ = ("_body", "_max_body", "_raw", "_read_timeout", "headers", "method", "params", "path", "peer_cert")
+    __slots__ = (
+        "_body", "_max_body", "_raw", "_read_timeout", "headers", "method", "params", "path", "peer_cert", "principal",
+    )
 
     def __init__(self, raw: web.BaseRequest, *, max_body: int, read_timeout: float,
                  peer_cert: Mapping[str, Any] | None = None) -> None:
@@ -81,6 +83,7 @@ class Request:
         self.headers: CIMultiDictProxy[str] = raw.headers  # case-insensitive names
         self.params: Mapping[str, str] = {}  # path parameters, set by the router
         self.peer_cert = peer_cert  # the verified client certificate (mTLS), as ssl.getpeercert() gives it
+        self.principal: object | None = None  # who the application authenticated (set by its own guard)
 
     @property
     def query(self) -> MultiMapping[str]:

@@ -11,6 +11,7 @@ The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,8 +20,9 @@ from datetime import datetime, timedelta
 
 from certloop import __version__
 from certloop.errors import ConfigError
-from certloop.httpserver import HttpError, Request, Response, Router
-from renewer.config import RenewerConfig, token_matches
+from certloop.httpserver import Handler, HttpError, Request, Response, Router
+from renewer.access import Access, Permission, Principal
+from renewer.config import RenewerConfig
 from renewer.intake import PayloadError, summary, triage
 from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from renewer.openapi import OPENAPI
@@ -110,7 +112,7 @@ def _fail(batch: Sequence[tuple[object, asyncio.Future[list[Enqueued]]]], exc: B
 class Api:
     store: Store
     config: Callable[[], RenewerConfig]
-    token: Callable[[], str | None]
+    access: Callable[[], Access]
     metrics: RenewerMetrics
     clock: Callable[[], datetime]
     wake: Callable[[], None]
@@ -132,16 +134,26 @@ class Api:
 
     # -- auth -------------------------------------------------------------------------------------
 
-    def _authorized(self, req: Request) -> bool:
-        token = self.token()
-        if token is not None:
-            return token_matches(token, req.headers.get("authorization"))
-        return req.peer_cert is not None  # mTLS only: the TLS layer verified it against client_ca_file
+    def _refused(self, req: Request, principal: Principal | None) -> Response:
+        if principal is None:
+            resp = Response.error(401, "missing or wrong credentials")
+            resp.headers.append(("WWW-Authenticate", self.access().challenge()))
+            return resp
+        return Response.error(403, f"{principal.name} (role {principal.role or 'none'}) may not do this")
 
-    def _unauthorized(self) -> Response:
-        resp = Response.error(401, "missing or wrong bearer token")
-        resp.headers.append(("WWW-Authenticate", 'Bearer realm="certloop-renewer"'))
-        return resp
+    async def guard(self, handler: Handler, permission: Permission | None, req: Request) -> Response:
+        """Run ``handler`` when the caller's role carries ``permission`` (None: open to everyone)."""
+        if permission is None:
+            return await handler(req)
+        access = self.access()
+        principal = await access.identify(req)
+        if principal is None or not principal.may(permission):
+            response = self._refused(req, principal)
+            if permission == "webhook":
+                self.metrics.webhook_requests.labels(str(response.status)).inc()
+            return response
+        req.principal = principal
+        return await handler(req)
 
     # -- webhook ----------------------------------------------------------------------------------
 
@@ -151,8 +163,6 @@ class Api:
         return resp
 
     async def _alertmanager(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._unauthorized()
         cfg = self.config()
         try:  # only now, after the token check: an unauthenticated client's body is never read
             body = await req.read(cfg.max_body)
@@ -193,8 +203,6 @@ class Api:
     # -- certificates and jobs --------------------------------------------------------------------
 
     async def renew(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._unauthorized()
         cert_id = req.params["id"]
         spec = self.config().spec(cert_id)
         if spec is None:
@@ -208,7 +216,7 @@ class Api:
             res = await self.store.call(
                 self.store.enqueue, cert_id, trigger="manual",
                 reason="manual renewal" + (" (forced)" if force else ""), now=self.clock(), force=force,
-                actor="api",
+                actor=_actor(req),
             )
         except StoreUnavailable:
             return Response.error(503, "job store unavailable; retry")
@@ -217,8 +225,6 @@ class Api:
         return Response.json({"certificate": cert_id, "job_id": res.job_id, "created": res.created}, 202)
 
     async def certificates(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._unauthorized()
         try:
             states = await self.store.call(self.store.certificate_states)
             open_jobs = {j.certificate: j for j in await self.store.call(self.store.list_jobs, limit=1000)
@@ -256,8 +262,6 @@ class Api:
         return Response.json({"certificates": out})
 
     async def jobs(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._unauthorized()
         try:
             limit = max(1, min(int(req.arg("limit", "100") or "100"), 1000))
         except ValueError:
@@ -274,8 +278,6 @@ class Api:
         return Response.json({"jobs": [j.as_dict() for j in jobs]})
 
     async def job(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._unauthorized()
         job_id = parse_job_id(req.params["id"])
         if job_id is None:
             return Response.error(400, "job id: expected a positive integer")
@@ -337,8 +339,6 @@ class Api:
         return Response.text("certloop renewer is ready.\n")
 
     async def do_reload(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._unauthorized()
         try:
             await self.reload()
         except ConfigError as exc:
@@ -347,6 +347,12 @@ class Api:
 
     async def openapi(self, req: Request) -> Response:
         return Response.json({**OPENAPI, "info": {**OPENAPI["info"], "version": __version__}})
+
+
+def _actor(req: Request) -> str:
+    """Who asked, for the job's trail: the principal's name (never a secret)."""
+    principal = req.principal
+    return f"api:{principal.name}" if isinstance(principal, Principal) else "api"
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -358,20 +364,42 @@ def _waiting(event: JobEvent | None) -> str | None:
     return None if event is None else event.reason
 
 
-# (method, path, Api method): the one table of routes (the OpenAPI test checks the document against it).
-ROUTES: tuple[tuple[str, str, str], ...] = (
-    ("POST", "/api/v1/alertmanager", "alertmanager"),
-    ("POST", "/api/v1/certificates/{id}/renew", "renew"),
-    ("GET", "/api/v1/certificates", "certificates"),
-    ("GET", "/api/v1/jobs", "jobs"),
-    ("GET", "/api/v1/jobs/{id}", "job"),
-    ("GET", "/api/v1/openapi.json", "openapi"),
-    ("GET", "/metrics", "metrics_page"),
-    ("GET", "/-/healthy", "healthy"),
-    ("GET", "/-/ready", "ready"),
-    ("POST", "/-/reload", "do_reload"),
+# (method, path, Api method, permission): the one table of routes (the OpenAPI test checks the document
+# against it). None: open to everyone (health, the OpenAPI document); "metrics" is open unless people sign
+# in (--web.config.file basic_auth_users), then it needs any role.
+ROUTES: tuple[tuple[str, str, str, Permission | None], ...] = (
+    ("POST", "/api/v1/alertmanager", "alertmanager", "webhook"),
+    ("POST", "/api/v1/certificates/{id}/renew", "renew", "renew"),
+    ("GET", "/api/v1/certificates", "certificates", "read"),
+    ("GET", "/api/v1/jobs", "jobs", "read"),
+    ("GET", "/api/v1/jobs/{id}", "job", "read"),
+    ("GET", "/api/v1/openapi.json", "openapi", None),
+    ("GET", "/metrics", "metrics_page", None),
+    ("GET", "/-/healthy", "healthy", None),
+    ("GET", "/-/ready", "ready", None),
+    ("POST", "/-/reload", "do_reload", "reload"),
 )
 
 
 def build_router(api: Api) -> Router:
-    return Router({(method, path): getattr(api, name) for method, path, name in ROUTES})
+    def route(name: str, permission: Permission | None) -> Handler:
+        handler: Handler = getattr(api, name)
+        if name == "metrics_page":
+            return _metrics_guard(api, handler)
+        return functools.partial(api.guard, handler, permission)
+
+    return Router({(method, path): route(name, permission) for method, path, name, permission in ROUTES})
+
+
+def _metrics_guard(api: Api, handler: Handler) -> Handler:
+    """/metrics: open as Prometheus expects, unless people sign in; then any authenticated caller."""
+
+    async def metrics(req: Request) -> Response:
+        if not api.access().signs_in_people:
+            return await handler(req)
+        principal = await api.access().identify(req)
+        if principal is None:
+            return api._refused(req, None)
+        return await handler(req)
+
+    return metrics

@@ -27,6 +27,7 @@ from pathlib import Path
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS
+from certloop.webconfig import WebConfigFile
 from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
 from renewer.backupsite import Place, archive_name, archives, expired, parse_location
 from renewer.backupverify import Mismatch, verify_backup
@@ -60,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen", help="host:port to serve on (overrides `listen`)")
     logs.add_flags(p)
     p.add_argument("--version", action="version", version=f"certloop renewer {__version__}")
+    p.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                   help="TLS and people's sign-in (basic_auth_users, bcrypt) for the listener, in exporter-toolkit's "
+                        "format; roles come from auth.users in the config file")
     p.add_argument("--web.max-connections", dest="max_connections", type=_positive, default=DEFAULT_MAX_CONNECTIONS,
                    metavar="N", help="open HTTP connections allowed; beyond it the oldest idle one is closed, and "
                    f"only when all are busy is a new one refused with 503 (default {DEFAULT_MAX_CONNECTIONS})")
@@ -244,9 +248,17 @@ def main(argv: Sequence[str]) -> int:
         if backup_command not in {"verify", "prune"} or Path(args.config_file).exists():
             print(f"certloop renewer: config error: {exc}", file=sys.stderr)
             return 2
+    web: WebConfigFile | None = None
+    if cfg is not None and args.command is None:
+        try:
+            web = _web_config(cfg, args.web_config)
+        except ConfigError as exc:
+            print(f"certloop renewer: --web.config.file: {exc}", file=sys.stderr)
+            return 2
     if args.config_check and cfg is not None:
         print(f"{args.config_file}: ok ({len(cfg.certificates)} certificate(s))")
         return 0
+    args.web = web
     try:
         return _dispatch(cfg, args, backup_command)
     except ConfigError as exc:
@@ -280,10 +292,26 @@ def _dispatch(cfg: RenewerConfig | None, args: argparse.Namespace, backup_comman
     return _serve(cfg, args)
 
 
+def _web_config(cfg: RenewerConfig, path: str | None) -> WebConfigFile | None:
+    """The web config, checked against the renewer's auth: TLS in one place, every role's user can sign in."""
+    if path is None:
+        if cfg.auth.users:
+            raise ConfigError("auth.users", "people sign in with --web.config.file's basic_auth_users: give the flag")
+        return None
+    web = WebConfigFile(Path(path))
+    if web.ssl_context is not None and cfg.auth.tls_cert_file is not None:
+        raise ConfigError("tls_server_config", "TLS is set both here and in auth.tls_cert_file: keep one")
+    missing = sorted(set(cfg.auth.users) - set(web.config.basic_auth_users))
+    if missing:
+        raise ConfigError("auth.users", f"no password in basic_auth_users for {', '.join(missing)}")
+    return web
+
+
 def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     from renewer.daemon import Daemon
 
-    daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections)
+    daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections,
+                    web=args.web)
     try:
         import uvloop
 

@@ -32,13 +32,16 @@ __all__ = [
     "DEFAULT_ALERTNAMES",
     "DEFAULT_RATE_LIMITS",
     "LETSENCRYPT_DIRECTORIES",
+    "ROLES",
     "AlertsConfig",
     "AuthConfig",
     "DatabaseConfig",
     "KeystoreConfig",
     "RateLimitRule",
     "RenewerConfig",
+    "Role",
     "SchedulerConfig",
+    "TokenConfig",
     "WorkerConfig",
     "json_schema",
     "load_config",
@@ -53,26 +56,66 @@ DEFAULT_ALERTNAMES = (
 )
 
 
+Role = Literal["viewer", "operator", "admin", "alertmanager"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "alertmanager")
+
+
+class TokenConfig(StrictModel):
+    """A named bearer token for a machine (Alertmanager, CI, a script), with one role."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="shown in the audit trail")
+    token: str | None = Field(default=None, description="the token, literally or as ${ENV}")
+    token_file: Path | None = None
+    role: Role
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give token or token_file (one of them)")
+        return self
+
+    def secret(self, field: str) -> str:
+        value = resolve_secret(self.token, self.token_file, field=field)
+        if len(value) < 16:
+            raise ConfigError(field, "the token must be at least 16 characters")
+        return value
+
+
 class AuthConfig(StrictModel):
-    """Who may call the API. A bearer token (``token`` literal or ``${ENV}``, or ``token_file``), and/or
-    mTLS (``client_ca_file`` with the server's own ``tls_cert_file``/``tls_key_file``)."""
+    """Who may call the API, and with which role (``viewer`` reads, ``operator`` also renews and retries,
+    ``admin`` also reloads, ``alertmanager`` only delivers webhooks).
+
+    Machines use bearer tokens: ``token``/``token_file`` (one token, role ``token_role``, default admin) and/or
+    ``tokens`` (named, one role each). People sign in with the users and bcrypt hashes of ``--web.config.file``
+    (``basic_auth_users``); ``users`` gives each of them a role. A verified client certificate (mTLS,
+    ``client_ca_file`` with ``tls_cert_file``/``tls_key_file``) without a token has ``client_certificate_role``."""
 
     token: str | None = Field(default=None, description="bearer token, literally or as ${ENV}")
     token_file: Path | None = None
+    token_role: Role = Field(default="admin", description="role of token/token_file")
+    tokens: list[TokenConfig] = Field(default_factory=list, description="named bearer tokens, one role each")
+    users: dict[str, Role] = Field(default_factory=dict,
+                                   description="role of each person in --web.config.file's basic_auth_users")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     client_ca_file: Path | None = Field(default=None, description="require client certificates signed by this CA")
+    client_certificate_role: Role = Field(default="admin", description="role of a client certificate without token")
 
     @model_validator(mode="after")
     def _some_auth(self) -> AuthConfig:
-        if self.token is None and self.token_file is None and self.client_ca_file is None:
-            raise ValueError("set token, token_file or client_ca_file: the API never runs unauthenticated")
+        if (self.token is None and self.token_file is None and self.client_ca_file is None and not self.tokens
+                and not self.users):
+            raise ValueError("set token, token_file, tokens, users or client_ca_file: "
+                             "the API never runs unauthenticated")
         if self.token is not None and self.token_file is not None:
             raise ValueError("give token or token_file, not both")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together")
         if self.client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        names = [t.name for t in self.tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("token names must be unique")
         return self
 
     def bearer_token(self) -> str | None:
@@ -83,6 +126,15 @@ class AuthConfig(StrictModel):
         if len(secret) < 16:
             raise ConfigError("auth.token", "the token must be at least 16 characters")
         return secret
+
+    def bearer_tokens(self) -> list[tuple[str, str, Role]]:
+        """Every bearer token as (name, secret, role), secrets resolved now (ConfigError names the field)."""
+        out: list[tuple[str, str, Role]] = []
+        single = self.bearer_token()
+        if single is not None:
+            out.append(("token", single, self.token_role))
+        out.extend((t.name, t.secret(f"auth.tokens[{i}]"), t.role) for i, t in enumerate(self.tokens))
+        return out
 
 
 def token_matches(expected: str, header: str | None) -> bool:
@@ -279,7 +331,7 @@ def load_config(path: str | os.PathLike[str]) -> RenewerConfig:
     """Load and validate the YAML file at ``path`` (ConfigError names the bad key)."""
     config = load_model(RenewerConfig, path)
     try:
-        config.auth.bearer_token()
+        config.auth.bearer_tokens()
     except ConfigError as exc:
         raise ConfigError(exc.path, exc.message, source=os.fspath(path)) from exc
     return config

@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certloop.errors import ConfigError
-from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer
+from certloop.webconfig import WebConfigFile, guard
 from renewer import migrations, pipeline
+from renewer.access import Access
 from renewer.api import Api, build_router
 from renewer.config import RenewerConfig, load_config
 from renewer.errors import RenewerError
@@ -92,11 +94,13 @@ class Daemon:
     def __init__(
         self, config_path: Path, config: RenewerConfig, *, listen: str | None = None,
         clock: Callable[[], datetime] = utc_now, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        web: WebConfigFile | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.config_path = config_path
         self._config = config
-        self._token = config.auth.bearer_token()
+        self.web = web
+        self._access = Access.build(config.auth, web)
         self.listen = listen or config.listen
         self.clock = clock
         self.metrics = RenewerMetrics()
@@ -111,13 +115,15 @@ class Daemon:
         """Re-read the config file; ConfigError leaves the running config in place."""
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            token = new.auth.bearer_token()
+            access = Access.build(new.auth, self.web)
         except ConfigError as exc:
             self.metrics.config_reload_ok.set(0)
             log.error("config reload failed, keeping the previous config: %s", exc)
             raise
         old = self._config
-        self._config, self._token = new, token
+        self._config, self._access = new, access
+        if self.web is not None:
+            self.web.refresh(force=True)
         self.metrics.config_reload_ok.set(1)
         self.metrics.declare({c.id: c.issuer.type for c in new.certificates})
         if new.scheduler != old.scheduler and self.safety_net is not None:
@@ -153,10 +159,15 @@ class Daemon:
         )
         worker = Worker(store=store, config=self.config, ctx=ctx, metrics=self.metrics, owner=self.owner)
         await worker.recover_all()
-        api = Api(store=store, config=self.config, token=lambda: self._token, metrics=self.metrics,
+        api = Api(store=store, config=self.config, access=lambda: self._access, metrics=self.metrics,
                   clock=self.clock, wake=worker.wake, reload=self.reload)
-        self.server = HttpServer(build_router(api), max_body=max(cfg.max_body * 4, 4 << 20),
-                                 ssl_context=tls_context(cfg), server_header="certloop-renewer",
+        handler: Handler = build_router(api)
+        ssl_context = tls_context(cfg)
+        if self.web is not None:
+            handler = guard(handler, self.web, basic_auth=False)  # people's passwords resolve to roles in Access
+            ssl_context = self.web.ssl_context or ssl_context
+        self.server = HttpServer(handler, max_body=max(cfg.max_body * 4, 4 << 20),
+                                 ssl_context=ssl_context, server_header="certloop-renewer",
                                  max_connections=self.max_connections)
         host, _, port = self.listen.rpartition(":")
         await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop.httpserver import HttpServer
+from renewer.access import Access
 from renewer.api import ROUTES, Api, build_router
 from renewer.config import RenewerConfig, load_config
 from renewer.daemon import tls_context
@@ -56,7 +57,8 @@ class Harness:
         async def reload() -> None:
             self.reloads.append("called")
 
-        self.api = Api(store=store, config=lambda: self.config, token=config.auth.bearer_token,
+        access = Access.build(config.auth, None)
+        self.api = Api(store=store, config=lambda: self.config, access=lambda: access,
                        metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload)
         self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body, ssl_context=ssl_context)
         asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(10)
@@ -256,7 +258,7 @@ def test_openapi_document_lists_exactly_the_routes(harness: Harness) -> None:
     doc = harness.get("/api/v1/openapi.json", headers={}).json()
     assert doc["openapi"] == "3.1.0"
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
-    assert documented == {(m, p) for m, p, _ in ROUTES}
+    assert documented == {(m, p) for m, p, _, _ in ROUTES}
     jsonschema.Draft202012Validator.check_schema({"components": doc["components"]})
 
 

@@ -36,7 +36,7 @@ def test_valid_config_checks_ok(make_setup: Callable[..., Setup], capsys: pytest
         (lambda d: d.update(surprise=1), "surprise: unknown key (not part of the configuration schema)"),
         (lambda d: d["certificates"].append(dict(d["certificates"][0])),
          "certificates: certificate id 'shop' is used twice"),
-        (lambda d: d.update(auth={}), "auth: set token, token_file or client_ca_file"),
+        (lambda d: d.update(auth={}), "auth: set token, token_file, tokens, users or client_ca_file"),
         (lambda d: d["worker"].update(lease="soon"), 'worker.lease: expected a duration like "5s"'),
         (lambda d: d.update(auth={"token": "short"}), "auth.token: the token must be at least 16 characters"),
         (lambda d: d.update(listen="nowhere"), 'listen: expected "host:port"'),
