@@ -39,6 +39,7 @@
     //   warning:  needs attention within days, the loop may fix it itself (renewal).
     //   info:     for awareness, often intended (a decommissioned certificate).
     // Change one when your policy differs, e.g. make weakCrypto 'major' under a strict security policy.
+    // Chinese notifications name them 紧急 (critical), 严重 (major), 警告 (warning), 信息 (info).
     severities: {
       expiring: 'warning',
       expiringSoon: 'critical',
@@ -63,6 +64,16 @@
       renewerConfigReload: 'warning',
       monitoredCertificatesDropped: 'major',
     },
+
+    // How many severity levels the alerts carry. kube-prometheus, most monitoring mixins and the routing
+    // trees built for them know three: critical, warning, info; an alert with severity="major" matches
+    // none of their routes. Set 'three' to map certloop's four levels through severityMapping (major
+    // becomes warning unless you map it to critical); the level certloop meant stays in the label
+    // `certloop_severity`, so a route can still tell a former major from a warning.
+    //   'four'  (default): severity is critical, major, warning or info, as in `severities`.
+    //   'three': severity is severityMapping[level]; certloop_severity is the level.
+    severityLevels: 'four',
+    severityMapping: { critical: 'critical', major: 'warning', warning: 'warning', info: 'info' },
 
     // Expiry thresholds are relative to each certificate's lifetime (not_after - not_before), so a
     // 6-day and a 90-day certificate both get a sensible lead time:

@@ -1,11 +1,29 @@
 // Builders shared by alerts/*.libsonnet: one place decides the shape of an alert and its wording helpers.
+local levels = ['critical', 'major', 'warning', 'info'];
+local threeLevels = ['critical', 'warning', 'info'];
+
+// The severity label(s) of one alert under config.severityLevels (see config.libsonnet).
+local severityLabels(config, key) =
+  local level = config.severities[key];
+  assert std.member(levels, level)
+         : 'severities.%s: expected one of %s, got "%s"' % [key, std.join(', ', levels), level];
+  if config.severityLevels == 'four' then
+    { severity: level }
+  else if config.severityLevels == 'three' then
+    local mapped = config.severityMapping[level];
+    assert std.member(threeLevels, mapped)
+           : 'severityMapping.%s: expected one of %s, got "%s"' % [level, std.join(', ', threeLevels), mapped];
+    { severity: mapped, certloop_severity: level }
+  else
+    error 'severityLevels: expected "four" or "three", got "%s"' % config.severityLevels;
+
 {
   // An alert with its severity and runbook link; `key` indexes config.severities and config.for.
   new(config, name, key, expr, summary, description, extraAnnotations={}):: {
     alert: name,
     expr: expr,
     'for': config['for'][key],
-    labels: { severity: config.severities[key] },
+    labels: severityLabels(config, key),
     annotations: {
       summary: summary,
       description: description,

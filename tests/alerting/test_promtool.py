@@ -1,7 +1,8 @@
 """`promtool test rules`: every alert is proven silent before its condition and firing after it.
 
 The unit tests live in alerting/tests/*_test.yml and run against the committed generated rules;
-overrides_test.yml runs against the mixin rendered with OVERRIDES (rendered here into a temp dir).
+the files in RENDERED run against the mixin rendered with their config patch (here, into a temp dir):
+overrides_test.yml with per-label expiry overrides, severity_levels_test.yml with severityLevels 'three'.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ OVERRIDES = {"expiry": {"overrides": [
     {"selector": 'certificate="vpn"', "warning": "45d", "critical": "20d"},
     {"selector": 'team="payments"', "warning": "21d", "critical": "7d"},
 ]}}
-OVERRIDES_TEST = "overrides_test.yml"
-OVERRIDES_RULES = "certloop-overrides.rules.yml"
+THREE_LEVELS = {"severityLevels": "three"}
+# test file -> (the rules file it names, the config patch that file is rendered with)
+RENDERED = {
+    "overrides_test.yml": ("certloop-overrides.rules.yml", OVERRIDES),
+    "severity_levels_test.yml": ("certloop-three-levels.rules.yml", THREE_LEVELS),
+}
 TEST_FILES = sorted(p.name for p in PROMTOOL_TESTS.glob("*_test.yml"))
 
 
@@ -36,21 +41,32 @@ def _load(name: str) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("name", [n for n in TEST_FILES if n != OVERRIDES_TEST])
+@pytest.mark.parametrize("name", [n for n in TEST_FILES if n not in RENDERED])
 def test_promtool_unit_tests_pass(name: str) -> None:
     """Each promtool unit test file passes against the committed generated rules."""
     result = _promtool_test(PROMTOOL_TESTS / name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_override_tests_pass(tmp_path: Path) -> None:
-    """Per-certificate and per-team overrides rendered into the rules change when expiry alerts fire."""
-    render(tmp_path, OVERRIDES)
-    (tmp_path / RULES_FILE).rename(tmp_path / OVERRIDES_RULES)
-    shutil.copy(PROMTOOL_TESTS / OVERRIDES_TEST, tmp_path / OVERRIDES_TEST)
-    assert _load(OVERRIDES_TEST)["rule_files"] == [OVERRIDES_RULES]
-    result = _promtool_test(tmp_path / OVERRIDES_TEST)
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_promtool_tests_of_a_rendered_config_pass(tmp_path: Path, name: str) -> None:
+    """Overrides (per-label lead times, three severity levels) rendered into the rules change what fires."""
+    rules_name, patch = RENDERED[name]
+    render(tmp_path, patch)
+    (tmp_path / RULES_FILE).rename(tmp_path / rules_name)
+    shutil.copy(PROMTOOL_TESTS / name, tmp_path / name)
+    assert _load(name)["rule_files"] == [rules_name]
+    result = _promtool_test(tmp_path / name)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_three_levels_fail_against_the_four_level_rules(tmp_path: Path) -> None:
+    """The switch is what makes severity_levels_test.yml pass: against the default rules it fails."""
+    shutil.copy(ROOT / "alerting" / "generated" / RULES_FILE, tmp_path / RENDERED["severity_levels_test.yml"][0])
+    shutil.copy(PROMTOOL_TESTS / "severity_levels_test.yml", tmp_path / "severity_levels_test.yml")
+    result = _promtool_test(tmp_path / "severity_levels_test.yml")
+    assert result.returncode != 0
+    assert "CertloopExporterDown" in result.stdout + result.stderr
 
 
 def test_promtool_catches_a_wrong_expectation(tmp_path: Path) -> None:

@@ -232,3 +232,11 @@ def test_sms_text_says_severity_name_subject_and_time_left(tmp_path: Path) -> No
         en.endswith(" - 1 of 2 alerts")
     zh, _ = _sms(tmp_path, notification("resolved"))
     assert zh.startswith("已恢复 certloop紧急：")
+
+
+def test_every_severity_has_its_chinese_name(tmp_path: Path) -> None:
+    """The four levels read 紧急, 严重, 警告, 信息 (docs/alerts.md), whatever severityLevels is set to."""
+    expected = {"critical": "紧急", "major": "严重", "warning": "警告", "info": "信息"}
+    text = "".join(f'{level}={{{{ template "certloop.severity.zh" "{level}" }}}}\n' for level in expected)
+    rendered = dict(line.split("=", 1) for line in render(tmp_path, text, notification()).splitlines() if line)
+    assert rendered == expected
