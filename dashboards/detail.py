@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards import style as s
+from dashboards.overview import days_left_thresholds
 from dashboards.style import Query, Size
+from dashboards.thresholds import Thresholds
 
 D = 'certificate=~"$certificate", target=~"$target"'
 C = 'certificate=~"$certificate"'
@@ -18,10 +20,9 @@ IDENTITY = "subject, issuer, serial, key_type, key_bits, signature_algorithm"
 
 OK_FAIL = s.value_text({"0": ("failing", s.RED), "1": ("ok", s.GREEN)})
 MATCH = s.value_text({"0": ("differs", s.ORANGE), "1": ("same", s.GREEN)})
-DAYS_LEFT_TH = s.thresholds(s.RED, (0, s.ORANGE), (7, s.YELLOW), (21, s.GREEN))
 
 
-def _now() -> list[Any]:
+def _now(t: Thresholds) -> list[Any]:
     small = Size(4, 4)
     return [
         s.row("Now"),
@@ -31,7 +32,7 @@ def _now() -> list[Any]:
                unit=s.UNIT_DATE_FROM_NOW, size=small, th=s.thresholds(s.BLUE), no_value="no data"),
         s.stat("Days left", "Days until the earliest chain expiry; negative when already expired.",
                Query(f"(min(certloop_chain_expiry_timestamp_seconds{{{D}}}) - time()) / 86400", instant=True),
-               decimals=1, size=small, th=DAYS_LEFT_TH, color_mode="background", no_value="no data"),
+               decimals=1, size=small, th=days_left_thresholds(t), color_mode="background", no_value="no data"),
         s.stat("Verdict", "Current verification verdict of each selected chain (ok, expired, "
                "unknown_authority, incomplete_chain, self_signed, hostname_mismatch, ...).",
                Query(f"count by (verdict) (certloop_verify_verdict{{{D}}})", legend="{{verdict}}",
@@ -51,7 +52,7 @@ def _now() -> list[Any]:
     ]
 
 
-def _chain() -> list[Any]:
+def _chain(t: Thresholds) -> list[Any]:
     def joined(expr: str) -> str:
         return f"{expr} * on({KEY}, position) group_left({IDENTITY}) certloop_cert_info{{{D}}}"
 
@@ -72,7 +73,7 @@ def _chain() -> list[Any]:
                          "Value #B": "Not after", "Value #C": "Not before", "serial": "Serial",
                          "key_type": "Key", "key_bits": "Bits", "signature_algorithm": "Signature"},
                 hide=("certificate", "team", "source"),
-                overrides=[s.column_unit("Days left", s.UNIT_NONE, DAYS_LEFT_TH, cell="color-background"),
+                overrides=[s.column_unit("Days left", s.UNIT_NONE, days_left_thresholds(t), cell="color-background"),
                            s.column_unit("Not after", s.UNIT_DATE_ISO, date_th),
                            s.column_unit("Not before", s.UNIT_DATE_ISO, date_th)]),
         s.table("TLS", "Negotiated TLS version and cipher per address.",
@@ -138,22 +139,23 @@ def _renewal() -> list[Any]:
     ]
 
 
-SPEC = s.Spec(
-    module_file=__file__,
-    title="certloop / Certificate detail",
-    description="One certificate: chain with each position's expiry, verification and probe history, "
-                "TLS, drift and its renewal state.",
-    variables=[
-        s.label_variable("certificate", "Certificate", "certloop_probe_success"),
-        s.label_variable("target", "Target", 'certloop_probe_success{certificate=~"$certificate"}'),
-    ],
-    links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False),
-           s.Link("Renewals", s.uid_for("renewals.py"))],
-    panels=[*_now(), *_chain(), *_history(), *_renewal()],
-    time_from="now-7d",
-)
+def spec(t: Thresholds) -> s.Spec:
+    return s.Spec(
+        module_file=__file__,
+        title="certloop / Certificate detail",
+        description="One certificate: chain with each position's expiry, verification and probe history, "
+                    "TLS, drift and its renewal state.",
+        variables=[
+            s.label_variable("certificate", "Certificate", "certloop_probe_success"),
+            s.label_variable("target", "Target", 'certloop_probe_success{certificate=~"$certificate"}'),
+        ],
+        links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False),
+               s.Link("Renewals", s.uid_for("renewals.py"))],
+        panels=[*_now(t), *_chain(t), *_history(), *_renewal()],
+        time_from="now-7d",
+    )
 
 
-def build() -> dict[str, Any]:
-    """The Grafana JSON model of this dashboard."""
-    return s.dashboard(SPEC)
+def build(t: Thresholds) -> dict[str, Any]:
+    """The Grafana JSON model of this dashboard with the mixin's thresholds `t`."""
+    return s.dashboard(spec(t))

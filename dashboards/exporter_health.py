@@ -6,6 +6,7 @@ from typing import Any
 
 from dashboards import style as s
 from dashboards.style import Query, Size
+from dashboards.thresholds import Thresholds
 
 I = 'instance=~"$instance"'  # noqa: E741 - the selector reads like the variable it filters on
 PROBES = f"certloop_probes_total{{{I}}}"
@@ -94,18 +95,19 @@ def _sweeps() -> list[Any]:
     ]
 
 
-SPEC = s.Spec(
-    module_file=__file__,
-    title="certloop / Exporter health",
-    description="The exporter itself: probe rates and durations, failures by reason, sweep lag, reloads, "
-                "build.",
-    variables=[s.label_variable("instance", "Instance", "certloop_build_info")],
-    links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False)],
-    panels=[*_summary(), *_probes(), *_sweeps()],
-    extra_tags=("exporter",),
-)
+def spec(t: Thresholds) -> s.Spec:
+    return s.Spec(
+        module_file=__file__,
+        title="certloop / Exporter health",
+        description="The exporter itself: probe rates and durations, failures by reason, sweep lag, reloads, "
+                    "build.",
+        variables=[s.label_variable("instance", "Instance", "certloop_build_info")],
+        links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False)],
+        panels=[*_summary(), *_probes(), *_sweeps()],
+        extra_tags=("exporter",),
+    )
 
 
-def build() -> dict[str, Any]:
-    """The Grafana JSON model of this dashboard."""
-    return s.dashboard(SPEC)
+def build(t: Thresholds) -> dict[str, Any]:
+    """The Grafana JSON model of this dashboard with the mixin's thresholds `t`."""
+    return s.dashboard(spec(t))

@@ -1,8 +1,9 @@
 """Certificates overview: how many certificates are fine, which expire first, and what is wrong.
 
-"Expiring" mirrors the default warning threshold of alerting/config.libsonnet: less than a third of
-the leaf's validity period remains, clamped to [1d, 30d] (so 6-day and 90-day certificates both
-behave). Per-certificate overrides configured in the mixin are not reflected here. Counts are per
+"Expiring" uses the warning threshold of alerting/config.libsonnet's `_config.expiry` (by default: less
+than a third of the leaf's validity period remains, clamped to [1d, 30d], so 6-day and 90-day
+certificates both behave), read through dashboards.thresholds, so an override of those knobs changes
+the dashboard with the alerts. Per-label `expiry.overrides` are not reflected here. Counts are per
 probed series (source, target, address).
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from dashboards import style as s
 from dashboards.style import Query, Size
+from dashboards.thresholds import Thresholds
 
 F = 'source=~"$source", team=~"$team"'
 LEAF = f'position="0", {F}'
@@ -19,30 +21,41 @@ NOT_AFTER = f"certloop_cert_not_after_timestamp_seconds{{{LEAF}}}"
 NOT_BEFORE = f"certloop_cert_not_before_timestamp_seconds{{{LEAF}}}"
 LEFT = f"({NOT_AFTER} - time())"
 LIFETIME = f"({NOT_AFTER} - {NOT_BEFORE})"
-# alerting/config.libsonnet expiry.warningDivisor / warningFloor / warningCeiling
-WARN_DIVISOR, WARN_FLOOR, WARN_CEILING = 3, 86400, 30 * 86400
-WARNING_AT = f"clamp_min(clamp_max({LIFETIME} / {WARN_DIVISOR}, {WARN_CEILING}), {WARN_FLOOR})"
-EXPIRING = f"(({LEFT} < {WARNING_AT}) > 0)"
 KEY = "source, target, address"
 
-DAYS_LEFT_TH = s.thresholds(s.RED, (0, s.ORANGE), (7, s.YELLOW), (21, s.GREEN))
 ANY_BAD_TH = s.thresholds(s.GREEN, (1, s.RED))
 ANY_WARN_TH = s.thresholds(s.GREEN, (1, s.ORANGE))
 
 
-def _status_row() -> list[Any]:
+def expiring(t: Thresholds) -> str:
+    """Leaves past the warning threshold and not expired, as certloop:cert_expiry_warning_threshold_seconds
+    computes it without per-label overrides."""
+    warning_at = (f"clamp_min(clamp_max({LIFETIME} / {t.expiryWarningDivisor}, {t.expiryWarningCeilingSeconds}),"
+                  f" {t.expiryWarningFloorSeconds})")
+    return f"(({LEFT} < {warning_at}) > 0)"
+
+
+def days_left_thresholds(t: Thresholds) -> dict[str, Any]:
+    """Red once expired, orange within the critical ceiling, yellow within the warning ceiling, else green."""
+    return s.thresholds(s.RED, (0, s.ORANGE), (t.expiryCriticalCeilingDays, s.YELLOW),
+                        (t.expiryWarningCeilingDays, s.GREEN))
+
+
+def _status_row(t: Thresholds) -> list[Any]:
     small = Size(3, 4)
+    expiring_now = expiring(t)
     return [
         s.row("Status"),
         s.stat("Watched", "Certificate endpoints and files the exporter probes (one per source, target and "
                "address).", Query(f"count(certloop_probe_success{{{F}}})", instant=True),
                size=small, th=s.thresholds(s.BLUE), color_mode="background"),
         s.stat("OK", "Chains that verify and are not expiring (see Expiring).",
-               Query(f"count(certloop_verify_ok{{{F}}} == 1 unless on({KEY}) {EXPIRING})", instant=True),
+               Query(f"count(certloop_verify_ok{{{F}}} == 1 unless on({KEY}) {expiring_now})", instant=True),
                size=small, th=s.thresholds(s.GREEN), color_mode="background"),
-        s.stat("Expiring", "Leaf certificates past the default warning threshold that have not expired yet: "
-               "less than a third of the validity period left, at least 1 day and at most 30 days.",
-               Query(f"count({EXPIRING})", instant=True), size=small, th=ANY_WARN_TH,
+        s.stat("Expiring", "Leaf certificates past the warning threshold that have not expired yet: less "
+               "than 1/expiry.warningDivisor of the validity period left, clamped to [warningFloor, "
+               "warningCeiling] of the alerting mixin's config (per-label overrides are not applied here).",
+               Query(f"count({expiring_now})", instant=True), size=small, th=ANY_WARN_TH,
                color_mode="background"),
         s.stat("Expired", "Leaf certificates whose notAfter is in the past. They are still exported so "
                "the date stays visible.", Query(f"count({LEFT} <= 0)", instant=True), size=small,
@@ -65,7 +78,7 @@ def _status_row() -> list[Any]:
     ]
 
 
-def _soonest_table() -> list[Any]:
+def _soonest_table(t: Thresholds) -> list[Any]:
     expr = (
         f"sort({LEFT} / 86400"
         f" * on({KEY}, position) group_left(issuer, subject) certloop_cert_info{{{LEAF}}}"
@@ -82,7 +95,8 @@ def _soonest_table() -> list[Any]:
                          "target": "Target", "address": "Address", "issuer": "Issuer",
                          "subject": "Subject", "verdict": "Verdict", "Value": "Days left"},
                 hide=("position", "role"),
-                overrides=[s.column_unit("Days left", s.UNIT_NONE, DAYS_LEFT_TH, cell="color-background")]),
+                overrides=[s.column_unit("Days left", s.UNIT_NONE, days_left_thresholds(t),
+                                         cell="color-background")]),
         s.bargauge("Leaf certificates by issuer", "How many observed leaf certificates each issuer "
                    "signed; a renewal that silently switches CA shows up here.",
                    Query(f"count by (issuer) (certloop_cert_info{{{LEAF}}})", legend="{{issuer}}",
@@ -140,21 +154,22 @@ def _drift() -> list[Any]:
     ]
 
 
-SPEC = s.Spec(
-    module_file=__file__,
-    title="certloop / Certificates overview",
-    description="Every certificate certloop watches: status counts, soonest expiry, problems, drift.",
-    variables=[
-        s.label_variable("source", "Source", "certloop_probe_success"),
-        s.label_variable("team", "Team", "certloop_probe_success"),
-    ],
-    links=[s.Link("Certificate detail", s.uid_for("detail.py")),
-           s.Link("Renewals", s.uid_for("renewals.py")),
-           s.Link("Exporter health", s.uid_for("exporter_health.py"), vars=False)],
-    panels=[*_status_row(), *_soonest_table(), *_problems(), *_drift()],
-)
+def spec(t: Thresholds) -> s.Spec:
+    return s.Spec(
+        module_file=__file__,
+        title="certloop / Certificates overview",
+        description="Every certificate certloop watches: status counts, soonest expiry, problems, drift.",
+        variables=[
+            s.label_variable("source", "Source", "certloop_probe_success"),
+            s.label_variable("team", "Team", "certloop_probe_success"),
+        ],
+        links=[s.Link("Certificate detail", s.uid_for("detail.py")),
+               s.Link("Renewals", s.uid_for("renewals.py")),
+               s.Link("Exporter health", s.uid_for("exporter_health.py"), vars=False)],
+        panels=[*_status_row(t), *_soonest_table(t), *_problems(), *_drift()],
+    )
 
 
-def build() -> dict[str, Any]:
-    """The Grafana JSON model of this dashboard."""
-    return s.dashboard(SPEC)
+def build(t: Thresholds) -> dict[str, Any]:
+    """The Grafana JSON model of this dashboard with the mixin's thresholds `t`."""
+    return s.dashboard(spec(t))

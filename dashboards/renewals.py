@@ -6,6 +6,7 @@ from typing import Any
 
 from dashboards import style as s
 from dashboards.style import Query, Size
+from dashboards.thresholds import Thresholds
 
 C = 'certificate=~"$certificate"'
 RENEWALS = f"certloop_renewer_renewals_total{{{C}}}"
@@ -20,7 +21,7 @@ RESULT_COLOURS = [
 ]
 
 
-def _outcomes() -> list[Any]:
+def _outcomes(t: Thresholds) -> list[Any]:
     def total(result: str) -> Query:
         return Query(f'sum(increase(certloop_renewer_renewals_total{{result="{result}", {C}}}[{s.RANGE}]))',
                      instant=True)
@@ -43,8 +44,9 @@ def _outcomes() -> list[Any]:
                Query("sum(certloop_renewer_jobs_in_progress)", instant=True), size=small,
                th=s.thresholds(s.BLUE)),
         s.stat("Oldest queued job", "Age of the oldest job still queued; a growing age means the queue is "
-               "stuck; 0 when nothing is queued.", Query(OLDEST_AGE, instant=True),
-               unit=s.UNIT_SECONDS, size=small, th=s.thresholds(s.GREEN, (600, s.ORANGE), (3600, s.RED))),
+               "stuck; 0 when nothing is queued. Red from the mixin's renewerQueueStuckAfter, when "
+               "CertloopRenewerQueueStuck's condition holds.", Query(OLDEST_AGE, instant=True),
+               unit=s.UNIT_SECONDS, size=small, th=s.thresholds(s.GREEN, (t.renewerQueueStuckSeconds, s.RED))),
         s.timeseries("Renewals by outcome", "Finished renewals per outcome over time.",
                      Query(f"sum by (result) (increase({RENEWALS}[{s.RATE_INTERVAL}]))", legend="{{result}}"),
                      bars=True, stacked=True, minimum=0, legend_calcs=("sum",)),
@@ -149,20 +151,21 @@ def _renewer_health() -> list[Any]:
     ]
 
 
-SPEC = s.Spec(
-    module_file=__file__,
-    title="certloop / Renewals",
-    description="Renewer activity: outcomes, durations, queue, intake, rate-limit headroom and per-certificate "
-                "state.",
-    variables=[s.label_variable("certificate", "Certificate", "certloop_renewer_next_due_timestamp_seconds")],
-    links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False),
-           s.Link("Certificate detail", s.uid_for("detail.py"))],
-    panels=[*_outcomes(), *_durations(), *_queue_and_intake(), *_per_certificate(), *_renewer_health()],
-    time_from="now-7d",
-    extra_tags=("renewal",),
-)
+def spec(t: Thresholds) -> s.Spec:
+    return s.Spec(
+        module_file=__file__,
+        title="certloop / Renewals",
+        description="Renewer activity: outcomes, durations, queue, intake, rate-limit headroom and per-certificate "
+                    "state.",
+        variables=[s.label_variable("certificate", "Certificate", "certloop_renewer_next_due_timestamp_seconds")],
+        links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False),
+               s.Link("Certificate detail", s.uid_for("detail.py"))],
+        panels=[*_outcomes(t), *_durations(), *_queue_and_intake(), *_per_certificate(), *_renewer_health()],
+        time_from="now-7d",
+        extra_tags=("renewal",),
+    )
 
 
-def build() -> dict[str, Any]:
-    """The Grafana JSON model of this dashboard."""
-    return s.dashboard(SPEC)
+def build(t: Thresholds) -> dict[str, Any]:
+    """The Grafana JSON model of this dashboard with the mixin's thresholds `t`."""
+    return s.dashboard(spec(t))
