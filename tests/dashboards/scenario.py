@@ -86,6 +86,9 @@ def renewer_config(workdir: Path, pebble: Pebble, verify_endpoint: str) -> tuple
     - `renewed`: pebble (validation disabled) issues, no deploy step -> succeeded;
     - `unreachable-ca`: its ACME directory is a closed port -> failed;
     - `not-served`: issued, but `verify_endpoint` keeps serving another certificate -> rolled back.
+
+    Let's Encrypt's default rate limits apply to Let's Encrypt's directories only, so the config sets a
+    limit of its own for every CA (as a site with a private CA would): the headroom panels need one.
     """
     token = secrets.token_hex(16)
     data = workdir / "renewer-data"
@@ -104,6 +107,7 @@ def renewer_config(workdir: Path, pebble: Pebble, verify_endpoint: str) -> tuple
         "auth": {"token": token},
         "data_dir": str(data),
         "worker": {"max_attempts": 1, "poll_interval": "1s", "backoff_base": "1s", "lease": "30s"},
+        "rate_limits": [{"name": "orders_per_account", "scope": "account", "limit": 300, "window": "3h"}],
         "certificates": [
             cert("renewed", pebble.directory_url),
             cert("unreachable-ca", f"https://{LOOPBACK}:{free_port()}/dir"),
