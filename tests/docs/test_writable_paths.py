@@ -3,9 +3,7 @@
 The unit runs with `ProtectSystem=strict`: outside `ReadWritePaths=` and its `StateDirectory=` the whole
 file system is read-only, so a user who copies an example whose outputs or webroot lie elsewhere gets
 EROFS at the first renewal. The examples are the renewer configs in the README, in docs/**/*.md (YAML
-fences with a `certificates:` list) and the host templates examples/{test,prod}/renewer.yml.
-examples/dev is for running by hand on a laptop (everything under /srv/certloop-dev, examples/README.md)
-and is not meant for the unit, so it is not checked here.
+fences with a `certificates:` list) and the per-environment templates examples/*/renewer.yml.
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ from tests.docs.markdown import ROOT, documentation_files, fenced_blocks
 
 UNIT = ROOT / "deploy" / "systemd" / "certloop-renewer.service"
 OUTPUT_ROLES = ("cert", "key", "fullchain", "chain")
-# The per-environment templates meant for hosts running the shipped unit (dev runs by hand).
-UNIT_EXAMPLES = ("test", "prod")
 
 
 def unit_writable_paths(text: str) -> list[PurePosixPath]:
@@ -63,8 +59,7 @@ def documented_configs() -> list[tuple[str, Any]]:
                 continue
             where = f"{path.relative_to(ROOT)}:{line}"
             found.append((where, yaml.safe_load(text)))
-    for environment in UNIT_EXAMPLES:
-        path = ROOT / "examples" / environment / "renewer.yml"
+    for path in sorted((ROOT / "examples").glob("*/renewer.yml")):
         found.append((str(path.relative_to(ROOT)), yaml.safe_load(path.read_text(encoding="utf-8"))))
     return found
 
@@ -86,7 +81,7 @@ def test_examples_are_found() -> None:
     wheres = [where for where, _ in documented_configs()]
     assert any(w.startswith("README.md:") for w in wheres)
     assert any(w.startswith("docs/renewer.md:") for w in wheres)
-    assert {"examples/test/renewer.yml", "examples/prod/renewer.yml"} <= set(wheres)
+    assert {f"examples/{env}/renewer.yml" for env in ("dev", "test", "prod")} <= set(wheres)
     assert sum(1 for _, config in documented_configs() for _ in written_paths(config)) >= 6
 
 
