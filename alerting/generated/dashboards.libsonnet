@@ -6793,7 +6793,7 @@ function(t) {
           "type": "prometheus",
           "uid": "${datasource}"
         },
-        "description": "Currently failing probes per reason (dns, connect, refused, timeout, handshake, starttls, no_certificate, chain_too_large, file reasons).",
+        "description": "Currently failing probes per reason (dns, connect, refused, timeout, handshake, starttls, no_certificate, chain_too_large, bad_server_name, file reasons).",
         "fieldConfig": {
           "defaults": {
             "color": {
