@@ -22,13 +22,16 @@ def unit(name: str) -> configparser.RawConfigParser:
     return parser
 
 
-@pytest.mark.parametrize("name", ["certloop-exporter.service", "certloop-renewer.service"])
+@pytest.mark.parametrize("name", ["certloop-exporter.service", "certloop-renewer.service", "certloop-backup.service",
+                                  "certloop-backup.timer"])
 def test_unit_passes_systemd_analyze_verify(name: str, tmp_path: Path) -> None:
-    """systemd-analyze verify finds nothing wrong (certloop's path rewritten to this checkout's binary)."""
+    """systemd-analyze verify finds nothing wrong (certloop's path rewritten to this checkout's binary; a
+    timer is verified beside the service it starts)."""
     binary = shutil.which("systemd-analyze")
     assert binary, "systemd-analyze (Debian package systemd) is required"
-    text = (UNITS / name).read_text().replace("/usr/local/bin/certloop", str(CERTLOOP))
-    (tmp_path / name).write_text(text)
+    for unit in {name, name.replace(".timer", ".service")}:
+        text = (UNITS / unit).read_text().replace("/usr/local/bin/certloop", str(CERTLOOP))
+        (tmp_path / unit).write_text(text)
     done = subprocess.run([binary, "verify", str(tmp_path / name)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
@@ -51,6 +54,26 @@ def test_renewer_may_write_only_its_outputs_and_signal_nginx() -> None:
     assert service["ReadWritePaths"].split()
     assert service["CapabilityBoundingSet"] == "CAP_KILL" == service["AmbientCapabilities"]
     assert service["StateDirectory"] == "certloop-renewer"
+
+
+def test_backup_runs_nightly_as_the_renewer_user_writing_only_the_backup_directory() -> None:
+    """The backup service runs `certloop renewer ... backup` (the CLI's real syntax: --out a directory,
+    encrypted with the passphrase file, retention) as certloop, read-only but for its output; the timer
+    fires nightly and catches up a missed run."""
+    service = unit("certloop-backup.service")["Service"]
+    assert service["Type"] == "oneshot" and service["User"] == "certloop"
+    argv = service["ExecStart"].split()
+    assert argv[:3] == ["/usr/local/bin/certloop", "renewer", "--config.file=/etc/certloop/renewer.yml"]
+    assert argv[3] == "backup" and argv[argv.index("--out") + 1] == "/var/backups/certloop/"
+    assert {"--passphrase-file", "--keep-daily", "--keep-weekly"} <= set(argv)
+    assert service["ProtectSystem"] == "strict" and service["ReadWritePaths"] == "/var/backups/certloop"
+    assert service["NoNewPrivileges"] == "yes"
+    help_text = subprocess.run([str(CERTLOOP), "renewer", "backup", "--help"], capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+    for flag in ("--out", "--passphrase-file", "--keep-daily", "--keep-weekly"):
+        assert flag in help_text, f"the CLI has no {flag}"
+    timer = unit("certloop-backup.timer")["Timer"]
+    assert timer["OnCalendar"] == "*-*-* 03:30:00" and timer["Persistent"] == "true"
 
 
 def test_logrotate_accepts_the_config(tmp_path: Path) -> None:
