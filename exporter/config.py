@@ -42,6 +42,7 @@ from pydantic import AfterValidator, Field
 
 from certloop.config import EMPTY_CONFIG, Duration, StrictModel, load_model, resolve_secret, validate_model
 from certloop.errors import ConfigError
+from certloop.hostnames import server_name
 from certloop.resolve import parse_nameserver
 
 __all__ = [
@@ -85,9 +86,21 @@ def split_target(text: str) -> tuple[str, int]:
             raise ValueError(f"expected host:port, got {text!r}")
         if not _HOST_RE.match(host):
             raise ValueError(f"invalid host name {host!r} in {text!r}")
+        _check_server_name(host)
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"expected a port between 1 and 65535 in {text!r}")
     return host, int(port_text)
+
+
+def _check_server_name(name: str | None) -> str | None:
+    """A name that cannot be sent in TLS (``a..b``, a label over 63 characters) is a config error
+    here, not a probe failing with ``bad_server_name`` forever."""
+    if name is not None:
+        try:
+            server_name(name)
+        except ValueError as exc:
+            raise ValueError(f"not a host name that can be sent in TLS: {exc}") from None
+    return name
 
 
 def _check_target(text: str) -> str:
@@ -128,6 +141,7 @@ Target = Annotated[str, AfterValidator(_check_target)]
 Nameserver = Annotated[str, AfterValidator(_check_nameserver)]
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
 StartTLS = Annotated[str | None, AfterValidator(_check_starttls)]
+ServerName = Annotated[str | None, AfterValidator(_check_server_name)]
 PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
 Labels = dict[LabelName, str]
 
@@ -151,7 +165,7 @@ class ModuleConfig(StrictModel):
     """Probe settings chosen by ``/probe?module=NAME`` or an endpoint group's ``module``."""
 
     starttls: StartTLS = None
-    server_name: str | None = None
+    server_name: ServerName = None
     connect_timeout: PositiveDuration | None = None
     handshake_timeout: PositiveDuration | None = None
     ca_file: str | None = None
@@ -162,7 +176,7 @@ class EndpointGroup(StrictModel):
     """TLS endpoints probed by the inventory sweep, sharing settings and static labels."""
 
     targets: list[Target] = Field(min_length=1)
-    server_name: str | None = None
+    server_name: ServerName = None
     module: str | None = None
     starttls: StartTLS = None
     expect_file: str | None = None

@@ -211,6 +211,23 @@ def test_real_prometheus_scrapes_inventory_and_probe(nginx: Nginx, tmp_path: Pat
         assert expiry and float(expiry[0]["value"][1]) > 80 * 86400
 
 
+def test_probe_with_an_unsendable_server_name_is_bad_server_name() -> None:
+    """``/probe?server_name=a..b`` (or a label over 63 characters, or a NUL) answers 200 with
+    probe_success 0 and reason bad_server_name, decided before connecting (the port is closed, yet
+    the reason is not ``refused``); a target host with an empty label is a 400 naming it. Before:
+    a UnicodeError or ValueError escaped the probe."""
+    closed = free_port()
+    with exporter({}) as exp:
+        for name in ("a..b", "x" * 64 + ".example", "a\x00b"):
+            answer = requests.get(f"{exp.url}/probe", params={"target": f"127.0.0.1:{closed}", "server_name": name},
+                                  timeout=10)
+            assert answer.status_code == 200, name
+            assert value(answer.text, "certloop_probe_success", target=f"127.0.0.1:{closed}") == 0, name
+            assert value(answer.text, "certloop_probe_failure_reason", reason="bad_server_name") == 1, name
+        bad_host = requests.get(f"{exp.url}/probe", params={"target": f"a..b:{closed}"}, timeout=10)
+        assert bad_host.status_code == 400 and "a..b" in bad_host.text
+
+
 def test_probe_module_with_starttls_against_aiosmtpd(tmp_path: Path, pki: Pki) -> None:
     """``/probe?module=smtp`` negotiates STARTTLS with a real aiosmtpd and reports its certificate by the module."""
     leaf = pki.leaf(["mail.test"])
