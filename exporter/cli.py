@@ -23,7 +23,7 @@ from typing import Any
 
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
-from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer, tune_collector
 from certloop.webconfig import WebConfigFile
 from exporter.config import ExporterConfig, load_config, split_target
 from exporter.engine import Engine, build_context
@@ -89,6 +89,7 @@ def main(argv: Sequence[str]) -> int:
             return 1
     if args.check:
         return 0
+    tune_collector()
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop  # the handshake-heavy hot path is ~20% cheaper on uvloop

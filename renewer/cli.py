@@ -26,7 +26,7 @@ from pathlib import Path
 
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
-from certloop.httpserver import DEFAULT_MAX_CONNECTIONS
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, tune_collector
 from certloop.webconfig import WebConfigFile
 from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
 from renewer.backupsite import Place, archive_name, archives, expired, parse_location
@@ -312,6 +312,7 @@ def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
 
     daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections,
                     web=args.web)
+    tune_collector()
     try:
         import uvloop
 
