@@ -28,7 +28,6 @@ test: lint types unit
 
 generate: bootstrap
 	$(PY) -m alerting.build
-	cp alerting/generated/prometheusrule.yaml deploy/kubernetes/base/prometheusrule.yaml
 	$(PY) -m dashboards.build
 	$(PY) -m docs.gen_reference
 

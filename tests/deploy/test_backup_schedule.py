@@ -21,7 +21,7 @@ from renewer.backupsite import ARCHIVE_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose" / "docker-compose.yml"
-CRONJOB = REPO / "deploy" / "kubernetes" / "backup-cronjob.yaml"
+DEV_OVERLAY = REPO / "deploy" / "kubernetes" / "overlays" / "dev"
 
 
 def _script() -> tuple[list[str], str, dict[str, str]]:
@@ -92,13 +92,16 @@ def test_compose_backup_loop_retries_after_a_failure(tmp_path: Path) -> None:
 def test_kubernetes_cronjob_backs_up_off_site_with_retention() -> None:
     """The CronJob runs `certloop renewer backup` to an s3:// prefix with retention, once at a time, on the
     renewer's node (its data volume is ReadWriteOnce), with the renewer's config, secrets and volume."""
-    docs = [d for d in yaml.safe_load_all(CRONJOB.read_text()) if d]
+    rendered = subprocess.run(["kubectl", "kustomize", str(DEV_OVERLAY)], capture_output=True, text=True,
+                              timeout=120, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
     [cron] = [d for d in docs if d["kind"] == "CronJob"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     args = container["args"]
-    assert args[:3] == ["renewer", "--config.file=/etc/certloop/renewer.yml", "backup"]
+    assert args[:3] == ["renewer", "--config.file=/etc/certloop/config/renewer.yml", "backup"]
+    assert cron["metadata"]["namespace"] == "certloop"
     out = args[args.index("--out") + 1]
     assert out.startswith("s3://") and out.endswith("/")
     assert "--keep-daily" in args and "--keep-weekly" in args
