@@ -261,7 +261,7 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
     assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
     wait_for(lambda: _job_state(proc) == stage and pid_file.exists(), 20, what=f"the job to reach {stage}")
     proc.kill(signal.SIGKILL)
-    _kill_pid_file(pid_file)  # the slow child outlives the renewer (own session); stop it too
+    _kill_pid_file(pid_file)  # the slow child dies with the renewer (its leash); in case it lingers
     cert_pem = Path(outputs["fullchain"]).read_bytes()
     key = serialization.load_pem_private_key(Path(outputs["key"]).read_bytes(), None)
     assert key.public_key() == x509.load_pem_x509_certificate(cert_pem).public_key()
