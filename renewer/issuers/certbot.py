@@ -13,10 +13,15 @@ It runs without installer or hooks, so it never touches live files: we read the 
 issues afresh instead of certbot deciding the certificate is "not yet due". ``--no-autorenew``
 keeps a system certbot timer away from it, ``--no-random-sleep-on-renew`` is passed as asked of
 every unattended certbot run (it only affects ``renew``; certloop decides when to renew).
+
+When the CA no longer knows certbot's account (``accountDoesNotExist``: a CA reset, a deactivated
+account), ``config/accounts`` is removed and certbot run once more in the same attempt, which
+registers a new account (a WARNING says so).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -90,6 +95,22 @@ def _forget_lineage(home: Path, cert_name: str) -> None:
 
 
 _DOMAIN_LINE = re.compile(r"^\s*Domain:\s*(\S+)", re.MULTILINE)
+_ACCOUNT_GONE = "accountdoesnotexist"
+log = logging.getLogger(__name__)
+
+
+def _account_gone(output: str, home: Path) -> bool:
+    """Did the CA answer accountDoesNotExist? certbot 2.1 (Debian 12) may print only an AttributeError
+    raised while it reports that error, so its own log's tail is read too."""
+    if _ACCOUNT_GONE in output.lower():
+        return True
+    try:
+        with (home / "logs" / "letsencrypt.log").open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(fh.tell() - 65536, 0))
+            return _ACCOUNT_GONE in fh.read().decode(errors="replace").lower()
+    except OSError:
+        return False
 
 
 async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
@@ -97,9 +118,17 @@ async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueCont
     _forget_lineage(ctx.home, spec.id)  # a lineage left by a crash must not make certbot skip
     env = {"REQUESTS_CA_BUNDLE": str(settings.ca_bundle)} if settings.ca_bundle else {}
     argv = build_argv(settings, spec, ctx.home, ctx.timeout)
-    done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot",
-                             umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
     try:
+        done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot",
+                                 umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
+        if done.returncode != 0 and _account_gone(done.stdout + done.stderr, ctx.home):
+            log.warning("certbot's ACME account is unknown to %s (accountDoesNotExist): removing %s, "
+                        "registering a new account and retrying once", settings.directory,
+                        ctx.home / "config" / "accounts")
+            shutil.rmtree(ctx.home / "config" / "accounts", ignore_errors=True)
+            _forget_lineage(ctx.home, spec.id)
+            done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot",
+                                     umask=WORLD_READABLE_UMASK)
         if done.returncode != 0:
             text = done.stdout + done.stderr
             failed = _DOMAIN_LINE.search(text) if "Some challenges have failed" in text else None

@@ -1,6 +1,6 @@
 """The ACME server forgot the account (``accountDoesNotExist``): a real pebble is restarted under a
 running renewer, which loses every account it knew. The next renewal registers a new account once,
-logged, and succeeds in the same attempt - for the built-in client and for lego."""
+logged, and succeeds in the same attempt - for the built-in client, lego and certbot."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _issuer(kind: str, stack: AcmeStack) -> dict[str, object]:
               "email": "ops@shop.example"}
     if kind == "acme":
         return {"type": "acme", **common, "http01": {"webroot": str(stack.webroot)}, "poll_timeout": "20s"}
-    return {"type": "lego", **common, "webroot": str(stack.webroot)}
+    return {"type": kind, **common, "webroot": str(stack.webroot)}
 
 
 def _last_job(proc: RenewerProcess) -> dict[str, object]:
@@ -28,7 +28,7 @@ def _last_job(proc: RenewerProcess) -> dict[str, object]:
     return jobs[0] if jobs else {}
 
 
-@pytest.mark.parametrize("kind", ["acme", "lego"])
+@pytest.mark.parametrize("kind", ["acme", "lego", "certbot"])
 def test_a_ca_that_forgot_the_account_gets_a_new_one_and_the_renewal_succeeds(
     acme_stack: AcmeStack, make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess],
     kind: str,
