@@ -1,6 +1,6 @@
 // Every knob of the certloop mixin. Override any of them when importing the mixin:
 //
-//   (import 'certloop/alerting/mixin.libsonnet') + {
+//   (import 'github.com/certloop/certloop/alerting/mixin.libsonnet') + {   // jb: see alerting/README.md
 //     _config+:: { exporterSelector: 'job="tls"', expiry+: { warningCeiling: '45d' } },
 //   }
 //

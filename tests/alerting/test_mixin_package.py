@@ -62,9 +62,11 @@ def _render(kind: str, snippet: str, root: Path) -> Any:
     return render_with_binding(snippet, root / "vendor")
 
 
-def test_jsonnetfile_is_a_jb_manifest() -> None:
-    """alerting/jsonnetfile.json is a jb v1 manifest: the mixin has no jsonnet dependencies of its own."""
-    manifest = json.loads((ALERTING_DIR / "jsonnetfile.json").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("where", ["alerting", "."])
+def test_jsonnetfile_is_a_jb_manifest(where: str) -> None:
+    """jb v1 manifests without dependencies: alerting/ (vendored with subdir alerting, the documented way)
+    and the repository root (vendoring the whole repository also works: same import path)."""
+    manifest = json.loads((ALERTING_DIR.parent / where / "jsonnetfile.json").read_text(encoding="utf-8"))
     assert manifest["version"] == 1
     assert manifest["dependencies"] == []
 
