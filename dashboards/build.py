@@ -31,7 +31,7 @@ import yaml
 
 from alerting.build import GENERATED_DIR as MIXIN_GENERATED_DIR
 from alerting.build import BuildError
-from dashboards import detail, exporter_health, overview, renewals, thresholds
+from dashboards import detail, exporter_health, host, overview, renewals, thresholds
 from dashboards import style as s
 from dashboards.thresholds import Thresholds
 
@@ -41,6 +41,7 @@ DASHBOARDS: Mapping[str, Callable[[Thresholds], dict[str, Any]]] = {
     "detail": detail.build,
     "renewals": renewals.build,
     "exporter_health": exporter_health.build,
+    "host": host.build,
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "generated"

@@ -22,7 +22,7 @@ PANEL_SCHEMAS = Path(__file__).parent / "grafana_schema" / "panels"
 # panel type in the dashboard JSON -> plugin id used in the schema file names
 PANEL_PLUGINS = {"stat": "stat", "timeseries": "timeseries", "table": "table", "bargauge": "bargauge",
                  "state-timeline": "statetimeline"}
-EXPECTED = {"overview", "detail", "renewals", "exporter_health"}
+EXPECTED = {"overview", "detail", "renewals", "exporter_health", "host"}
 
 
 @pytest.fixture(scope="module")

@@ -63,9 +63,14 @@ def fake_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promet
             prom.stop()
 
 
+# The Host dashboard reads node_exporter, which neither producer here serves: its panels are run against a
+# real node_exporter in tests/deploy/test_host_alerts.py.
+NOT_CERTLOOP = {"host"}
+
+
 @pytest.fixture(scope="module")
 def dashboards() -> dict[str, dict[str, Any]]:
-    return model.load()
+    return {name: dash for name, dash in model.load().items() if name not in NOT_CERTLOOP}
 
 
 def test_every_panel_returns_data_from_the_fake_producer(fake_prometheus: Prometheus,
@@ -76,7 +81,7 @@ def test_every_panel_returns_data_from_the_fake_producer(fake_prometheus: Promet
     the same against `certloop exporter` and `certloop renewer`.
     """
     outcomes = promql.run_dashboards(fake_prometheus.url, dashboards)
-    assert len(outcomes) == len(model.all_queries()) > 80
+    assert len(outcomes) == sum(len(model.queries(n, d)) for n, d in dashboards.items()) > 80
     failures = promql.report(outcomes, need_data=True)
     assert not failures, "\n".join(failures)
 

@@ -19,6 +19,7 @@ from stack.process import Process, free_port
 from stack.prometheus import Prometheus
 from tests.alerting.node_exporter import NODE_EXPORTER
 from tests.alerting.rules import selectors
+from tests.dashboards import model, promql
 from tests.support.fixtures import PrometheusFactory
 
 GROUP = "certloop-host"
@@ -36,10 +37,10 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[Process, int]]:
     binary = shutil.which("prometheus-node-exporter")
     assert binary, "prometheus-node-exporter (Debian package prometheus-node-exporter) is required"
     port = free_port()
-    # Only the collectors the host group reads: the others cost CPU on a shared machine.
+    # Only the collectors the host group and the Host dashboard read: the others cost CPU on a shared machine.
     process = Process([binary, f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
                        "--collector.cpu", "--collector.filesystem", "--collector.loadavg", "--collector.meminfo",
-                       "--collector.timex"], name="node-exporter", log_path=tmp_path / "node-exporter.log").start()
+                       "--collector.timex", "--collector.uname"], name="node-exporter", log_path=tmp_path / "node-exporter.log").start()
     yield process, port
     process.stop()
 
@@ -148,3 +149,24 @@ def test_each_host_alert_fires_on_real_series_when_its_threshold_is_crossed(
     process.stop()
     [down] = wait_firing(prometheus, "CertloopHostDown")
     assert down["labels"]["instance"] == instance
+
+
+def test_host_dashboard_panels_return_data_from_the_real_node_exporter(
+    node_exporter: tuple[Process, int], prometheus_factory: PrometheusFactory
+) -> None:
+    """Every query of dashboards/generated/host.json parses against a real node_exporter's series, with the
+    host variable at All and at its first value, and returns data; the one exception is the time-until-full
+    panel, which shows only shrinking file systems (none need shrink here)."""
+    _, port = node_exporter
+    prometheus = prometheus_factory(scrape(port))
+    prometheus.wait_for('count_over_time(node_cpu_seconds_total{job="node",mode="idle"}[1m])',
+                        lambda r: bool(r) and float(r[0]["value"][1]) >= 4, 30)
+    dashboards = {"host": model.load()["host"]}
+    outcomes = promql.run_dashboards(prometheus.url, dashboards)
+    assert len(outcomes) == len(model.queries("host", dashboards["host"])) > 10
+    may_be_empty = [o for o in outcomes if "deriv(" in o.expr]
+    assert len(may_be_empty) == 1
+    failures = promql.report([o for o in outcomes if o not in may_be_empty], need_data=True)
+    failures += promql.report(may_be_empty + promql.run_dashboards(prometheus.url, dashboards, first=True),
+                              need_data=False)
+    assert not failures, "\n".join(failures)
