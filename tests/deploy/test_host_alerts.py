@@ -40,7 +40,8 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[Process, int]]:
     # Only the collectors the host group and the Host dashboard read: the others cost CPU on a shared machine.
     process = Process([binary, f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
                        "--collector.cpu", "--collector.filesystem", "--collector.loadavg", "--collector.meminfo",
-                       "--collector.timex", "--collector.uname"], name="node-exporter", log_path=tmp_path / "node-exporter.log").start()
+                       "--collector.timex", "--collector.uname"], name="node-exporter",
+                      log_path=tmp_path / "node-exporter.log").start()
     yield process, port
     process.stop()
 
