@@ -3,13 +3,18 @@
     web = BenchNginx(workdir / "nginx", targets=5000)      # stack.nginx.Nginx with room for N listeners
     box = Blackbox.start(workdir / "blackbox", modules)     # Debian's prometheus-blackbox-exporter
     exp = start_exporter(workdir / "certloop", config)      # `certloop exporter` (stack.daemons)
+    ns = MountNamespace.create(workdir / "ns")              # a private mount namespace (needs root)
+    ns.bind(hosts_file, "/etc/hosts")                       # seen only by processes started with ns.prefix
+    box = Blackbox.start(workdir / "blackbox", modules, prefix=ns.prefix)
 
 Everything listens on 127.0.0.1 on free ports and is stopped by PID.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -59,13 +64,15 @@ class Blackbox:
         return f"http://{LOOPBACK}:{self.port}"
 
     @classmethod
-    def start(cls, workdir: Path, modules: Mapping[str, Any]) -> Self:
+    def start(cls, workdir: Path, modules: Mapping[str, Any], *, prefix: Sequence[str] = ()) -> Self:
+        """Started (``prefix``: e.g. :attr:`MountNamespace.prefix`) and answering ``/-/healthy``."""
         binary = require_binary("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "blackbox.yml"
         config.write_text(yaml.safe_dump({"modules": dict(modules)}, sort_keys=False))
         port = free_port()
-        argv = [binary, f"--config.file={config}", f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn"]
+        argv = [*prefix, binary, f"--config.file={config}", f"--web.listen-address={LOOPBACK}:{port}",
+                "--log.level=warn"]
         process = Process(argv, name="blackbox_exporter", log_path=workdir / "blackbox.log").start()
         box = cls(process, port)
         process.wait_until(lambda: _http_ok(f"{box.url}/-/healthy"), START_TIMEOUT, "/-/healthy")
@@ -83,11 +90,65 @@ def tls_module(server_name: str | None = None) -> dict[str, Any]:
     return {"prober": "tcp", "timeout": "5s", "tcp": {"tls": True, "tls_config": tls}}
 
 
-def start_exporter(workdir: Path, config: Mapping[str, Any], timeout: float = START_TIMEOUT) -> CertloopDaemon:
+class PrefixedDaemon(CertloopDaemon):
+    """A certloop daemon whose command line starts with ``prefix`` (e.g. ``nsenter --mount=...``)."""
+
+    def __init__(self, component: str, workdir: Path, config: Mapping[str, Any], *,
+                 prefix: Sequence[str] = ()) -> None:
+        super().__init__(component, workdir, config)
+        self.prefix = tuple(prefix)
+
+    def argv(self) -> list[str]:
+        return [*self.prefix, *super().argv()]
+
+
+def start_exporter(workdir: Path, config: Mapping[str, Any], timeout: float = START_TIMEOUT, *,
+                   prefix: Sequence[str] = ()) -> CertloopDaemon:
     """``certloop exporter`` on a free port, started and ready (first sweep done)."""
-    daemon = CertloopDaemon.exporter(workdir, config)
+    daemon = PrefixedDaemon("exporter", workdir, config, prefix=prefix)
     daemon.start(timeout)
     return daemon
+
+
+class MountNamespace:
+    """A private mount namespace held open by a sleeping ``unshare``; files are bind-mounted into it.
+
+    Processes started with :attr:`prefix` (``nsenter --mount=/proc/PID/ns/mnt --``) run in it:
+    nsenter enters the namespace and execs the program (no fork, so the PID stays the program's,
+    which the CPU accounting relies on). Both exporters of a variant run in the same namespace and
+    see the same /etc files; nothing outside it does. Needs root (CAP_SYS_ADMIN).
+    """
+
+    def __init__(self, holder: Process) -> None:
+        self.holder = holder
+
+    @classmethod
+    def create(cls, workdir: Path) -> Self:
+        unshare = require_binary("unshare", "util-linux")
+        holder = Process([unshare, "--mount", "--propagation", "private", "sleep", "86400"],
+                         name="mount-namespace", log_path=workdir / "namespace.log").start()
+        ours = os.readlink("/proc/self/ns/mnt")
+
+        def entered() -> bool:
+            try:
+                return os.readlink(f"/proc/{holder.pid}/ns/mnt") != ours
+            except OSError:
+                return False
+
+        holder.wait_until(entered, 10, "unshare to create the mount namespace")
+        return cls(holder)
+
+    @property
+    def prefix(self) -> list[str]:
+        return [require_binary("nsenter", "util-linux"), f"--mount=/proc/{self.holder.pid}/ns/mnt", "--"]
+
+    def bind(self, source: Path, target: str) -> None:
+        """``mount --bind source target`` inside the namespace only."""
+        subprocess.run([*self.prefix, "mount", "--bind", str(source), target], check=True, timeout=10,
+                       capture_output=True)
+
+    def stop(self) -> None:
+        self.holder.stop()  # the namespace and its mounts go with its last process
 
 
 def daemon_pid(daemon: CertloopDaemon) -> int:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.run --scenario all                      # the full run recorded in RESULTS.md
     python -m benchmarks.run --scenario probe --n 1000 --n 5000  # /probe at N=1,000 and 5,000
+    python -m benchmarks.run --scenario probe --layout hosts --layout dns --key ecdsa  # name targets only
     python -m benchmarks.run --quick                             # every scenario, small N, a minute or two
 
 Each scenario's table is printed when it finishes; ``--markdown FILE`` also writes all tables as
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small N and short rounds (a smoke run, not a result)")
     p.add_argument("--n", type=int, action="append", help="/probe target counts (default 1000 and 5000; quick 200)")
     p.add_argument("--rsa", action="store_true", help="also RSA leaves in /probe (default: ECDSA and RSA unless quick)")
+    p.add_argument("--key", action="append", choices=["ecdsa", "rsa"],
+                   help="/probe leaf key types (repeatable; overrides --rsa and the default)")
+    p.add_argument("--layout", action="append", choices=list(probe.LAYOUTS),
+                   help="/probe target layouts (repeatable; default all: ports, sni = IP targets; hosts, dns = "
+                        "name targets resolved through a private hosts file or a DNS server)")
     p.add_argument("--rounds", type=int, help="interleaved A/B rounds per variant (default 3; quick 1)")
     p.add_argument("--seconds", type=int, help="seconds of load per round and side (default 5; quick 2)")
     p.add_argument("--concurrency", type=int, default=64)
@@ -92,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = args.rounds or (1 if quick else 3)
     seconds = args.seconds or (2 if quick else 5)
     ns = args.n or ([200] if quick else [1000, 5000])
-    keys: list[KeyKind] = ["ecdsa", "rsa"] if (args.rsa or not quick) else ["ecdsa"]
+    keys: list[KeyKind] = args.key or (["ecdsa", "rsa"] if (args.rsa or not quick) else ["ecdsa"])
     say: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731 - a one-line sink
     work = args.workdir or Path(tempfile.mkdtemp(prefix="certloop-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = work / name
             if name == "probe":
                 got = probe.run(where, ns=ns, keys=keys, rounds=rounds, seconds=seconds,
-                                concurrency=args.concurrency, say=say)
+                                concurrency=args.concurrency, say=say, layouts=args.layout or probe.LAYOUTS)
             elif name == "sweep":
                 got = sweep.run(where, n=args.sweep_n or (200 if quick else 5000), rounds=rounds,
                                 concurrency=args.concurrency, say=say)

@@ -28,18 +28,20 @@ def test_quick_run_prints_ratios_for_every_scenario(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     ratios = re.findall(r"^certloop/blackbox\s+(\d+\.\d\d)x", done.stdout, re.MULTILINE)
-    assert len(ratios) == 3, output[-4000:]  # /probe ports, /probe SNI, inventory sweep
+    assert len(ratios) == 5, output[-4000:]  # /probe ports, SNI, hosts-file names, DNS names; inventory sweep
     assert all(float(r) > 0 for r in ratios)
     text = markdown.read_text()
-    for title in ("/probe, N=40 ports ecdsa", "/probe, N=40 sni ecdsa", "inventory sweep of 40 endpoints",
+    for title in ("/probe, N=40 ports ecdsa", "/probe, N=40 sni ecdsa", "/probe, N=40 hosts ecdsa",
+                  "/probe, N=40 dns ecdsa", "inventory sweep of 40 endpoints",
                   "60 certificate files", "webhook intake, concurrency 8", "webhook intake, concurrency 64",
                   "one renewal, alert to new leaf served"):
         assert f"### {title}" in text, text
     probe_rows = re.findall(r"^\| (certloop|blackbox) \| (\d+) \|.* \| (\d+) \|$", text, re.MULTILINE)
-    assert len(probe_rows) == 4, text  # two exporters x two /probe variants
+    assert len(probe_rows) == 8, text  # two exporters x four /probe variants
     assert all(int(count) > 0 and failed == "0" for _, count, failed in probe_rows), text
     assert "files listed in /metrics (first start, restart) | 60, 60 of 60" in text
     assert "lower bound: benchmarks/filefloor.py" in text and "certloop / lower bound (medians)" in text
     assert "lower bound: list and os.stat every file" in text
     assert "answers other than 2xx, socket errors | 0, 0" in text
+    assert "dnsmasq CPU ms per probe while loaded by: certloop" in text
     assert "MET: alert to served < 10 s" in text
