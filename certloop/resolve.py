@@ -310,7 +310,7 @@ class Resolver:
                 infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except TimeoutError:
             raise ProbeError(FailureReason.DNS, f"no answer for {host} within {self.timeout:g}s") from None
-        except (socket.gaierror, UnicodeError, OSError) as exc:
+        except (socket.gaierror, UnicodeError, OSError, ValueError) as exc:  # ValueError: an embedded NUL
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             raise ProbeError(FailureReason.DNS, f"{host}: {detail}") from exc
         addresses = _ordered(

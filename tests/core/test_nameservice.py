@@ -102,6 +102,15 @@ def test_files_then_dns_in_nsswitch_order(tmp_path: Path, dns53: Dnsmasq) -> Non
     assert dns53.queries("both.test") == [] and dns53.queries("hosts-only.test") == []
 
 
+def test_malformed_names_are_dns_failures_on_the_system_path(tmp_path: Path, dns53: Dnsmasq) -> None:
+    """Names DNS cannot carry, asked through the system path: ProbeError(dns), nothing raised past it."""
+    resolver = Resolver(timeout=1.0, system=_system(tmp_path, dns53), cache=AddressCache())
+    for name in ("a..b.test", "x" * 64 + ".test", "a\x00b.test"):
+        with pytest.raises(ProbeError) as caught:
+            asyncio.run(resolver.resolve(name))
+        assert caught.value.reason is FailureReason.DNS, name
+
+
 def test_dns_first_when_nsswitch_says_so(tmp_path: Path, dns53: Dnsmasq) -> None:
     """``dns files``: DNS's answer wins for a name both know; the hosts file still answers the rest."""
     system = _system(tmp_path, dns53, order="dns files", hosts="127.0.0.30 both.test\n127.0.0.31 hosts-only.test\n")

@@ -104,6 +104,15 @@ def test_nxdomain_is_a_dns_failure_and_is_not_cached(dns: Dnsmasq) -> None:
     assert cache.lookups >= 2
 
 
+@pytest.mark.parametrize("name", ["a..b.test", ".x", "x" * 64 + ".test", "a\x00b.test", "s\u00fc\u00df.test"])
+def test_names_dns_cannot_carry_are_dns_failures(dns: Dnsmasq, name: str) -> None:
+    """Empty labels, a label over 63 octets, a NUL: ProbeError(dns), not an exception from dnspython;
+    a non-ASCII name is asked in its IDNA form (and is unknown here)."""
+    with pytest.raises(ProbeError) as caught:
+        asyncio.run(Resolver([dns.address], timeout=1.0).resolve(name))
+    assert caught.value.reason is FailureReason.DNS
+
+
 def test_cache_is_bounded() -> None:
     """At max_entries the expired go first, then the oldest: /probe names cannot grow it forever."""
     clock = Clock()
