@@ -3,7 +3,7 @@
     system = SystemNames()                       # /etc/hosts, /etc/nsswitch.conf, /etc/resolv.conf
     system.hosts.lookup("shop.example")          # ["192.0.2.7"], or None when the file does not list it
     system.order()                               # ("files", "dns"): the leading services we answer ourselves
-    system.nameservers()                         # NameserverSet from resolv.conf, or None without nameservers
+    system.nameservers()                         # NameserverSet from resolv.conf (servers may be empty)
 
 Why: glibc's ``getaddrinfo`` re-reads and scans /etc/hosts on every call and runs in a thread, so
 with thousands of names a lookup costs more CPU than the TLS probe it serves (figures in
@@ -168,9 +168,9 @@ class NameserverSet:
     attempts: int = 2
 
 
-def parse_resolv_conf(data: bytes) -> NameserverSet | None:
-    """resolv.conf -> NameserverSet, or None when it names no usable nameserver (glibc would then ask
-    127.0.0.1; we leave that, and every other oddity, to getaddrinfo)."""
+def parse_resolv_conf(data: bytes) -> NameserverSet:
+    """resolv.conf -> NameserverSet; ``servers`` is empty when it names no usable nameserver (glibc
+    would then ask 127.0.0.1: the resolver leaves that, and every other oddity, to getaddrinfo)."""
     servers: list[str] = []
     search: tuple[str, ...] = ()
     ndots, timeout, attempts = 1, 5.0, 2
@@ -194,8 +194,6 @@ def parse_resolv_conf(data: bytes) -> NameserverSet | None:
                         timeout = float(max(1, min(number, 30)))
                     else:
                         attempts = max(1, min(number, 5))
-    if not servers:
-        return None
     return NameserverSet(tuple(servers), search, ndots, timeout, attempts)
 
 
@@ -223,5 +221,5 @@ class SystemNames:
         """True when nsswitch lists services past :meth:`order` (then a miss goes to getaddrinfo)."""
         return self._nsswitch.get()[1]
 
-    def nameservers(self) -> NameserverSet | None:
+    def nameservers(self) -> NameserverSet:
         return self._resolv.get()

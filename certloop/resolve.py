@@ -15,15 +15,15 @@ probe (benchmarks/RESULTS.md, "name targets"). So without ``resolver:`` the syst
 is read, not called: :class:`certloop.nameservice.SystemNames` parses /etc/hosts, nsswitch.conf's
 ``hosts:`` order and resolv.conf once and again when they change, and the leading ``files`` and
 ``dns`` services of that order are answered here (hosts from the parsed file, DNS through
-dnspython's asyncio resolver to resolv.conf's nameservers, its search list and ``ndots``). A name
-they do not answer, any service past them (``myhostname``, ``mdns4_minimal``, ``resolve``, LDAP...)
-and a resolv.conf without nameservers go to ``getaddrinfo``, whose answer, carrying no TTL, is kept
-``cache_ttl`` seconds (30 s by default). What is lost: glibc's ``/etc/host.conf``, ``options
-rotate``/``edns0``/``single-request`` and ``RES_OPTIONS``; a name NXDOMAIN in DNS is not asked of
-services the nsswitch line does not list.
+c-ares (aiodns) to resolv.conf's nameservers, the name as given). Everything else goes to
+``getaddrinfo``, whose answer, carrying no TTL, is kept ``cache_ttl`` seconds (30 s by default):
+any service past that prefix (``myhostname``, ``mdns4_minimal``, ``resolve``, LDAP...), a
+resolv.conf without nameservers, and with a ``search`` list a name glibc would complete (fewer dots
+than ``ndots``, or not found as given). What is lost: glibc's ``/etc/host.conf``, ``options
+rotate``/``edns0``/``single-request`` and ``RES_OPTIONS``.
 
 Caching and coalescing (:class:`AddressCache`): DNS answers are kept as long as their TTL says
-(the shorter of the A and AAAA answers, negative parts included, as dnspython computes it), hosts
+(the smallest TTL of the A and AAAA records and any CNAME before them), hosts
 answers until the file is re-checked (``recheck``, 1 s), and concurrent lookups of one name share
 one lookup. Failures are never cached: a name that comes back is followed at the next probe.
 """
@@ -40,9 +40,8 @@ from certloop.errors import FailureReason, ProbeError
 from certloop.nameservice import NameserverSet, SystemNames, is_ip_literal
 from certloop.tls import Presented, fetch
 
-if TYPE_CHECKING:  # dnspython is imported when a DNS server is first asked: ~50 ms less at every start
-    import dns.asyncresolver
-    import dns.resolver
+if TYPE_CHECKING:  # aiodns is imported when a DNS server is first asked: less at every start
+    import aiodns
 
 __all__ = ["AddressCache", "Resolver", "fetch_all", "is_ip_literal", "parse_nameserver"]
 
@@ -156,63 +155,84 @@ class AddressCache:
 
 
 class _Nameservers:
-    """Given DNS servers asked through dnspython's asyncio resolver: A and AAAA at once, TTLs kept."""
+    """Given DNS servers asked through aiodns (c-ares): A and AAAA at once, TTLs kept.
 
-    def __init__(self, servers: Sequence[tuple[str, int]], timeout: float, *, search: Sequence[str] = (),
-                 ndots: int = 1, per_try: float | None = None) -> None:
-        import dns.asyncresolver
-        import dns.name
-        import dns.nameserver
+    Why c-ares and not dnspython's asyncio resolver: a lookup (A + AAAA) costs several times less CPU
+    in c-ares, which at N = 5,000 names, most asked once, decides the ratio to blackbox (figures in
+    benchmarks/RESULTS.md, "Name targets"). c-ares parses in C and answers
+    through its own thread; aiodns hands each answer to the event loop. A channel belongs to one
+    event loop, so one is made per running loop.
+    """
 
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in servers]
-        resolver.timeout = min(per_try or timeout, timeout)
-        resolver.lifetime = timeout
-        resolver.search = [dns.name.from_text(domain) for domain in search]
-        resolver.ndots = ndots
-        resolver.cache = None  # AddressCache keeps the answers: one dict hit instead of two resolutions
-        self.resolver = resolver
+    def __init__(self, servers: Sequence[tuple[str, int]], timeout: float, *, tries: int = 2,
+                 per_try: float | None = None) -> None:
+        self.servers = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in servers]
         self.timeout = timeout
+        self.tries = max(1, tries)
+        # c-ares gives up on its own before our deadline, so no query outlives the wait for it (an
+        # answer arriving after its event loop closed would have nowhere to go)
+        self.per_try = min(per_try or timeout, 0.9 * timeout / self.tries)
         self.label = ", ".join(f"{h}:{p}" if p != 53 else h for h, p in servers)
-        self.search = bool(search)
+        self._channel: tuple[asyncio.AbstractEventLoop, aiodns.DNSResolver] | None = None
+
+    def _client(self) -> aiodns.DNSResolver:
+        import aiodns
+        import pycares
+
+        loop = asyncio.get_running_loop()
+        if self._channel is None or self._channel[0] is not loop:
+            # NOSEARCH: the name is asked as given; lookups "b": DNS only (certloop reads /etc/hosts itself)
+            client = aiodns.DNSResolver(self.servers, loop=loop, timeout=self.per_try, tries=self.tries,
+                                        flags=pycares.ARES_FLAG_NOSEARCH, lookups="b")
+            self._channel = (loop, client)
+        return self._channel[1]
 
     async def ask(self, host: str, clock: Callable[[], float]) -> tuple[list[str], float]:
         """(every address, expiry on ``clock``); ``[]`` when the name has none (NXDOMAIN or no A/AAAA).
 
         Raises ``ProbeError(dns)`` when no server gives an answer (timeout, SERVFAIL, a bad name).
         """
-        import dns.rdatatype
-
-        answers = await asyncio.gather(self._query(host, dns.rdatatype.A), self._query(host, dns.rdatatype.AAAA),
-                                       return_exceptions=True)
+        client = self._client()
+        try:
+            async with asyncio.timeout(self.timeout + 1.0):  # a safety net: c-ares' own timeouts end first
+                answers = await asyncio.gather(self._query(client, host, "A"), self._query(client, host, "AAAA"),
+                                               return_exceptions=True)
+        except TimeoutError:
+            raise ProbeError(FailureReason.DNS,
+                             f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
         addresses: list[str] = []
         ttl = float("inf")
         for answer in answers:  # both queries finish; the first failure wins
             if isinstance(answer, BaseException):
                 raise answer
-            if answer is not None:
-                ttl = min(ttl, answer.expiration - time.time())
-                if answer.rrset is not None:
-                    addresses += [rdata.address for rdata in answer.rrset]
+            for address, record_ttl in answer:
+                addresses.append(address)
+                ttl = min(ttl, record_ttl)
         if not addresses:
             return [], 0.0
         return _ordered(addresses), clock() + max(ttl, 0.0)
 
-    async def _query(self, host: str, rdtype: Any) -> dns.resolver.Answer | None:
-        import dns.exception
-        import dns.resolver
+    async def _query(self, client: aiodns.DNSResolver, host: str, rdtype: str) -> list[tuple[str, float]]:
+        """(address, TTL) of each record of ``rdtype``; the TTL is the smallest along a CNAME chain."""
+        import aiodns.error
+        import pycares
 
         try:
-            return await self.resolver.resolve(host, rdtype, raise_on_no_answer=False, search=self.search)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except dns.resolver.LifetimeTimeout:
-            raise ProbeError(FailureReason.DNS,
-                             f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
-        except dns.resolver.NoNameservers as exc:
-            raise ProbeError(FailureReason.DNS, f"{host}: every nameserver failed (e.g. SERVFAIL)") from exc
-        except (dns.exception.DNSException, UnicodeError, ValueError) as exc:  # a name DNS cannot carry
+            result = await client.query_dns(host, rdtype)
+        except aiodns.error.DNSError as exc:
+            code = exc.args[0] if exc.args else None
+            if code in (pycares.errno.ARES_ENOTFOUND, pycares.errno.ARES_ENODATA):
+                return []
+            if code == pycares.errno.ARES_ETIMEOUT:
+                raise ProbeError(FailureReason.DNS,
+                                 f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
+            reason = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
+            raise ProbeError(FailureReason.DNS, f"{host}: {reason}") from exc
+        except (UnicodeError, ValueError, TypeError) as exc:  # a name DNS cannot carry
             raise ProbeError(FailureReason.DNS, f"{host}: {type(exc).__name__}") from exc
+        chain_ttl = min((float(r.ttl) for r in result.answer), default=0.0)
+        return [(r.data.addr, chain_ttl) for r in result.answer
+                if isinstance(r.data, (pycares.ARecordData, pycares.AAAARecordData))]
 
 
 class Resolver:
@@ -273,9 +293,9 @@ class Resolver:
                 continue
             if _is_localhost(key):  # RFC 6761: never asked of DNS
                 continue
-            asker = self._dns_from_resolv_conf()
-            if asker is None:  # glibc would ask 127.0.0.1: leave that to glibc
-                delegate = True
+            conf, asker = self._dns_from_resolv_conf()
+            if asker is None or (conf.search and key.count(".") < conf.ndots):
+                delegate = True  # no nameserver (glibc asks 127.0.0.1), or a short name glibc would search
                 break
             try:
                 found, expires = await asker.ask(key, self.cache.clock)
@@ -284,6 +304,9 @@ class Resolver:
                 continue
             if found:
                 return found, expires
+            if conf.search:  # glibc would try the search list next: so does getaddrinfo
+                delegate = True
+                break
         if _is_localhost(key):
             return list(_LOCALHOST), self.cache.clock() + system.hosts.file.recheck
         if delegate:
@@ -292,16 +315,16 @@ class Resolver:
             raise failure
         raise ProbeError(FailureReason.DNS, f"{key}: name not found")
 
-    def _dns_from_resolv_conf(self) -> _Nameservers | None:
+    def _dns_from_resolv_conf(self) -> tuple[NameserverSet, _Nameservers | None]:
         assert self.system is not None
         conf = self.system.nameservers()
-        if conf is None:
-            return None
+        if not conf.servers:
+            return conf, None
         if self._system_dns is None or self._system_dns[0] is not conf:  # resolv.conf changed: new servers
             asker = _Nameservers([(s.partition("%")[0], 53) for s in conf.servers], self.timeout,
-                                 search=conf.search, ndots=conf.ndots, per_try=conf.timeout)
+                                 tries=conf.attempts, per_try=conf.timeout)
             self._system_dns = (conf, asker)
-        return self._system_dns[1]
+        return conf, self._system_dns[1]
 
     async def _ask_getaddrinfo(self, host: str) -> tuple[list[str], float]:
         loop = asyncio.get_running_loop()

@@ -3,7 +3,7 @@
     dns = Dnsmasq(tmp / "dns", {"shop.test": ["127.0.0.1", "::1"]}, ttl=2, log_queries=True)
     dns.start()
     dns.address                  # "127.0.0.1:PORT": certloop's `resolver:` form
-    dns.set_names({...}); dns.reload()        # SIGHUP: re-read the file, drop dnsmasq's own cache
+    dns.set_names({...}); dns.reload()        # SIGHUP, and wait until dnsmasq has re-read the file
     dns.queries("shop.test")     # [("A", "shop.test"), ("AAAA", "shop.test")] from the query log
 
 Nothing is forwarded (``--no-resolv``, every domain local): a name the file does not list is
@@ -72,10 +72,19 @@ class Dnsmasq:
         self.process = Process(self.argv(), name="dnsmasq", log_path=self.workdir / "dnsmasq.out").start()
         self.process.wait_until(lambda: port_open(self.listen, self.port), timeout, f"DNS {self.address} (tcp)")
 
-    def reload(self) -> None:
-        """SIGHUP: dnsmasq re-reads the names file."""
-        if self.process is not None:
-            self.process.signal(signal.SIGHUP)
+    def reload(self, timeout: float = START_TIMEOUT) -> None:
+        """SIGHUP, then wait until dnsmasq logs that it re-read the names file."""
+        if self.process is None:
+            return
+        before = self._reads()
+        self.process.signal(signal.SIGHUP)
+        self.process.wait_until(lambda: self._reads() > before, timeout, f"dnsmasq to re-read {self.hosts_path}")
+
+    def _reads(self) -> int:
+        try:
+            return self.log_path.read_text(errors="replace").count(f"read {self.hosts_path} ")
+        except FileNotFoundError:
+            return 0
 
     def queries(self, name: str | None = None) -> list[tuple[str, str]]:
         """(type, name) of every query logged so far (``log_queries=True``), optionally for one name."""

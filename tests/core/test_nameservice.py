@@ -78,7 +78,7 @@ def test_resolv_conf_parsing() -> None:
                              b"nameserver ::1\nnameserver 10.0.0.1\nnameserver 10.0.0.2\n"
                              b"options ndots:2 timeout:3 attempts:9 rotate\n")
     assert conf == NameserverSet(("127.0.0.1", "::1", "10.0.0.1"), ("b.test", "c.test"), 2, 3.0, 5)
-    assert parse_resolv_conf(b"search x.test\n") is None
+    assert parse_resolv_conf(b"search x.test\n") == NameserverSet((), ("x.test",))
 
 
 def _system(tmp_path: Path, dns: Dnsmasq, *, order: str = "files dns", hosts: str = "") -> SystemNames:
@@ -134,14 +134,28 @@ def test_hosts_file_edits_are_picked_up(tmp_path: Path, dns53: Dnsmasq) -> None:
 
 
 def test_resolv_conf_change_switches_servers(tmp_path: Path, dns53: Dnsmasq) -> None:
-    """A new resolv.conf is followed: a server that answers nothing makes the name a timeout."""
+    """A new resolv.conf is followed: another server's answer, then a server nobody runs is a dns failure."""
     system = _system(tmp_path, dns53)
-    resolver = Resolver(timeout=0.5, system=system, cache=AddressCache())
-    assert asyncio.run(resolver.resolve("dns-only.test")) == ["127.0.0.20"]
-    (tmp_path / "resolv.conf").write_text("nameserver 127.254.254.254\n")  # nobody listens there
+    resolver = Resolver(timeout=1.0, system=system, cache=AddressCache(max_entries=1))
+    assert asyncio.run(resolver.resolve("both.test")) == ["127.0.0.21"]
+    other = Dnsmasq(tmp_path / "other", {"both.test": ["127.0.0.22"]}, listen=_spare_address(dns53.listen),
+                    port=53)
+    other.start()
+    try:
+        (tmp_path / "resolv.conf").write_text(f"nameserver {other.listen}\n")
+        resolver.cache.put("both.test", [], 0)  # forget the cached answer; the file is re-read (recheck 0)
+        assert asyncio.run(resolver.resolve("both.test")) == ["127.0.0.22"]
+    finally:
+        other.stop()
+    (tmp_path / "resolv.conf").write_text(f"nameserver {other.listen}\n# nobody listens any more\n")
     with pytest.raises(ProbeError) as caught:
-        asyncio.run(resolver.resolve("both.test"))
-    assert caught.value.reason is FailureReason.DNS and "within 0.5s" in caught.value.detail
+        asyncio.run(resolver.resolve("dns-only.test"))
+    assert caught.value.reason is FailureReason.DNS and "not found" not in caught.value.detail
+
+
+def _spare_address(taken: str) -> str:
+    a, b, c, d = taken.split(".")
+    return f"{a}.{b}.{c}.{int(d) % 240 + 3}"
 
 
 NAMESPACE_SCRIPT = """
