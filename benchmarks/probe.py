@@ -268,12 +268,15 @@ def _table(variant: Variant, a: Tally, b: Tally, peaks: dict[str, float], concur
          ratio(peaks["certloop"], peaks["blackbox"]), "", "", ""),
     )
     goal = GOALS[variant.layout]
-    notes = (
+    notes: tuple[str, ...] = (
         verdict(a.rate >= goal * b.rate, f"probes/s >= {goal}x blackbox ({ratio(a.rate, b.rate)})"),
         verdict(cpu_a < 0.0005, f"exporter CPU per probe below 0.5 ms ({ms(cpu_a)} ms; blackbox {ms(cpu_b)} ms)")
         if variant.layout not in NAME_LAYOUTS else
         verdict(cpu_a < cpu_b, f"exporter CPU per probe below blackbox's ({ms(cpu_a)} vs {ms(cpu_b)} ms)"),
     )
+    seconds_a, seconds_b = sum(r.seconds for r in a.loads), sum(r.seconds for r in b.loads)
+    notes += (f"cores the exporter got while loaded (CPU s / wall s): certloop {a.cpu / seconds_a:.2f}, "
+              f"blackbox {b.cpu / seconds_b:.2f}" if seconds_a and seconds_b else "no load ran",)
     if dns:
         notes += (f"dnsmasq CPU ms per probe while loaded by: certloop {ms(a.per_probe(a.dns_cpu))}, "
                   f"blackbox {ms(b.per_probe(b.dns_cpu))} (TTL {DNS_TTL} s)",)

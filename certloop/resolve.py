@@ -15,7 +15,7 @@ probe (benchmarks/RESULTS.md, "name targets"). So without ``resolver:`` the syst
 is read, not called: :class:`certloop.nameservice.SystemNames` parses /etc/hosts, nsswitch.conf's
 ``hosts:`` order and resolv.conf once and again when they change, and the leading ``files`` and
 ``dns`` services of that order are answered here (hosts from the parsed file, DNS through
-c-ares (aiodns) to resolv.conf's nameservers, the name as given). Everything else goes to
+dnspython's asyncio resolver to resolv.conf's nameservers, the name as given). Everything else goes to
 ``getaddrinfo``, whose answer, carrying no TTL, is kept ``cache_ttl`` seconds (30 s by default):
 any service past that prefix (``myhostname``, ``mdns4_minimal``, ``resolve``, LDAP...), a
 resolv.conf without nameservers, and with a ``search`` list a name glibc would complete (fewer dots
@@ -40,8 +40,8 @@ from certloop.errors import FailureReason, ProbeError
 from certloop.nameservice import NameserverSet, SystemNames, is_ip_literal
 from certloop.tls import Presented, fetch
 
-if TYPE_CHECKING:  # aiodns is imported when a DNS server is first asked: less at every start
-    import aiodns
+if TYPE_CHECKING:  # dnspython is imported when a DNS server is first asked: ~50 ms less at every start
+    import dns.resolver
 
 __all__ = ["AddressCache", "Resolver", "fetch_all", "is_ip_literal", "parse_nameserver"]
 
@@ -155,84 +155,63 @@ class AddressCache:
 
 
 class _Nameservers:
-    """Given DNS servers asked through aiodns (c-ares): A and AAAA at once, TTLs kept.
+    """Given DNS servers asked through dnspython's asyncio resolver: A and AAAA at once, TTLs kept.
 
-    Why c-ares and not dnspython's asyncio resolver: a lookup (A + AAAA) costs several times less CPU
-    in c-ares, which at N = 5,000 names, most asked once, decides the ratio to blackbox (figures in
-    benchmarks/RESULTS.md, "Name targets"). c-ares parses in C and answers
-    through its own thread; aiodns hands each answer to the event loop. A channel belongs to one
-    event loop, so one is made per running loop.
+    dnspython's own cache is off: :class:`AddressCache` keeps the combined answer, one dict hit
+    instead of two resolutions. The expiry is dnspython's (``Answer.expiration``): the smallest TTL
+    along the answer's CNAME chain, or for an empty answer the SOA's negative TTL.
     """
 
-    def __init__(self, servers: Sequence[tuple[str, int]], timeout: float, *, tries: int = 2,
-                 per_try: float | None = None) -> None:
-        self.servers = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in servers]
+    def __init__(self, servers: Sequence[tuple[str, int]], timeout: float, *, per_try: float | None = None) -> None:
+        import dns.asyncresolver
+        import dns.nameserver
+
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in servers]
+        resolver.timeout = min(per_try or timeout, timeout)
+        resolver.lifetime = timeout
+        resolver.cache = None
+        self.resolver = resolver
         self.timeout = timeout
-        self.tries = max(1, tries)
-        # c-ares gives up on its own before our deadline, so no query outlives the wait for it (an
-        # answer arriving after its event loop closed would have nowhere to go)
-        self.per_try = min(per_try or timeout, 0.9 * timeout / self.tries)
         self.label = ", ".join(f"{h}:{p}" if p != 53 else h for h, p in servers)
-        self._channel: tuple[asyncio.AbstractEventLoop, aiodns.DNSResolver] | None = None
-
-    def _client(self) -> aiodns.DNSResolver:
-        import aiodns
-        import pycares
-
-        loop = asyncio.get_running_loop()
-        if self._channel is None or self._channel[0] is not loop:
-            # NOSEARCH: the name is asked as given; lookups "b": DNS only (certloop reads /etc/hosts itself)
-            client = aiodns.DNSResolver(self.servers, loop=loop, timeout=self.per_try, tries=self.tries,
-                                        flags=pycares.ARES_FLAG_NOSEARCH, lookups="b")
-            self._channel = (loop, client)
-        return self._channel[1]
 
     async def ask(self, host: str, clock: Callable[[], float]) -> tuple[list[str], float]:
         """(every address, expiry on ``clock``); ``[]`` when the name has none (NXDOMAIN or no A/AAAA).
 
         Raises ``ProbeError(dns)`` when no server gives an answer (timeout, SERVFAIL, a bad name).
         """
-        client = self._client()
-        try:
-            async with asyncio.timeout(self.timeout + 1.0):  # a safety net: c-ares' own timeouts end first
-                answers = await asyncio.gather(self._query(client, host, "A"), self._query(client, host, "AAAA"),
-                                               return_exceptions=True)
-        except TimeoutError:
-            raise ProbeError(FailureReason.DNS,
-                             f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
+        import dns.rdatatype
+
+        answers = await asyncio.gather(self._query(host, dns.rdatatype.A), self._query(host, dns.rdatatype.AAAA),
+                                       return_exceptions=True)
         addresses: list[str] = []
         ttl = float("inf")
         for answer in answers:  # both queries finish; the first failure wins
             if isinstance(answer, BaseException):
                 raise answer
-            for address, record_ttl in answer:
-                addresses.append(address)
-                ttl = min(ttl, record_ttl)
+            if answer is not None:
+                ttl = min(ttl, answer.expiration - time.time())
+                if answer.rrset is not None:
+                    addresses += [rdata.address for rdata in answer.rrset]
         if not addresses:
             return [], 0.0
         return _ordered(addresses), clock() + max(ttl, 0.0)
 
-    async def _query(self, client: aiodns.DNSResolver, host: str, rdtype: str) -> list[tuple[str, float]]:
-        """(address, TTL) of each record of ``rdtype``; the TTL is the smallest along a CNAME chain."""
-        import aiodns.error
-        import pycares
+    async def _query(self, host: str, rdtype: Any) -> dns.resolver.Answer | None:
+        import dns.exception
+        import dns.resolver
 
-        try:
-            result = await client.query_dns(host, rdtype)
-        except aiodns.error.DNSError as exc:
-            code = exc.args[0] if exc.args else None
-            if code in (pycares.errno.ARES_ENOTFOUND, pycares.errno.ARES_ENODATA):
-                return []
-            if code == pycares.errno.ARES_ETIMEOUT:
-                raise ProbeError(FailureReason.DNS,
-                                 f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
-            reason = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
-            raise ProbeError(FailureReason.DNS, f"{host}: {reason}") from exc
-        except (UnicodeError, ValueError, TypeError) as exc:  # a name DNS cannot carry
+        try:  # the name as given: search lists are getaddrinfo's business (see the module docstring)
+            return await self.resolver.resolve(host, rdtype, raise_on_no_answer=False, search=False)
+        except dns.resolver.NXDOMAIN:
+            return None
+        except dns.resolver.LifetimeTimeout:
+            raise ProbeError(FailureReason.DNS,
+                             f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
+        except dns.resolver.NoNameservers as exc:
+            raise ProbeError(FailureReason.DNS, f"{host}: every nameserver failed (e.g. SERVFAIL)") from exc
+        except (dns.exception.DNSException, UnicodeError, ValueError) as exc:  # a name DNS cannot carry
             raise ProbeError(FailureReason.DNS, f"{host}: {type(exc).__name__}") from exc
-        chain_ttl = min((float(r.ttl) for r in result.answer), default=0.0)
-        return [(r.data.addr, chain_ttl) for r in result.answer
-                if isinstance(r.data, (pycares.ARecordData, pycares.AAAARecordData))]
 
 
 class Resolver:
@@ -322,7 +301,7 @@ class Resolver:
             return conf, None
         if self._system_dns is None or self._system_dns[0] is not conf:  # resolv.conf changed: new servers
             asker = _Nameservers([(s.partition("%")[0], 53) for s in conf.servers], self.timeout,
-                                 tries=conf.attempts, per_try=conf.timeout)
+                                 per_try=conf.timeout)
             self._system_dns = (conf, asker)
         return conf, self._system_dns[1]
 
