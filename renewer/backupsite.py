@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
-    "ARCHIVE_NAME", "Archive", "Directory", "Place", "S3Prefix", "archive_name", "expired", "parse_location",
+    "ARCHIVE_NAME", "Archive", "Directory", "Place", "S3Prefix", "archive_name", "archives", "expired",
+    "parse_location",
 ]
 
 ARCHIVE_NAME = re.compile(r"^renewer-(\d{8}T\d{6}Z)\.clb$")
