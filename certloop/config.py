@@ -6,14 +6,22 @@
 - :func:`load_model` turns a YAML file into a model, raising :class:`ConfigError` whose path names the
   bad field (``targets[3].timeout: expected a duration like "5s"``).
 - :func:`resolve_secret` reads secrets from ``*_file`` paths or ``${ENV}`` references; they are never logged.
+- Environment variables (``--config.expand-env``, as Loki does): :func:`expand_env` replaces ``${VAR}`` and
+  ``${VAR:-default}`` in every string of the loaded YAML (``$$`` writes a ``$``); an unset variable without
+  a default is an error naming it and the key. Without the flag a ``${...}`` is left as written, and
+  :func:`load_model` refuses it anywhere but in fields annotated :data:`SECRET` (resolved when used, by
+  :func:`resolve_secret`) or :data:`VERBATIM` (argv handed to a program, which may be a shell): a
+  ``data_dir: ${X}`` must never become a directory named ``${X}``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from pathlib import Path
+from enum import Enum
+from pathlib import Path, PurePath
 from typing import Annotated, Any, TypeVar
 
 import yaml
@@ -23,8 +31,12 @@ from certloop.errors import ConfigError
 
 __all__ = [
     "EMPTY_CONFIG",
+    "SECRET",
+    "VERBATIM",
     "Duration",
+    "EnvUse",
     "StrictModel",
+    "expand_env",
     "format_duration",
     "load_model",
     "parse_duration",
@@ -143,11 +155,90 @@ EMPTY_CONFIG = (
 )
 
 
-def load_model(model: type[M], path: str | os.PathLike[str], *, allow_empty: bool = True) -> M:
+class EnvUse(Enum):
+    """How a field treats ``${...}`` when the config is loaded without ``--config.expand-env``."""
+
+    SECRET = "secret"  # noqa: S105 - a marker's name, not a password; kept as written; resolve_secret reads the variable when the secret is used
+    VERBATIM = "verbatim"  # kept as written: an argv handed to a program (``sh -c '... ${X}'``)
+
+
+SECRET = EnvUse.SECRET  # Annotated[str | None, SECRET]
+VERBATIM = EnvUse.VERBATIM  # Annotated[list[str], VERBATIM]
+
+_EXPANSION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})?")
+_REFERENCE = re.compile(r"\$\{[^}]*\}?")
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+
+
+def expand_env(data: Any, environ: Mapping[str, str] | None = None, path: str = "") -> Any:
+    """``data`` (loaded YAML) with ``${VAR}`` / ``${VAR:-default}`` replaced in every string value.
+
+    ``$$`` stands for one ``$``. ConfigError names the key path of an unset variable without a default,
+    or of a ``$`` that starts neither form (``${1X}``, an unclosed ``${X``).
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(data, dict):
+        return {k: expand_env(v, env, _join(path, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, env, _join(path, i)) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def one(m: re.Match[str]) -> str:
+        text = m.group(0)
+        if text == "$$":
+            return "$"
+        if text == "$":
+            nxt = data[m.end():m.end() + 1]
+            if nxt != "{":
+                return "$"  # a lone $ (a password, a regex): not a reference
+            ref = _REFERENCE.match(data, m.start())
+            shown = ref.group(0) if ref else "${"
+            raise ConfigError(path, f"malformed environment reference {shown!r} (expected ${{VAR}} or "
+                                    "${VAR:-default}; $$ writes a $)")
+        name, default = m.group(1), m.group(2)
+        value = env.get(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(path, f"environment variable {name} is not set (and ${{{name}}} has no "
+                                        f":-default)")
+            return default
+        return value
+
+    return _EXPANSION.sub(one, data)
+
+
+def _unexpanded(obj: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(key path, reference) of every ``${...}`` left in a validated model outside SECRET/VERBATIM fields."""
+    if isinstance(obj, BaseModel):
+        for name, field in type(obj).model_fields.items():
+            if any(isinstance(meta, EnvUse) for meta in field.metadata):
+                continue
+            yield from _unexpanded(getattr(obj, name), _join(path, field.alias or name))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _unexpanded(value, _join(path, i))
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _unexpanded(value, _join(path, key))
+    elif isinstance(obj, (str, PurePath)):
+        m = _REFERENCE.search(str(obj))
+        if m:
+            yield path, m.group(0)
+
+
+def load_model(
+    model: type[M], path: str | os.PathLike[str], *, allow_empty: bool = True, expand: bool = False,
+) -> M:
     """Read a YAML file and validate it into ``model``.
 
     ``allow_empty=False``: an empty file or a YAML null document is a ConfigError (a truncated
     file must not validate as "every default, nothing configured"); ``{}`` still says "empty" on purpose.
+    ``expand``: :func:`expand_env` first (the ``--config.expand-env`` flag), else a ``${...}`` outside
+    SECRET/VERBATIM fields is an error.
     """
     p = Path(path)
     try:
@@ -167,7 +258,38 @@ def load_model(model: type[M], path: str | os.PathLike[str], *, allow_empty: boo
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("", "the top level must be a mapping of keys to values", source=str(p))
-    return validate_model(model, data, source=str(p))
+    if expand:
+        try:
+            data = expand_env(data)
+        except ConfigError as exc:
+            raise ConfigError(exc.path, exc.message, source=str(p)) from None
+    try:
+        loaded = validate_model(model, data, source=str(p))
+    except ConfigError as exc:
+        # A field that rejected "${X}" (a host name, a path) is best told why it saw one.
+        reference = None if expand else _references(data).get(exc.path)
+        if reference is None:
+            raise
+        raise ConfigError(exc.path, _not_expanded(reference), source=str(p)) from exc
+    if not expand:
+        for key, reference in _unexpanded(loaded, ""):
+            raise ConfigError(key, _not_expanded(reference), source=str(p))
+    return loaded
+
+
+def _not_expanded(reference: str) -> str:
+    return (f"{reference} is not expanded: environment variables are read only with --config.expand-env "
+            "(or, for secrets, in the fields that say so)")
+
+
+def _references(data: Any, path: str = "") -> dict[str, str]:
+    """Key path -> first ``${...}`` of every string in loaded YAML."""
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _references(value, _join(path, key)).items()}
+    if isinstance(data, list):
+        return {k: v for i, value in enumerate(data) for k, v in _references(value, _join(path, i)).items()}
+    m = _REFERENCE.search(data) if isinstance(data, str) else None
+    return {path: m.group(0)} if m else {}
 
 
 _ENV_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

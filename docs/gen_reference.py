@@ -466,7 +466,8 @@ def render(
         f"The {component} reads one YAML file: `{flag}`. Unknown keys are errors. An error names the path of "
         "the bad key, for example `certificates[0].domains`. Durations use the Prometheus notation "
         "(`500ms`, `30s`, `5m`, `1h30m`, `7d`, `1w`). Keys that hold secrets accept `${ENV_VAR}`, or have a "
-        "matching `*_file` key; their descriptions say which.",
+        "matching `*_file` key; their descriptions say which. With `--config.expand-env`, `${VAR}` and "
+        "`${VAR:-default}` are expanded in every string; without it a `${...}` elsewhere is an error.",
         "",
         f"Check a file without starting the {component}: `{flag} --config.check`. "
         f"The machine-readable schema: `certloop config schema {component}`.",

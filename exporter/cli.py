@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                    help=f"host:port to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
     p.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
+    p.add_argument("--config.expand-env", dest="expand_env", action="store_true",
+                   help="expand ${VAR} and ${VAR:-default} in every string of the config file ($$ writes a $)")
     logs.add_flags(p)
     p.add_argument("--version", action="version", version=f"certloop exporter {__version__}")
     p.add_argument("--web.max-connections", dest="max_connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
@@ -68,7 +70,7 @@ def main(argv: Sequence[str]) -> int:
         return 0 if exc.code == 0 else 64
     logs.configure(args.log_level, args.log_format)
     try:
-        config = load_config(args.config_file)
+        config = load_config(args.config_file, expand_env=args.expand_env)
         if args.check:
             build_context(config, ProbeCounter())
             print(f"{args.config_file}: OK ({len(config.endpoints)} endpoint groups, {len(config.files)} file groups)")
@@ -111,9 +113,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         if args.worker_of:
             return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of),
-                                           args.max_connections, web)))
+                                           args.max_connections, web, expand_env=args.expand_env)))
         return int(runner(_serve(args.config_file, config, host, port, args.probe_workers, args.storage,
-                                 args.max_connections, web, args.web_config)))
+                                 args.max_connections, web, args.web_config, expand_env=args.expand_env)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -154,9 +156,9 @@ def _storage_problem(path: str) -> str | None:
 async def _serve(
     config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0,
     storage: str | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None,
-    web_config_path: str | None = None,
+    web_config_path: str | None = None, *, expand_env: bool = False,
 ) -> int:
-    engine = Engine(config_path, config=config, state_dir=storage)
+    engine = Engine(config_path, config=config, state_dir=storage, expand_env=expand_env)
     workers: ProbeWorkers | None = None
     server = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
                           reuse_port=probe_workers > 0, max_connections=max_connections, web=web)
@@ -167,7 +169,7 @@ async def _serve(
         private = build_server(engine, on_reload=lambda: workers.reload() if workers else None)
         await private.start(LOOPBACK, 0)
         workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port),
-                               max_connections, web_config_path)
+                               max_connections, web_config_path, expand_env=expand_env)
         workers.start()
         supervisor = asyncio.create_task(workers.supervise(), name="probe-workers")
     await engine.start()

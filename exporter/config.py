@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from certloop.config import EMPTY_CONFIG, Duration, StrictModel, load_model, resolve_secret, validate_model
+from certloop.config import EMPTY_CONFIG, SECRET, Duration, StrictModel, load_model, resolve_secret, validate_model
 from certloop.errors import ConfigError
 from certloop.hostnames import server_name
 from certloop.resolve import parse_nameserver
@@ -193,7 +193,7 @@ class FileGroup(StrictModel):
         description="file name patterns taken from directories and globs (empty: every file)",
     )
     exclude: list[str] = Field(default_factory=list, description="file name patterns skipped, e.g. *.key")
-    password: str | None = None
+    password: Annotated[str | None, SECRET] = None
     password_file: str | None = None
     labels: Labels = Field(default_factory=dict)
 
@@ -274,13 +274,14 @@ def parse_config(data: Any, *, source: str | None = None) -> ExporterConfig:
     return _cross_checked(validate_model(ExporterConfig, data, source=source), source)
 
 
-def load_config(path: str | os.PathLike[str]) -> ExporterConfig:
+def load_config(path: str | os.PathLike[str], *, expand_env: bool = False) -> ExporterConfig:
     """Read, validate and cross-check a config file; raises ConfigError naming the bad path.
 
     An empty file (or a YAML null document) is an error, not "monitor nothing": ``: > exporter.yml``
     (a truncated deploy, a full disk) followed by a reload must keep the running config and say so.
-    A config that monitors nothing on purpose (``/probe``-only use) is written ``{}``."""
-    return _cross_checked(load_model(ExporterConfig, path, allow_empty=False), os.fspath(Path(path)))
+    A config that monitors nothing on purpose (``/probe``-only use) is written ``{}``.
+    ``expand_env``: ``--config.expand-env`` (see :mod:`certloop.config`)."""
+    return _cross_checked(load_model(ExporterConfig, path, allow_empty=False, expand=expand_env), os.fspath(Path(path)))
 
 
 def json_schema() -> dict[str, Any]:

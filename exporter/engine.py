@@ -75,8 +75,10 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         state_dir: str | None = None,
+        expand_env: bool = False,
     ) -> None:
         self.config_path = config_path
+        self.expand_env = expand_env  # --config.expand-env: reloads read the file the same way
         self.state_dir = state_dir
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -94,7 +96,7 @@ class Engine:
         if config is None:
             if config_path is None:
                 raise ValueError("give a config path or a config")
-            config = load_config(config_path)
+            config = load_config(config_path, expand_env=expand_env)
         self.ctx = build_context(config, self.counter, clock, state_dir)
         self.reload_ok = True
         self.reload_time = time.time()
@@ -124,7 +126,8 @@ class Engine:
     async def _reload(self) -> tuple[bool, str]:
         assert self.config_path is not None
         try:
-            ctx = build_context(load_config(self.config_path), self.counter, self.clock, self.state_dir)
+            ctx = build_context(load_config(self.config_path, expand_env=self.expand_env), self.counter, self.clock,
+                                self.state_dir)
         except ConfigError as exc:
             self.reload_ok = False
             log.error("config reload rejected, keeping the running config: %s", exc)

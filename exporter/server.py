@@ -115,8 +115,10 @@ class ProbeWorkers:
     """``count`` worker processes probing on the main process's address, supervised by PID."""
 
     def __init__(self, count: int, config_path: str, public: tuple[str, int], private: tuple[str, int],
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS, web_config: str | None = None) -> None:
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, web_config: str | None = None, *,
+                 expand_env: bool = False) -> None:
         self.count = count
+        self.expand_env = expand_env
         self.web_config = web_config
         self.max_connections = max_connections
         self.config_path = config_path
@@ -133,7 +135,8 @@ class ProbeWorkers:
         return [sys.executable, "-m", "certloop.cli", "exporter", f"--config.file={self.config_path}",
                 f"--web.listen-address={shown}:{port}", f"--web.probe-worker-of={self.private[0]}:{self.private[1]}",
                 f"--web.max-connections={self.max_connections}", *logs.child_flags(),
-                *([f"--web.config.file={self.web_config}"] if self.web_config else [])]
+                *([f"--web.config.file={self.web_config}"] if self.web_config else []),
+                *(["--config.expand-env"] if self.expand_env else [])]
 
     def start(self) -> None:
         now = time.monotonic()
@@ -199,13 +202,14 @@ class ProbeWorkers:
 class WorkerContext:
     """A worker's probing context: built from the config file, rebuilt on SIGHUP, no sweeps."""
 
-    def __init__(self, config_path: str, ctx: Context) -> None:
+    def __init__(self, config_path: str, ctx: Context, expand_env: bool = False) -> None:
         self.config_path = config_path
         self.ctx = ctx
+        self.expand_env = expand_env
 
     def reload(self) -> None:
         try:
-            self.ctx = build_context(load_config(self.config_path), self.ctx.counter)
+            self.ctx = build_context(load_config(self.config_path, expand_env=self.expand_env), self.ctx.counter)
         except Exception:  # the main process validated this file; a race with an edit is logged
             log.exception("probe worker %d: config reload failed, keeping the running config", os.getpid())
 
@@ -249,9 +253,11 @@ class Forwarder:
 
 
 async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, int],
-                       max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None) -> int:
+                       max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None, *,
+                       expand_env: bool = False) -> int:
     """Run one probe worker until SIGTERM/SIGINT or until its parent (the main process) is gone."""
-    worker = WorkerContext(config_path, build_context(load_config(config_path), ProbeCounter()))
+    worker = WorkerContext(config_path, build_context(load_config(config_path, expand_env=expand_env), ProbeCounter()),
+                           expand_env)
     forward = Forwarder(main)
     server = build_worker_server(worker, forward, max_connections, web)
     await server.start(host, port)

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="certloop renewer", description="Renew certificates on Alertmanager webhooks.")
     p.add_argument("--config.file", dest="config_file", default="renewer.yml", help="YAML config file")
     p.add_argument("--config.check", dest="config_check", action="store_true", help="validate the config and exit")
+    p.add_argument("--config.expand-env", dest="expand_env", action="store_true",
+                   help="expand ${VAR} and ${VAR:-default} in every string of the config file ($$ writes a $)")
     p.add_argument("--web.listen-address", dest="listen", help="host:port to serve on (overrides `listen`)")
     logs.add_flags(p)
     p.add_argument("--version", action="version", version=f"certloop renewer {__version__}")
@@ -242,7 +244,7 @@ def main(argv: Sequence[str]) -> int:
     backup_command = getattr(args, "backup_command", None)
     cfg: RenewerConfig | None = None
     try:
-        cfg = load_config(args.config_file)
+        cfg = load_config(args.config_file, expand_env=args.expand_env)
     except ConfigError as exc:
         # prune needs no config; verify needs it only for the keystore key (_secrets says so if missing)
         if backup_command not in {"verify", "prune"} or Path(args.config_file).exists():
@@ -311,7 +313,7 @@ def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     from renewer.daemon import Daemon
 
     daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections,
-                    web=args.web)
+                    web=args.web, expand_env=args.expand_env)
     tune_collector()
     try:
         import uvloop

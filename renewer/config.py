@@ -20,11 +20,11 @@ import hmac
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from certloop.config import Duration, StrictModel, load_model, resolve_secret
+from certloop.config import SECRET, Duration, StrictModel, load_model, resolve_secret
 from certloop.errors import ConfigError
 from renewer.spec import CertificateSpec
 
@@ -90,7 +90,7 @@ class AuthConfig(StrictModel):
     (``basic_auth_users``); ``users`` gives each of them a role. A verified client certificate (mTLS,
     ``client_ca_file`` with ``tls_cert_file``/``tls_key_file``) without a token has ``client_certificate_role``."""
 
-    token: str | None = Field(default=None, description="bearer token, literally or as ${ENV}")
+    token: Annotated[str | None, SECRET] = Field(default=None, description="bearer token, literally or as ${ENV}")
     token_file: Path | None = None
     token_role: Role = Field(default="admin", description="role of token/token_file")
     tokens: list[TokenConfig] = Field(default_factory=list, description="named bearer tokens, one role each")
@@ -148,7 +148,8 @@ class DatabaseConfig(StrictModel):
     """Where jobs live. Default: SQLite in ``data_dir`` (one renewer). PostgreSQL
     (``postgresql+psycopg://...``) or MariaDB/MySQL (``mysql+pymysql://...``) for replicas."""
 
-    url: str | None = Field(default=None, description="SQLAlchemy URL; ${ENV} allowed; default sqlite in data_dir")
+    url: Annotated[str | None, SECRET] = Field(
+        default=None, description="SQLAlchemy URL; ${ENV} allowed; default sqlite in data_dir")
     busy_timeout: Duration = timedelta(seconds=10)
     timeout: Duration = Field(
         default=timedelta(milliseconds=1500),
@@ -183,7 +184,7 @@ class KeystoreConfig(StrictModel):
     """The AES-256-GCM key for private keys at rest: ``key`` (``${ENV}``) or ``key_file``.
     Neither: ``<data_dir>/keystore.key`` is created on first start (back it up)."""
 
-    key: str | None = None
+    key: Annotated[str | None, SECRET] = None
     key_file: Path | None = None
 
     @model_validator(mode="after")
@@ -327,9 +328,10 @@ class RenewerConfig(StrictModel):
         return self.database.resolved_url(self.data_dir)
 
 
-def load_config(path: str | os.PathLike[str]) -> RenewerConfig:
-    """Load and validate the YAML file at ``path`` (ConfigError names the bad key)."""
-    config = load_model(RenewerConfig, path)
+def load_config(path: str | os.PathLike[str], *, expand_env: bool = False) -> RenewerConfig:
+    """Load and validate the YAML file at ``path`` (ConfigError names the bad key); ``expand_env``:
+    ``--config.expand-env`` (see :mod:`certloop.config`)."""
+    config = load_model(RenewerConfig, path, expand=expand_env)
     try:
         config.auth.bearer_tokens()
     except ConfigError as exc:

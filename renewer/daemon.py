@@ -95,8 +95,10 @@ class Daemon:
         self, config_path: Path, config: RenewerConfig, *, listen: str | None = None,
         clock: Callable[[], datetime] = utc_now, max_connections: int = DEFAULT_MAX_CONNECTIONS,
         web: WebConfigFile | None = None,
+        expand_env: bool = False,
     ) -> None:
         self.max_connections = max_connections
+        self.expand_env = expand_env  # --config.expand-env: a reload reads the file the same way
         self.config_path = config_path
         self._config = config
         self.web = web
@@ -114,7 +116,7 @@ class Daemon:
     async def reload(self) -> None:
         """Re-read the config file; ConfigError leaves the running config in place."""
         try:
-            new = await asyncio.to_thread(load_config, self.config_path)
+            new = await asyncio.to_thread(load_config, self.config_path, expand_env=self.expand_env)
             access = Access.build(new.auth, self.web)
         except ConfigError as exc:
             self.metrics.config_reload_ok.set(0)

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from certloop.config import Duration, StrictModel, parse_duration
+from certloop.config import VERBATIM, Duration, StrictModel, parse_duration
 from renewer.issuers import IssuerSettings
 from renewer.issuers.lego import KEY_TYPES as LEGO_KEY_TYPES
 
@@ -161,7 +161,7 @@ class DeployStep(StrictModel):
     """One command, as an argv list (never a shell string). Written ``["nginx", "-t"]`` or
     ``{argv: [...], timeout: 30s}``."""
 
-    argv: list[str] = Field(min_length=1)
+    argv: Annotated[list[str], VERBATIM] = Field(min_length=1)
     timeout: Duration = timedelta(seconds=60)
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import requests
 from acme import challenges, client, crypto_util, errors, messages
@@ -41,7 +41,7 @@ from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 from pydantic import Field, model_validator
 
-from certloop.config import Duration, StrictModel, resolve_secret
+from certloop.config import SECRET, VERBATIM, Duration, StrictModel, resolve_secret
 from renewer.errors import (
     ChallengeFailed,
     ConnectionFailed,
@@ -69,7 +69,7 @@ class Eab(StrictModel):
     """External Account Binding: key id and the base64url HMAC key (``${ENV}`` or ``hmac_key_file``)."""
 
     kid: str
-    hmac_key: str | None = None
+    hmac_key: Annotated[str | None, SECRET] = None
     hmac_key_file: Path | None = None
 
 
@@ -91,8 +91,8 @@ class Dns01Hook(StrictModel):
     ``CERTLOOP_DNS_RECORD_NAME`` (``_acme-challenge.<domain>``, no trailing dot), ``CERTLOOP_DNS_RECORD_VALUE``,
     ``CERTLOOP_DOMAIN``. ``hook`` publishes, ``cleanup`` removes."""
 
-    hook: list[str] = Field(min_length=1)
-    cleanup: list[str] | None = None
+    hook: Annotated[list[str], VERBATIM] = Field(min_length=1)
+    cleanup: Annotated[list[str] | None, VERBATIM] = None
     timeout: Duration = timedelta(seconds=60)
 
 

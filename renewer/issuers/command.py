@@ -16,11 +16,11 @@ Exit 0 with the key and a certificate (or full chain) written; anything else is 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from certloop.config import StrictModel
+from certloop.config import VERBATIM, StrictModel
 from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ __all__ = ["CommandSettings", "issue"]
 
 class CommandSettings(StrictModel):
     type: Literal["command"]
-    argv: list[str] = Field(min_length=1)
+    argv: Annotated[list[str], VERBATIM] = Field(min_length=1)
 
 
 async def issue(settings: CommandSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import model_validator
 
-from certloop.config import StrictModel, resolve_secret
+from certloop.config import SECRET, StrictModel, resolve_secret
 from renewer.errors import NotDue, Unauthorized
 from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
 from renewer.keystore import write_private
@@ -50,7 +50,7 @@ _EXIT_TOKEN = 4
 
 class HttpsokSettings(StrictModel):
     type: Literal["httpsok"]
-    token: str | None = None
+    token: Annotated[str | None, SECRET] = None
     token_file: Path | None = None
     cert_path: Path
     key_path: Path
