@@ -32,6 +32,7 @@ import aiohttp
 
 from certloop import logs
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Request, Response, Router
+from certloop.landing import landing_page
 from certloop.webconfig import WebConfigFile, guard
 from exporter import metrics as m
 from exporter.config import load_config
@@ -45,13 +46,12 @@ __all__ = ["Forwarder", "ProbeWorkers", "WorkerContext", "build_server",
 
 log = logging.getLogger(__name__)
 
-_LANDING = """<html><head><title>certloop exporter</title></head><body>
-<h1>certloop exporter</h1>
-<ul><li><a href="/metrics">/metrics</a> (inventory)</li>
-<li><a href="/probe?target=example.com:443">/probe?target=host:port&amp;module=NAME</a></li>
-<li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul>
-</body></html>
-"""
+_LANDING_LINKS = (
+    ("/metrics", "the inventory: every configured endpoint and file, and the exporter's own series"),
+    ("/probe?target=example.com:443", "probe one endpoint now (target=host:port, module=NAME, server_name=NAME)"),
+    ("/-/healthy", "liveness"),
+    ("/-/ready", "readiness: 200 after the first complete sweep"),
+)
 
 _ROUTES = (("GET", "/"), ("GET", "/metrics"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
            ("POST", "/-/reload"), ("PUT", "/-/reload"))
@@ -90,8 +90,10 @@ def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
             on_reload()
         return Response.text(f"{message}\n", 200 if ok else 500)
 
+    page = landing_page("certloop exporter", _LANDING_LINKS)
+
     async def landing(_: Request) -> Response:
-        return Response(200, _LANDING.encode(), "text/html; charset=utf-8")
+        return Response(200, page, "text/html; charset=utf-8")
 
     handlers: dict[tuple[str, str], Handler] = dict(zip(_ROUTES, (landing, metrics, healthy, ready, reload, reload),
                                                         strict=True))

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from certloop import __version__
 from certloop.errors import ConfigError
 from certloop.httpserver import Handler, HttpError, Request, Response, Router
+from certloop.landing import landing_page
 from renewer.access import Access, Permission, Principal
 from renewer.config import RenewerConfig
 from renewer.intake import PayloadError, summary, triage
@@ -348,6 +349,9 @@ class Api:
     async def openapi(self, req: Request) -> Response:
         return Response.json({**OPENAPI, "info": {**OPENAPI["info"], "version": __version__}})
 
+    async def landing(self, req: Request) -> Response:
+        return Response(200, _LANDING, "text/html; charset=utf-8")
+
 
 def _actor(req: Request) -> str:
     """Who asked, for the job's trail: the principal's name (never a secret)."""
@@ -364,6 +368,15 @@ def _waiting(event: JobEvent | None) -> str | None:
     return None if event is None else event.reason
 
 
+_LANDING = landing_page("certloop renewer", (
+    ("/api/v1/openapi.json", "the API, as an OpenAPI 3.1 document"),
+    ("/api/v1/certificates", "managed certificates and their state (needs a token or client certificate)"),
+    ("/api/v1/jobs", "renewal jobs, newest first (needs a token or client certificate)"),
+    ("/metrics", "Prometheus metrics"),
+    ("/-/healthy", "liveness"),
+    ("/-/ready", "readiness: the job store answers"),
+))
+
 # (method, path, Api method, permission): the one table of routes (the OpenAPI test checks the document
 # against it). None: open to everyone (health, the OpenAPI document); "metrics" is open unless people sign
 # in (--web.config.file basic_auth_users), then it needs any role.
@@ -374,6 +387,7 @@ ROUTES: tuple[tuple[str, str, str, Permission | None], ...] = (
     ("GET", "/api/v1/jobs", "jobs", "read"),
     ("GET", "/api/v1/jobs/{id}", "job", "read"),
     ("GET", "/api/v1/openapi.json", "openapi", None),
+    ("GET", "/", "landing", None),
     ("GET", "/metrics", "metrics_page", None),
     ("GET", "/-/healthy", "healthy", None),
     ("GET", "/-/ready", "ready", None),

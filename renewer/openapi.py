@@ -232,6 +232,11 @@ OPENAPI: dict[str, Any] = {
                 "503": _err("job store unavailable"),
             },
         }},
+        "/": {"get": {
+            "operationId": "landing", "summary": "Landing page: name, version, links", "security": [],
+            "responses": {"200": {"description": "an HTML page", "content": {"text/html": {
+                "schema": {"type": "string"}}}}},
+        }},
         "/api/v1/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "security": [],
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {

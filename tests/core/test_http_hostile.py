@@ -265,3 +265,20 @@ def test_the_daemons_refuse_to_run_on_the_pure_python_parser(tmp_path: Path) -> 
                            f"--web.listen-address={LOOPBACK}:{free_port()}"], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode != 0 and "C HTTP parser" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["exporter", "renewer"])
+def test_landing_page_names_the_daemon_its_version_and_links(daemons: dict[str, Daemon], name: str) -> None:
+    """``/`` on both daemons: an HTML page with the program's name, certloop's version and links to its
+    endpoints, without a token (exporter-toolkit's landing page); HEAD works on it too."""
+    from certloop import __version__
+
+    daemon = daemons[name]
+    page = requests.get(daemon.url + "/", timeout=5)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert f"certloop {name}" in page.text and f"version {__version__}" in page.text
+    for path in ("/metrics", "/-/healthy", "/-/ready"):
+        assert f'href="{path}"' in page.text
+        assert requests.get(daemon.url + path, timeout=5).status_code == 200  # every link answers
+    assert ('href="/probe?target=' in page.text) if name == "exporter" else ('href="/api/v1/openapi.json"' in page.text)
+    assert requests.head(daemon.url + "/", timeout=5).headers["Content-Length"] == str(len(page.content))
