@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from alerting.build import RULES_FILE, render
+from tests.alerting import severity_levels
 from tests.alerting.rules import PROMTOOL_TESTS, ROOT, RUNBOOKS, alerts
 
 OVERRIDES = {"expiry": {"overrides": [
@@ -26,7 +27,7 @@ THREE_LEVELS = {"severityLevels": "three"}
 # test file -> (the rules file it names, the config patch that file is rendered with)
 RENDERED = {
     "overrides_test.yml": ("certloop-overrides.rules.yml", OVERRIDES),
-    "severity_levels_test.yml": ("certloop-three-levels.rules.yml", THREE_LEVELS),
+    "severity_levels_test.yml": (severity_levels.RULES_FILE, THREE_LEVELS),
 }
 TEST_FILES = sorted(p.name for p in PROMTOOL_TESTS.glob("*_test.yml"))
 
@@ -58,6 +59,13 @@ def test_promtool_tests_of_a_rendered_config_pass(tmp_path: Path, name: str) -> 
     assert _load(name)["rule_files"] == [rules_name]
     result = _promtool_test(tmp_path / name)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_three_level_cases_are_derived_from_the_four_level_ones() -> None:
+    """severity_levels_test.yml is what tests.alerting.severity_levels derives from the current sources."""
+    assert severity_levels.PATH.read_text(encoding="utf-8") == severity_levels.derive(), (
+        "alerting/tests/severity_levels_test.yml is stale: run `.venv/bin/python -m tests.alerting.severity_levels`"
+    )
 
 
 def test_three_levels_fail_against_the_four_level_rules(tmp_path: Path) -> None:
