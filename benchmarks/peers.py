@@ -94,8 +94,8 @@ class PrefixedDaemon(CertloopDaemon):
     """A certloop daemon whose command line starts with ``prefix`` (e.g. ``nsenter --mount=...``)."""
 
     def __init__(self, component: str, workdir: Path, config: Mapping[str, Any], *,
-                 prefix: Sequence[str] = ()) -> None:
-        super().__init__(component, workdir, config)
+                 prefix: Sequence[str] = (), extra_args: tuple[str, ...] = ()) -> None:
+        super().__init__(component, workdir, config, extra_args=extra_args)
         self.prefix = tuple(prefix)
 
     def argv(self) -> list[str]:
@@ -103,9 +103,9 @@ class PrefixedDaemon(CertloopDaemon):
 
 
 def start_exporter(workdir: Path, config: Mapping[str, Any], timeout: float = START_TIMEOUT, *,
-                   prefix: Sequence[str] = ()) -> CertloopDaemon:
+                   prefix: Sequence[str] = (), extra_args: tuple[str, ...] = ()) -> CertloopDaemon:
     """``certloop exporter`` on a free port, started and ready (first sweep done)."""
-    daemon = PrefixedDaemon("exporter", workdir, config, prefix=prefix)
+    daemon = PrefixedDaemon("exporter", workdir, config, prefix=prefix, extra_args=extra_args)
     daemon.start(timeout)
     return daemon
 

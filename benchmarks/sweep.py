@@ -51,7 +51,7 @@ def run(workdir: Path, *, n: int, rounds: int, concurrency: int, say: Callable[[
             "global": {"ca_file": str(targets.ca_path), "interval": "24h", "files_interval": "24h", "jitter": "0s",
                        "concurrency": concurrency},
             "endpoints": [{"targets": endpoints, "labels": {"team": "bench"}}],
-        }, timeout=max(120.0, n / 20))
+        }, timeout=max(120.0, n / 20), extra_args=("--web.enable-lifecycle",))  # each round starts with a reload
         box = Blackbox.start(workdir / "blackbox-sweep", {"tls_connect": tls_module()})
         box_paths = [f"/probe?target={e}&module=tls_connect" for e in endpoints]
         session = requests.Session()

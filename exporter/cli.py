@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.config.file", dest="web_config", metavar="FILE",
                    help="TLS and basic authentication for the listener, in exporter-toolkit's format "
                         "(see docs/exporter.md); re-read when it changes")
+    p.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                   help="answer POST/PUT /-/reload (off by default, as in Prometheus; SIGHUP always reloads)")
     p.add_argument("--web.probe-workers", dest="probe_workers", type=int, default=0, metavar="N",
                    help="extra processes answering /probe on the same address (SO_REUSEPORT; default 0)")
     p.add_argument("--storage.path", dest="storage", metavar="DIR",
@@ -115,7 +117,8 @@ def main(argv: Sequence[str]) -> int:
             return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of),
                                            args.max_connections, web, expand_env=args.expand_env)))
         return int(runner(_serve(args.config_file, config, host, port, args.probe_workers, args.storage,
-                                 args.max_connections, web, args.web_config, expand_env=args.expand_env)))
+                                 args.max_connections, web, args.web_config, expand_env=args.expand_env,
+                                 enable_lifecycle=args.enable_lifecycle)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return 1
@@ -156,17 +159,19 @@ def _storage_problem(path: str) -> str | None:
 async def _serve(
     config_path: str, config: ExporterConfig, host: str, port: int, probe_workers: int = 0,
     storage: str | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None,
-    web_config_path: str | None = None, *, expand_env: bool = False,
+    web_config_path: str | None = None, *, expand_env: bool = False, enable_lifecycle: bool = False,
 ) -> int:
     engine = Engine(config_path, config=config, state_dir=storage, expand_env=expand_env)
     workers: ProbeWorkers | None = None
     server = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
+                          enable_lifecycle=enable_lifecycle,
                           reuse_port=probe_workers > 0, max_connections=max_connections, web=web)
     await server.start(host, port)
     private: HttpServer | None = None
     supervisor: asyncio.Task[None] | None = None
     if probe_workers > 0:  # workers forward everything but /probe here
-        private = build_server(engine, on_reload=lambda: workers.reload() if workers else None)
+        private = build_server(engine, on_reload=lambda: workers.reload() if workers else None,
+                               enable_lifecycle=enable_lifecycle)
         await private.start(LOOPBACK, 0)
         workers = ProbeWorkers(probe_workers, config_path, (host, server.port), (LOOPBACK, private.port),
                                max_connections, web_config_path, expand_env=expand_env)

@@ -4,7 +4,8 @@
 ``GET /probe``    probe one target now (see :mod:`exporter.probe`)
 ``GET /-/healthy`` 200 while the process runs
 ``GET /-/ready``   200 after the first complete sweep of every source, else 503
-``POST /-/reload`` re-read the config file: 200, or 500 with the reason (the old config keeps running)
+``POST /-/reload`` re-read the config file: 200, or 500 with the reason (the old config keeps running);
+                   403 unless started with ``--web.enable-lifecycle``
 
 Probe workers (``--web.probe-workers N``): one Python process tops out near one core of
 ``/probe`` handshakes, so N extra processes listen on the same address with ``SO_REUSEPORT``
@@ -46,6 +47,7 @@ __all__ = ["Forwarder", "ProbeWorkers", "WorkerContext", "build_server",
 
 log = logging.getLogger(__name__)
 
+LIFECYCLE_OFF = "Lifecycle API is not enabled: start with --web.enable-lifecycle, or send SIGHUP to reload\n"
 _LANDING_LINKS = (
     ("/metrics", "the inventory: every configured endpoint and file, and the exporter's own series"),
     ("/probe?target=example.com:443", "probe one endpoint now (target=host:port, module=NAME, server_name=NAME)"),
@@ -65,12 +67,14 @@ RESTART_MAX = 30.0
 
 def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
                  reuse_port: bool = False, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 web: WebConfigFile | None = None) -> HttpServer:
+                 web: WebConfigFile | None = None, enable_lifecycle: bool = False) -> HttpServer:
     """An (unstarted) HTTP server routing the exporter's endpoints to ``engine``.
 
     ``on_reload`` runs after each successful ``/-/reload``; ``reuse_port`` lets probe workers
     share the listening address; ``max_connections`` is ``--web.max-connections``; ``web`` is
-    ``--web.config.file`` (TLS, basic authentication, headers)."""
+    ``--web.config.file`` (TLS, basic authentication, headers). ``/-/reload`` answers 403 unless
+    ``enable_lifecycle`` (``--web.enable-lifecycle``, off by default as in Prometheus: anyone who can reach
+    the exporter could otherwise make it re-read its file); SIGHUP always reloads."""
 
     async def metrics(_: Request) -> Response:
         inventory, *rest = engine.exposition_parts()
@@ -85,6 +89,8 @@ def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
         return Response.text("Not ready: the first sweep is still running\n", 503)
 
     async def reload(_: Request) -> Response:
+        if not enable_lifecycle:
+            return Response.text(LIFECYCLE_OFF, 403)
         ok, message = await engine.reload()
         if ok and on_reload is not None:
             on_reload()

@@ -118,6 +118,7 @@ class Api:
     clock: Callable[[], datetime]
     wake: Callable[[], None]
     reload: Callable[[], Awaitable[None]]
+    lifecycle: bool = False  # --web.enable-lifecycle: POST /-/reload answers 403 without it (SIGHUP always works)
     _batcher: EnqueueBatcher | None = field(default=None, init=False, repr=False)
     _ids: tuple[RenewerConfig | None, frozenset[str]] = field(default=(None, frozenset()), init=False, repr=False)
 
@@ -340,6 +341,9 @@ class Api:
         return Response.text("certloop renewer is ready.\n")
 
     async def do_reload(self, req: Request) -> Response:
+        if not self.lifecycle:
+            return Response.error(403, "lifecycle API is not enabled: start with --web.enable-lifecycle, "
+                                       "or send SIGHUP to reload")
         try:
             await self.reload()
         except ConfigError as exc:

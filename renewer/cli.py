@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.max-connections", dest="max_connections", type=_positive, default=DEFAULT_MAX_CONNECTIONS,
                    metavar="N", help="open HTTP connections allowed; beyond it the oldest idle one is closed, and "
                    f"only when all are busy is a new one refused with 503 (default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                   help="answer POST /-/reload (off by default, as in Prometheus; SIGHUP always reloads)")
     sub = p.add_subparsers(dest="command")
     db = sub.add_parser("db", help="manage the job store schema (Alembic migrations)")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])
@@ -313,7 +315,7 @@ def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     from renewer.daemon import Daemon
 
     daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections,
-                    web=args.web, expand_env=args.expand_env)
+                    web=args.web, expand_env=args.expand_env, enable_lifecycle=args.enable_lifecycle)
     tune_collector()
     try:
         import uvloop

@@ -1,9 +1,9 @@
 """The renewer daemon: wires config, store, worker, safety net and HTTP API together, handles signals.
 
-SIGHUP and ``POST /-/reload`` re-read the config file; a bad file is rejected and the running config
-stays (``certloop_renewer_config_last_reload_successful`` 0). SIGTERM/SIGINT stop gracefully; a
-kill -9 is survivable by design (see :mod:`renewer.worker`). The listen address and the database
-are read once at start-up.
+SIGHUP and ``POST /-/reload`` (with ``--web.enable-lifecycle``) re-read the config file; a bad file is
+rejected and the running config stays (``certloop_renewer_config_last_reload_successful`` 0).
+SIGTERM/SIGINT stop gracefully; a kill -9 is survivable by design (see :mod:`renewer.worker`). The
+listen address and the database are read once at start-up.
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ class Daemon:
         self, config_path: Path, config: RenewerConfig, *, listen: str | None = None,
         clock: Callable[[], datetime] = utc_now, max_connections: int = DEFAULT_MAX_CONNECTIONS,
         web: WebConfigFile | None = None,
-        expand_env: bool = False,
+        expand_env: bool = False, enable_lifecycle: bool = False,
     ) -> None:
         self.max_connections = max_connections
+        self.enable_lifecycle = enable_lifecycle  # --web.enable-lifecycle: POST /-/reload allowed
         self.expand_env = expand_env  # --config.expand-env: a reload reads the file the same way
         self.config_path = config_path
         self._config = config
@@ -162,7 +163,7 @@ class Daemon:
         worker = Worker(store=store, config=self.config, ctx=ctx, metrics=self.metrics, owner=self.owner)
         await worker.recover_all()
         api = Api(store=store, config=self.config, access=lambda: self._access, metrics=self.metrics,
-                  clock=self.clock, wake=worker.wake, reload=self.reload)
+                  clock=self.clock, wake=worker.wake, reload=self.reload, lifecycle=self.enable_lifecycle)
         handler: Handler = build_router(api)
         ssl_context = tls_context(cfg)
         if self.web is not None:

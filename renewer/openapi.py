@@ -259,6 +259,7 @@ OPENAPI: dict[str, Any] = {
             "responses": {
                 "200": _text("reloaded"),
                 "401": _err("missing or wrong bearer token"),
+                "403": _err("the caller's role may not reload, or the renewer runs without --web.enable-lifecycle"),
                 "500": _err("the new config is invalid; the previous one stays active"),
             },
         }},

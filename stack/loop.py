@@ -280,7 +280,8 @@ class ClosedLoop:
         path.write_text(yaml.safe_dump(conf, sort_keys=False))
         return self._certloop(
             "exporter",
-            ["exporter", "--config.file", str(path), "--web.listen-address", f"{LOOPBACK}:{self.exporter_port}"],
+            ["exporter", "--config.file", str(path), "--web.listen-address", f"{LOOPBACK}:{self.exporter_port}",
+             "--web.enable-lifecycle"],  # reload_exporter() re-reads its trust bundle over HTTP
             self.exporter_port,
         )
 

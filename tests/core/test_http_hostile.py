@@ -282,3 +282,17 @@ def test_landing_page_names_the_daemon_its_version_and_links(daemons: dict[str, 
         assert requests.get(daemon.url + path, timeout=5).status_code == 200  # every link answers
     assert ('href="/probe?target=' in page.text) if name == "exporter" else ('href="/api/v1/openapi.json"' in page.text)
     assert requests.head(daemon.url + "/", timeout=5).headers["Content-Length"] == str(len(page.content))
+
+
+@pytest.mark.parametrize("name", ["exporter", "renewer"])
+def test_reload_over_http_is_off_unless_the_lifecycle_api_is_enabled(daemons: dict[str, Daemon], name: str) -> None:
+    """Without --web.enable-lifecycle (as in Prometheus) /-/reload answers 403 naming the flag and SIGHUP,
+    even to the renewer's admin token. (With the flag: tests/exporter/test_server.py,
+    test_probe_workers.py, tests/renewer/test_cli.py and the config-reloader tests reload over HTTP.)"""
+    daemon = daemons[name]
+    headers = {"Authorization": f"Bearer {TOKEN}"} if name == "renewer" else {}
+    for method in ("POST", "PUT") if name == "exporter" else ("POST",):
+        answer = requests.request(method, daemon.url + "/-/reload", headers=headers, timeout=10)
+        assert answer.status_code == 403 and "--web.enable-lifecycle" in answer.text and "SIGHUP" in answer.text
+    metrics = requests.get(daemon.url + "/metrics", timeout=10).text
+    assert "config_last_reload_successful 1" in metrics

@@ -83,7 +83,7 @@ def test_exporter_picks_up_a_changed_configmap(tmp_path: Path, pki: Pki, process
     volume = ConfigMapVolume(tmp_path / "config", {"exporter.yml": config("before")})
     port = free_port()
     exporter = Process([str(CERTLOOP), "exporter", f"--config.file={volume.root / 'exporter.yml'}",
-                        f"--web.listen-address=127.0.0.1:{port}"], name="exporter",
+                        f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"], name="exporter",
                        log_path=tmp_path / "exporter.log").start()
     processes.append(exporter)
     wait_for_port("127.0.0.1", port, timeout=30)
@@ -114,7 +114,8 @@ def test_renewer_reload_uses_the_token_and_a_bad_config_is_rejected_not_retried(
     good = (f"listen: 127.0.0.1:{port}\nauth: {{token_file: {secrets / 'token'}}}\n"
             f"data_dir: {tmp_path / 'data'}\nkeystore: {{key_file: {secrets / 'keystore-key'}}}\ncertificates: []\n")
     volume = ConfigMapVolume(tmp_path / "config", {"renewer.yml": good})
-    renewer = Process([str(CERTLOOP), "renewer", f"--config.file={volume.root / 'renewer.yml'}"], name="renewer",
+    renewer = Process([str(CERTLOOP), "renewer", f"--config.file={volume.root / 'renewer.yml'}",
+                       "--web.enable-lifecycle"], name="renewer",
                       log_path=tmp_path / "renewer.log").start()
     processes.append(renewer)
     wait_for_port("127.0.0.1", port, timeout=60)
@@ -153,8 +154,8 @@ def test_renewer_reload_without_the_token_is_refused(tmp_path: Path, processes: 
     config = (f"listen: 127.0.0.1:{port}\nauth: {{token_file: {secrets / 'token'}}}\n"
               f"data_dir: {tmp_path / 'data'}\nkeystore: {{key: {KEY}}}\ncertificates: []\n")
     volume = ConfigMapVolume(tmp_path / "config", {"renewer.yml": config})
-    renewer = Process([str(CERTLOOP), "renewer", f"--config.file={volume.root / 'renewer.yml'}"], name="renewer",
-                      log_path=tmp_path / "renewer.log").start()
+    renewer = Process([str(CERTLOOP), "renewer", f"--config.file={volume.root / 'renewer.yml'}",
+                       "--web.enable-lifecycle"], name="renewer", log_path=tmp_path / "renewer.log").start()
     processes.append(renewer)
     wait_for_port("127.0.0.1", port, timeout=60)
     processes.append(reloader(tmp_path, volume.root, f"http://127.0.0.1:{port}/-/reload",

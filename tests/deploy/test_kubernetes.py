@@ -223,7 +223,8 @@ def test_every_container_has_requests_and_limits(overlay: str) -> None:
 def test_config_reaches_the_daemons_without_a_restart(overlay: str) -> None:
     """Configs are mounted as directories (no subPath, which would freeze the file), from plain ConfigMaps
     (no content-hash name that would roll the pods), and a config-reloader sidecar watches the directory
-    the daemon reads its --config.file from and POSTs that daemon's /-/reload on loopback."""
+    the daemon reads its --config.file from and POSTs that daemon's /-/reload on loopback (which the daemon
+    answers only with --web.enable-lifecycle)."""
     for name, spec in pod_specs(overlay):
         for container in spec["containers"]:
             for mount in container.get("volumeMounts", []):
@@ -242,6 +243,7 @@ def test_config_reaches_the_daemons_without_a_restart(overlay: str) -> None:
         assert {m["name"] for m in reloader["volumeMounts"] if m["mountPath"] == config_dir} == {mount["name"]}
         port = daemon["ports"][0]["containerPort"]
         assert args["reload-url"] == f"http://127.0.0.1:{port}/-/reload"
+        assert "--web.enable-lifecycle" in daemon["args"], "without it the daemon answers the sidecar 403"
         if name == "certloop-renewer":  # its /-/reload needs the bearer token the renewer itself reads
             assert args["token-file"] == "/etc/certloop/secrets/token"
         script = next(v for v in spec["volumes"] if v["name"] == "config-reloader")["configMap"]["name"]

@@ -57,7 +57,7 @@ class ExporterThread:
             self.engine = Engine(self.config_path, config=self.config, clock=self.clock, state_dir=self.state_dir)
         else:
             self.engine = Engine(self.config_path, config=self.config, state_dir=self.state_dir)
-        server = build_server(self.engine)
+        server = build_server(self.engine, enable_lifecycle=True)  # tests reload over HTTP
         await server.start("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{server.port}"
         await self.engine.start()

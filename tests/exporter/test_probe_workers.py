@@ -60,7 +60,8 @@ def exporter(tmp_path: Path, tls_port: int) -> Iterator[CertloopDaemon]:
         "global": {"interval": "1h", "files_interval": "1h", "jitter": "0s"},
         "endpoints": [{"targets": [f"{LOOPBACK}:{tls_port}"], "server_name": NAME}],
     }
-    daemon = CertloopDaemon.exporter(tmp_path / "exporter", config, extra_args=("--web.probe-workers=2",))
+    daemon = CertloopDaemon.exporter(tmp_path / "exporter", config,
+                                     extra_args=("--web.probe-workers=2", "--web.enable-lifecycle"))
     daemon.start()
     try:
         yield daemon

@@ -59,7 +59,8 @@ class Harness:
 
         access = Access.build(config.auth, None)
         self.api = Api(store=store, config=lambda: self.config, access=lambda: access,
-                       metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload)
+                       metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload,
+                       lifecycle=True)
         self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body, ssl_context=ssl_context)
         asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(10)
         self.url = f"http://127.0.0.1:{self.server.port}"

@@ -109,7 +109,7 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     """SIGHUP with a broken file keeps serving the old config (metric 0); POST /-/reload of a fixed file
     applies it (metric 1) and a bad one answers 500 with the error."""
     setup = make_setup(["shop"], top={"worker": {"backoff_base": "1h", "backoff_max": "2h"}})
-    proc = start_renewer(setup.path)
+    proc = start_renewer(setup.path, extra=["--web.enable-lifecycle"])
     assert _cert_ids(proc) == ["shop"] and _reload_ok(proc) == 1
     # Every configured certificate's renewal counters exist at 0 before any job, so increase() sees a first failure.
     assert _renewals(proc) == {("shop", r): 0.0 for r in ("succeeded", "failed", "rolled_back")}

@@ -74,7 +74,7 @@ def renewer(make_setup: Callable[..., Setup], start_renewer: Callable[..., Renew
         "users": {"vera": "viewer", "otto": "operator", "ada": "admin"},
     }
     setup.write()
-    return start_renewer(setup.path, extra=[f"--web.config.file={web}"])
+    return start_renewer(setup.path, extra=[f"--web.config.file={web}", "--web.enable-lifecycle"])
 
 
 def test_every_caller_gets_exactly_what_its_role_allows(renewer: RenewerProcess) -> None:
