@@ -167,7 +167,7 @@ def test_a_reload_reads_the_file_with_the_flag_too(daemon: str, tmp_path: Path, 
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "certloop.cli", daemon, f"--config.file={path}", "--config.expand-env",
-             "--web.listen-address=127.0.0.1:0"],
+             "--web.listen-address=127.0.0.1:0", "--web.enable-lifecycle"],
             stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=str(REPO),
             env={**os.environ, "PYTHONPATH": str(REPO), "CERTLOOP_TEST_PORT": "10"},
         )
