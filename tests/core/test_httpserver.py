@@ -12,6 +12,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,3 +262,49 @@ def test_idle_connections_make_room_and_busy_ones_do_not() -> None:
             assert s.recv(1000).startswith(b"HTTP/1.1 200"), "a busy connection was evicted"
             s.close()
         assert srv.connections is not None and srv.connections.evicted == 1 and srv.connections.refused == 1
+
+
+def test_a_verified_client_certificate_reaches_the_handler_on_uvloop(tmp_path: Path) -> None:
+    """mTLS as the renewer serves it (auth.client_ca_file), on the loop the daemons run (uvloop): the
+    handler sees the verified client certificate; a client without one does not get through the handshake."""
+    import ssl
+
+    import requests
+    import uvloop
+
+    from tests.support.pki import Pki
+
+    pki = Pki()
+    server_files = pki.leaf(["127.0.0.1"]).write(tmp_path, "server")
+    client_files = pki.client("alertmanager").write(tmp_path, "client")
+    root = pki.write_root(tmp_path / "root.pem")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(server_files["fullchain"], server_files["key"])
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(root))
+
+    async def who(req: Request) -> Response:
+        subject = dict(item[0] for item in req.peer_cert["subject"]) if req.peer_cert else {}
+        return Response.text(subject.get("commonName", "nobody"))
+
+    async def scenario() -> tuple[str, bool]:
+        srv = HttpServer(Router({("GET", "/who"): who}), ssl_context=ctx)
+        await srv.start("127.0.0.1", 0)
+        url = f"https://127.0.0.1:{srv.port}/who"
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await loop.run_in_executor(None, lambda: requests.get(
+                url, cert=(str(client_files["fullchain"]), str(client_files["key"])), verify=str(root), timeout=5))
+            try:
+                await loop.run_in_executor(None, lambda: requests.get(url, verify=str(root), timeout=5))
+                refused = False
+            except requests.exceptions.SSLError:
+                refused = True
+            except requests.exceptions.ConnectionError:  # TLS 1.3: the alert may arrive as a reset
+                refused = True
+            return answer.text, refused
+        finally:
+            await srv.close()
+
+    name, refused = uvloop.run(scenario())
+    assert name == "alertmanager" and refused
