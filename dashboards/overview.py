@@ -26,6 +26,17 @@ KEY = "source, target, address"
 ANY_BAD_TH = s.thresholds(s.GREEN, (1, s.RED))
 ANY_WARN_TH = s.thresholds(s.GREEN, (1, s.ORANGE))
 
+DETAIL_UID = s.uid_for("detail.py")
+# Every table row opens the Certificate detail dashboard on that row: the Certificate column selects the
+# certificate (all its targets), the Target column the target whatever its certificate label (endpoints
+# without one are reachable too).
+TO_DETAIL = [
+    s.column_link("Certificate", "Certificate detail", DETAIL_UID,
+                  {"certificate": "${__value.raw}", "target": "$__all"}),
+    s.column_link("Target", "Certificate detail", DETAIL_UID,
+                  {"certificate": "$__all", "target": "${__value.raw}"}),
+]
+
 
 def expiring(t: Thresholds) -> str:
     """Leaves past the warning threshold and not expired, as certloop:cert_expiry_warning_threshold_seconds
@@ -96,7 +107,7 @@ def _soonest_table(t: Thresholds) -> list[Any]:
                          "subject": "Subject", "verdict": "Verdict", "Value": "Days left"},
                 hide=("position", "role"),
                 overrides=[s.column_unit("Days left", s.UNIT_NONE, days_left_thresholds(t),
-                                         cell="color-background")]),
+                                         cell="color-background"), *TO_DETAIL]),
         s.bargauge("Leaf certificates by issuer", "How many observed leaf certificates each issuer "
                    "signed; a renewal that silently switches CA shows up here.",
                    Query(f"count by (issuer) (certloop_cert_info{{{LEAF}}})", legend="{{issuer}}",
@@ -107,7 +118,7 @@ def _soonest_table(t: Thresholds) -> list[Any]:
                 Query(f"(certloop_cert_weak_crypto{{{F}}} == 1) * on({KEY}, position) "
                       f"group_left(key_type, key_bits, signature_algorithm, subject) "
                       f"certloop_cert_info{{{F}}}", instant=True, table=True),
-                size=Size(12, 8), hide=("Value",),
+                size=Size(12, 8), hide=("Value",), overrides=TO_DETAIL,
                 columns={"certificate": "Certificate", "target": "Target", "address": "Address",
                          "role": "Role", "subject": "Subject", "key_type": "Key", "key_bits": "Bits",
                          "signature_algorithm": "Signature"}),
@@ -126,12 +137,12 @@ def _problems() -> list[Any]:
                      bars=True, stacked=True, minimum=0),
         s.table("Failing verification", "Chains that do not verify right now and why.",
                 Query(f'certloop_verify_verdict{{verdict!="ok", {F}}}', instant=True, table=True),
-                size=Size(12, 8), hide=("Value",),
+                size=Size(12, 8), hide=("Value",), overrides=TO_DETAIL,
                 columns={"certificate": "Certificate", "source": "Source", "target": "Target",
                          "address": "Address", "verdict": "Verdict"}),
         s.table("Failing probes", "Endpoints and files that currently cannot be probed, with the reason.",
                 Query(f"certloop_probe_failure_reason{{{F}}}", instant=True, table=True),
-                size=Size(12, 8), hide=("Value",),
+                size=Size(12, 8), hide=("Value",), overrides=TO_DETAIL,
                 columns={"certificate": "Certificate", "source": "Source", "target": "Target",
                          "address": "Address", "reason": "Reason"}),
     ]
@@ -143,13 +154,13 @@ def _drift() -> list[Any]:
         s.table("Served certificate differs from file", "Endpoints whose served leaf is not the leaf in "
                 "expect_file: the certificate was renewed on disk but the server was not reloaded.",
                 Query(f"certloop_endpoint_matches_file{{{F}}} == 0", instant=True, table=True),
-                size=Size(12, 8), hide=("Value",),
+                size=Size(12, 8), hide=("Value",), overrides=TO_DETAIL,
                 columns={"certificate": "Certificate", "target": "Target", "address": "Address",
                          "expect_file": "Expected file"}),
         s.table("Addresses serving different certificates", "Names where not every resolved address serves "
                 "the same leaf (a forgotten node or load-balancer member).",
                 Query(f"certloop_endpoint_addresses_consistent{{{F}}} == 0", instant=True, table=True),
-                size=Size(12, 8), hide=("Value",),
+                size=Size(12, 8), hide=("Value",), overrides=TO_DETAIL,
                 columns={"certificate": "Certificate", "source": "Source", "target": "Target"}),
     ]
 
@@ -163,7 +174,7 @@ def spec(t: Thresholds) -> s.Spec:
             s.label_variable("source", "Source", "certloop_probe_success"),
             s.label_variable("team", "Team", "certloop_probe_success"),
         ],
-        links=[s.Link("Certificate detail", s.uid_for("detail.py")),
+        links=[s.Link("Certificate detail", DETAIL_UID),
                s.Link("Renewals", s.uid_for("renewals.py")),
                s.Link("Exporter health", s.uid_for("exporter_health.py"), vars=False)],
         panels=[*_status_row(t), *_soonest_table(t), *_problems(), *_drift()],

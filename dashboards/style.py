@@ -269,6 +269,18 @@ def column_unit(display_name: str, unit: str, th: Mapping[str, Any] | None = Non
     return {"matcher": {"id": "byName", "options": display_name}, "properties": props}
 
 
+def column_link(display_name: str, title: str, uid: str, variables: Mapping[str, str]) -> dict[str, Any]:
+    """A table override: every cell of one column links to dashboard `uid` with `variables` set.
+
+    Values are Grafana data-link expressions (`${__value.raw}` is the cell's own value, `$__all` is
+    "All"); the dashboard's time range is kept. tests/dashboards/test_generated.py checks that `uid` and
+    every variable exist.
+    """
+    query = "&".join([*(f"var-{name}={value}" for name, value in variables.items()), "${__url_time_range}"])
+    return {"matcher": {"id": "byName", "options": display_name},
+            "properties": [{"id": "links", "value": [{"title": title, "url": f"/d/{uid}?{query}"}]}]}
+
+
 def row(title: str) -> Any:
     """A section header spanning the full width."""
     return g.RowPanel(title=title, gridPos=g.GridPos(h=1, w=GRID_WIDTH, x=0, y=0))

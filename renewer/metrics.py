@@ -169,11 +169,13 @@ class RenewerMetrics:
         r.register(_SnapshotCollector(self))
 
     def declare(self, certificates: Mapping[str, str]) -> None:
-        """Start ``renewals_total`` at 0 for every configured certificate (id -> issuer type) and result.
+        """Start ``renewals_total`` at 0 for every configured certificate (id -> issuer type) and result, and
+        the duration histogram at 0 for every configured issuer type.
 
         Why: ``increase()`` over a series that first appears at 1 sees no increase, so a certificate's first
-        failure would be invisible to the alerts and the dashboards' "Failed" and "Rolled back" panels. Series of
-        certificates no longer configured are removed, as their snapshot series are."""
+        failure would be invisible to the alerts and the dashboards' "Failed" and "Rolled back" panels, and an
+        issuer's first renewal to the duration quantiles. Series of certificates (and issuer types) no longer
+        configured are removed, as their snapshot series are."""
         wanted = set(certificates.items())
         for cert_id, issuer in sorted(wanted - self._declared):
             for result in RESULTS:
@@ -181,6 +183,11 @@ class RenewerMetrics:
         for cert_id, issuer in sorted(self._declared - wanted):
             for result in RESULTS:
                 self.renewals.remove(cert_id, issuer, result)
+        issuers, before = {i for _, i in wanted}, {i for _, i in self._declared}
+        for issuer in sorted(issuers - before):
+            self.renewal_duration.labels(issuer)
+        for issuer in sorted(before - issuers):
+            self.renewal_duration.remove(issuer)
         self._declared = wanted
 
     def set_snapshot(self, snapshot: Snapshot) -> None:

@@ -739,6 +739,40 @@ function(t) {
                   }
                 }
               ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Certificate"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=${__value.raw}&var-target=$__all&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Target"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=$__all&var-target=${__value.raw}&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
             }
           ]
         },
@@ -919,7 +953,42 @@ function(t) {
             },
             "unit": "none"
           },
-          "overrides": []
+          "overrides": [
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Certificate"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=${__value.raw}&var-target=$__all&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Target"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=$__all&var-target=${__value.raw}&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            }
+          ]
         },
         "gridPos": {
           "h": 8,
@@ -1233,7 +1302,42 @@ function(t) {
             },
             "unit": "none"
           },
-          "overrides": []
+          "overrides": [
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Certificate"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=${__value.raw}&var-target=$__all&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Target"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=$__all&var-target=${__value.raw}&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            }
+          ]
         },
         "gridPos": {
           "h": 8,
@@ -1328,7 +1432,42 @@ function(t) {
             },
             "unit": "none"
           },
-          "overrides": []
+          "overrides": [
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Certificate"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=${__value.raw}&var-target=$__all&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Target"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=$__all&var-target=${__value.raw}&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            }
+          ]
         },
         "gridPos": {
           "h": 8,
@@ -1436,7 +1575,42 @@ function(t) {
             },
             "unit": "none"
           },
-          "overrides": []
+          "overrides": [
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Certificate"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=${__value.raw}&var-target=$__all&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Target"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=$__all&var-target=${__value.raw}&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            }
+          ]
         },
         "gridPos": {
           "h": 8,
@@ -1529,7 +1703,42 @@ function(t) {
             },
             "unit": "none"
           },
-          "overrides": []
+          "overrides": [
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Certificate"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=${__value.raw}&var-target=$__all&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              "matcher": {
+                "id": "byName",
+                "options": "Target"
+              },
+              "properties": [
+                {
+                  "id": "links",
+                  "value": [
+                    {
+                      "title": "Certificate detail",
+                      "url": "/d/certloop-detail?var-certificate=$__all&var-target=${__value.raw}&${__url_time_range}"
+                    }
+                  ]
+                }
+              ]
+            }
+          ]
         },
         "gridPos": {
           "h": 8,

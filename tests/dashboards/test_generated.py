@@ -233,3 +233,52 @@ def test_provisioning_matches_the_dashboards(dashboards: dict[str, dict[str, Any
     (entry,) = provider["providers"]
     assert entry["type"] == "file" and entry["options"]["path"]
     assert provider["apiVersion"] == ds["apiVersion"] == 1
+
+
+def _data_links(dash: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(panel title, column, url) of every table column data link."""
+    return [(panel["title"], override["matcher"]["options"], link["url"])
+            for panel in model.panels(dash) if panel["type"] == "table"
+            for override in panel["fieldConfig"]["overrides"]
+            for prop in override["properties"] if prop["id"] == "links" for link in prop["value"]]
+
+
+def test_overview_rows_link_to_the_detail_of_their_certificate(dashboards: dict[str, dict[str, Any]]) -> None:
+    """Every overview table naming certificates links its Certificate and Target cells to the detail dashboard
+    with that value as the detail's variable; each link's uid and variables exist, and the other variable
+    is set to All so a target without a `certificate` label still opens."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    by_uid = {dash["uid"]: dash for dash in dashboards.values()}
+    links = _data_links(dashboards["overview"])
+    tables = {p["title"] for p in model.panels(dashboards["overview"]) if p["type"] == "table"}
+    assert {title for title, _, _ in links} == tables and "Certificates by days left" in tables
+    for title, column, url in links:
+        parts = urlsplit(url)
+        assert parts.path.startswith("/d/"), url
+        target = by_uid.get(parts.path.removeprefix("/d/"))
+        assert target is not None and target is dashboards["detail"], f"{title}: {url} is not the detail dashboard"
+        params = dict(parse_qsl(parts.query.replace("${__url_time_range}", ""), keep_blank_values=True))
+        names = {v.name for v in model.variables(target)}
+        wanted = {"Certificate": "certificate", "Target": "target"}[column]
+        assert params == {f"var-{v}": ("${__value.raw}" if v == wanted else "$__all")
+                          for v in ("certificate", "target")}, f"{title}/{column}: {url}"
+        assert {k.removeprefix("var-") for k in params} <= names
+        assert "${__url_time_range}" in url
+
+
+def test_generated_files_are_package_data_of_dashboards() -> None:
+    """The dashboards and Grafana provisioning files ship inside the `dashboards` package (so an installed
+    certloop has them whatever else is packaged): pyproject's package-data for `dashboards` covers every
+    generated file."""
+    import tomllib
+
+    config = tomllib.loads((model.ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["dashboards"]
+    package = model.ROOT / "dashboards"
+    generated = [p.relative_to(package).as_posix() for p in model.GENERATED.rglob("*") if p.is_file()]
+    assert any(g.startswith("generated/provisioning/datasources/") for g in generated)
+    assert any(g.startswith("generated/provisioning/dashboards/") for g in generated)
+    shipped = {p.relative_to(package).as_posix() for pattern in patterns for p in package.glob(pattern)}
+    missing = sorted(set(generated) - shipped)
+    assert not missing, f"not package data of `dashboards`: {missing}"

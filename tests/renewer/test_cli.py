@@ -103,6 +103,14 @@ def _renewals(proc: RenewerProcess) -> dict[tuple[str, str], float]:
     return out
 
 
+def _durations(proc: RenewerProcess) -> dict[str, float]:
+    """certloop_renewer_renewal_duration_seconds_count by issuer."""
+    return {s.labels["issuer"]: s.value
+            for family in text_string_to_metric_families(proc.get("/metrics", token=None).text)
+            if family.name == "certloop_renewer_renewal_duration_seconds"
+            for s in family.samples if s.name == "certloop_renewer_renewal_duration_seconds_count"}
+
+
 def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     make_setup: Callable[..., Setup], start_renewer: Callable[..., RenewerProcess],
 ) -> None:
@@ -113,6 +121,8 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     assert _cert_ids(proc) == ["shop"] and _reload_ok(proc) == 1
     # Every configured certificate's renewal counters exist at 0 before any job, so increase() sees a first failure.
     assert _renewals(proc) == {("shop", r): 0.0 for r in ("succeeded", "failed", "rolled_back")}
+    # ... and the duration histogram of its issuer type, so rate() sees that issuer's first renewal.
+    assert _durations(proc) == {setup.data["certificates"][0]["issuer"]["type"]: 0.0}
     setup.path.write_text(setup.path.read_text() + "\nsurprise: 1\n")
     proc.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: _reload_ok(proc) == 0, 10, what="the failed reload to show")
