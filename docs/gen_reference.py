@@ -107,7 +107,8 @@ NOTES: dict[str, dict[str, str]] = {
         "auth.token_file": "file holding the bearer token (at least 16 characters)",
         "auth.tls_cert_file": "server certificate for HTTPS on `listen`",
         "auth.tls_key_file": "private key of `tls_cert_file`",
-        "database.busy_timeout": "SQLite only: how long a statement waits for the database lock",
+        "database.busy_timeout": "SQLite only: how long a statement waits for the database lock (in the daemon, "
+                                 "never longer than `database.timeout`)",
         "keystore.key": "32 bytes as 64 hex digits or base64, literally or as `${ENV}`",
         "keystore.key_file": "file holding the key (64 hex digits or base64)",
         "worker.backoff_base": "first retry delay; it doubles per attempt, with jitter",
