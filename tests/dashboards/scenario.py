@@ -5,6 +5,7 @@ Every state a dashboard panel shows is produced by the real components:
   expiring leaf on .1 and an expired one on .2 -> expiring, expired, addresses inconsistent; the group's
   `expect_file` holds a third leaf -> drift;
 - `weak.test` serves a self-signed certificate -> invalid verdict (self_signed);
+- `wrong.test` serves a leaf the test CA issued for another name -> hostname_mismatch;
 - `down.test` points at a port nobody listens on -> probe failure `refused`;
 - a directory of certificate files, one with an RSA-1024 key -> `source="file"` series, weak crypto
   (nginx's OpenSSL refuses to serve a 1024-bit key, so the weak key is observed as a file).
@@ -13,6 +14,7 @@ Every state a dashboard panel shows is produced by the real components:
 from __future__ import annotations
 
 import secrets
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from stack.pebble import Pebble
 from stack.process import LOOPBACK, Process, free_port
 from tests.support.pki import Pki
 
-SHOP, WEAK, DOWN = "shop.test", "weak.test", "down.test"
+SHOP, WEAK, DOWN, WRONG = "shop.test", "weak.test", "down.test", "wrong.test"
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,22 @@ def build_estate(workdir: Path, pki: Pki, nginx: Nginx, dns: ChallTestSrv) -> Es
     expired = pki.leaf([SHOP], not_before=pki.now - timedelta(days=91), not_after=pki.now - timedelta(days=1))
     on_disk = pki.leaf([SHOP], days=90)  # renewed on disk but never reloaded
     weak = pki.self_signed([WEAK])
+    elsewhere = pki.leaf(["elsewhere.test"], days=60)  # valid chain, but not for the name asked
     served = {name: issued.write(certs, name) for name, issued in
-              (("expiring", expiring), ("expired", expired), ("on_disk", on_disk), ("weak", weak))}
+              (("expiring", expiring), ("expired", expired), ("on_disk", on_disk), ("weak", weak),
+               ("elsewhere", elsewhere))}
     pki.leaf(["files.test"], days=60).write(files, "app")
     pki.leaf(["legacy.test"], days=60, key_kind="rsa1024").write(files, "legacy")
 
     nginx.add_site([SHOP], served["expiring"]["fullchain"], served["expiring"]["key"], [(LOOPBACK, port)])
     nginx.add_site([SHOP], served["expired"]["fullchain"], served["expired"]["key"], [("127.0.0.2", port)])
     nginx.add_site([WEAK], served["weak"]["fullchain"], served["weak"]["key"], [(LOOPBACK, port)], default=True)
+    nginx.add_site([WRONG], served["elsewhere"]["fullchain"], served["elsewhere"]["key"], [(LOOPBACK, port)])
     nginx.start()
     dns.add_a(SHOP, [LOOPBACK, "127.0.0.2"])
     dns.add_a(WEAK, [LOOPBACK])
     dns.add_a(DOWN, [LOOPBACK])
+    dns.add_a(WRONG, [LOOPBACK])
 
     root = pki.write_root(workdir / "root.pem")
     config: dict[str, Any] = {
@@ -71,6 +77,7 @@ def build_estate(workdir: Path, pki: Pki, nginx: Nginx, dns: ChallTestSrv) -> Es
              "labels": {"certificate": "shop", "team": "web"}},
             {"targets": [f"{WEAK}:{port}"], "labels": {"certificate": "weak", "team": "web"}},
             {"targets": [f"{DOWN}:{refused}"], "labels": {"team": "ops"}},
+            {"targets": [f"{WRONG}:{port}"], "labels": {"certificate": "wrong", "team": "web"}},
         ],
         "files": [{"paths": [str(files)], "include": ["*.fullchain.pem"],
                    "labels": {"certificate": "app", "team": "ops"}}],
@@ -81,11 +88,12 @@ def build_estate(workdir: Path, pki: Pki, nginx: Nginx, dns: ChallTestSrv) -> Es
 
 
 def renewer_config(workdir: Path, pebble: Pebble, verify_endpoint: str) -> tuple[Path, str]:
-    """A renewer config (sqlite in its data dir, bearer token) for three certificates, and the token.
+    """A renewer config (sqlite in its data dir, bearer token) for four certificates, and the token.
 
     - `renewed`: pebble (validation disabled) issues, no deploy step -> succeeded;
     - `unreachable-ca`: its ACME directory is a closed port -> failed;
-    - `not-served`: issued, but `verify_endpoint` keeps serving another certificate -> rolled back.
+    - `not-served`: issued, but `verify_endpoint` keeps serving another certificate -> rolled back;
+    - `deploy-fails`: issued and installed, then its deploy (reload) step exits 3 -> rolled back.
 
     Let's Encrypt's default rate limits apply to Let's Encrypt's directories only, so the config sets a
     limit of its own for every CA (as a site with a private CA would): the headroom panels need one.
@@ -107,12 +115,17 @@ def renewer_config(workdir: Path, pebble: Pebble, verify_endpoint: str) -> tuple
         "auth": {"token": token},
         "data_dir": str(data),
         "worker": {"max_attempts": 1, "poll_interval": "1s", "backoff_base": "1s", "lease": "30s"},
+        # Renewals start only from the test's alerts, after Prometheus has scraped the counters at 0: that
+        # ordering is what shows a certificate's first failure reaching increase() (renewer/metrics.py declare).
+        "scheduler": {"enabled": False},
         "rate_limits": [{"name": "orders_per_account", "scope": "account", "limit": 300, "window": "3h"}],
         "certificates": [
             cert("renewed", pebble.directory_url),
             cert("unreachable-ca", f"https://{LOOPBACK}:{free_port()}/dir"),
             cert("not-served", pebble.directory_url,
                  verify={"endpoints": [{"endpoint": verify_endpoint, "server_name": WEAK}], "timeout": "2s"}),
+            cert("deploy-fails", pebble.directory_url,
+                 deploy=[[sys.executable, "-c", "import sys; sys.exit(3)"]]),
         ],
     }
     path = workdir / "renewer.yml"

@@ -139,32 +139,54 @@ def _count(prom: Prometheus, expr: str, at_least: float, timeout: float, log: Pr
 
 
 # What the overview's status row must count for scenario.py's estate.
-EXPECTED_STATUS = {"Watched": 6, "OK": 2, "Expiring": 1, "Expired": 1, "Invalid": 1, "Unreachable": 1,
+EXPECTED_STATUS = {"Watched": 7, "OK": 2, "Expiring": 1, "Expired": 1, "Invalid": 2, "Unreachable": 1,
                    "Drift": 2, "Inconsistent": 1}
+# Renewal panels that must count the events of this run, not merely answer 0: each certificate's counter
+# starts at 0 (renewer/metrics.py declare), so increase() sees even its first result.
+EXPECTED_AT_LEAST = {("renewals", "Succeeded"): 1, ("renewals", "Failed"): 1, ("renewals", "Rolled back"): 2,
+                     ("renewals", "Successful renewals"): 1}
+# Panels whose query may legitimately return nothing in this estate, and why. Keep it short: every entry
+# must still be empty (a stale exemption fails the test).
+EXEMPT: dict[str, str] = {}
+RENEWALS = {"renewed": "succeeded", "unreachable-ca": "failed", "not-served": "rolled_back",
+            "deploy-fails": "rolled_back"}
 
 
-def _status_counts(prom: Prometheus, overview: dict[str, Any]) -> dict[str, int]:
-    values = promql.all_values(overview)
+def _panel_values(prom: Prometheus, dashboards: dict[str, dict[str, Any]],
+                  panels: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The single value of each named instant stat panel (variables at All); 0 when it returns nothing."""
     counts = {}
-    for query in model.queries("overview", overview):
-        if query.panel in EXPECTED_STATUS:
-            result = prom.query(model.interpolate(query.expr, values))
-            counts[query.panel] = int(float(result[0]["value"][1])) if result else 0
+    for name, dash in dashboards.items():
+        values = promql.all_values(dash)
+        for query in model.queries(name, dash):
+            if (name, query.panel) in panels:
+                result = prom.query(model.interpolate(query.expr, values))
+                counts[(name, query.panel)] = round(float(result[0]["value"][1])) if result else 0
     return counts
 
 
-def _renewal_outcomes(prom: Prometheus) -> set[str]:
-    return {r["metric"]["result"] for r in prom.query("sum by (result) (certloop_renewer_renewals_total)")}
+def _status_counts(prom: Prometheus, dashboards: dict[str, dict[str, Any]]) -> dict[str, int]:
+    counts = _panel_values(prom, dashboards, {("overview", panel) for panel in EXPECTED_STATUS})
+    return {panel: value for (_, panel), value in counts.items()}
+
+
+def _renewal_results(prom: Prometheus) -> dict[str, str]:
+    """certificate -> the result its renewals_total counted (series above 0)."""
+    return {r["metric"]["certificate"]: r["metric"]["result"]
+            for r in prom.query("certloop_renewer_renewals_total > 0")}
 
 
 def test_panels_return_data_from_the_real_exporter_and_renewer(
         tmp_path: Path, pki: Pki, nginx: Nginx, challtestsrv: ChallTestSrv, always_valid_pebble: Pebble,
         prometheus_factory: PrometheusFactory, dashboards: dict[str, dict[str, Any]]) -> None:
-    """Real `certloop exporter` and `certloop renewer` scraped by a real Prometheus: every panel has data,
-    and the overview's status counts match the estate.
+    """Real `certloop exporter` and `certloop renewer` scraped by a real Prometheus, failures injected for
+    real: every panel's every query has data, the overview's status counts match the estate, and the
+    renewal panels count each certificate's first result.
 
-    The exporter watches nginx sites and files in every state a panel shows (scenario.py); the renewer
-    renews three certificates against pebble and ends succeeded, failed and rolled back.
+    Injected (scenario.py): an expired and an expiring leaf on two addresses of one name (inconsistent),
+    drift against expect_file, a self-signed server, a leaf for the wrong host, a refused port, an
+    RSA-1024 key on disk; renewals that succeed, fail (ACME directory on a closed port), and roll back
+    twice (new leaf not served; deploy step exiting 3 after install).
     """
     estate = scenario.build_estate(tmp_path, pki, nginx, challtestsrv)
     exporter, exporter_address = scenario.start_component(
@@ -177,24 +199,34 @@ def test_panels_return_data_from_the_real_exporter_and_renewer(
             {"job_name": "certloop-exporter", "static_configs": [{"targets": [exporter_address]}]},
             {"job_name": "certloop-renewer", "static_configs": [{"targets": [renewer_address]}]},
         ])
-        # Alerts for all three (the safety net also queues them at start, nothing being installed yet):
-        # succeeded, failed, rolled back. The duration histogram observes successes; a second, manual
-        # renewal once Prometheus has scraped the first gives rate() two points to work with.
-        for certificate in ("renewed", "unreachable-ca", "not-served"):
+        # Prometheus must have seen every counter at 0 before the first event (no scheduler: nothing runs
+        # before the alerts below); otherwise increase() could not tell a first failure from no failure.
+        _count(prom, "count(certloop_renewer_renewals_total == 0)", 3 * len(RENEWALS), 30, renewer)
+        _count(prom, "count(certloop_renewer_renewal_duration_seconds_count == 0)", 1, 30, renewer)
+        for certificate in RENEWALS:
             _post(renewer_address, token, "/api/v1/alertmanager", scenario.alert_payload(certificate))
-        _count(prom, "count(certloop_renewer_renewals_total)", 3, 60, renewer)
-        _count(prom, "sum(certloop_renewer_renewal_duration_seconds_count)", 1, 30, renewer)
-        _post(renewer_address, token, "/api/v1/certificates/renewed/renew?force=true")
-        _count(prom, "sum(certloop_renewer_renewal_duration_seconds_count)", 2, 60, renewer)
+        _count(prom, "count(certloop_renewer_renewals_total > 0)", len(RENEWALS), 60, renewer)
         _count(prom, "count_over_time(certloop_renewer_build_info[1m])", SCRAPES_NEEDED, 30, renewer)
         _count(prom, "count_over_time(certloop_build_info[1m])", SCRAPES_NEEDED, 30, exporter)
+        _count(prom, 'count(certloop_verify_verdict{verdict="hostname_mismatch"})', 1, 30, exporter)
 
         outcomes = promql.run_dashboards(prom.url, dashboards)
-        failures = promql.report(outcomes, need_data=True)
+        empty = {o.query.id for o in outcomes if o.error is None and o.series == 0}
+        assert set(EXEMPT) <= {o.query.id for o in outcomes}, "an exemption names no panel query"
+        assert not set(EXEMPT) - empty, f"exempted queries that now return data: {sorted(set(EXEMPT) - empty)}"
+        failures = promql.report([o for o in outcomes if o.query.id not in EXEMPT], need_data=True)
         failures += promql.report(promql.run_dashboards(prom.url, dashboards, first=True), need_data=False)
         assert not failures, "\n".join(failures) + f"\n--- renewer log ---\n{renewer.log_tail(30)}"
-        assert _status_counts(prom, dashboards["overview"]) == EXPECTED_STATUS
-        assert _renewal_outcomes(prom) == {"succeeded", "failed", "rolled_back"}
+        assert _status_counts(prom, dashboards) == EXPECTED_STATUS
+        assert _renewal_results(prom) == RENEWALS
+        counted = _panel_values(prom, dashboards, set(EXPECTED_AT_LEAST))
+        assert all(counted[k] >= n for k, n in EXPECTED_AT_LEAST.items()), counted
+        verdicts = {r["metric"]["verdict"] for r in prom.query("certloop_verify_verdict")}
+        assert {"ok", "expired", "self_signed", "hostname_mismatch"} <= verdicts, verdicts
+        reasons = {r["metric"]["reason"] for r in prom.query("certloop_probe_failure_reason")}
+        assert reasons == {"refused"}, reasons
+        weak = {r["metric"]["target"] for r in prom.query("certloop_cert_weak_crypto == 1")}
+        assert any(t.endswith("legacy.fullchain.pem") for t in weak), weak
     finally:
         exporter.stop()
         renewer.stop()
