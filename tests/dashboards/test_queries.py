@@ -4,18 +4,19 @@ Two producers feed that Prometheus:
 - a FAKE producer (tests/dashboards/fake_producer.py): hand-written exposition text covering every
   catalogue metric and every state a panel shows. It proves the PromQL parses, joins and filters as
   intended on the documented label shapes, but not that the real components emit those shapes;
-- the real `certloop exporter` and `certloop renewer` (test at the bottom), which is the proof.
+- the real closed loop, `certloop exporter` -> Prometheus -> Alertmanager -> `certloop renewer` (test at
+  the bottom), which is the proof.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
@@ -24,7 +25,7 @@ from stack.process import LOOPBACK, NotReady, Process, free_port
 from stack.prometheus import Prometheus
 from tests.dashboards import fake_producer, model, promql, scenario
 from tests.dashboards.catalogue import python_catalogue
-from tests.support.fixtures import PrometheusFactory
+from tests.support.fixtures import AlertmanagerFactory, PrometheusFactory
 from tests.support.pki import Pki
 
 SCRAPES_NEEDED = 4  # rate() over 1m needs two samples; a few more make increase() and quantiles stable
@@ -125,12 +126,6 @@ def _certloop() -> str:
     return str(binary)
 
 
-def _post(renewer: str, token: str, path: str, body: dict[str, Any] | None = None) -> None:
-    response = requests.post(f"http://{renewer}{path}", json=body or {}, timeout=10,
-                             headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 202, f"{path}: {response.status_code} {response.text}"
-
-
 def _count(prom: Prometheus, expr: str, at_least: float, timeout: float, log: Process) -> None:
     try:
         prom.wait_for(expr, lambda r: bool(r) and float(r[0]["value"][1]) >= at_least, timeout=timeout)
@@ -138,8 +133,9 @@ def _count(prom: Prometheus, expr: str, at_least: float, timeout: float, log: Pr
         raise AssertionError(f"{exc}\n--- {log.name} log ---\n{log.log_tail(30)}") from exc
 
 
-# What the overview's status row must count for scenario.py's estate.
-EXPECTED_STATUS = {"Watched": 7, "OK": 2, "Expiring": 1, "Expired": 1, "Invalid": 2, "Unreachable": 1,
+# What the overview's status row must count for scenario.py's estate once the loop has run: `renewed` is
+# fresh (OK); the three other renewer outputs stay expiring (failed or rolled back to the seeded leaf).
+EXPECTED_STATUS = {"Watched": 11, "OK": 3, "Expiring": 4, "Expired": 1, "Invalid": 2, "Unreachable": 1,
                    "Drift": 2, "Inconsistent": 1}
 # Renewal panels that must count the events of this run, not merely answer 0: each certificate's counter
 # starts at 0 (renewer/metrics.py declare), so increase() sees even its first result.
@@ -148,8 +144,6 @@ EXPECTED_AT_LEAST = {("renewals", "Succeeded"): 1, ("renewals", "Failed"): 1, ("
 # Panels whose query may legitimately return nothing in this estate, and why. Keep it short: every entry
 # must still be empty (a stale exemption fails the test).
 EXEMPT: dict[str, str] = {}
-RENEWALS = {"renewed": "succeeded", "unreachable-ca": "failed", "not-served": "rolled_back",
-            "deploy-fails": "rolled_back"}
 
 
 def _panel_values(prom: Prometheus, dashboards: dict[str, dict[str, Any]],
@@ -176,39 +170,56 @@ def _renewal_results(prom: Prometheus) -> dict[str, str]:
             for r in prom.query("certloop_renewer_renewals_total > 0")}
 
 
-def test_panels_return_data_from_the_real_exporter_and_renewer(
+def _wait_for_status(prom: Prometheus, dashboards: dict[str, dict[str, Any]], timeout: float) -> dict[str, int]:
+    """The overview's status counts once they equal EXPECTED_STATUS (the exporter re-reads the renewed file
+    within a sweep), or the last counts seen after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _status_counts(prom, dashboards)
+        if counts == EXPECTED_STATUS or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
+
+
+def test_panels_return_data_from_the_real_closed_loop(
         tmp_path: Path, pki: Pki, nginx: Nginx, challtestsrv: ChallTestSrv, always_valid_pebble: Pebble,
-        prometheus_factory: PrometheusFactory, dashboards: dict[str, dict[str, Any]]) -> None:
-    """Real `certloop exporter` and `certloop renewer` scraped by a real Prometheus, failures injected for
-    real: every panel's every query has data, the overview's status counts match the estate, and the
-    renewal panels count each certificate's first result.
+        prometheus_factory: PrometheusFactory, alertmanager_factory: AlertmanagerFactory,
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    """The closed loop with failures injected for real: `certloop exporter` -> Prometheus (the mixin's
+    rules) -> Alertmanager -> `certloop renewer`, all real processes. Every panel's every query of every
+    certloop dashboard has data, the overview's status counts match the estate, and the renewal panels
+    count each certificate's first result.
 
     Injected (scenario.py): an expired and an expiring leaf on two addresses of one name (inconsistent),
     drift against expect_file, a self-signed server, a leaf for the wrong host, a refused port, an
-    RSA-1024 key on disk; renewals that succeed, fail (ACME directory on a closed port), and roll back
-    twice (new leaf not served; deploy step exiting 3 after install).
+    RSA-1024 key on disk; expiry alerts the renewer answers with a renewal that succeeds, one that fails
+    (ACME directory on a closed port) and two that roll back (new leaf not served; a deploy step exiting 3
+    after install).
     """
-    estate = scenario.build_estate(tmp_path, pki, nginx, challtestsrv)
+    estate = scenario.build_estate(tmp_path, pki, nginx, challtestsrv, always_valid_pebble.root_pem())
     exporter, exporter_address = scenario.start_component(
         [_certloop(), "exporter", "--config.file", str(estate.exporter_config)], "exporter", tmp_path)
     renewer_config, token = scenario.renewer_config(tmp_path, always_valid_pebble, f"{LOOPBACK}:{estate.tls_port}")
     renewer, renewer_address = scenario.start_component(
         [_certloop(), "renewer", "--config.file", str(renewer_config)], "renewer", tmp_path)
+    token_file = tmp_path / "renewer.token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
     try:
+        alertmanager = alertmanager_factory(scenario.alertmanager_config(renewer_address, token_file))
         prom = prometheus_factory([
             {"job_name": "certloop-exporter", "static_configs": [{"targets": [exporter_address]}]},
             {"job_name": "certloop-renewer", "static_configs": [{"targets": [renewer_address]}]},
-        ])
-        # Prometheus must have seen every counter at 0 before the first event (no scheduler: nothing runs
-        # before the alerts below); otherwise increase() could not tell a first failure from no failure.
-        _count(prom, "count(certloop_renewer_renewals_total == 0)", 3 * len(RENEWALS), 30, renewer)
-        _count(prom, "count(certloop_renewer_renewal_duration_seconds_count == 0)", 1, 30, renewer)
-        for certificate in RENEWALS:
-            _post(renewer_address, token, "/api/v1/alertmanager", scenario.alert_payload(certificate))
-        _count(prom, "count(certloop_renewer_renewals_total > 0)", len(RENEWALS), 60, renewer)
+        ], [scenario.rule_file(tmp_path)], alertmanager.url)
+        _count(prom, "count(certloop_renewer_renewals_total > 0)", len(scenario.RENEWALS), 60, renewer)
+        # The zeros were scraped before the first result (no scheduler; Alertmanager's group_wait), which is
+        # what lets increase() see a certificate's first failure.
+        first = prom.query("count(min_over_time(certloop_renewer_renewals_total[5m]) == 0)")
+        assert first and int(float(first[0]["value"][1])) == 3 * len(scenario.RENEWALS), first
         _count(prom, "count_over_time(certloop_renewer_build_info[1m])", SCRAPES_NEEDED, 30, renewer)
         _count(prom, "count_over_time(certloop_build_info[1m])", SCRAPES_NEEDED, 30, exporter)
         _count(prom, 'count(certloop_verify_verdict{verdict="hostname_mismatch"})', 1, 30, exporter)
+        assert _wait_for_status(prom, dashboards, 15) == EXPECTED_STATUS
 
         outcomes = promql.run_dashboards(prom.url, dashboards)
         empty = {o.query.id for o in outcomes if o.error is None and o.series == 0}
@@ -217,8 +228,7 @@ def test_panels_return_data_from_the_real_exporter_and_renewer(
         failures = promql.report([o for o in outcomes if o.query.id not in EXEMPT], need_data=True)
         failures += promql.report(promql.run_dashboards(prom.url, dashboards, first=True), need_data=False)
         assert not failures, "\n".join(failures) + f"\n--- renewer log ---\n{renewer.log_tail(30)}"
-        assert _status_counts(prom, dashboards) == EXPECTED_STATUS
-        assert _renewal_results(prom) == RENEWALS
+        assert _renewal_results(prom) == scenario.RENEWALS
         counted = _panel_values(prom, dashboards, set(EXPECTED_AT_LEAST))
         assert all(counted[k] >= n for k, n in EXPECTED_AT_LEAST.items()), counted
         verdicts = {r["metric"]["verdict"] for r in prom.query("certloop_verify_verdict")}
