@@ -282,3 +282,27 @@ def test_generated_files_are_package_data_of_dashboards() -> None:
     shipped = {p.relative_to(package).as_posix() for pattern in patterns for p in package.glob(pattern)}
     missing = sorted(set(generated) - shipped)
     assert not missing, f"not package data of `dashboards`: {missing}"
+
+
+def test_compose_grafana_mounts_the_provisioning_files() -> None:
+    """compose's grafana service mounts the generated datasource and dashboard providers where Grafana
+    reads provisioning, and the dashboards where the provider looks; the datasource points at compose's
+    prometheus service and the home dashboard is one of the provisioned files."""
+    compose = yaml.safe_load((model.ROOT / "compose" / "docker-compose.yml").read_text(encoding="utf-8"))
+    grafana = compose["services"]["grafana"]
+    mounts = {}
+    for volume in grafana["volumes"]:
+        source, target, *_ = volume.split(":")
+        if source.startswith("."):
+            mounts[target] = (model.ROOT / "compose" / source).resolve()
+    prov = model.GENERATED / "provisioning"
+    assert mounts["/etc/grafana/provisioning/datasources"] == prov / "datasources"
+    assert mounts["/etc/grafana/provisioning/dashboards"] == prov / "dashboards"
+    provider = yaml.safe_load((prov / "dashboards" / "certloop.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert mounts[path] == model.GENERATED
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(path + "/") and (model.GENERATED / home.removeprefix(path + "/")).is_file()
+    (source,) = yaml.safe_load((prov / "datasources" / "certloop.yml").read_text())["datasources"]
+    host = source["url"].split("//", 1)[1].split(":", 1)[0]
+    assert host in compose["services"], f"datasource url {source['url']} names no compose service"
