@@ -24,13 +24,12 @@ import yaml
 from certloop.config import parse_duration, resolve_secret
 from certloop.errors import CertloopError, ConfigError, FailureReason, ProbeError
 from certloop.facts import chain_roles, facts
-from certloop.hostnames import parse_ip, server_name
+from certloop.probe import Names, addresses_of, probe_address, target_names
 from certloop.resolve import Resolver, parse_nameserver
-from certloop.table import Row, Status, Thresholds, decide, exit_code, render_json, render_table
-from certloop.tls import fetch
+from certloop.table import Row, Thresholds, decide, exit_code, render_json, render_table
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
-from certloop.x509 import FileError, FileReason, load_der_chain, read_certificate_file
+from certloop.x509 import FileError, FileReason, read_certificate_file
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
 
@@ -258,52 +257,38 @@ class Prober:
         self._resolver = resolver
         self._slots = asyncio.Semaphore(settings.concurrency)
 
-    async def _addresses(self, host: str) -> list[str]:
-        if parse_ip(host) is not None:
-            return [host.strip("[]")]
-        return await self._resolver.resolve(host)
-
     async def endpoint_rows(self, ep: Endpoint) -> list[Row]:
-        name = ep.server_name or ep.host.strip("[]")
-        base = {"server_name": ep.server_name or (None if parse_ip(ep.host) else ep.host)}
-        if parse_ip(name) is None:
-            try:
-                server_name(name)
-            except ValueError:  # neither resolved nor sent: the row says why, the others go on
-                return [self._failure(ep, None, str(FailureReason.BAD_SERVER_NAME), base)]
+        names = target_names(ep.host, ep.server_name)
+        base = {"server_name": names.verified}
         try:
             async with self._slots:
-                addresses = await self._addresses(ep.host)
+                addresses = await addresses_of(ep.host, self._resolver, names=names)
         except ProbeError as exc:
             return [self._failure(ep, None, str(exc.reason), base)]
-        if not addresses:
-            return [self._failure(ep, None, "dns", base)]
-        return list(await asyncio.gather(*(self._probe(ep, a, name, base) for a in addresses)))
+        return list(await asyncio.gather(*(self._probe(ep, a, names, base) for a in addresses)))
 
-    async def _probe(self, ep: Endpoint, address: str, name: str, base: dict[str, Any]) -> Row:
-        try:
-            async with self._slots:
-                presented = await fetch(
-                    address, ep.port, server_name=name, starttls=ep.starttls,
-                    connect_timeout=self.settings.connect_timeout,
-                    handshake_timeout=self.settings.handshake_timeout,
-                )
-        except ProbeError as exc:
-            return self._failure(ep, address, str(exc.reason), base)
+    async def _probe(self, ep: Endpoint, address: str, names: Names, base: dict[str, Any]) -> Row:
+        async with self._slots:
+            probed = await probe_address(
+                address, ep.port, names, starttls=ep.starttls,
+                connect_timeout=self.settings.connect_timeout, handshake_timeout=self.settings.handshake_timeout,
+            )
+        if probed.error is not None or probed.presented is None:
+            failed = probed.error.reason if probed.error is not None else FailureReason.HANDSHAKE
+            return self._failure(ep, address, str(failed), base)
         now = self.clock()
+        chain = list(probed.chain)
         try:
-            chain = load_der_chain(presented.chain_der)
-        except ValueError:
-            return Row(ep.target, "endpoint", Status.INVALID, "invalid", address=address, verdict=Verdict.INVALID,
-                       tls_version=presented.tls_version, **base)
-        verdict = verify_chain(chain, trust=self.trust, at=now, hostname=name)
-        expiry = earliest_expiry(chain, chain_roles(chain))
+            verdict = verify_chain(chain, trust=self.trust, at=now, hostname=names.verified)
+            expiry = earliest_expiry(chain, chain_roles(chain))
+            leaf = facts(chain[0])
+        except ValueError:  # a field that decodes lazily and does not: as the exporter says it
+            return self._failure(ep, address, str(FailureReason.HANDSHAKE), base)
         status, reason = decide(verdict, expiry, now=now, thresholds=self.settings.thresholds)
-        leaf = facts(chain[0])
         return Row(
             ep.target, "endpoint", status, reason, address=address, subject=leaf.subject, issuer=leaf.issuer,
             not_before=leaf.not_before, not_after=expiry, leaf_not_after=leaf.not_after, verdict=verdict,
-            fingerprint_sha256=leaf.fingerprint_sha256, tls_version=presented.tls_version, **base,
+            fingerprint_sha256=leaf.fingerprint_sha256, tls_version=probed.presented.tls_version, **base,
         )
 
     def _failure(self, ep: Endpoint, address: str | None, reason: str, base: dict[str, Any]) -> Row:

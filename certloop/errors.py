@@ -47,7 +47,7 @@ class FailureReason(StrEnum):
 class ProbeError(CertloopError):
     """A probe failed for ``reason``; ``detail`` is short text safe to show (never a label value).
 
-    ``address``/``port`` say which endpoint failed when known (``fetch_all`` fills them so results
+    ``address``/``port`` say which endpoint failed when known (``certloop.tls.fetch`` fills them so results
     can be labelled by address).
     """
 

@@ -82,14 +82,14 @@ def _names(subject: x509.Certificate | CertFacts | Iterable[str]) -> tuple[list[
     if isinstance(subject, x509.Certificate):
         subject = facts(subject)
     if isinstance(subject, CertFacts):
-        ips = [ip for ip in (parse_ip(a) for a in subject.ip_addresses) if ip is not None]
+        ips = [_unscoped(ip) for ip in (parse_ip(a) for a in subject.ip_addresses) if ip is not None]
         return [_normalise(n) for n in subject.dns_names], ips
     dns: list[str] = []
     ips = []
     for entry in subject:
         ip = parse_ip(entry)
         if ip is not None:
-            ips.append(ip)
+            ips.append(_unscoped(ip))
         else:
             dns.append(_normalise(entry))
     return dns, ips
@@ -118,7 +118,7 @@ def covers(subject: x509.Certificate | CertFacts | Iterable[str], name: str) -> 
     dns, ips = _names(subject)
     ip = parse_ip(name)
     if ip is not None:
-        return ip in ips
+        return _unscoped(ip) in ips
     target = _normalise(name)
     return any(_dns_match(p, target) for p in dns)
 
@@ -131,9 +131,34 @@ def uncovered(subject: x509.Certificate | CertFacts | Iterable[str], names: Iter
 
 
 def parse_ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``name`` as an IP address (brackets and IPv6 zone ignored), or None when it is a host name."""
-    text = name.strip().strip("[]").split("%", 1)[0]
+    """``name`` as an IP address, or None when it is a host name: the one IP-literal rule of certloop.
+
+    A literal is a dotted quad (``192.0.2.1``; no leading zeros, no short forms) or an IPv6 address,
+    optionally in brackets (``[2001:db8::1]``) and with a non-empty zone (``fe80::1%eth0``; IPv6
+    only). The zone is kept on the result (``scope_id``): a link-local address is connected through
+    it. Everything else, including ``[192.0.2.1]`` and ``fe80::1%``, is a name. The TLS fetch (no
+    SNI for a literal), the resolver (a literal is not looked up), the probe (no name verified for a
+    literal target) and SAN matching (:func:`covers`, zone ignored) all ask this function.
+    """
+    text = name
+    bracketed = text.startswith("[") and text.endswith("]")
+    if bracketed:
+        text = text[1:-1]
+    elif not text or (text[-1] not in _LAST and ":" not in text):
+        return None  # the common case of a host name, without two failed parses
     try:
-        return ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if bracketed and ip.version != 6:
+        return None
+    return ip
+
+
+_LAST = frozenset("0123456789")
+"""The last character of every dotted quad; an IPv6 literal always has a colon."""
+
+
+def _unscoped(ip: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """``ip`` without its zone: a certificate's IP SAN never has one."""
+    return ipaddress.IPv6Address(ip.packed) if isinstance(ip, IPv6Address) and ip.scope_id else ip

@@ -21,13 +21,14 @@ the caller hands everything past that prefix to ``getaddrinfo``.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["HostsFile", "NameserverSet", "SystemNames", "WatchedFile", "hosts_order", "is_ip_literal",
+from certloop.hostnames import parse_ip
+
+__all__ = ["HostsFile", "NameserverSet", "SystemNames", "WatchedFile", "hosts_order",
            "parse_hosts", "parse_resolv_conf"]
 
 T = TypeVar("T")
@@ -77,21 +78,14 @@ class WatchedFile(Generic[T]):
         return self._value
 
 
-def is_ip_literal(host: str) -> bool:
-    """``True`` for ``192.0.2.1``, ``2001:db8::1`` and ``fe80::1%eth0`` (no brackets), ``False`` for names."""
-    address, zone, scope = host.partition("%")
-    for family in (socket.AF_INET6,) if zone else (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, address)
-        except (OSError, ValueError):  # ValueError: an embedded NUL
-            continue
-        return not zone or bool(scope)
-    return False
-
-
 def _address(text: str) -> str | None:
     """The address of a hosts-file line if it is an IP literal (zone dropped), else None."""
-    return text.partition("%")[0] if is_ip_literal(text) else None
+    return text.partition("%")[0] if _literal(text) else None
+
+
+def _literal(text: str) -> bool:
+    """An IP literal as glibc writes one in these files: :func:`certloop.hostnames.parse_ip`, no brackets."""
+    return not text.startswith("[") and parse_ip(text) is not None
 
 
 def parse_hosts(data: bytes) -> dict[str, tuple[str, ...]]:
@@ -179,7 +173,7 @@ def parse_resolv_conf(data: bytes) -> NameserverSet:
         if not fields:
             continue
         keyword, args = fields[0], fields[1:]
-        if keyword == "nameserver" and args and is_ip_literal(args[0]) and len(servers) < 3:  # glibc's MAXNS
+        if keyword == "nameserver" and args and _literal(args[0]) and len(servers) < 3:  # glibc's MAXNS
             servers.append(args[0])
         elif keyword in ("search", "domain"):
             search = tuple(a.rstrip(".") for a in args)  # the last search/domain line wins, as in glibc

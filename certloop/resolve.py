@@ -1,10 +1,9 @@
-"""Resolve every address of a name and probe each one with the original SNI.
+"""Resolve every address of a name (probing each one is `certloop.probe`'s job).
 
     cache = AddressCache()                                   # the daemon creates it and passes it down
     resolver = Resolver(cache=cache)                         # the system's name service (see below)
     resolver = Resolver(["127.0.0.1:8053"], cache=cache)     # ask these DNS servers directly
-    results = await fetch_all("shop.example", 443, resolver=resolver)
-    # [Presented(address="127.0.0.1", ...), ProbeError(address="127.0.0.2", reason="timeout"), ...]
+    addresses = await resolver.resolve("shop.example")      # ["127.0.0.1", "127.0.0.2", "::1"]
 
 A name behind several addresses is several endpoints: one may serve a renewed certificate while
 another still serves the old one, so each address is probed and labelled on its own.
@@ -37,13 +36,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from certloop.errors import FailureReason, ProbeError
-from certloop.nameservice import NameserverSet, SystemNames, is_ip_literal
-from certloop.tls import Presented, fetch
+from certloop.hostnames import parse_ip
+from certloop.nameservice import NameserverSet, SystemNames
 
 if TYPE_CHECKING:  # dnspython is imported when a DNS server is first asked: ~50 ms less at every start
     import dns.resolver
 
-__all__ = ["AddressCache", "Resolver", "fetch_all", "is_ip_literal", "parse_nameserver"]
+__all__ = ["AddressCache", "Resolver", "parse_nameserver"]
 
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_MAX_ENTRIES = 65536
@@ -61,7 +60,7 @@ def parse_nameserver(spec: str) -> tuple[str, int]:
         host, _, port = spec.partition(":")
     else:
         host, port = spec, ""
-    if not is_ip_literal(host):
+    if host.startswith("[") or parse_ip(host) is None:
         raise ValueError(f"nameserver {spec!r}: expected an IP address, optionally with :port")
     try:
         number = int(port) if port else 53
@@ -240,9 +239,10 @@ class Resolver:
         self._system_dns: tuple[NameserverSet, _Nameservers] | None = None
 
     async def resolve(self, host: str) -> list[str]:
-        """Every address of ``host`` (IP literals as they are). Raises ``ProbeError(dns)``."""
-        if is_ip_literal(host):
-            return [host]
+        """Every address of ``host`` (an IP literal is its own address). Raises ``ProbeError(dns)``."""
+        literal = parse_ip(host)
+        if literal is not None:
+            return [str(literal)]
         key = host.lower().rstrip(".")
         if not key:
             raise ProbeError(FailureReason.DNS, "empty host name")
@@ -325,33 +325,3 @@ class Resolver:
 
 def _is_localhost(key: str) -> bool:
     return key == "localhost" or key.endswith(".localhost")
-
-
-async def fetch_all(
-    host: str,
-    port: int,
-    *,
-    resolver: Resolver,
-    server_name: str | None = None,
-    **fetch_kwargs: Any,
-) -> list[Presented | ProbeError]:
-    """Probe every address of ``host`` concurrently, each with the same SNI.
-
-    ``server_name`` defaults to ``host`` unless ``host`` is an IP literal. Results follow the
-    resolver's order; failures are returned (with ``.address`` set), not raised. A name that does
-    not resolve raises ``ProbeError(dns)``: there is no address to attribute it to.
-    """
-    addresses = await resolver.resolve(host)
-    if server_name is None and not is_ip_literal(host):
-        server_name = host
-    results = await asyncio.gather(
-        *(fetch(address, port, server_name=server_name, **fetch_kwargs) for address in addresses),
-        return_exceptions=True,
-    )
-    out: list[Presented | ProbeError] = []
-    for result in results:
-        if isinstance(result, (Presented, ProbeError)):
-            out.append(result)
-        else:  # a bug, not a probe failure: surface it
-            raise result
-    return out

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from time import perf_counter
 
 from certloop.errors import FailureReason, ProbeError
+from certloop.hostnames import parse_ip
 from certloop.hostnames import server_name as wire_name
 from certloop.plaintext import Negotiator, Plaintext
 from certloop.tlshandshake import observation_context, observe_chain, openssl_handshake
@@ -108,7 +109,7 @@ async def fetch(
     negotiator = _negotiator(starttls) if isinstance(starttls, str) else starttls
     loop = asyncio.get_running_loop()
     sni: str | None = None
-    if server_name and not _is_ip(server_name):
+    if server_name and parse_ip(server_name) is None:
         try:
             sni = wire_name(server_name)
         except ValueError as exc:  # before any byte is sent: the same reason on both paths
@@ -205,14 +206,6 @@ async def _negotiate(
     plain = Plaintext(loop, sock)
     await negotiator(plain, sni)
     plain.check_drained()
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in name else socket.AF_INET, name)
-    except (OSError, ValueError):  # ValueError: a NUL in the name
-        return False
-    return True
 
 
 def _negotiator(name: str) -> Negotiator:

@@ -46,8 +46,8 @@ from cryptography.hazmat.primitives import serialization
 
 from certloop.atomicfile import Replacement, fsync_dir, write_atomic, write_atomic_many
 from certloop.errors import FailureReason, ProbeError
-from certloop.resolve import Resolver, is_ip_literal
-from certloop.tls import fetch
+from certloop.probe import addresses_of, probe_address, target_names
+from certloop.resolve import Resolver
 from renewer.errors import (
     BackendFailed,
     DeployError,
@@ -225,15 +225,18 @@ async def served_fingerprint(
 ) -> str:
     """SHA-256 (hex) of the leaf ``address:port`` presents for ``server_name``. ProbeError on failure.
 
-    The chain is fetched unverified (``certloop.tls.fetch``): we compare fingerprints here, trust
-    was :func:`renewer.pipeline.validate`'s job.
+    The chain is fetched unverified through the one probe path (`certloop.probe`: the exporter's
+    and ``check``'s rules for SNI): we compare fingerprints here, trust was
+    :func:`renewer.pipeline.validate`'s job.
     """
-    presented = await fetch(
-        address, port, server_name=server_name, connect_timeout=limit, handshake_timeout=limit
-    )
-    if not presented.chain_der:
+    probed = await probe_address(address, port, target_names(address, server_name),
+                                 connect_timeout=limit, handshake_timeout=limit)
+    if probed.error is not None:
+        raise probed.error
+    seen = probed.leaf_fingerprint
+    if seen is None:
         raise ProbeError(FailureReason.NO_CERTIFICATE, "no certificate presented")
-    return hashlib.sha256(presented.chain_der[0]).hexdigest()
+    return seen
 
 
 async def _await_served(
@@ -244,16 +247,15 @@ async def _await_served(
     deadline = time.monotonic() + limit
     resolver = Resolver([resolver_address] if resolver_address else None)
     for ep in endpoints:
-        server_name = ep.server_name or (None if is_ip_literal(ep.host) else ep.host)
+        names = target_names(ep.host, ep.server_name)
+        server_name = names.verified
         last = "not probed"
         pending: list[str] | None = None
         streak = 0
         while True:
             try:
                 if pending is None:
-                    pending = await resolver.resolve(ep.host)
-                    if not pending:
-                        raise ProbeError(FailureReason.DNS, f"{ep.host} resolves to no address")
+                    pending = await addresses_of(ep.host, resolver, names=names)
                 remaining = max(deadline - time.monotonic(), 0.1)
                 seen = await served_fingerprint(pending[0], ep.port, server_name, min(remaining, 5))
                 if seen == fingerprint:

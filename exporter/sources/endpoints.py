@@ -1,5 +1,7 @@
-"""TLS endpoints: resolve every address of a name, fetch each presented chain, judge it offline.
+"""TLS endpoints: every address probed through `certloop.probe`, each presented chain judged offline.
 
+The names sent and verified, the addresses and the per-address failures are `certloop.probe`'s rules
+(shared with ``certloop check`` and the renewer); what is here is the judgement into observations.
 :func:`probe_endpoint` is shared by the inventory sweep (:class:`EndpointSource`) and ``/probe``.
 It never raises for a peer's behaviour: DNS, connect, timeout and handshake failures become an
 :class:`~exporter.report.Observation` with ``success=False`` and a reason from
@@ -11,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from certloop.errors import FailureReason, ProbeError
-from certloop.hostnames import covers, parse_ip
-from certloop.tls import Presented, fetch
+from certloop.hostnames import covers
+from certloop.probe import Names, Probed, addresses_of, probe_addresses, target_names
 from certloop.truststore import TrustStore
-from certloop.x509 import load_der_chain
 from exporter.config import DEFAULT_MODULE, ModuleConfig, split_target
 from exporter.report import Observation, TargetReport, assess, consistency, render
 from exporter.sources.base import Context, Put
@@ -37,7 +38,7 @@ class EndpointSpec:
     target: str
     host: str
     port: int
-    server_name: str | None  # SNI and the name verified; None for an IP target without server_name
+    server_name: str | None  # the name verified (and sent, unless an IP): certloop.probe.target_names
     starttls: str | None
     connect_timeout: float
     handshake_timeout: float
@@ -45,6 +46,11 @@ class EndpointSpec:
     trust: TrustStore
     labels: tuple[tuple[str, str], ...] = ()
     expect_file: str | None = None
+
+    @property
+    def names(self) -> Names:
+        """The SNI and verified name of this target (:func:`certloop.probe.target_names`)."""
+        return target_names(self.host, self.server_name)
 
 
 def spec_for(
@@ -60,7 +66,7 @@ def spec_for(
     """Combine a target with its module and the global defaults. Raises ValueError for a bad target."""
     host, port = split_target(target)
     g = ctx.config.global_
-    name = server_name or module.server_name or (None if parse_ip(host) is not None else host)
+    name = target_names(host, server_name or module.server_name).verified
     return EndpointSpec(
         target=target,
         host=host,
@@ -76,20 +82,6 @@ def spec_for(
     )
 
 
-def _family_ok(address: str, ip_protocol: str) -> bool:
-    return ip_protocol == "both" or (":" in address) == (ip_protocol == "ip6")
-
-
-async def _addresses(spec: EndpointSpec, ctx: Context) -> Sequence[str]:
-    literal = parse_ip(spec.host)
-    if literal is not None:
-        return [str(literal)]
-    found = [a for a in await ctx.resolver.resolve(spec.host) if _family_ok(a, spec.ip_protocol)]
-    if not found:
-        raise ProbeError(FailureReason.DNS, f"no {spec.ip_protocol} address for {spec.host}")
-    return found
-
-
 async def probe_endpoint(
     spec: EndpointSpec,
     ctx: Context,
@@ -99,7 +91,7 @@ async def probe_endpoint(
     """Probe every address of ``spec`` and judge each presented chain at ``ctx.clock()``."""
     started = time.perf_counter()
     try:
-        addresses = await _addresses(spec, ctx)
+        addresses = await addresses_of(spec.host, ctx.resolver, spec.ip_protocol, spec.names)
     except ProbeError as exc:
         obs = Observation("endpoint", spec.target, "", False, time.perf_counter() - started, reason=str(exc.reason))
         ctx.counter.add("endpoint", False)
@@ -108,38 +100,32 @@ async def probe_endpoint(
     if spec.expect_file is not None:
         want = leaf_fingerprint(spec.expect_file, expected if expected is not None else {},
                                 ctx.config.global_.max_file_bytes)
-    if len(addresses) == 1:
-        observations: tuple[Observation, ...] = (await _probe_address(spec, ctx, addresses[0], want, started),)
-    else:
-        observations = tuple(await asyncio.gather(*(_probe_address(spec, ctx, a, want, started) for a in addresses)))
+    probed = await probe_addresses(addresses, spec.port, spec.names, starttls=spec.starttls,
+                                   connect_timeout=spec.connect_timeout, handshake_timeout=spec.handshake_timeout)
+    observations = tuple(_observe(spec, ctx, p, want, started) for p in probed)
     return TargetReport("endpoint", spec.target, spec.labels, observations, consistency(observations))
 
 
-async def _probe_address(
-    spec: EndpointSpec, ctx: Context, address: str, want: str | None, started: float
-) -> Observation:
+def _observe(spec: EndpointSpec, ctx: Context, probed: Probed, want: str | None, started: float) -> Observation:
+    """One probed address as an observation: the chain judged at ``ctx.clock()`` for the verified name."""
+    if probed.error is not None or probed.presented is None:
+        reason = probed.error.reason if probed.error is not None else FailureReason.HANDSHAKE
+        ctx.counter.add("endpoint", False)
+        return Observation("endpoint", spec.target, probed.address, False, probed.finished - started,
+                           reason=str(reason))
     try:
-        presented: Presented = await fetch(
-            address, spec.port, server_name=spec.server_name, starttls=spec.starttls,
-            connect_timeout=spec.connect_timeout, handshake_timeout=spec.handshake_timeout,
-        )
-        chain_certs = load_der_chain(presented.chain_der)
-        # malformed fields surface lazily (names, extensions) as ValueError: data, not a bug
-        chain = assess(chain_certs, trust=spec.trust, at=ctx.clock(), hostname=spec.server_name)
-    except ProbeError as exc:
+        chain = assess(probed.chain, trust=spec.trust, at=ctx.clock(), hostname=probed.names.verified)
+    except ValueError:  # a field that decodes lazily (names, extensions) and does not
+        log.debug("undecodable certificate from %s at %s", spec.target, probed.address, exc_info=True)
         ctx.counter.add("endpoint", False)
-        return Observation("endpoint", spec.target, address, False, time.perf_counter() - started,
-                           reason=str(exc.reason))
-    except ValueError:  # a presented certificate that does not decode
-        log.debug("undecodable certificate from %s at %s", spec.target, address, exc_info=True)
-        ctx.counter.add("endpoint", False)
-        return Observation("endpoint", spec.target, address, False, time.perf_counter() - started,
+        return Observation("endpoint", spec.target, probed.address, False, probed.finished - started,
                            reason=FailureReason.HANDSHAKE.value)
     ctx.counter.add("endpoint", True)
+    presented = probed.presented
     return Observation(
-        "endpoint", spec.target, address, True, time.perf_counter() - started,
+        "endpoint", spec.target, probed.address, True, probed.finished - started,
         chain=chain,
-        hostname_match=covers(chain_certs[0], spec.server_name) if spec.server_name else None,
+        hostname_match=covers(probed.chain[0], probed.names.verified) if probed.names.verified else None,
         tls_version=presented.tls_version,
         cipher=presented.cipher,
         expect_file=spec.expect_file,

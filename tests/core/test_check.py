@@ -533,3 +533,16 @@ def test_directory_argument_checks_its_certificate_files(tmp_path: Path, pki: Pk
     assert not any(name.endswith(".key") for name, _ in found)
     assert all(r["kind"] == "file" and r["reason"] != "not_a_file" for r in rows)
     assert code == 2
+
+
+def test_an_ip_target_without_server_name_verifies_no_name_as_the_exporter_does(tmp_path: Path, pki: Pki) -> None:
+    """``certloop check 127.0.0.1:PORT`` sends no SNI and verifies no name (`certloop.probe.target_names`,
+    the exporter's rule): a trusted leaf without an IP SAN is OK, its row has no server_name. Before:
+    check verified the chain against the IP literal and said INVALID (hostname_mismatch)."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    with tls_server({None: pki.leaf(["shop.example"])}, tmp_path) as port:
+        code, rows = _json([f"127.0.0.1:{port}", "--ca-file", str(ca)])
+        assert (code, rows[0]["status"], rows[0]["reason"]) == (0, "OK", None)
+        assert rows[0].get("server_name") is None
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", "127.0.0.1", "--ca-file", str(ca)])
+        assert (rows[0]["status"], rows[0]["reason"]) == ("INVALID", "hostname_mismatch")
