@@ -15,7 +15,7 @@ from certloop import __version__
 
 # subcommand -> ("module:function", one-line help). Each function takes argv (without the subcommand).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("certloop.check:main", "check endpoints and certificate files now, print a table"),
+    "check": ("exporter.check:main", "check endpoints and certificate files now, print a table"),
     "exporter": ("exporter.cli:main", "run the Prometheus exporter (/metrics inventory and /probe)"),
     "renewer": ("renewer.cli:main", "run the renewer daemon, or manage its database and backups"),
     "config": ("certloop.cli:config_main", "print the JSON Schema of a component's config"),

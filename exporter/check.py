@@ -3,7 +3,7 @@
 The I/O shell around the pure parts: arguments and an optional config file become
 :class:`Endpoint`/:class:`FileSpec` items; endpoints are resolved (every address) and probed with
 bounded concurrency through :mod:`certloop.tls`; files are read with the bounded reader; each
-certificate becomes a :class:`certloop.table.Row` whose status is :func:`certloop.table.decide`.
+certificate becomes a :class:`exporter.table.Row` whose status is :func:`exporter.table.decide`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from certloop.errors import CertloopError, ConfigError, FailureReason, ProbeErro
 from certloop.facts import chain_roles, facts
 from certloop.probe import Names, addresses_of, probe_address, target_names
 from certloop.resolve import Resolver, parse_nameserver
-from certloop.table import Row, Thresholds, decide, exit_code, render_json, render_table
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
 from certloop.x509 import FileError, FileReason, read_certificate_file
+from exporter.table import Row, Thresholds, decide, exit_code, render_json, render_table
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
 
