@@ -14,21 +14,20 @@ import glob
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from certloop.config import parse_duration, resolve_secret
-from certloop.errors import CertloopError, ConfigError, FailureReason, ProbeError
+from certloop.config import parse_duration
+from certloop.errors import CertloopError, FailureReason, ProbeError
 from certloop.facts import chain_roles, facts
 from certloop.probe import Names, addresses_of, probe_address, target_names
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
-from certloop.x509 import FileError, FileReason, read_certificate_file
+from certloop.x509 import MAX_FILE_BYTES, FileError, FileReason, read_certificate_file
+from exporter.config import ExporterConfig, load_config, split_target
+from exporter.sources.paths import NameFilter
 from exporter.table import Row, Thresholds, decide, exit_code, render_json, render_table
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
@@ -48,13 +47,12 @@ targets:
   (PEM bundle, DER or PKCS#12) or a directory (its certificate files; keys are left out).
   Every A/AAAA address of a host is probed, one row each.
 
---config FILE reads the endpoints and files of an exporter config file. Only this subset is
-used; every other key is ignored:
-  global:    {ca_file, resolver: [host:port], connect_timeout, handshake_timeout, concurrency}
-  modules:   {NAME: {starttls, server_name}}
-  endpoints: [{targets: [host:port, ...] (or target:), server_name, starttls, module}]
-  files:     [{paths: [path|glob|dir, ...] (or path:), recursive, password | password_file}]
-Files found by expanding a glob or directory that hold no certificate (keys) are left out.
+--config FILE checks the endpoints and files of an exporter config file, read and validated by
+the exporter's own config model (`certloop config schema exporter`): a file the exporter refuses
+is refused here with the same message. Endpoints take their group's and module's server_name,
+starttls, ca_file, ip_protocol and timeouts; files their group's include/exclude, recursive and
+password, and global.max_file_bytes. Files found by expanding a glob or directory that hold no
+certificate (keys) are left out. Flags win over the config.
 
 status:
   OK, WARN (expires within --warn), CRIT (within --crit), EXPIRED (leaf or intermediate),
@@ -86,6 +84,11 @@ class Endpoint:
     port: int
     server_name: str | None = None
     starttls: str | None = None
+    ca_file: str | None = None
+    """A module's own trust bundle (the exporter's ``modules.NAME.ca_file``); None: the run's."""
+    ip_protocol: str = "both"
+    connect_timeout: float | None = None
+    handshake_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class FileSpec:
     path: str
     password: bytes | None = None
     from_listing: bool = False
+    max_bytes: int = MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -138,18 +142,9 @@ def _looks_like_path(text: str) -> bool:
 # ------------------------------------------------------------------------------------------ config
 
 
-def _as_list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str | dict):
-        return [value]
-    if isinstance(value, list):
-        return value
-    raise ConfigError(where, "expected a list")
-
-
-def _expand(pattern: str, recursive: bool) -> Iterator[tuple[str, bool]]:
-    """(path, from_listing) for a path, a glob or a directory."""
+def _expand(pattern: str, recursive: bool, wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, bool]]:
+    """(path, from_listing) for a path, a glob or a directory, as the exporter's file source lists them:
+    files in a directory or matched by a glob pass ``wanted`` (the group's include/exclude)."""
     matches = sorted(glob.glob(pattern, recursive=recursive)) if glob.has_magic(pattern) else [pattern]
     for match in matches:
         if os.path.isdir(match):
@@ -161,61 +156,50 @@ def _expand(pattern: str, recursive: bool) -> Iterator[tuple[str, bool]]:
             for root, _, names in walker:
                 for name in sorted(names):
                     path = os.path.join(root, name)
-                    if os.path.isfile(path):
+                    if os.path.isfile(path) and (wanted is None or wanted(name)):
                         yield path, True
-        else:
+        elif not glob.has_magic(pattern) or wanted is None or wanted(os.path.basename(match)):
             yield match, glob.has_magic(pattern)
 
 
-def load_check_config(path: str) -> tuple[list[Endpoint], list[FileSpec], dict[str, Any]]:
-    """The endpoints, files and ``global`` mapping of an exporter config file (a tolerant subset)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config file: {exc.strerror or exc}", source=path) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"invalid YAML: {exc}", source=path) from exc
-    if not isinstance(data, dict):
-        raise ConfigError("", "the top level must be a mapping", source=path)
-    glob_: dict[str, Any] = data["global"] if isinstance(data.get("global"), dict) else {}
-    modules: dict[str, Any] = data["modules"] if isinstance(data.get("modules"), dict) else {}
+def load_check_config(path: str, *, expand_env: bool = False) -> tuple[list[Endpoint], list[FileSpec], ExporterConfig]:
+    """The endpoints and files of an exporter config file, read by the exporter's own model.
+
+    The same file the exporter accepts, with the same errors for what it refuses (unknown keys
+    included); each endpoint takes its group's and module's settings as the exporter's
+    ``spec_for`` combines them, each file group its include/exclude, password and size bound.
+    """
+    config = load_config(path, expand_env=expand_env)
+    g = config.global_
     endpoints: list[Endpoint] = []
-    for i, group in enumerate(_as_list(data.get("endpoints"), "endpoints")):
-        if isinstance(group, str):
-            group = {"targets": [group]}
-        if not isinstance(group, dict):
-            raise ConfigError(f"endpoints[{i}]", "expected a mapping with targets", source=path)
-        module = modules.get(group.get("module") or "default") or {}
-        targets = _as_list(group.get("targets"), f"endpoints[{i}].targets") + _as_list(
-            group.get("target"), f"endpoints[{i}].target"
-        )
-        if not targets:
-            raise ConfigError(f"endpoints[{i}].targets", "required key is missing", source=path)
-        for j, target in enumerate(targets):
-            try:
-                host, port = parse_target(str(target))
-            except ValueError as exc:
-                raise ConfigError(f"endpoints[{i}].targets[{j}]", str(exc), source=path) from exc
+    seen: set[str] = set()
+    for group in config.endpoints:
+        module = config.module(group.module)
+        for target in group.targets:
+            if target in seen:  # listed twice: the first group's settings win, as in the exporter
+                continue
+            seen.add(target)
+            host, port = split_target(target)
             endpoints.append(Endpoint(
-                str(target), host, port,
-                server_name=group.get("server_name") or module.get("server_name"),
-                starttls=group.get("starttls") or module.get("starttls"),
+                target, host, port,
+                server_name=group.server_name or module.server_name,
+                starttls=group.starttls or module.starttls,
+                ca_file=module.ca_file,
+                ip_protocol=module.ip_protocol,
+                connect_timeout=(module.connect_timeout or g.connect_timeout).total_seconds(),
+                handshake_timeout=(module.handshake_timeout or g.handshake_timeout).total_seconds(),
             ))
     files: list[FileSpec] = []
-    for i, group in enumerate(_as_list(data.get("files"), "files")):
-        if isinstance(group, str):
-            group = {"paths": [group]}
-        if not isinstance(group, dict):
-            raise ConfigError(f"files[{i}]", "expected a mapping with paths", source=path)
-        password: bytes | None = None
-        if group.get("password") is not None or group.get("password_file") is not None:
-            password = resolve_secret(group.get("password"), group.get("password_file"),
-                                      field=f"files[{i}].password").encode()
-        patterns = _as_list(group.get("paths"), f"files[{i}].paths") + _as_list(group.get("path"), f"files[{i}].path")
-        for pattern in patterns:
-            for p, listed in _expand(str(pattern), bool(group.get("recursive"))):
-                files.append(FileSpec(p, password, listed))
-    return endpoints, files, glob_
+    named: set[str] = set()
+    for i, fgroup in enumerate(config.files):
+        password = config.file_password(i)
+        wanted = NameFilter(fgroup)
+        for pattern in fgroup.paths:
+            for p, listed in _expand(pattern, fgroup.recursive, wanted):
+                if p not in named:  # named by an earlier group: that group's settings win
+                    named.add(p)
+                    files.append(FileSpec(p, password, listed, g.max_file_bytes))
+    return endpoints, files, config
 
 
 # ------------------------------------------------------------------------------------------ probing
@@ -224,7 +208,7 @@ def load_check_config(path: str) -> tuple[list[Endpoint], list[FileSpec], dict[s
 def file_rows(spec: FileSpec, *, now: datetime, thresholds: Thresholds) -> list[Row]:
     """One row per certificate in the file, judged by its dates; one failure row when unreadable."""
     try:
-        parsed = read_certificate_file(spec.path, password=spec.password)
+        parsed = read_certificate_file(spec.path, password=spec.password, max_bytes=spec.max_bytes)
     except FileError as exc:
         if spec.from_listing and exc.reason in {FileReason.NO_CERTIFICATE, FileReason.EMPTY}:
             return []
@@ -253,6 +237,7 @@ class Prober:
     ) -> None:
         self.settings = settings
         self.trust = trust
+        self._trusts: dict[str, TrustStore] = {}
         self.clock = clock
         self._resolver = resolver
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -262,7 +247,7 @@ class Prober:
         base = {"server_name": names.verified}
         try:
             async with self._slots:
-                addresses = await addresses_of(ep.host, self._resolver, names=names)
+                addresses = await addresses_of(ep.host, self._resolver, ep.ip_protocol, names)
         except ProbeError as exc:
             return [self._failure(ep, None, str(exc.reason), base)]
         return list(await asyncio.gather(*(self._probe(ep, a, names, base) for a in addresses)))
@@ -271,7 +256,8 @@ class Prober:
         async with self._slots:
             probed = await probe_address(
                 address, ep.port, names, starttls=ep.starttls,
-                connect_timeout=self.settings.connect_timeout, handshake_timeout=self.settings.handshake_timeout,
+                connect_timeout=ep.connect_timeout or self.settings.connect_timeout,
+                handshake_timeout=ep.handshake_timeout or self.settings.handshake_timeout,
             )
         if probed.error is not None or probed.presented is None:
             failed = probed.error.reason if probed.error is not None else FailureReason.HANDSHAKE
@@ -279,7 +265,7 @@ class Prober:
         now = self.clock()
         chain = list(probed.chain)
         try:
-            verdict = verify_chain(chain, trust=self.trust, at=now, hostname=names.verified)
+            verdict = verify_chain(chain, trust=self._trust(ep), at=now, hostname=names.verified)
             expiry = earliest_expiry(chain, chain_roles(chain))
             leaf = facts(chain[0])
         except ValueError:  # a field that decodes lazily and does not: as the exporter says it
@@ -290,6 +276,14 @@ class Prober:
             not_before=leaf.not_before, not_after=expiry, leaf_not_after=leaf.not_after, verdict=verdict,
             fingerprint_sha256=leaf.fingerprint_sha256, tls_version=probed.presented.tls_version, **base,
         )
+
+    def _trust(self, ep: Endpoint) -> TrustStore:
+        """The module's bundle when it names one (read once per run), else the run's trust store."""
+        if ep.ca_file is None:
+            return self.trust
+        if ep.ca_file not in self._trusts:
+            self._trusts[ep.ca_file] = TrustStore.from_file(ep.ca_file)
+        return self._trusts[ep.ca_file]
 
     def _failure(self, ep: Endpoint, address: str | None, reason: str, base: dict[str, Any]) -> Row:
         status, why = decide(None, None, now=self.clock(), thresholds=self.settings.thresholds, failure=reason)
@@ -380,12 +374,6 @@ def _colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _seconds(value: Any, default: float) -> float:
-    if value is None:
-        return default
-    return parse_duration(str(value)).total_seconds()
-
-
 def run(
     argv: Sequence[str], *, clock: Callable[[], datetime] | None = None,
     stdout: TextIO | None = None, stderr: TextIO | None = None,
@@ -406,10 +394,10 @@ def run(
         return USAGE_EXIT
     endpoints: list[Endpoint] = []
     files: list[FileSpec] = []
-    glob_: dict[str, Any] = {}
+    config: ExporterConfig | None = None
     try:
         if args.config:
-            endpoints, files, glob_ = load_check_config(args.config)
+            endpoints, files, config = load_check_config(args.config)
         for item in args.items:
             if os.path.isdir(item):  # as a directory in the config: its certificate files, keys left out
                 files.extend(FileSpec(p, None, listed) for p, listed in _expand(item, False))
@@ -420,16 +408,19 @@ def run(
             host, port = parse_target(item)
             endpoints.append(Endpoint(item, host, port))
         if args.server_name or args.starttls:
-            endpoints = [Endpoint(e.target, e.host, e.port, args.server_name or e.server_name,
-                                  args.starttls or e.starttls) for e in endpoints]
+            endpoints = [replace(e, server_name=args.server_name or e.server_name,
+                                 starttls=args.starttls or e.starttls) for e in endpoints]
         timeout = args.timeout.total_seconds() if args.timeout else None
+        if timeout:  # the flag wins over the config's module and global timeouts
+            endpoints = [replace(e, connect_timeout=None, handshake_timeout=None) for e in endpoints]
+        g = config.global_ if config is not None else None
         settings = Settings(
             thresholds=Thresholds(args.warn, args.crit),
-            connect_timeout=timeout or _seconds(glob_.get("connect_timeout"), 5.0),
-            handshake_timeout=timeout or _seconds(glob_.get("handshake_timeout"), 5.0),
-            concurrency=args.concurrency or max(1, int(glob_.get("concurrency") or 32)),
-            ca_file=args.ca_file or glob_.get("ca_file"),
-            resolver=tuple(args.resolver or _as_list(glob_.get("resolver"), "global.resolver")),
+            connect_timeout=timeout or (g.connect_timeout.total_seconds() if g else 5.0),
+            handshake_timeout=timeout or (g.handshake_timeout.total_seconds() if g else 5.0),
+            concurrency=args.concurrency or (g.concurrency if g else 32),
+            ca_file=args.ca_file or (g.ca_file if g else None),
+            resolver=tuple(args.resolver or (g.resolver if g else ())),
         )
         for nameserver in settings.resolver:
             parse_nameserver(nameserver)

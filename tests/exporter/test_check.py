@@ -218,54 +218,65 @@ def test_usage_errors_exit_64(tmp_path: Path) -> None:
     )
     assert help_run.returncode == 0
     assert "exit codes:" in help_run.stdout and "64 usage" in help_run.stdout
-    assert "endpoints:" in help_run.stdout  # the config subset is documented
+    assert "exporter's own config model" in help_run.stdout  # what --config reads is documented
 
 
-def test_config_subset(tmp_path: Path, pki: Pki) -> None:
-    """endpoints/files of an exporter config are read; other keys are ignored; key files in a listed
-    directory are skipped while an explicitly named file without certificate is reported."""
+def test_config_is_the_exporters_model(tmp_path: Path, pki: Pki) -> None:
+    """--config reads the exporter's config model: endpoints take group and module settings (server_name,
+    starttls, ca_file, ip_protocol, timeouts), files their group's include/exclude and password; a key
+    in a listed directory is left out by the default include while a file named explicitly is reported;
+    a key the exporter refuses is refused here with the exporter's message. Before: a hand parser that
+    ignored include/exclude, module ca_file, ip_protocol and max_file_bytes and accepted unknown keys."""
     certs = tmp_path / "certs"
     pki.leaf(["a.example"]).write(certs, "a")  # a.crt, a.key, a.chain.pem, a.fullchain.pem
     (tmp_path / "p.p12").write_bytes(pki.leaf(["p.example"]).pkcs12(b"pw"))
     (tmp_path / "pw").write_text("pw\n")
+    ca = pki.write_root(tmp_path / "ca.pem")
     config = tmp_path / "exporter.yml"
-    config.write_text(
-        "global: {interval: 5m, connect_timeout: 2s, resolver: ['127.0.0.1:53']}\n"
-        "modules: {mail: {starttls: smtp}}\n"
+    endpoints_part = (
+        "global: {interval: 5m, connect_timeout: 2s, resolver: ['127.0.0.1:53'], max_file_bytes: 4096}\n"
+        f"modules: {{mail: {{starttls: smtp, ca_file: '{ca}', ip_protocol: ip4, handshake_timeout: 3s}}}}\n"
         "endpoints:\n"
         "  - targets: [shop.example:443, '[::1]:8443']\n"
         "    server_name: shop.example\n"
         "    labels: {certificate: shop}\n"
         "  - {targets: [mx.example:25], module: mail}\n"
+    )
+    files_part = (
         "files:\n"
         f"  - paths: ['{certs}']\n"
+        "    exclude: ['*.chain.pem']\n"
         "    labels: {team: web}\n"
         f"  - {{paths: ['{tmp_path}/p.p12'], password_file: '{tmp_path}/pw'}}\n"
-        "something_else: {ignored: true}\n"
     )
-    endpoints, files, glob_ = load_check_config(str(config))
-    assert [(e.host, e.port, e.server_name, e.starttls) for e in endpoints] == [
-        ("shop.example", 443, "shop.example", None),
-        ("::1", 8443, "shop.example", None),
-        ("mx.example", 25, None, "smtp"),
+    config.write_text(endpoints_part + files_part)
+    endpoints, files, model = load_check_config(str(config))
+    assert [(e.host, e.port, e.server_name, e.starttls, e.ca_file, e.ip_protocol, e.connect_timeout,
+             e.handshake_timeout) for e in endpoints] == [
+        ("shop.example", 443, "shop.example", None, None, "both", 2.0, 5.0),
+        ("::1", 8443, "shop.example", None, None, "both", 2.0, 5.0),
+        ("mx.example", 25, None, "smtp", str(ca), "ip4", 2.0, 3.0),
     ]
-    assert glob_["connect_timeout"] == "2s"
-    assert sorted(Path(f.path).name for f in files) == [
-        "a.chain.pem", "a.crt", "a.fullchain.pem", "a.key", "p.p12",
-    ]
-    assert files[-1].password == b"pw"
-    # run the file part: a.key is left out (found by listing), p.p12 opens with its password file
+    assert model.global_.resolver == ["127.0.0.1:53"]
+    assert sorted(Path(f.path).name for f in files) == ["a.crt", "a.fullchain.pem", "p.p12"]
+    assert files[-1].password == b"pw" and {f.max_bytes for f in files} == {4096}
+    # run the file part: a.key named explicitly is reported; p.p12 opens with its password file
     files_only = tmp_path / "files.yml"
-    files_only.write_text(config.read_text().split("endpoints:")[0] + "files:" + config.read_text().split("files:")[1])
+    files_only.write_text(files_part)
     out = io.StringIO()
     code = run(["--config", str(files_only), "--output", "json", str(certs / "a.key")], stdout=out,
                stderr=io.StringIO())
     results = json.loads(out.getvalue())["results"]
     targets = [(Path(r["target"]).name, r["status"], r["reason"]) for r in results]
-    assert ("a.key", "INVALID", "no_certificate") in targets  # named explicitly: reported
-    assert sum(1 for t in targets if t[0] == "a.key") == 1  # from the listing: skipped
+    assert ("a.key", "INVALID", "no_certificate") in targets
+    assert sum(1 for t in targets if t[0] == "a.key") == 1
     assert ("p.p12", "OK", None) in targets
     assert code == 2
+    # what the exporter refuses, check refuses, with the exporter's message
+    config.write_text(endpoints_part + "something_else: {ignored: true}\n")
+    err = io.StringIO()
+    assert run(["--config", str(config)], stdout=io.StringIO(), stderr=err) == 64
+    assert "something_else" in err.getvalue()
 
 
 # ------------------------------------------------------------------------------------- real TLS
@@ -490,22 +501,25 @@ def test_self_signed_certificate_pinned_with_ca_file_is_ok(tmp_path: Path) -> No
                          ids=["empty-label", "leading-dot", "label-64", "nul"])
 def test_bad_server_name_is_a_row_and_the_others_are_kept(tmp_path: Path, pki: Pki, name: str) -> None:
     """A server name that cannot be sent (empty label, label over 63 characters, NUL) is its own row,
-    UNREACHABLE (bad_server_name), exit 2, and every other row is still there. Before: a raw
-    UnicodeError/ValueError traceback, exit 1, every row lost."""
+    UNREACHABLE (bad_server_name), exit 2, and every other row is still there; in a config file it
+    is refused as the exporter refuses it. Before: a raw UnicodeError/ValueError traceback, exit 1,
+    every row lost."""
     ca = pki.write_root(tmp_path / "ca.pem")
     leaf = pki.leaf(["shop.example"])
     config = tmp_path / "exporter.yml"
     with tls_server({None: leaf}, tmp_path) as port:
         config.write_text(json.dumps({"endpoints": [
-            {"targets": [f"127.0.0.1:{port}"], "server_name": name},
-            {"targets": [f"{name}:{port}"]},
             {"targets": [f"127.0.0.1:{port}"], "server_name": "shop.example"},
-        ]}))  # JSON is YAML: the NUL survives as an escape
-        code, rows = _json(["--config", str(config), "--ca-file", str(ca)])
-    assert code == 2
-    assert [(r["status"], r["reason"]) for r in rows] == [
-        ("UNREACHABLE", "bad_server_name"), ("UNREACHABLE", "bad_server_name"), ("OK", None),
-    ]
+        ]}))
+        code, rows = _json([f"{name}:{port}", "--config", str(config), "--ca-file", str(ca)])
+        assert code == 2
+        assert [(r["status"], r["reason"]) for r in rows] == [("OK", None), ("UNREACHABLE", "bad_server_name")]
+        code, rows = _json([f"127.0.0.1:{port}", "--server-name", name, "--ca-file", str(ca)])
+        assert (code, [(r["status"], r["reason"]) for r in rows]) == (2, [("UNREACHABLE", "bad_server_name")])
+    config.write_text(json.dumps({"endpoints": [{"targets": [f"127.0.0.1:{port}"], "server_name": name}]}))
+    err = io.StringIO()
+    assert run(["--config", str(config)], stdout=io.StringIO(), stderr=err) == 64
+    assert "endpoints[0].server_name" in err.getvalue()
 
 
 def test_internationalised_name_is_sent_as_idna_2008(tmp_path: Path, pki: Pki) -> None:
