@@ -27,8 +27,8 @@ unit: bootstrap
 test: lint types unit
 
 generate: bootstrap
-	$(PY) -m alerting.build
-	$(PY) -m dashboards.build
+	$(PY) -m certloop.alerting.build
+	$(PY) -m certloop.dashboards.build
 	$(PY) -m docs.gen_reference
 
 demo: bootstrap

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             KUSTOMIZE_COPY.write_bytes((GENERATED_DIR / PROMETHEUS_RULE_FILE).read_bytes())
             print(KUSTOMIZE_COPY)
     except BuildError as exc:
-        print(f"alerting.build: {exc}", file=sys.stderr)
+        print(f"certloop.alerting.build: {exc}", file=sys.stderr)
         return 1
     return 0
 

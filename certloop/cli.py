@@ -15,17 +15,18 @@ from certloop import __version__
 
 # subcommand -> ("module:function", one-line help). Each function takes argv (without the subcommand).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("exporter.check:main", "check endpoints and certificate files now, print a table"),
-    "exporter": ("exporter.cli:main", "run the Prometheus exporter (/metrics inventory and /probe)"),
-    "renewer": ("renewer.cli:main", "run the renewer daemon, or manage its database and backups"),
+    "check": ("certloop.exporter.check:main", "check endpoints and certificate files now, print a table"),
+    "exporter": ("certloop.exporter.cli:main", "run the Prometheus exporter (/metrics inventory and /probe)"),
+    "renewer": ("certloop.renewer.cli:main", "run the renewer daemon, or manage its database and backups"),
     "config": ("certloop.cli:config_main", "print the JSON Schema of a component's config"),
+    "assets": ("certloop.assets:main", "print where the installed rules, dashboards, units and migrations are"),
     "demo": ("stack.demo:main", "run the whole loop on loopback with demo certificates"),
 }
 
 # component -> "module:function" returning the JSON Schema dict of its config file.
 SCHEMAS: dict[str, str] = {
-    "exporter": "exporter.config:json_schema",
-    "renewer": "renewer.config:json_schema",
+    "exporter": "certloop.exporter.config:json_schema",
+    "renewer": "certloop.renewer.config:json_schema",
 }
 
 

@@ -29,11 +29,11 @@ from typing import Any
 import _jsonnet
 import yaml
 
-from alerting.build import GENERATED_DIR as MIXIN_GENERATED_DIR
-from alerting.build import BuildError
-from dashboards import detail, exporter_health, host, overview, renewals, thresholds
-from dashboards import style as s
-from dashboards.thresholds import Thresholds
+from certloop.alerting.build import GENERATED_DIR as MIXIN_GENERATED_DIR
+from certloop.alerting.build import BuildError
+from certloop.dashboards import detail, exporter_health, host, overview, renewals, thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.thresholds import Thresholds
 
 # file name (without .json) -> builder. The uid derives from the builder module's file name.
 DASHBOARDS: Mapping[str, Callable[[Thresholds], dict[str, Any]]] = {
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _replace(template, mixin_template())
             print(template)
     except BuildError as exc:
-        print(f"dashboards.build: {exc}", file=sys.stderr)
+        print(f"certloop.dashboards.build: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards import style as s
-from dashboards.overview import days_left_thresholds
-from dashboards.style import Query, Size
-from dashboards.thresholds import Thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.overview import days_left_thresholds
+from certloop.dashboards.style import Query, Size
+from certloop.dashboards.thresholds import Thresholds
 
 D = 'certificate=~"$certificate", target=~"$target"'
 C = 'certificate=~"$certificate"'

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards import style as s
-from dashboards.style import Query, Size
-from dashboards.thresholds import Thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.style import Query, Size
+from certloop.dashboards.thresholds import Thresholds
 
 I = 'instance=~"$instance"'  # noqa: E741 - the selector reads like the variable it filters on
 PROBES = f"certloop_probes_total{{{I}}}"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards import style as s
-from dashboards.style import Query, Size
-from dashboards.thresholds import Thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.style import Query, Size
+from certloop.dashboards.thresholds import Thresholds
 
 NODE = 'job="node", instance=~"$instance"'
 FS = f'{NODE}, fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|fuse.lxcfs|autofs"'

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards import style as s
-from dashboards.style import Query, Size
-from dashboards.thresholds import Thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.style import Query, Size
+from certloop.dashboards.thresholds import Thresholds
 
 F = 'source=~"$source", team=~"$team"'
 LEAF = f'position="0", {F}'

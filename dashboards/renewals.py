@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards import style as s
-from dashboards.style import Query, Size
-from dashboards.thresholds import Thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.style import Query, Size
+from certloop.dashboards.thresholds import Thresholds
 
 C = 'certificate=~"$certificate"'
 RENEWALS = f"certloop_renewer_renewals_total{{{C}}}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import _jsonnet
 
-from alerting.build import ALERTING_DIR, BuildError
+from certloop.alerting.build import ALERTING_DIR, BuildError
 
 THRESHOLDS_LIB = "lib/dashboard_thresholds.libsonnet"
 # Sentinels are SENTINEL_BASE + field index: in declaration order, so ordered steps stay ordered.

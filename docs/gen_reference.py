@@ -60,9 +60,9 @@ class Component:
 
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("exporter", "exporter.config:json_schema", "exporter.config:ExporterConfig",
+    Component("exporter", "certloop.exporter.config:json_schema", "certloop.exporter.config:ExporterConfig",
               "certloop exporter --config.file FILE"),
-    Component("renewer", "renewer.config:json_schema", "renewer.config:RenewerConfig",
+    Component("renewer", "certloop.renewer.config:json_schema", "certloop.renewer.config:RenewerConfig",
               "certloop renewer --config.file FILE"),
 )
 

@@ -20,15 +20,15 @@ from typing import Any, TextIO
 
 from certloop.config import parse_duration
 from certloop.errors import CertloopError, FailureReason, ProbeError
+from certloop.exporter.config import ExporterConfig, load_config, split_target
+from certloop.exporter.sources.paths import NameFilter
+from certloop.exporter.table import Row, Thresholds, decide, exit_code, render_json, render_table
 from certloop.facts import chain_roles, facts
 from certloop.probe import Names, addresses_of, probe_address, target_names
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
 from certloop.x509 import MAX_FILE_BYTES, FileError, FileReason, read_certificate_file
-from exporter.config import ExporterConfig, load_config, split_target
-from exporter.sources.paths import NameFilter
-from exporter.table import Row, Thresholds, decide, exit_code, render_json, render_table
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
 

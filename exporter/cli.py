@@ -23,12 +23,12 @@ from typing import Any
 
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
+from certloop.exporter.config import ExporterConfig, load_config, split_target
+from certloop.exporter.engine import Engine, build_context
+from certloop.exporter.server import ProbeWorkers, build_server, serve_worker
+from certloop.exporter.sources import ProbeCounter
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer, tune_collector
 from certloop.webconfig import WebConfigFile
-from exporter.config import ExporterConfig, load_config, split_target
-from exporter.engine import Engine, build_context
-from exporter.server import ProbeWorkers, build_server, serve_worker
-from exporter.sources import ProbeCounter
 
 __all__ = ["main"]
 

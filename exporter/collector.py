@@ -15,7 +15,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import metrics as m
+from certloop.exporter import metrics as m
 
 __all__ = ["Inventory"]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from certloop.exporter import metrics as m
+from certloop.exporter.config import DEFAULT_MODULE
+from certloop.exporter.report import render
+from certloop.exporter.sources.base import Context
+from certloop.exporter.sources.endpoints import probe_endpoint, spec_for
 from certloop.httpserver import Request, Response
-from exporter import metrics as m
-from exporter.config import DEFAULT_MODULE
-from exporter.report import render
-from exporter.sources.base import Context
-from exporter.sources.endpoints import probe_endpoint, spec_for
 
 __all__ = ["ProbeHandler", "render_probe"]
 

@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 from cryptography import x509
 
+from certloop.exporter import metrics as m
 from certloop.facts import CertFacts, Role, chain_roles, facts
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
-from exporter import metrics as m
 
 __all__ = ["ChainReport", "Observation", "TargetReport", "assess", "render"]
 

@@ -32,15 +32,15 @@ from collections.abc import Callable
 import aiohttp
 
 from certloop import logs
+from certloop.exporter import metrics as m
+from certloop.exporter.config import load_config
+from certloop.exporter.engine import Engine, build_context
+from certloop.exporter.probe import ProbeHandler
+from certloop.exporter.sources import ProbeCounter
+from certloop.exporter.sources.base import Context
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Request, Response, Router
 from certloop.landing import landing_page
 from certloop.webconfig import WebConfigFile, guard
-from exporter import metrics as m
-from exporter.config import load_config
-from exporter.engine import Engine, build_context
-from exporter.probe import ProbeHandler
-from exporter.sources import ProbeCounter
-from exporter.sources.base import Context
 
 __all__ = ["Forwarder", "ProbeWorkers", "WorkerContext", "build_server",
            "build_worker_server", "serve_worker"]

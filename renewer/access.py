@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from certloop.httpserver import Request
+from certloop.renewer.config import AuthConfig, Role
 from certloop.webconfig import WebConfigFile
-from renewer.config import AuthConfig, Role
 
 __all__ = ["PERMISSIONS", "Access", "Permission", "Principal"]
 

@@ -22,17 +22,17 @@ from certloop import __version__
 from certloop.errors import ConfigError
 from certloop.httpserver import Handler, HttpError, Request, Response, Router
 from certloop.landing import landing_page
-from renewer.access import Access, Permission, Principal
-from renewer.config import RenewerConfig
-from renewer.intake import PayloadError, summary, triage
-from renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
-from renewer.openapi import OPENAPI
-from renewer.ratelimit import headroom
-from renewer.records import Enqueued, EnqueueItem, JobEvent, State
-from renewer.scheduler import installed_facts, next_due
-from renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
-from renewer.store import Store, StoreUnavailable
-from renewer.worker import ledger_request
+from certloop.renewer.access import Access, Permission, Principal
+from certloop.renewer.config import RenewerConfig
+from certloop.renewer.intake import PayloadError, summary, triage
+from certloop.renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
+from certloop.renewer.openapi import OPENAPI
+from certloop.renewer.ratelimit import headroom
+from certloop.renewer.records import Enqueued, EnqueueItem, JobEvent, State
+from certloop.renewer.scheduler import installed_facts, next_due
+from certloop.renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
+from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.worker import ledger_request
 
 __all__ = ["ROUTES", "Api", "EnqueueBatcher", "build_router"]
 

@@ -33,9 +33,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from renewer.errors import RenewerError
-from renewer.keystore import write_private
-from renewer.store import Store
+from certloop.renewer.errors import RenewerError
+from certloop.renewer.keystore import write_private
+from certloop.renewer.store import Store
 
 __all__ = [
     "ArchiveDamaged", "BackupError", "Restored", "WrongKey", "make_backup", "read_backup", "restore_backup",

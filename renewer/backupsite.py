@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from renewer.backup import BackupError
-from renewer.keystore import write_private
+from certloop.renewer.backup import BackupError
+from certloop.renewer.keystore import write_private
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

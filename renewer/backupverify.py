@@ -27,10 +27,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from renewer import migrations
-from renewer.backup import ArchiveDamaged, BackupError, restore_backup
-from renewer.database import TABLES
-from renewer.store import Store
+from certloop.renewer import migrations
+from certloop.renewer.backup import ArchiveDamaged, BackupError, restore_backup
+from certloop.renewer.database import TABLES
+from certloop.renewer.store import Store
 
 __all__ = ["Mismatch", "Verified", "check_restored", "scratch_postgresql", "verify_backup"]
 

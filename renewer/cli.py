@@ -27,12 +27,12 @@ from pathlib import Path
 from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, tune_collector
+from certloop.renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
+from certloop.renewer.backupsite import Place, archive_name, archives, expired, parse_location
+from certloop.renewer.backupverify import Mismatch, verify_backup
+from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.store import StoreUnavailable
 from certloop.webconfig import WebConfigFile
-from renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
-from renewer.backupsite import Place, archive_name, archives, expired, parse_location
-from renewer.backupverify import Mismatch, verify_backup
-from renewer.config import RenewerConfig, load_config
-from renewer.store import StoreUnavailable
 
 __all__ = ["main"]
 
@@ -117,7 +117,7 @@ def _passphrase(path: Path | None) -> bytes | None:
 
 
 def _db(cfg: RenewerConfig, action: str, revision: str | None) -> int:
-    from renewer.daemon import open_store
+    from certloop.renewer.daemon import open_store
 
     if action == "downgrade" and not revision:
         print("certloop renewer: db downgrade needs a revision (e.g. base)", file=sys.stderr)
@@ -137,7 +137,7 @@ def _db(cfg: RenewerConfig, action: str, revision: str | None) -> int:
 
 def _secrets(cfg: RenewerConfig | None, passphrase_file: Path | None) -> tuple[bytes | None, bytes | None]:
     """(keystore key, passphrase): the passphrase when given, else the configured keystore key."""
-    from renewer.daemon import open_keystore
+    from certloop.renewer.daemon import open_keystore
 
     passphrase = _passphrase(passphrase_file)
     if passphrase is not None:
@@ -159,7 +159,7 @@ def _archive(location: str) -> tuple[Place, str]:
 
 
 def _backup(cfg: RenewerConfig, args: argparse.Namespace) -> int:
-    from renewer.daemon import open_store, utc_now
+    from certloop.renewer.daemon import open_store, utc_now
 
     if args.out is None:
         print("certloop renewer: backup needs --out (or a subcommand: verify, prune)", file=sys.stderr)
@@ -223,7 +223,7 @@ def _verify(cfg: RenewerConfig | None, args: argparse.Namespace) -> int:
 
 
 def _restore(cfg: RenewerConfig, args: argparse.Namespace) -> int:
-    from renewer.daemon import open_store
+    from certloop.renewer.daemon import open_store
 
     key, passphrase = _secrets(cfg, args.passphrase_file)
     place, name = _archive(args.infile)
@@ -312,7 +312,7 @@ def _web_config(cfg: RenewerConfig, path: str | None) -> WebConfigFile | None:
 
 
 def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
-    from renewer.daemon import Daemon
+    from certloop.renewer.daemon import Daemon
 
     daemon = Daemon(Path(args.config_file), cfg, listen=args.listen, max_connections=args.max_connections,
                     web=args.web, expand_env=args.expand_env, enable_lifecycle=args.enable_lifecycle)

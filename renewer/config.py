@@ -26,7 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from certloop.config import SECRET, Duration, StrictModel, load_model, resolve_secret
 from certloop.errors import ConfigError
-from renewer.spec import CertificateSpec
+from certloop.renewer.spec import CertificateSpec
 
 __all__ = [
     "DEFAULT_ALERTNAMES",

@@ -23,17 +23,17 @@ from pathlib import Path
 
 from certloop.errors import ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer
+from certloop.renewer import migrations, pipeline
+from certloop.renewer.access import Access
+from certloop.renewer.api import Api, build_router
+from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.errors import RenewerError
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.metrics import RenewerMetrics
+from certloop.renewer.scheduler import SafetyNet
+from certloop.renewer.store import Store
+from certloop.renewer.worker import Worker
 from certloop.webconfig import WebConfigFile, guard
-from renewer import migrations, pipeline
-from renewer.access import Access
-from renewer.api import Api, build_router
-from renewer.config import RenewerConfig, load_config
-from renewer.errors import RenewerError
-from renewer.keystore import Keystore
-from renewer.metrics import RenewerMetrics
-from renewer.scheduler import SafetyNet
-from renewer.store import Store
-from renewer.worker import Worker
 
 __all__ = ["Daemon", "open_keystore", "open_store", "tls_context", "utc_now"]
 

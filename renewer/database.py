@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from renewer.deadline import DeadlinePassed, Watchdog
+from certloop.renewer.deadline import DeadlinePassed, Watchdog
 
 __all__ = [
     "READ_ONLY",

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from renewer.errors import RenewerError
+from certloop.renewer.errors import RenewerError
 
 __all__ = ["Arm", "DeadlinePassed", "Watchdog"]
 

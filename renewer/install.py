@@ -47,8 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from certloop.atomicfile import Replacement, fsync_dir, write_atomic, write_atomic_many
 from certloop.errors import FailureReason, ProbeError
 from certloop.probe import addresses_of, probe_address, target_names
-from certloop.resolve import Resolver
-from renewer.errors import (
+from certloop.renewer.errors import (
     BackendFailed,
     DeployError,
     RenewerError,
@@ -56,11 +55,12 @@ from renewer.errors import (
     RolledBack,
     VerifyError,
 )
-from renewer.issuers.base import IssuedMaterial, run_program, split_pem
-from renewer.spec import CertificateSpec, VerifyEndpoint
+from certloop.renewer.issuers.base import IssuedMaterial, run_program, split_pem
+from certloop.renewer.spec import CertificateSpec, VerifyEndpoint
+from certloop.resolve import Resolver
 
 if TYPE_CHECKING:
-    from renewer.pipeline import RenewalContext
+    from certloop.renewer.pipeline import RenewalContext
 
 __all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "describe_os_error", "recover", "served_fingerprint"]
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from renewer.errors import RenewerError
+from certloop.renewer.errors import RenewerError
 
 __all__ = [
     "OUTCOMES",

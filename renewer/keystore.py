@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certloop.atomicfile import write_atomic
 from certloop.config import resolve_secret
-from renewer.errors import RenewerError
+from certloop.renewer.errors import RenewerError
 
 __all__ = ["Keystore", "KeystoreError", "write_private"]
 

@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from certloop import __version__
-from renewer.intake import OUTCOMES
+from certloop.renewer.intake import OUTCOMES
 
 __all__ = ["CATALOGUE", "RESULTS", "MetricDef", "RenewerMetrics", "Snapshot"]
 

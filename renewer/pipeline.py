@@ -32,14 +32,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certloop.errors import ConfigError
 from certloop.hostnames import covers
+from certloop.renewer.errors import IssuanceError, ValidationError
+from certloop.renewer.install import DeployResult, OnStage, deploy, recover
+from certloop.renewer.issuers import ISSUERS
+from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, split_pem
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore, TrustStoreError
 from certloop.verify import Verdict, verify_chain
-from renewer.errors import IssuanceError, ValidationError
-from renewer.install import DeployResult, OnStage, deploy, recover
-from renewer.issuers import ISSUERS
-from renewer.issuers.base import IssueContext, IssuedMaterial, split_pem
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
 
 __all__ = [
     "DeployResult",

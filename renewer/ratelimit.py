@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from certloop.config import format_duration
-from renewer.records import LedgerEvent
+from certloop.renewer.records import LedgerEvent
 
 __all__ = [
     "Decision",

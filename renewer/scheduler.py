@@ -14,11 +14,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from certloop.errors import CertloopError
 from certloop.facts import CertFacts, facts
+from certloop.renewer.config import RenewerConfig
+from certloop.renewer.errors import RenewerError
+from certloop.renewer.spec import CertificateSpec, renewal_due_at, should_renew
+from certloop.renewer.store import Store
 from certloop.x509 import read_certificate_file
-from renewer.config import RenewerConfig
-from renewer.errors import RenewerError
-from renewer.spec import CertificateSpec, renewal_due_at, should_renew
-from renewer.store import Store
 
 __all__ = ["SafetyNet", "installed_facts", "next_due"]
 

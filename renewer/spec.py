@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from certloop.config import VERBATIM, Duration, StrictModel, parse_duration
-from renewer.issuers import IssuerSettings
-from renewer.issuers.lego import KEY_TYPES as LEGO_KEY_TYPES
+from certloop.renewer.issuers import IssuerSettings
+from certloop.renewer.issuers.lego import KEY_TYPES as LEGO_KEY_TYPES
 
 __all__ = [
     "CERTIFICATE_ID_PATTERN",

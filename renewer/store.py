@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from renewer import migrations
-from renewer.database import (
+from certloop.renewer import migrations
+from certloop.renewer.database import (
     READ_ONLY,
     TABLES,
     abort_connection,
@@ -49,9 +49,9 @@ from renewer.database import (
     ratelimit_events,
     redact_url,
 )
-from renewer.deadline import DeadlinePassed, Watchdog
-from renewer.errors import RenewerError
-from renewer.records import (
+from certloop.renewer.deadline import DeadlinePassed, Watchdog
+from certloop.renewer.errors import RenewerError
+from certloop.renewer.records import (
     TERMINAL_STATES,
     CertificateState,
     Enqueued,

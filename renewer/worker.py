@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from renewer import pipeline
-from renewer.config import RenewerConfig
-from renewer.errors import (
+from certloop.renewer import pipeline
+from certloop.renewer.config import RenewerConfig
+from certloop.renewer.errors import (
     BackendFailed,
     ChallengeFailed,
     IssuanceError,
@@ -46,12 +46,12 @@ from renewer.errors import (
     RolledBack,
     ValidationError,
 )
-from renewer.metrics import RenewerMetrics
-from renewer.policy import next_attempt_at
-from renewer.ratelimit import LedgerRequest, check, failure_events, issued_events, order_events
-from renewer.records import Job, State
-from renewer.spec import CertificateSpec, renewal_due_at
-from renewer.store import Store, StoreUnavailable
+from certloop.renewer.metrics import RenewerMetrics
+from certloop.renewer.policy import next_attempt_at
+from certloop.renewer.ratelimit import LedgerRequest, check, failure_events, issued_events, order_events
+from certloop.renewer.records import Job, State
+from certloop.renewer.spec import CertificateSpec, renewal_due_at
+from certloop.renewer.store import Store, StoreUnavailable
 
 __all__ = ["LeaseLost", "OutageLog", "Worker", "failure_detail", "ledger_request"]
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from exporter.check import main as check_main
+from certloop.exporter.check import main as check_main
 from stack.loop import DOMAIN, ClosedLoop, LoopTimeout, mint_expiring
 from stack.process import LOOPBACK, free_port, install_signal_handlers
 

@@ -202,7 +202,7 @@ class ClosedLoop:
 
     def render_rules(self) -> Path:
         """The mixin's rules with short `for:` durations, written as a Prometheus rule file."""
-        from alerting.build import evaluate  # the rules the product ships, not a copy
+        from certloop.alerting.build import evaluate  # the rules the product ships, not a copy
 
         path = self.workdir / "certloop.rules.yml"
         path.write_text(yaml.safe_dump(evaluate(FAST_RULES_PATCH), sort_keys=False))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from exporter.sources.base import Context, ProbeCounter, Put, Source
-from exporter.sources.endpoints import EndpointSource
-from exporter.sources.files import FileSource
+from certloop.exporter.sources.base import Context, ProbeCounter, Put, Source
+from certloop.exporter.sources.endpoints import EndpointSource
+from certloop.exporter.sources.files import FileSource
 
 __all__ = ["SOURCES", "Context", "ProbeCounter", "Put", "Source"]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from certloop.exporter.config import ExporterConfig
 from certloop.truststore import TrustStore
-from exporter.config import ExporterConfig
 
 __all__ = ["Context", "ProbeCounter", "Put", "Resolver", "Source", "utcnow"]
 

@@ -17,14 +17,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from certloop.errors import FailureReason, ProbeError
+from certloop.exporter.config import DEFAULT_MODULE, ModuleConfig, split_target
+from certloop.exporter.report import Observation, TargetReport, assess, consistency, render
+from certloop.exporter.sources.base import Context, Put
+from certloop.exporter.sources.files import leaf_fingerprint
+from certloop.exporter.sources.paths import StatKey
 from certloop.hostnames import covers
 from certloop.probe import Names, Probed, addresses_of, probe_addresses, target_names
 from certloop.truststore import TrustStore
-from exporter.config import DEFAULT_MODULE, ModuleConfig, split_target
-from exporter.report import Observation, TargetReport, assess, consistency, render
-from exporter.sources.base import Context, Put
-from exporter.sources.files import leaf_fingerprint
-from exporter.sources.paths import StatKey
 
 __all__ = ["EndpointSource", "EndpointSpec", "probe_endpoint", "spec_for"]
 

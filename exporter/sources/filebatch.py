@@ -22,11 +22,11 @@ from typing import NamedTuple, TypeVar
 
 from cryptography import x509
 
+from certloop.exporter.report import ChainReport, Observation, TargetReport, assess, render
+from certloop.exporter.sources.paths import StatKey, key_of
 from certloop.facts import der_bytes
 from certloop.truststore import TrustStore
 from certloop.x509 import FileError, FileReason, certificates_in, load_der_chain, read_bounded, reason_for_errno
-from exporter.report import ChainReport, Observation, TargetReport, assess, render
-from exporter.sources.paths import StatKey, key_of
 
 __all__ = ["Job", "Known", "Reader", "Result"]
 

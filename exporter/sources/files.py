@@ -35,14 +35,12 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 
 from certloop.errors import ConfigError
-from certloop.facts import facts
-from certloop.x509 import FileError, read_certificate_file
-from exporter.config import FileGroup
-from exporter.metrics import Fragments
-from exporter.sources.base import Context, Put
-from exporter.sources.filebatch import Job, Known, Reader, Result
-from exporter.sources.filestate import Snapshots, from_micros
-from exporter.sources.paths import (
+from certloop.exporter.config import FileGroup
+from certloop.exporter.metrics import Fragments
+from certloop.exporter.sources.base import Context, Put
+from certloop.exporter.sources.filebatch import Job, Known, Reader, Result
+from certloop.exporter.sources.filestate import Snapshots, from_micros
+from certloop.exporter.sources.paths import (
     GLOB_CHARS,
     VANISHED,
     Listing,
@@ -52,7 +50,9 @@ from exporter.sources.paths import (
     list_directory,
     stat_key,
 )
-from exporter.sources.watch import DirectoryWatch, Resolution
+from certloop.exporter.sources.watch import DirectoryWatch, Resolution
+from certloop.facts import facts
+from certloop.x509 import FileError, read_certificate_file
 
 __all__ = ["FileSource", "leaf_fingerprint"]
 

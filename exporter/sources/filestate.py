@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certloop import __version__
 from certloop.atomicfile import write_atomic
-from exporter.sources.base import Context
+from certloop.exporter.sources.base import Context
 
 __all__ = ["SAVE_EVERY", "Entry", "FileState", "Snapshots", "fingerprint", "from_micros", "to_micros"]
 

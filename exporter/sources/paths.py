@@ -13,7 +13,7 @@ import os
 import re
 import time
 
-from exporter.config import FileGroup
+from certloop.exporter.config import FileGroup
 
 __all__ = ["GLOB_CHARS", "SETTLED", "VANISHED", "Listing", "NameFilter", "StatKey", "key_of", "lexists",
            "list_directory", "stat_key"]

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from renewer.issuers import acme_client, acmesh, certbot, command, httpsok, lego
-from renewer.issuers.base import IssueContext, IssuedMaterial, IssuerEntry
+from certloop.renewer.issuers import acme_client, acmesh, certbot, command, httpsok, lego
+from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, IssuerEntry
 
 __all__ = ["ISSUERS", "IssueContext", "IssuedMaterial", "IssuerEntry", "IssuerSettings"]
 

@@ -42,7 +42,7 @@ from josepy.jwk import JWK, JWKEC
 from pydantic import Field, model_validator
 
 from certloop.config import SECRET, VERBATIM, Duration, StrictModel, resolve_secret
-from renewer.errors import (
+from certloop.renewer.errors import (
     ChallengeFailed,
     ConnectionFailed,
     DnsError,
@@ -50,11 +50,11 @@ from renewer.errors import (
     RateLimited,
     Unauthorized,
 )
-from renewer.issuers.base import IssueContext, IssuedMaterial
-from renewer.issuers.challenges import DnsHookSolver, Solver, StandaloneSolver, WebrootSolver
+from certloop.renewer.issuers.base import IssueContext, IssuedMaterial
+from certloop.renewer.issuers.challenges import DnsHookSolver, Solver, StandaloneSolver, WebrootSolver
 
 if TYPE_CHECKING:
-    from renewer.spec import CertificateSpec
+    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["AcmeSettings", "Dns01Hook", "Eab", "Http01", "issue"]
 

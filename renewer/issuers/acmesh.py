@@ -23,11 +23,17 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from certloop.config import StrictModel
-from renewer.errors import NotDue, PendingManual
-from renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuedMaterial, classify_failure, run_program
+from certloop.renewer.errors import NotDue, PendingManual
+from certloop.renewer.issuers.base import (
+    WORLD_READABLE_UMASK,
+    IssueContext,
+    IssuedMaterial,
+    classify_failure,
+    run_program,
+)
 
 if TYPE_CHECKING:
-    from renewer.spec import CertificateSpec
+    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["EXIT_DNS_MANUAL", "EXIT_RENEW_SKIP", "AcmeShSettings", "build_argv", "issue"]
 

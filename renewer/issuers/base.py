@@ -24,12 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certloop.config import StrictModel
-from renewer.errors import BackendFailed, ChallengeFailed, ConnectionFailed, IssuanceError, RateLimited
-from renewer.issuers import leash
+from certloop.renewer.errors import BackendFailed, ChallengeFailed, ConnectionFailed, IssuanceError, RateLimited
+from certloop.renewer.issuers import leash
 
 if TYPE_CHECKING:
-    from renewer.keystore import Keystore
-    from renewer.spec import CertificateSpec
+    from certloop.renewer.keystore import Keystore
+    from certloop.renewer.spec import CertificateSpec
 
 __all__ = [
     "STDERR_TAIL",

@@ -30,10 +30,16 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import model_validator
 
 from certloop.config import StrictModel
-from renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuedMaterial, classify_failure, run_program
+from certloop.renewer.issuers.base import (
+    WORLD_READABLE_UMASK,
+    IssueContext,
+    IssuedMaterial,
+    classify_failure,
+    run_program,
+)
 
 if TYPE_CHECKING:
-    from renewer.spec import CertificateSpec
+    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["CertbotSettings", "build_argv", "issue"]
 

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
-from renewer.errors import DnsError, IssuanceError
-from renewer.issuers.base import run_program
+from certloop.renewer.errors import DnsError, IssuanceError
+from certloop.renewer.issuers.base import run_program
 
 __all__ = ["DnsHookSolver", "Solver", "StandaloneSolver", "WebrootSolver", "dns_record_name"]
 

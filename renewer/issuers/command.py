@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from certloop.config import VERBATIM, StrictModel
-from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
+from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
 
 if TYPE_CHECKING:
-    from renewer.spec import CertificateSpec
+    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["CommandSettings", "issue"]
 

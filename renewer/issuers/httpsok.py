@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import model_validator
 
 from certloop.config import SECRET, StrictModel, resolve_secret
-from renewer.errors import NotDue, Unauthorized
-from renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
-from renewer.keystore import write_private
+from certloop.renewer.errors import NotDue, Unauthorized
+from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
+from certloop.renewer.keystore import write_private
 
 if TYPE_CHECKING:
-    from renewer.spec import CertificateSpec
+    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["RUN_ARGS", "HttpsokSettings", "issue"]
 

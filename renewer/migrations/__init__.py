@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine
 
-from renewer.errors import RenewerError
+from certloop.renewer.errors import RenewerError
 
 __all__ = ["HEAD", "MigrationError", "current", "downgrade", "upgrade"]
 

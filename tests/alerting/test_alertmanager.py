@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from renewer.config import DEFAULT_ALERTNAMES
+from certloop.renewer.config import DEFAULT_ALERTNAMES
 from stack.alertmanager import Alertmanager
 from stack.moto import MotoServer
 from stack.process import wait_until

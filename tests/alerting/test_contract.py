@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from exporter import metrics as exporter_metrics
-from renewer import metrics as renewer_metrics
+from certloop.exporter import metrics as exporter_metrics
+from certloop.renewer import metrics as renewer_metrics
 from tests.alerting.node_exporter import NODE_EXPORTER
 from tests.alerting.rules import ROOT, Selector, annotation_queries, iter_rules, load_rules, selectors
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerting.build import GENERATED_DIR, PROMETHEUS_RULE_FILE, RULES_FILE, BuildError, evaluate, render
+from certloop.alerting.build import GENERATED_DIR, PROMETHEUS_RULE_FILE, RULES_FILE, BuildError, evaluate, render
 from tests.alerting.rules import ROOT, SEVERITIES, alerts, load_rules
 
 
@@ -64,7 +64,7 @@ def test_every_alert_has_severity_summary_description_and_runbook() -> None:
 
 def test_build_cli_writes_both_files(tmp_path: Path) -> None:
     """`python -m alerting.build --out DIR` (what `make generate` runs) writes both files and exits 0."""
-    result = subprocess.run([sys.executable, "-m", "alerting.build", "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "certloop.alerting.build", "--out", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([RULES_FILE, PROMETHEUS_RULE_FILE])

@@ -16,7 +16,7 @@ from typing import Any
 import _jsonnet
 import pytest
 
-from alerting.build import ALERTING_DIR
+from certloop.alerting.build import ALERTING_DIR
 
 RULES_SNIPPET = (
     "local m = import 'mixin.libsonnet';\n"

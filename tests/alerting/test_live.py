@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from alerting.build import GENERATED_DIR, RULES_FILE
+from certloop.alerting.build import GENERATED_DIR, RULES_FILE
 from stack.nginx import Nginx
 from stack.process import LOOPBACK, Process, free_port, wait_until
 from stack.prometheus import Prometheus

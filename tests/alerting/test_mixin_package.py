@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from alerting.build import ALERTING_DIR, evaluate
-from dashboards.build import DASHBOARDS, render_all
+from certloop.alerting.build import ALERTING_DIR, evaluate
+from certloop.dashboards.build import DASHBOARDS, render_all
 from tests.alerting.test_jsonnet_versions import render_with_binary, render_with_binding
 from tests.dashboards.model import GENERATED
 from tests.docs.markdown import fenced_blocks

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alerting.build import RULES_FILE, render
+from certloop.alerting.build import RULES_FILE, render
 from tests.alerting import severity_levels
 from tests.alerting.rules import PROMTOOL_TESTS, ROOT, RUNBOOKS, alerts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerting.build import BuildError, evaluate
+from certloop.alerting.build import BuildError, evaluate
 from tests.alerting.rules import alerts
 
 THREE = {"critical", "warning", "info"}

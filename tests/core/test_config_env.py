@@ -21,8 +21,8 @@ import yaml
 
 from certloop.config import expand_env
 from certloop.errors import ConfigError
-from exporter.config import load_config as load_exporter
-from renewer.config import load_config as load_renewer
+from certloop.exporter.config import load_config as load_exporter
+from certloop.renewer.config import load_config as load_renewer
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = Path(__file__).parent / "env_configs"

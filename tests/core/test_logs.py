@@ -31,7 +31,7 @@ HOSTILE = 'deploy step failed: nginx: [emerg] "ssl_certificate" x=1\nsecond line
 @pytest.mark.parametrize("fmt", ["logfmt", "json"])
 def test_every_record_is_one_parseable_line_even_with_newlines_quotes_and_tracebacks(capture, fmt) -> None:
     logs.configure("debug", fmt, stream=capture)
-    log = logging.getLogger("renewer.worker")
+    log = logging.getLogger("certloop.renewer.worker")
     log.warning("attempt failed: %s", HOSTILE)
     try:
         raise ValueError("boom\nwith a second line")
@@ -41,7 +41,7 @@ def test_every_record_is_one_parseable_line_even_with_newlines_quotes_and_traceb
     lines = capture.getvalue().splitlines()
     assert len(lines) == 3, lines
     records = parse_daemon_log(capture.getvalue(), fmt)
-    assert records[0]["level"] == "warn" and records[0]["logger"] == "renewer.worker"
+    assert records[0]["level"] == "warn" and records[0]["logger"] == "certloop.renewer.worker"
     assert records[0]["msg"] == f"attempt failed: {HOSTILE}"
     assert records[1]["level"] == "error" and "ValueError: boom\nwith a second line" in records[1]["error"]
     assert records[2]["certificate"] == "shop web" and str(records[2]["attempt"]) == "2"

@@ -14,7 +14,7 @@ STATIC_LABELS = frozenset({"certificate", "team"})
 # Labels Prometheus adds at scrape time.
 TARGET_LABELS = frozenset({"job", "instance"})
 COMMON_LABELS = ("source", "target", "address")
-CATALOGUE_MODULES = ("exporter.metrics", "renewer.metrics")
+CATALOGUE_MODULES = ("certloop.exporter.metrics", "certloop.renewer.metrics")
 
 
 class CatalogueMissing(AssertionError):

@@ -191,7 +191,7 @@ def alertmanager_config(renewer_address: str, token_file: Path) -> str:
 
 def rule_file(workdir: Path) -> Path:
     """The mixin's recording and alerting rules with `for: 0s` (stack/loop.py's patch), as a rule file."""
-    from alerting.build import evaluate  # the rules the product ships, not a copy
+    from certloop.alerting.build import evaluate  # the rules the product ships, not a copy
 
     path = workdir / "certloop.rules.yml"
     path.write_text(yaml.safe_dump(evaluate(FAST_RULES_PATCH), sort_keys=False))

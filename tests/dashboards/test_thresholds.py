@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from alerting.build import BuildError, evaluate
-from dashboards import build, thresholds
-from dashboards import style as s
-from dashboards.style import Query
-from dashboards.thresholds import Thresholds
+from certloop.alerting.build import BuildError, evaluate
+from certloop.dashboards import build, thresholds
+from certloop.dashboards import style as s
+from certloop.dashboards.style import Query
+from certloop.dashboards.thresholds import Thresholds
 from tests.dashboards.model import ROOT
 
 TEMPLATE = ROOT / "alerting" / "generated" / "dashboards.libsonnet"
@@ -95,14 +95,14 @@ def test_cli_takes_a_jsonnet_config_patch(tmp_path: Path) -> None:
     """`python -m dashboards.build --config-patch FILE` applies a jsonnet patch; a bad one is one clear error."""
     patch = tmp_path / "site.jsonnet"
     patch.write_text("{ renewerQueueStuckAfter: '%dm' % (3 * 10) }\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "dashboards.build", "--out", str(tmp_path / "out"),
+    done = subprocess.run([sys.executable, "-m", "certloop.dashboards.build", "--out", str(tmp_path / "out"),
                            "--config-patch", str(patch)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     renewals = (tmp_path / "out" / "renewals.json").read_text(encoding="utf-8")
     assert '"value": 1800' in renewals
     assert not (tmp_path / "out" / "dashboards.libsonnet").exists()
     patch.write_text("{ renewerQueueStuckAfter: '30 minutes' }\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "dashboards.build", "--out", str(tmp_path / "bad"),
+    done = subprocess.run([sys.executable, "-m", "certloop.dashboards.build", "--out", str(tmp_path / "bad"),
                            "--config-patch", str(patch)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert 'expected a duration like "30d", got "30 minutes"' in done.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from renewer.backupsite import ARCHIVE_NAME
+from certloop.renewer.backupsite import ARCHIVE_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose" / "docker-compose.yml"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from alerting.build import RULES_FILE, render
+from certloop.alerting.build import RULES_FILE, render
 from stack.process import Process, free_port
 from stack.prometheus import Prometheus
 from tests.alerting.node_exporter import NODE_EXPORTER

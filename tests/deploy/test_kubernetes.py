@@ -25,7 +25,7 @@ import pytest
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 
-from exporter.config import parse_config as parse_exporter_config
+from certloop.exporter.config import parse_config as parse_exporter_config
 from stack.prometheus import promtool
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ import requests
 import yaml
 
 from certloop.config import validate_model
-from renewer.issuers.challenges import StandaloneSolver
-from renewer.spec import CertificateSpec
+from certloop.renewer.issuers.challenges import StandaloneSolver
+from certloop.renewer.spec import CertificateSpec
 from stack.nginx import Listen, Nginx
 from stack.process import LOOPBACK, free_port
 from tests.docs.markdown import ROOT, fenced_blocks

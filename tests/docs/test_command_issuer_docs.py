@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from certloop.config import validate_model
-from renewer import pipeline
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
+from certloop.renewer import pipeline
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 from tests.docs.markdown import ROOT, fenced_blocks
 from tests.support.pki import Pki
 

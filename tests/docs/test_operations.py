@@ -24,7 +24,7 @@ import yaml
 
 from certloop.cli import COMMANDS, SCHEMAS
 from certloop.config import validate_model
-from renewer.config import RenewerConfig
+from certloop.renewer.config import RenewerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 OPS = REPO / "docs" / "operations"

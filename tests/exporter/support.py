@@ -17,9 +17,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import ExporterConfig, parse_config
-from exporter.engine import Engine
-from exporter.server import build_server
+from certloop.exporter.config import ExporterConfig, parse_config
+from certloop.exporter.engine import Engine
+from certloop.exporter.server import build_server
 from stack.process import Process, free_port, wait_until
 
 T = TypeVar("T")

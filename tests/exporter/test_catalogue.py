@@ -9,9 +9,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from certloop.config import validate_model
-from exporter import metrics as m
-from exporter.collector import Inventory
-from exporter.config import ExporterConfig
+from certloop.exporter import metrics as m
+from certloop.exporter.collector import Inventory
+from certloop.exporter.config import ExporterConfig
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

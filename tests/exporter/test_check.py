@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
+from certloop.exporter.check import load_check_config, parse_target, run
+from certloop.exporter.table import Row, Status, Thresholds, decide, exit_code, render_table
 from certloop.verify import Verdict
-from exporter.check import load_check_config, parse_target, run
-from exporter.table import Row, Status, Thresholds, decide, exit_code, render_table
 from tests.support.pki import Issued, Pki
 
 REPO = Path(__file__).resolve().parents[2]

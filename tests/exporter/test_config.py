@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from certloop.errors import ConfigError
-from exporter.config import json_schema, load_config, parse_config
+from certloop.exporter.config import json_schema, load_config, parse_config
 from tests.exporter.support import run_cli, write_config
 
 BAD = Path(__file__).parent / "bad_configs"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from certloop.exporter import metrics as m
+from certloop.exporter import report as report_mod
+from certloop.exporter.sources import filebatch
+from certloop.exporter.sources.filebatch import Job, Reader, Result
+from certloop.exporter.sources.paths import stat_key
 from certloop.truststore import TrustStore
-from exporter import metrics as m
-from exporter import report as report_mod
-from exporter.sources import filebatch
-from exporter.sources.filebatch import Job, Reader, Result
-from exporter.sources.paths import stat_key
 from tests.support.pki import Pki
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import metrics as m
-from exporter.engine import Engine
-from exporter.sources import files as files_mod
-from exporter.sources import paths as paths_mod
-from exporter.sources.files import FileSource
+from certloop.exporter import metrics as m
+from certloop.exporter.engine import Engine
+from certloop.exporter.sources import files as files_mod
+from certloop.exporter.sources import paths as paths_mod
+from certloop.exporter.sources.files import FileSource
 from tests.support.pki import Pki
 
 Fragments = dict[Hashable, dict[str, bytes]]

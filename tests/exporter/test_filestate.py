@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter.sources.filestate import FileState
+from certloop.exporter.sources.filestate import FileState
 from stack.process import wait_until
 from tests.exporter.support import ExporterProcess, exporter, run_cli, samples, value, write_config
 from tests.support.pki import Pki
@@ -160,7 +160,8 @@ def test_a_damaged_snapshot_is_reported_and_ignored(pki: Pki, tmp_path: Path, da
         payload = pickle.dumps((fingerprint, body))
         path.write_bytes(header + hashlib.sha256(payload).digest() + payload)
     os.chdir(tmp_path)
-    with caplog.at_level("WARNING", logger="exporter.sources.filestate"), exporter(config, state_dir=state) as exp:
+    with (caplog.at_level("WARNING", logger="certloop.exporter.sources.filestate"),
+          exporter(config, state_dir=state) as exp):
         text = exp.metrics()
     assert _reads(text) == 3
     assert len(samples(text, "certloop_probe_success", source="file", team="web")) == 3

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from certloop.exporter.probe import render_probe
+from certloop.exporter.report import Observation, TargetReport, assess, render
 from certloop.truststore import TrustStore
-from exporter.probe import render_probe
-from exporter.report import Observation, TargetReport, assess, render
 from tests.exporter.support import value
 from tests.support.pki import Pki
 

@@ -1,13 +1,13 @@
-"""exporter.report renders each certificate's lines once and reuses them: the text stays byte-identical."""
+"""certloop.exporter.report renders each certificate's lines once and reuses them: the text stays byte-identical."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from certloop.exporter import metrics as m
+from certloop.exporter.report import Observation, TargetReport, assess, render
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict
-from exporter import metrics as m
-from exporter.report import Observation, TargetReport, assess, render
 from tests.support.pki import Pki
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from exporter.config import parse_config
-from exporter.engine import build_context
-from exporter.sources import ProbeCounter
-from exporter.sources import watch as watch_module
-from exporter.sources.files import FileSource
+from certloop.exporter.config import parse_config
+from certloop.exporter.engine import build_context
+from certloop.exporter.sources import ProbeCounter
+from certloop.exporter.sources import watch as watch_module
+from certloop.exporter.sources.files import FileSource
 from tests.support.pki import Issued, Pki
 
 
@@ -167,7 +167,7 @@ def test_what_cannot_be_watched_is_swept_in_full_every_time(
 ) -> None:
     """A wildcard in a directory component, a missing parent, files_watch: false, the safety net."""
     pki.leaf(["a.example"]).write(tmp_path / "sites" / "a", "a")
-    with caplog.at_level("INFO", logger="exporter.sources.watch"):
+    with caplog.at_level("INFO", logger="certloop.exporter.sources.watch"):
         wild = sweepers([str(tmp_path / "sites" / "*" / "*.fullchain.pem")])
         assert all(wild.sweep() for _ in range(4))
     assert any("has a wildcard in a directory" in r.getMessage() for r in caplog.records)

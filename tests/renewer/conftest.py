@@ -19,9 +19,9 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from renewer import migrations
-from renewer.database import TABLES
-from renewer.store import Store
+from certloop.renewer import migrations
+from certloop.renewer.database import TABLES
+from certloop.renewer.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 MINT = Path(__file__).with_name("mint.py")

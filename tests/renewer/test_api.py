@@ -26,13 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop.httpserver import HttpServer
-from renewer.access import Access
-from renewer.api import ROUTES, Api, build_router
-from renewer.config import RenewerConfig, load_config
-from renewer.daemon import tls_context
-from renewer.metrics import CATALOGUE, RenewerMetrics
-from renewer.openapi import OPENAPI
-from renewer.store import Store
+from certloop.renewer.access import Access
+from certloop.renewer.api import ROUTES, Api, build_router
+from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.daemon import tls_context
+from certloop.renewer.metrics import CATALOGUE, RenewerMetrics
+from certloop.renewer.openapi import OPENAPI
+from certloop.renewer.store import Store
 from stack.alertmanager import Alertmanager
 from tests.renewer.conftest import TOKEN, Setup, wait_for
 from tests.support.pki import Pki

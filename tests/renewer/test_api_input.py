@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from renewer.store import Store
+from certloop.renewer.store import Store
 from tests.renewer.conftest import RenewerProcess, Setup, clean
 
 CASES = [

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renewer.backup import FORMAT, BackupError, read_backup
-from renewer.cli import main
-from renewer.config import load_config
-from renewer.daemon import open_keystore, open_store
-from renewer.records import State
+from certloop.renewer.backup import FORMAT, BackupError, read_backup
+from certloop.renewer.cli import main
+from certloop.renewer.config import load_config
+from certloop.renewer.daemon import open_keystore, open_store
+from certloop.renewer.records import State
 from tests.renewer.conftest import Setup, clean
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -52,7 +52,7 @@ def test_backup_restores_into_a_fresh_data_dir_and_postgresql(
     """Rows and files come back byte for byte in another data dir on another database engine."""
     setup = make_setup(["shop"])
     job_id, secret = _seed(setup)
-    archive = tmp_path / "renewer.backup"
+    archive = tmp_path / "certloop.renewer.backup"
     assert main(["--config.file", str(setup.path), "backup", "--out", str(archive)]) == 0
     assert oct(archive.stat().st_mode & 0o777) == "0o600"
     assert b"seed" not in archive.read_bytes() and b"private key" not in archive.read_bytes()
@@ -79,7 +79,7 @@ def test_passphrase_archive_needs_the_passphrase(make_setup: Callable[..., Setup
     _seed(setup)
     phrase = tmp_path / "phrase"
     phrase.write_text("correct horse battery staple\n")
-    archive = tmp_path / "renewer.backup"
+    archive = tmp_path / "certloop.renewer.backup"
     assert main(["--config.file", str(setup.path), "backup", "--out", str(archive),
                  "--passphrase-file", str(phrase)]) == 0
     doc = read_backup(archive, passphrase=b"correct horse battery staple")
@@ -102,7 +102,7 @@ def test_passphrase_archive_needs_the_passphrase(make_setup: Callable[..., Setup
 def test_install_journals_are_neither_archived_nor_restored(make_setup: Callable[..., Setup], tmp_path: Path) -> None:
     """A journal left by an install in flight would, replayed after a restore, copy old certificates over newer
     ones: backup leaves `journal/` out, and restore ignores journal entries of older archives."""
-    from renewer.backup import make_backup, restore_backup
+    from certloop.renewer.backup import make_backup, restore_backup
 
     setup = make_setup(["shop"])
     cfg = load_config(setup.path)

@@ -15,15 +15,15 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from renewer import migrations
-from renewer.backup import make_backup, restore_backup
-from renewer.backupsite import archive_name, expired
-from renewer.backupverify import Mismatch, check_restored
-from renewer.cli import main
-from renewer.config import load_config
-from renewer.daemon import open_keystore, open_store
-from renewer.records import State
-from renewer.store import Store
+from certloop.renewer import migrations
+from certloop.renewer.backup import make_backup, restore_backup
+from certloop.renewer.backupsite import archive_name, expired
+from certloop.renewer.backupverify import Mismatch, check_restored
+from certloop.renewer.cli import main
+from certloop.renewer.config import load_config
+from certloop.renewer.daemon import open_keystore, open_store
+from certloop.renewer.records import State
+from certloop.renewer.store import Store
 from stack.moto import MotoServer
 from tests.renewer.conftest import PG_ADMIN, Setup
 

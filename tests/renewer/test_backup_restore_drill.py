@@ -28,7 +28,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from renewer import install
+from certloop.renewer import install
 from stack.moto import MotoServer
 from tests.renewer.conftest import PG_ADMIN, TOKEN, RenewerProcess, wait_for
 from tests.renewer.standins.peers import DOMAIN, AcmeStack, acme_stack_fixture  # noqa: F401  # fixture

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from certloop.config import validate_model
-from renewer import pipeline
-from renewer.spec import CertificateSpec
+from certloop.renewer import pipeline
+from certloop.renewer.spec import CertificateSpec
 from tests.renewer.standins.peers import AcmeStack, acme_stack_fixture  # noqa: F401  # fixture
 
 

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from certloop.cli import main as certloop_main
-from renewer.cli import main
+from certloop.renewer.cli import main
 from tests.renewer.conftest import RenewerProcess, Setup, wait_for
 
 

@@ -24,12 +24,12 @@ import pytest
 
 from certloop import atomicfile
 from certloop.config import validate_model
+from certloop.renewer import install, pipeline
+from certloop.renewer.errors import DeployError, RollbackFailed, RolledBack, ValidationError, VerifyError
+from certloop.renewer.issuers.base import IssuedMaterial
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore
-from renewer import install, pipeline
-from renewer.errors import DeployError, RollbackFailed, RolledBack, ValidationError, VerifyError
-from renewer.issuers.base import IssuedMaterial
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.process import free_port
@@ -308,10 +308,10 @@ import asyncio, json, sys
 from datetime import UTC, datetime
 from pathlib import Path
 from certloop.config import validate_model
-from renewer import pipeline
-from renewer.issuers.base import IssuedMaterial
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
+from certloop.renewer import pipeline
+from certloop.renewer.issuers.base import IssuedMaterial
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 doc = json.loads(sys.argv[1])
 spec = validate_model(CertificateSpec, doc["spec"])
 ctx = pipeline.RenewalContext(Path(doc["data_dir"]), lambda: datetime.now(UTC), Keystore(b"s" * 32))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from renewer import migrations
-from renewer.api import EnqueueBatcher
-from renewer.records import Enqueued, EnqueueItem, State
-from renewer.store import Store, StoreUnavailable
+from certloop.renewer import migrations
+from certloop.renewer.api import EnqueueBatcher
+from certloop.renewer.records import Enqueued, EnqueueItem, State
+from certloop.renewer.store import Store, StoreUnavailable
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -13,10 +13,10 @@ import requests
 from acme import messages
 
 from certloop.config import validate_model
-from renewer import pipeline
-from renewer.errors import ChallengeFailed, ConnectionFailed, RateLimited, Unauthorized
-from renewer.issuers import acme_client
-from renewer.spec import CertificateSpec
+from certloop.renewer import pipeline
+from certloop.renewer.errors import ChallengeFailed, ConnectionFailed, RateLimited, Unauthorized
+from certloop.renewer.issuers import acme_client
+from certloop.renewer.spec import CertificateSpec
 from stack.pebble import Pebble
 from stack.process import free_port, port_open
 from tests.renewer.standins.peers import DOMAIN, STANDINS, AcmeStack, acme_stack_fixture  # noqa: F401  # fixture

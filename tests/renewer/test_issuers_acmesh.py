@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from certloop.config import validate_model
+from certloop.renewer import pipeline
+from certloop.renewer.errors import BackendFailed, NotDue, PendingManual
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore
-from renewer import pipeline
-from renewer.errors import BackendFailed, NotDue, PendingManual
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
 from tests.renewer.standins.peers import recorded, standin_env
 from tests.support.pki import Pki
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from certloop.config import validate_model
-from renewer import pipeline
-from renewer.errors import BackendFailed, IssuanceError
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
+from certloop.renewer import pipeline
+from certloop.renewer.errors import BackendFailed, IssuanceError
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 from tests.renewer.standins.peers import STANDINS, standin_env
 from tests.support.pki import Pki
 

@@ -17,11 +17,11 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.errors import ConfigError
+from certloop.renewer import pipeline
+from certloop.renewer.errors import NotDue, Unauthorized
+from certloop.renewer.keystore import Keystore
+from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore
-from renewer import pipeline
-from renewer.errors import NotDue, Unauthorized
-from renewer.keystore import Keystore
-from renewer.spec import CertificateSpec
 from stack.nginx import Nginx
 from stack.process import free_port
 from tests.renewer.standins.peers import recorded, standin_env

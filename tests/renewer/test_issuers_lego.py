@@ -9,10 +9,10 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.errors import ConfigError
-from renewer import pipeline
-from renewer.errors import ChallengeFailed, ConnectionFailed
-from renewer.issuers import lego
-from renewer.spec import CertificateSpec
+from certloop.renewer import pipeline
+from certloop.renewer.errors import ChallengeFailed, ConnectionFailed
+from certloop.renewer.issuers import lego
+from certloop.renewer.spec import CertificateSpec
 from stack.process import free_port
 from tests.renewer.standins.peers import AcmeStack, acme_stack_fixture  # noqa: F401  # fixture
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from certloop.errors import ConfigError
-from renewer.keystore import Keystore, KeystoreError
+from certloop.renewer.keystore import Keystore, KeystoreError
 
 KEY = bytes(range(32))
 

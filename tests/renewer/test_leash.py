@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from renewer.errors import BackendFailed
-from renewer.issuers.base import run_program
+from certloop.renewer.errors import BackendFailed
+from certloop.renewer.issuers.base import run_program
 
 REPO = Path(__file__).resolve().parents[2]
 
 # A "renewer": runs one program through run_program and waits; the test kills it with SIGKILL.
 _PARENT = """
 import asyncio, sys
-from renewer.issuers.base import run_program
+from certloop.renewer.issuers.base import run_program
 asyncio.run(run_program(sys.argv[1:], time_limit=120))
 """
 # The program: starts a grandchild (a shell's background sleep), records both pids, waits.

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from certloop.config import validate_model
-from renewer import install, pipeline
-from renewer.errors import ValidationError
-from renewer.spec import CertificateSpec
+from certloop.renewer import install, pipeline
+from certloop.renewer.errors import ValidationError
+from certloop.renewer.spec import CertificateSpec
 from tests.renewer.standins.peers import (
     DOMAIN,
     STANDINS,

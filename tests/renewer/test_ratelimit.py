@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from renewer.config import DEFAULT_RATE_LIMITS, RateLimitRule
-from renewer.policy import backoff_delay, next_attempt_at
-from renewer.ratelimit import LedgerRequest, check, failure_events, headroom, issued_events, order_events
+from certloop.renewer.config import DEFAULT_RATE_LIMITS, RateLimitRule
+from certloop.renewer.policy import backoff_delay, next_attempt_at
+from certloop.renewer.ratelimit import LedgerRequest, check, failure_events, headroom, issued_events, order_events
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LE = "https://acme-v02.api.letsencrypt.org/directory"

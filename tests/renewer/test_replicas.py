@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from renewer.store import Store
+from certloop.renewer.store import Store
 from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
 from tests.renewer.loadgen import alert_payload, post_all
 

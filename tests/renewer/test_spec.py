@@ -9,7 +9,7 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.errors import ConfigError
-from renewer.spec import CertificateSpec, renewal_due_at, should_renew
+from certloop.renewer.spec import CertificateSpec, renewal_due_at, should_renew
 
 
 def _doc(**extra: Any) -> dict[str, Any]:

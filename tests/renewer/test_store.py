@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from renewer import migrations
-from renewer.records import LedgerEvent, State
-from renewer.store import Store, StoreUnavailable
+from certloop.renewer import migrations
+from certloop.renewer.records import LedgerEvent, State
+from certloop.renewer.store import Store, StoreUnavailable
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

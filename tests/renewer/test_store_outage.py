@@ -24,8 +24,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from renewer.store import Store, StoreUnavailable
-from renewer.worker import OutageLog
+from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.worker import OutageLog
 from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
 from tests.support.servers import PrivatePostgres, ThreadedServer, private_postgres, silent
 
@@ -209,7 +209,7 @@ def test_outage_log_says_it_once_then_at_a_bounded_rate_then_once_when_it_ends(
     seconds while it lasts (with the count), one at the end; nothing while the store answers."""
     now = [1000.0]
     outage = OutageLog(every=60, clock=lambda: now[0])
-    caplog.set_level(logging.INFO, logger="renewer.worker")
+    caplog.set_level(logging.INFO, logger="certloop.renewer.worker")
     outage.succeeded()
     exc = StoreUnavailable("claim", "connection refused")
     for _ in range(4 * 150):  # 150 s of failures, four a second

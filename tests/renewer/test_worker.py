@@ -20,14 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certloop.logs import JsonFormatter, LogfmtFormatter
-from renewer import pipeline
-from renewer.config import RenewerConfig, load_config
-from renewer.daemon import open_keystore
-from renewer.metrics import RenewerMetrics
-from renewer.records import Job, LedgerEvent, State
-from renewer.scheduler import SafetyNet
-from renewer.store import Store
-from renewer.worker import Worker
+from certloop.renewer import pipeline
+from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.daemon import open_keystore
+from certloop.renewer.metrics import RenewerMetrics
+from certloop.renewer.records import Job, LedgerEvent, State
+from certloop.renewer.scheduler import SafetyNet
+from certloop.renewer.store import Store
+from certloop.renewer.worker import Worker
 from tests.renewer.conftest import RenewerProcess, Setup, wait_for
 from tests.support.pki import Pki
 
@@ -371,7 +371,7 @@ def _job_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     JSON rendering of each is checked to be one line too."""
     out = []
     for record in caplog.records:
-        if record.name == "renewer.worker" and record.levelno >= logging.WARNING:
+        if record.name == "certloop.renewer.worker" and record.levelno >= logging.WARNING:
             assert "\n" not in JsonFormatter().format(record)
             out.append((record.levelname, LogfmtFormatter().format(record)))
     return out
@@ -387,7 +387,7 @@ def test_every_failed_issuance_attempt_warns_once_and_the_terminal_failure_error
     cfg, clock = load_config(setup.write()), Clock()
     worker = make_worker(cfg, sqlite_store, clock)
     sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
-    caplog.set_level("INFO", logger="renewer.worker")
+    caplog.set_level("INFO", logger="certloop.renewer.worker")
     for _ in range(3):
         job = run_once(worker, sqlite_store, clock)
         clock.now += timedelta(seconds=3)
@@ -409,7 +409,7 @@ def test_every_failed_deploy_attempt_warns_once_and_rolled_back_errors_once(
     cfg, clock = load_config(setup.path), Clock()
     worker = make_worker(cfg, sqlite_store, clock)
     sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
-    caplog.set_level("INFO", logger="renewer.worker")
+    caplog.set_level("INFO", logger="certloop.renewer.worker")
     for _ in range(3):
         job = run_once(worker, sqlite_store, clock)
         clock.now += timedelta(seconds=3)
