@@ -268,13 +268,13 @@ def test_overview_rows_link_to_the_detail_of_their_certificate(dashboards: dict[
 
 
 def test_generated_files_are_package_data_of_dashboards() -> None:
-    """The dashboards and Grafana provisioning files ship inside the `dashboards` package (so an installed
-    certloop has them whatever else is packaged): pyproject's package-data for `dashboards` covers every
+    """The dashboards and Grafana provisioning files ship inside the `certloop.dashboards` package (so an installed
+    certloop has them whatever else is packaged): pyproject's package-data for `certloop.dashboards` covers every
     generated file."""
     import tomllib
 
     config = tomllib.loads((model.ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["dashboards"]
+    patterns = config["tool"]["setuptools"]["package-data"]["certloop.dashboards"]
     package = model.ROOT / "dashboards"
     generated = [p.relative_to(package).as_posix() for p in model.GENERATED.rglob("*") if p.is_file()]
     assert any(g.startswith("generated/provisioning/datasources/") for g in generated)
