@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from exporter.check import run
+from certloop.exporter.check import run
 from stack.process import free_port, wait_until
 from tests.exporter.support import exporter, samples, write_config
 from tests.exporter.test_check import tls_server
