@@ -27,8 +27,8 @@ PREFIX=""
 WHEEL=""
 EXTRAS=""
 PYTHON=${PYTHON:-python3}
-EXPORTER_PORT=9793
-RENEWER_PORT=9442
+EXPORTER_PORT=10793
+RENEWER_PORT=10794
 CHECK_PORTS=""
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -136,7 +136,7 @@ say "installed $("$venv/bin/certloop" --version) into $venv"
 units=(certloop-exporter.service certloop-renewer.service certloop-backup.service certloop-backup.timer)
 install -d -m 0755 "$R/etc/systemd/system" "$R/etc/logrotate.d"
 for unit in "${units[@]}"; do
-  sed -e "s|127.0.0.1:9793|127.0.0.1:$EXPORTER_PORT|g" -e "s|127.0.0.1:9442|127.0.0.1:$RENEWER_PORT|g" \
+  sed -e "s|127.0.0.1:10793|127.0.0.1:$EXPORTER_PORT|g" -e "s|127.0.0.1:10794|127.0.0.1:$RENEWER_PORT|g" \
     "$SOURCE/deploy/systemd/$unit" >"$work/$unit"
   install -m 0644 "$work/$unit" "$R/etc/systemd/system/$unit"
 done
@@ -147,7 +147,7 @@ for name in exporter.yml renewer.yml; do
   if [[ -e $R/etc/certloop/$name ]]; then
     say "kept /etc/certloop/$name (yours); the current template is deploy/config/$name"
   else
-    sed -e "s|127.0.0.1:9442|127.0.0.1:$RENEWER_PORT|" "$SOURCE/deploy/config/$name" >"$work/$name"
+    sed -e "s|127.0.0.1:10794|127.0.0.1:$RENEWER_PORT|" "$SOURCE/deploy/config/$name" >"$work/$name"
     install -m 0644 "$work/$name" "$R/etc/certloop/$name"
   fi
 done

@@ -1,6 +1,6 @@
 """``certloop exporter``: Prometheus-style flags, uvloop when available, SIGHUP reload.
 
-    certloop exporter --config.file exporter.yml --web.listen-address 127.0.0.1:9793
+    certloop exporter --config.file exporter.yml --web.listen-address 127.0.0.1:10793
     certloop exporter --config.file exporter.yml --config.check    # validate and exit (0 ok, 1 bad)
     certloop exporter --config.file exporter.yml --web.probe-workers 2   # /probe on 3 processes
     certloop exporter --config.file exporter.yml --web.max-connections 4096
@@ -33,7 +33,7 @@ from certloop.webconfig import WebConfigFile
 __all__ = ["main"]
 
 log = logging.getLogger("exporter")
-DEFAULT_LISTEN = "127.0.0.1:9793"
+DEFAULT_LISTEN = "127.0.0.1:10793"
 LOOPBACK = "127.0.0.1"
 
 

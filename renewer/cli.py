@@ -1,6 +1,6 @@
 """``certloop renewer``: run the daemon, check its config, manage its database and backups.
 
-    certloop renewer --config.file renewer.yml [--web.listen-address 127.0.0.1:9442]
+    certloop renewer --config.file renewer.yml [--web.listen-address 127.0.0.1:10794]
     certloop renewer --config.file renewer.yml --config.check
     certloop renewer --config.file renewer.yml db upgrade|current|downgrade REVISION
     certloop renewer --config.file renewer.yml backup --out FILE|DIR/|s3://B/P/[NAME] [--passphrase-file F]

@@ -1,6 +1,6 @@
 """The renewer's config file: listen address, auth, storage, worker, scheduler, limits, certificates.
 
-    listen: 127.0.0.1:9442
+    listen: 127.0.0.1:10794
     auth: {token_file: /etc/certloop/renewer.token}
     data_dir: /var/lib/certloop-renewer
     certificates:
@@ -272,7 +272,7 @@ class AlertsConfig(StrictModel):
 
 
 class RenewerConfig(StrictModel):
-    listen: str = Field(default="127.0.0.1:9442", description="host:port (flag --web.listen-address)")
+    listen: str = Field(default="127.0.0.1:10794", description="host:port (flag --web.listen-address)")
     auth: AuthConfig
     data_dir: Path = Path("/var/lib/certloop-renewer")
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -312,7 +312,7 @@ class RenewerConfig(StrictModel):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"  # noqa: S104 - ":9442" means all
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"  # noqa: S104 - ":10794" means all
 
     @property
     def port(self) -> int:

@@ -173,7 +173,7 @@ class Daemon:
                                  ssl_context=ssl_context, server_header="certloop-renewer",
                                  max_connections=self.max_connections)
         host, _, port = self.listen.rpartition(":")
-        await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":9442" means all
+        await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":10794" means all
         self.metrics.config_reload_ok.set(1)
         scheme = "https" if self.server.ssl_context else "http"
         log.info("listening on %s://%s:%d (owner %s)", scheme, host or "0.0.0.0", self.server.port, self.owner)  # noqa: S104

@@ -161,12 +161,12 @@ def test_groups_without_a_certificate_get_a_subject_a_person_understands(tmp_pat
     data = _group([exporter_down, renewer_down], {"team": "platform"})
     en = render(tmp_path, '{{ template "certloop.email.en.subject" . }}', data)
     zh = render(tmp_path, '{{ template "certloop.email.zh.subject" . }}', data)
-    assert en == ("[FIRING:2] certloop critical: certloop exporter exporter:9793 is down (1 of 2 alerts) "
+    assert en == ("[FIRING:2] certloop critical: certloop exporter exporter:10793 is down (1 of 2 alerts) "
                   "(team platform)")
-    assert zh == "[告警:2] certloop 紧急：certloop 导出器 exporter:9793 不可用（共 2 条告警）（团队 platform）"
+    assert zh == "[告警:2] certloop 紧急：certloop 导出器 exporter:10793 不可用（共 2 条告警）（团队 platform）"
     single = _group([exporter_down], {"team": "platform"})
     assert render(tmp_path, '{{ template "certloop.slack.zh.title" . }}', single) == (
-        "[告警:1] certloop 导出器 exporter:9793 不可用（团队 platform）")
+        "[告警:1] certloop 导出器 exporter:10793 不可用（团队 platform）")
 
 
 @pytest.mark.parametrize("name", ["certloop.email.zh.text", "certloop.email.zh.html", "certloop.slack.zh.text",

@@ -46,7 +46,7 @@ def _render(shard: int) -> str:
 def _localise(config: Mapping[str, Any], targets_dir: Path, exporter: str, closed: str) -> list[dict[str, Any]]:
     """The page's scrape configs with example.com hosts and file paths replaced by loopback and tmp paths."""
     text = yaml.safe_dump(config["scrape_configs"], sort_keys=False)
-    text = text.replace("certloop-exporter.example.com:9793", exporter)
+    text = text.replace("certloop-exporter.example.com:10793", exporter)
     text = re.sub(r"[\w.-]+\.example\.com:\d+", closed, text)
     text = text.replace("/etc/prometheus/certloop-targets", str(targets_dir))
     configs: list[dict[str, Any]] = yaml.safe_load(text)

@@ -1,6 +1,6 @@
 """A small loopback HTTP load generator: POST bodies over keep-alive connections, time each request.
 
-    python -m tests.renewer.loadgen --url http://127.0.0.1:9442/api/v1/alertmanager --token T \\
+    python -m tests.renewer.loadgen --url http://127.0.0.1:10794/api/v1/alertmanager --token T \\
         --requests 5000 --connections 32 --certificates 20
 
 Used by the replicas test and to measure webhook intake throughput and p99 latency.

@@ -81,7 +81,7 @@ def parse_duration(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--watch-dir", type=Path, required=True, help="the mounted ConfigMap directory")
-    parser.add_argument("--reload-url", required=True, help="e.g. http://127.0.0.1:9442/-/reload")
+    parser.add_argument("--reload-url", required=True, help="e.g. http://127.0.0.1:10794/-/reload")
     parser.add_argument("--token-file", type=Path, help="bearer token for the reload (the renewer's)")
     parser.add_argument("--interval", type=parse_duration, default=parse_duration("5s"))
     args = parser.parse_args(argv)
