@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from certloop import __version__
 from certloop.errors import ConfigError
 from certloop.httpserver import Handler, HttpError, Request, Response, Router
 from certloop.landing import landing_page
 from certloop.renewer.access import Access, Permission, Principal
+from certloop.renewer.audit import AuditTrail
 from certloop.renewer.config import RenewerConfig
 from certloop.renewer.intake import PayloadError, summary, triage
 from certloop.renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from certloop.renewer.openapi import OPENAPI
 from certloop.renewer.ratelimit import headroom
-from certloop.renewer.records import Enqueued, EnqueueItem, JobEvent, State
+from certloop.renewer.records import AuditEvent, Enqueued, EnqueueItem, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
 from certloop.renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
 from certloop.renewer.store import Store, StoreUnavailable
@@ -120,6 +123,7 @@ class Api:
     reload: Callable[[], Awaitable[None]]
     lifecycle: bool = False  # --web.enable-lifecycle: POST /-/reload answers 403 without it (SIGHUP always works)
     _batcher: EnqueueBatcher | None = field(default=None, init=False, repr=False)
+    _audit: AuditTrail | None = field(default=None, init=False, repr=False)
     _ids: tuple[RenewerConfig | None, frozenset[str]] = field(default=(None, frozenset()), init=False, repr=False)
 
     def _configured(self, cfg: RenewerConfig) -> frozenset[str]:
@@ -134,6 +138,18 @@ class Api:
             self._batcher = EnqueueBatcher(self.store)
         return self._batcher
 
+    @property
+    def audit(self) -> AuditTrail:
+        if self._audit is None:
+            self._audit = AuditTrail(self.store, self.metrics, self.clock)
+        return self._audit
+
+    def audit_event(self, req: Request, principal: Principal | None, action: str, status: int,
+                    target: str | None, detail: str | None = None) -> AuditEvent:
+        """An audit line for ``req``: the principal's name and role (never a credential), its address."""
+        return AuditEvent(self.clock(), principal.name if principal else None,
+                          (principal.role if principal else None), action, target, req.peer, status, detail)
+
     # -- auth -------------------------------------------------------------------------------------
 
     def _refused(self, req: Request, principal: Principal | None) -> Response:
@@ -143,8 +159,12 @@ class Api:
             return resp
         return Response.error(403, f"{principal.name} (role {principal.role or 'none'}) may not do this")
 
-    async def guard(self, handler: Handler, permission: Permission | None, req: Request) -> Response:
-        """Run ``handler`` when the caller's role carries ``permission`` (None: open to everyone)."""
+    async def guard(self, handler: Handler, permission: Permission | None, action: str | None,
+                    req: Request) -> Response:
+        """Run ``handler`` when the caller's role carries ``permission`` (None: open to everyone).
+
+        Refusals (401/403) go to the audit trail (bounded per minute); so does every call of a
+        state-changing route (``action``: renew, retry, reload), whatever its answer, before it is sent."""
         if permission is None:
             return await handler(req)
         access = self.access()
@@ -153,9 +173,18 @@ class Api:
             response = self._refused(req, principal)
             if permission == "webhook":
                 self.metrics.webhook_requests.labels(str(response.status)).inc()
+            self.note_refusal(req, principal, response)
             return response
         req.principal = principal
-        return await handler(req)
+        response = await handler(req)
+        if action is not None:
+            await self.audit.record(self.audit_event(req, principal, action, response.status,
+                                                     _target(req, action), _detail(response)))
+        return response
+
+    def note_refusal(self, req: Request, principal: Principal | None, response: Response) -> None:
+        self.audit.refused(self.audit_event(req, principal, "refused", response.status,
+                                            f"{req.method} {req.path}", _detail(response)))
 
     # -- webhook ----------------------------------------------------------------------------------
 
@@ -200,20 +229,28 @@ class Api:
             self.metrics.alerts.labels(ignored.outcome).inc()
         if "queued" in outcomes.values():
             self.wake()
+            principal = req.principal if isinstance(req.principal, Principal) else None
+            queued = ", ".join(sorted(c for c, o in outcomes.items() if o == "queued"))
+            self.audit.later(self.audit_event(req, principal, "webhook", 202, queued, "queued by an alert"))
         return Response.json(summary(tri, outcomes), 202)
 
     # -- certificates and jobs --------------------------------------------------------------------
 
     async def renew(self, req: Request) -> Response:
-        cert_id = req.params["id"]
+        force = (req.arg("force") or "").lower() in {"1", "true", "yes"}
+        status, doc = await self.renew_now(req, req.params["id"], force=force)
+        return Response.json(doc, status)
+
+    async def renew_now(self, req: Request, cert_id: str, *, force: bool = True) -> tuple[int, dict[str, Any]]:
+        """Queue a manual renewal of ``cert_id`` for the caller of ``req``: (HTTP status, answer).
+        Shared by the API and the status page's "renew now" button."""
         spec = self.config().spec(cert_id)
         if spec is None:
-            return Response.error(404, "no such certificate in the configuration")
-        force = (req.arg("force") or "").lower() in {"1", "true", "yes"}
+            return 404, _error(404, "no such certificate in the configuration")
         live = installed_facts(spec)
         if not force and live is not None and not should_renew(spec, live, self.clock()):
             due = next_due(spec, live, self.clock()).isoformat()
-            return Response.error(409, f"not due until {due} (renew_before {spec.renew_before}); add ?force=true")
+            return 409, _error(409, f"not due until {due} (renew_before {spec.renew_before}); add ?force=true")
         try:
             res = await self.store.call(
                 self.store.enqueue, cert_id, trigger="manual",
@@ -221,10 +258,54 @@ class Api:
                 actor=_actor(req),
             )
         except StoreUnavailable:
-            return Response.error(503, "job store unavailable; retry")
+            return 503, _error(503, "job store unavailable; retry")
         if res.created:
             self.wake()
-        return Response.json({"certificate": cert_id, "job_id": res.job_id, "created": res.created}, 202)
+        return 202, {"certificate": cert_id, "job_id": res.job_id, "created": res.created}
+
+    async def retry(self, req: Request) -> Response:
+        status, doc = await self.retry_job(req, req.params["id"])
+        return Response.json(doc, status)
+
+    async def retry_job(self, req: Request, job_text: str) -> tuple[int, dict[str, Any]]:
+        """Queue again the certificate of a failed or rolled-back job (an open job of it is returned):
+        (HTTP status, answer). Shared by the API and the status page's "retry" button."""
+        job_id = parse_job_id(job_text)
+        if job_id is None:
+            return 400, _error(400, "job id: expected a positive integer")
+        if job_id > MAX_JOB_ID:
+            return 404, _error(404, "no such job")
+        try:
+            job = await self.store.call(self.store.get_job, job_id)
+            if job is None:
+                return 404, _error(404, "no such job")
+            if job.certificate not in self._configured(self.config()):
+                return 409, _error(409, f"certificate {job.certificate} is no longer in the configuration")
+            job, res = await self.store.call(self.store.retry, job_id, now=self.clock(), actor=_actor(req))
+        except StoreUnavailable:
+            return 503, _error(503, "job store unavailable; retry")
+        if job is None:
+            return 404, _error(404, "no such job")
+        if res is None:
+            return 409, _error(409, f"job {job_id} is {job.state.value}: only a failed or rolled-back job "
+                                    "can be retried")
+        if res.created:
+            self.wake()
+        return 202, {"certificate": job.certificate, "job_id": res.job_id, "created": res.created,
+                     "retry_of": job_id}
+
+    async def audit_trail(self, req: Request) -> Response:
+        try:
+            limit = max(1, min(int(req.arg("limit", "100") or "100"), 1000))
+            before_arg = req.arg("before")
+            before = int(before_arg) if before_arg is not None else None
+        except ValueError:
+            return Response.error(400, "limit, before: expected integers")
+        try:
+            events = await self.store.call(self.store.audit, limit=limit, before=before)
+        except StoreUnavailable:
+            return Response.error(503, "job store unavailable; retry")
+        return Response.json({"events": [e.as_dict() for e in events]})
 
     async def certificates(self, req: Request) -> Response:
         try:
@@ -363,6 +444,34 @@ def _actor(req: Request) -> str:
     return f"api:{principal.name}" if isinstance(principal, Principal) else "api"
 
 
+def _error(status: int, message: str) -> dict[str, Any]:
+    return {"error": message, "status": status}
+
+
+def _target(req: Request, action: str) -> str | None:
+    if action == "renew":
+        return req.params.get("id")
+    if action == "retry":
+        return f"job {req.params.get('id', '')}"
+    return None
+
+
+def _detail(response: Response) -> str | None:
+    """What an answer said, for the audit line: the job it queued, or its error message."""
+    if response.content_type != "application/json" or len(response.body) > 4096:
+        return None
+    try:
+        doc = json.loads(response.body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("job_id") is not None:
+        return f"job {doc['job_id']}" + ("" if doc.get("created") else " (already open)")
+    error = doc.get("error")
+    return str(error) if error is not None else None
+
+
 def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat()
 
@@ -373,6 +482,7 @@ def _waiting(event: JobEvent | None) -> str | None:
 
 
 _LANDING = landing_page("certloop renewer", (
+    ("/status", "the status page: certificates, days left, jobs, the audit trail (sign in)"),
     ("/api/v1/openapi.json", "the API, as an OpenAPI 3.1 document"),
     ("/api/v1/certificates", "managed certificates and their state (needs a token or client certificate)"),
     ("/api/v1/jobs", "renewal jobs, newest first (needs a token or client certificate)"),
@@ -387,6 +497,8 @@ _LANDING = landing_page("certloop renewer", (
 ROUTES: tuple[tuple[str, str, str, Permission | None], ...] = (
     ("POST", "/api/v1/alertmanager", "alertmanager", "webhook"),
     ("POST", "/api/v1/certificates/{id}/renew", "renew", "renew"),
+    ("POST", "/api/v1/jobs/{id}/retry", "retry", "renew"),
+    ("GET", "/api/v1/audit", "audit_trail", "read"),
     ("GET", "/api/v1/certificates", "certificates", "read"),
     ("GET", "/api/v1/jobs", "jobs", "read"),
     ("GET", "/api/v1/jobs/{id}", "job", "read"),
@@ -399,14 +511,28 @@ ROUTES: tuple[tuple[str, str, str, Permission | None], ...] = (
 )
 
 
+# route (Api method) -> the audit action every call of it records
+_AUDITED = {"renew": "renew", "retry": "retry", "do_reload": "reload"}
+
+
 def build_router(api: Api) -> Router:
-    def route(name: str, permission: Permission | None) -> Handler:
-        handler: Handler = getattr(api, name)
+    """The API's routes and the status page's (:mod:`renewer.statuspage`), all behind :meth:`Api.guard`."""
+    from certloop.renewer.statuspage import PAGE_ROUTES, StatusPage  # it builds on Api: imported here, not in a cycle
+
+    page = StatusPage(api)
+
+    def route(owner: object, name: str, permission: Permission | None, audited: str | None) -> Handler:
+        handler: Handler = getattr(owner, name)
         if name == "metrics_page":
             return _metrics_guard(api, handler)
-        return functools.partial(api.guard, handler, permission)
+        return functools.partial(api.guard, handler, permission, audited)
 
-    return Router({(method, path): route(name, permission) for method, path, name, permission in ROUTES})
+    table = {(method, path): route(api, name, permission, _AUDITED.get(name))
+             for method, path, name, permission in ROUTES}
+    # the page's buttons audit themselves (with the CSRF verdict and the job they queued)
+    table.update({(method, path): route(page, name, permission, None)
+                  for method, path, name, permission in PAGE_ROUTES})
+    return Router(table)
 
 
 def _metrics_guard(api: Api, handler: Handler) -> Handler:
@@ -417,7 +543,9 @@ def _metrics_guard(api: Api, handler: Handler) -> Handler:
             return await handler(req)
         principal = await api.access().identify(req)
         if principal is None:
-            return api._refused(req, None)
+            response = api._refused(req, None)
+            api.note_refusal(req, None, response)
+            return response
         return await handler(req)
 
     return metrics

@@ -42,6 +42,7 @@ __all__ = [
     "READ_ONLY",
     "TABLES",
     "abort_connection",
+    "audit_events",
     "certificate_state",
     "create_engine",
     "job_events",
@@ -103,7 +104,19 @@ certificate_state = sa.Table(
     sa.Column("last_job_id", sa.Integer),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
-TABLES: tuple[sa.Table, ...] = (jobs, job_events, ratelimit_events, certificate_state)
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(128)),  # the principal's name (never a secret); NULL: not authenticated
+    sa.Column("role", sa.String(16)),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(255)),
+    sa.Column("address", sa.String(64)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("detail", sa.String(512)),
+)
+TABLES: tuple[sa.Table, ...] = (jobs, job_events, ratelimit_events, certificate_state, audit_events)
 
 READ_ONLY = "certloop_read_only"  # execution option: a deferred (snapshot, no write lock) SQLite BEGIN
 

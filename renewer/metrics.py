@@ -58,6 +58,9 @@ CATALOGUE: tuple[MetricDef, ...] = (
     MetricDef("certloop_renewer_ratelimit_remaining", "gauge", ("issuer", "limit"),
               "Headroom left in the rate-limit ledger."),
     MetricDef("certloop_renewer_build_info", "gauge", ("version",), "Build information (always 1)."),
+    MetricDef("certloop_renewer_audit_events_dropped_total", "counter", ("reason",),
+              "Audit events not written (rate_limited: refusals past the per-minute bound; overflow; "
+              "store_unavailable)."),
     MetricDef("certloop_renewer_config_last_reload_successful", "gauge", (),
               "Whether the last configuration (re)load succeeded."),
 )
@@ -164,6 +167,12 @@ class RenewerMetrics:
             "certloop_renewer_config_last_reload_successful",
             _DEF["certloop_renewer_config_last_reload_successful"].help, registry=r,
         )
+        self.audit_dropped = Counter(
+            "certloop_renewer_audit_events_dropped", _DEF["certloop_renewer_audit_events_dropped_total"].help,
+            ["reason"], registry=r,
+        )
+        for reason in ("rate_limited", "overflow", "store_unavailable"):
+            self.audit_dropped.labels(reason)
         self._declared: set[tuple[str, str]] = set()
         self.snapshot = Snapshot()
         r.register(_SnapshotCollector(self))

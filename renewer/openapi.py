@@ -127,6 +127,23 @@ OPENAPI: dict[str, Any] = {
                     "actor": {"type": ["string", "null"]},
                 },
             },
+            "AuditEvent": {
+                "type": "object",
+                "required": ["id", "at", "actor", "role", "action", "target", "address", "status", "detail"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "actor": {"type": ["string", "null"],
+                              "description": "the user's or token's name; null when not authenticated"},
+                    "role": {"type": ["string", "null"]},
+                    "action": {"type": "string", "enum": ["renew", "retry", "reload", "webhook", "refused"]},
+                    "target": {"type": ["string", "null"],
+                               "description": "certificate id, `job N`, or the refused request's method and path"},
+                    "address": {"type": ["string", "null"], "description": "the client's address"},
+                    "status": {"type": "integer", "description": "the HTTP status it was answered with"},
+                    "detail": {"type": ["string", "null"], "description": "the job queued, or the error"},
+                },
+            },
             "Certificate": {
                 "type": "object",
                 "required": ["id", "domains", "issuer", "not_after", "fingerprint_sha256", "next_due",
@@ -236,6 +253,43 @@ OPENAPI: dict[str, Any] = {
             "operationId": "landing", "summary": "Landing page: name, version, links", "security": [],
             "responses": {"200": {"description": "an HTML page", "content": {"text/html": {
                 "schema": {"type": "string"}}}}},
+        }},
+        "/api/v1/jobs/{id}/retry": {"post": {
+            "operationId": "retryJob",
+            "summary": "Queue the certificate of a failed or rolled-back job again (role operator or admin)",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {
+                "202": {"description": "queued (created) or the certificate's open job", "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["certificate", "job_id", "created", "retry_of"],
+                        "properties": {"certificate": {"type": "string"}, "job_id": {"type": ["integer", "null"]},
+                                       "created": {"type": "boolean"}, "retry_of": {"type": "integer"}}}}}},
+                "400": _err("job id is not an integer"),
+                "401": _err("missing or wrong credentials"),
+                "403": _err("the caller's role may not renew"),
+                "404": _err("no such job"),
+                "409": _err("the job is open or succeeded, or its certificate is no longer configured"),
+                "503": _err("job store unavailable"),
+            },
+        }},
+        "/api/v1/audit": {"get": {
+            "operationId": "listAudit",
+            "summary": "The audit trail, newest first: state-changing calls and refused requests",
+            "parameters": [
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "before", "in": "query", "required": False, "schema": {"type": "integer"},
+                 "description": "only events with a smaller id (paging)"},
+            ],
+            "responses": {
+                "200": {"description": "audit events", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["events"], "properties": {"events": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}}}}}},
+                "400": _err("limit or before is not an integer"),
+                "401": _err("missing or wrong credentials"),
+                "403": _err("the caller has no role"),
+                "503": _err("job store unavailable"),
+            },
         }},
         "/api/v1/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "security": [],

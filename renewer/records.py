@@ -20,6 +20,7 @@ import sqlalchemy as sa
 __all__ = [
     "OPEN_STATES",
     "TERMINAL_STATES",
+    "AuditEvent",
     "CertificateState",
     "EnqueueItem",
     "Enqueued",
@@ -124,6 +125,28 @@ class LedgerEvent:
     key: str
     at: datetime
     job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One line of the audit trail: who (a principal's name, never a secret; None when not authenticated),
+    what (``action`` from a fixed set: renew, retry, reload, webhook, refused), on what (``target``: a
+    certificate id, a job, a path), from which address, and the HTTP status it was answered with."""
+
+    at: datetime
+    actor: str | None
+    role: str | None
+    action: str
+    target: str | None
+    address: str | None
+    status: int
+    detail: str | None = None
+    id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "actor": self.actor, "role": self.role,
+                "action": self.action, "target": self.target, "address": self.address, "status": self.status,
+                "detail": self.detail}
 
 
 @dataclass(frozen=True)

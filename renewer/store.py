@@ -42,6 +42,7 @@ from certloop.renewer.database import (
     READ_ONLY,
     TABLES,
     abort_connection,
+    audit_events,
     certificate_state,
     create_engine,
     job_events,
@@ -53,6 +54,7 @@ from certloop.renewer.deadline import DeadlinePassed, Watchdog
 from certloop.renewer.errors import RenewerError
 from certloop.renewer.records import (
     TERMINAL_STATES,
+    AuditEvent,
     CertificateState,
     Enqueued,
     EnqueueItem,
@@ -454,6 +456,45 @@ class Store:
         with self._tx("prune_ledger") as conn:
             return int(conn.execute(ratelimit_events.delete().where(ratelimit_events.c.at < to_ms(before))).rowcount)
 
+    # -- audit trail -------------------------------------------------------------------------------
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append ``events`` in one transaction (values cut to their columns' sizes)."""
+        if not events:
+            return
+        with self._tx("record_audit") as conn:
+            conn.execute(audit_events.insert(), [
+                {"at": to_ms(e.at), "actor": _cut(e.actor, 128), "role": _cut(e.role, 16), "action": e.action[:32],
+                 "target": _cut(e.target, 255), "address": _cut(e.address, 64), "status": e.status,
+                 "detail": _cut(e.detail, 512)}
+                for e in events
+            ])
+
+    def audit(self, *, limit: int = 100, before: int | None = None, actor: str | None = None) -> list[AuditEvent]:
+        """The newest ``limit`` audit events (older than id ``before`` when given: paging), newest first."""
+        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(audit_events.c.id < before)
+        if actor is not None:
+            query = query.where(audit_events.c.actor == actor)
+        with self._tx("audit", read_only=True) as conn:
+            rows = conn.execute(query).mappings().all()
+        epoch = datetime.fromtimestamp(0, UTC)
+        return [AuditEvent(from_ms(r["at"]) or epoch, r["actor"], r["role"], r["action"], r["target"], r["address"],
+                           int(r["status"]), r["detail"], int(r["id"])) for r in rows]
+
+    def retry(self, job_id: int, *, now: datetime, actor: str | None) -> tuple[Job | None, Enqueued | None]:
+        """Queue the certificate of finished job ``job_id`` again when that job failed or was rolled back.
+
+        Returns (the job, None) when it is not retryable (open or succeeded), (None, None) when it does not
+        exist; otherwise what :meth:`enqueue` gave (an open job of the certificate is returned, not doubled).
+        """
+        job = self.get_job(job_id)
+        if job is None or job.state not in {State.FAILED, State.ROLLED_BACK}:
+            return job, None
+        return job, self.enqueue(job.certificate, trigger="retry", reason=f"retry of job {job_id} ({job.state.value})",
+                                 now=now, force=job.force, actor=actor)
+
     # -- whole-database dump (backup) -------------------------------------------------------------
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
@@ -476,9 +517,13 @@ class Store:
                     conn.execute(table.insert(), rows)
                 counts[table.name] = len(rows)
             if self.engine.dialect.name == "postgresql":
-                for table in (jobs, job_events, ratelimit_events):
+                for table in (jobs, job_events, ratelimit_events, audit_events):
                     conn.exec_driver_sql(
                         f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608 - fixed names
                         f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"
                     )
         return counts
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return None if value is None else value[:size]

@@ -29,6 +29,8 @@ DEBIAN_PACKAGES=(
   jsonnet                       # Debian 12 ships jsonnet 0.18: the mixin must render with it (tests render with both)
   dnsmasq-base                  # a real DNS server on loopback for resolver tests and name-target benchmarks
   prometheus-node-exporter      # host metrics the mixin's host alerts are evaluated on (tests/deploy)
+  chromium                      # headless browser the status page tests drive (tests/renewer/test_status_browser.py)
+  chromium-driver               # its WebDriver (/usr/bin/chromedriver): Selenium uses it, never downloads one
 )
 
 missing=()

@@ -15,7 +15,7 @@ from certloop.renewer.backup import FORMAT, BackupError, read_backup
 from certloop.renewer.cli import main
 from certloop.renewer.config import load_config
 from certloop.renewer.daemon import open_keystore, open_store
-from certloop.renewer.records import State
+from certloop.renewer.records import AuditEvent, State
 from tests.renewer.conftest import Setup, clean
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -30,6 +30,7 @@ def _seed(setup: Setup) -> tuple[int, bytes]:
     store.claim("w", NOW, cfg.worker.lease)
     store.transition(job_id, "w", State.ISSUING, "issuing", NOW)
     store.update_certificate_state("shop", NOW, last_result="failed", last_error="seeded")
+    store.record_audit([AuditEvent(NOW, "otto", "operator", "renew", "shop", "127.0.0.1", 202, f"job {job_id}")])
     store.close()
     secret = open_keystore(cfg).seal(b"private key", certificate_id="shop", purpose="test")
     (cfg.data_dir / "material").mkdir(exist_ok=True)
@@ -67,6 +68,7 @@ def test_backup_restores_into_a_fresh_data_dir_and_postgresql(
     assert job is not None and job.state is State.ISSUING and job.certificate == "shop"
     assert [e.to_state for e in store.events(job_id)] == ["queued", "issuing"]
     assert store.certificate_states()["shop"].last_error == "seeded"
+    assert [(e.actor, e.action, e.target, e.status) for e in store.audit()] == [("otto", "renew", "shop", 202)]
     store.close()
     # A second restore into the now non-empty database is refused without --force.
     assert main(["--config.file", str(target), "restore", "--in", str(archive)]) == 1

@@ -1,0 +1,200 @@
+"""The renewer's status page: server-rendered HTML (Jinja2, autoescaped), readable without JavaScript.
+
+    /status                             every certificate, the timeline, recent renewals, the audit trail
+    /status/jobs/{id}                   one job's event trail (refreshes itself while the job is open)
+    POST /status/certificates/{id}/renew  "renew now"  (role operator or admin, CSRF token)
+    POST /status/jobs/{id}/retry          "retry"      (role operator or admin, CSRF token)
+
+Roles are checked by the API's guard before a handler runs (:data:`PAGE_ROUTES` names the permission).
+CSRF: a form carries ``csrf``, HMAC-SHA256 of the signed-in principal's name and role under a secret
+drawn when the process starts; a POST without it, or with another user's, is refused 403 and audited.
+Basic-auth browsers resend credentials on every request, so this token is what tells a form of ours
+from a cross-site one. What must stay true: every value shown passes through the template engine's
+escaping (certificate ids, reasons and error texts can hold anything a CA or a config wrote), buttons
+are shown only to roles that may use them, and a state-changing POST is audited whatever its answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+
+from certloop import __version__
+from certloop.httpserver import HttpError, Request, Response
+from certloop.renewer.access import Permission, Principal
+from certloop.renewer.api import MAX_JOB_ID, Api, parse_job_id
+from certloop.renewer.records import OPEN_STATES, Job, JobEvent, State
+from certloop.renewer.scheduler import installed_facts, next_due
+from certloop.renewer.store import StoreUnavailable
+from certloop.renewer.timeline import timeline
+
+__all__ = ["PAGE_ROUTES", "Csrf", "StatusPage"]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True,  # every template, whatever its name: HTML and the inline SVG alike
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_HEADERS = [
+    ("Content-Security-Policy",
+     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+MAX_FORM = 4096
+
+
+class Csrf:
+    """Per-user form tokens: HMAC(secret, name, role). A new secret per process: a restart makes old
+    forms stale (reload the page), and a token never works for another user or role."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    def token(self, principal: Principal) -> str:
+        msg = f"{principal.via}\x00{principal.name}\x00{principal.role or ''}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def check(self, principal: Principal, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(self.token(principal).encode(),
+                                                             presented.encode(errors="replace"))
+
+
+def _days(when: datetime | None, now: datetime) -> float | None:
+    return None if when is None else round((when - now).total_seconds() / 86400, 1)
+
+
+@dataclass
+class StatusPage:
+    api: Api
+    csrf: Csrf = field(default_factory=Csrf)
+
+    def _html(self, template: str, status: int = 200, **context: Any) -> Response:
+        body = _ENV.get_template(template).render(version=__version__, **context)
+        return Response(status, body.encode(), "text/html; charset=utf-8", list(_HEADERS))
+
+    def _error(self, status: int, message: str, principal: Principal | None = None) -> Response:
+        return self._html("error.html", status, status_code=status, message=message, principal=principal)
+
+    async def status(self, req: Request) -> Response:
+        principal = req.principal if isinstance(req.principal, Principal) else None
+        api, now = self.api, self.api.clock()
+        try:
+            states = await api.store.call(api.store.certificate_states)
+            recent = await api.store.call(api.store.list_jobs, limit=1000)
+            audit = await api.store.call(api.store.audit, limit=50)
+            last: dict[str, Job] = {}
+            for recent_job in recent:  # newest first: the first one seen per certificate is its last job
+                last.setdefault(recent_job.certificate, recent_job)
+            waiting: dict[str, str | None] = {}
+            for cert_id, last_job in last.items():
+                if last_job.state is State.QUEUED and last_job.not_before > now:
+                    trail = await api.store.call(api.store.events, last_job.id)
+                    waiting[cert_id] = trail[-1].reason if trail else None
+        except StoreUnavailable:
+            return self._error(503, "The job store is unavailable. Try again in a moment.", principal)
+        rows: list[dict[str, Any]] = []
+        for spec in api.config().certificates:
+            live = installed_facts(spec)
+            st = states.get(spec.id)
+            job = last.get(spec.id)
+            due = next_due(spec, live, now)
+            rows.append({
+                "id": spec.id, "domains": spec.domains, "issuer": spec.issuer.type,
+                "not_after": live.not_after if live else None,
+                "days_left": _days(live.not_after if live else None, now),
+                "leaf_issuer": live.issuer if live else None, "serial": live.serial if live else None,
+                "next_due": due, "due_in_days": _days(due, now), "job": job,
+                "why": waiting.get(spec.id) if job and job.state is State.QUEUED else (
+                    job.last_error if job and job.state in {State.FAILED, State.ROLLED_BACK} else None),
+                "last_success": st.last_success_at if st else None,
+                "retryable": job is not None and job.state in {State.FAILED, State.ROLLED_BACK},
+            })
+        picture = timeline([(r["id"], r["not_after"], r["next_due"]) for r in rows], now)
+        renewals = [j for j in recent if j.state not in OPEN_STATES][:20]
+        return self._html("status.html", principal=principal, now=now, rows=rows, timeline=picture,
+                          renewals=renewals, audit=audit, can_renew=bool(principal and principal.may("renew")),
+                          csrf=self.csrf.token(principal) if principal else "")
+
+    async def job_page(self, req: Request) -> Response:
+        principal = req.principal if isinstance(req.principal, Principal) else None
+        job_id = parse_job_id(req.params["id"])
+        if job_id is None or job_id > MAX_JOB_ID:
+            return self._error(404, "No such job.", principal)
+        api, now = self.api, self.api.clock()
+        try:
+            job = await api.store.call(api.store.get_job, job_id)
+            events: list[JobEvent] = await api.store.call(api.store.events, job_id) if job else []
+        except StoreUnavailable:
+            return self._error(503, "The job store is unavailable. Try again in a moment.", principal)
+        if job is None:
+            return self._error(404, "No such job.", principal)
+        spec = api.config().spec(job.certificate)
+        live = installed_facts(spec) if spec else None
+        return self._html(
+            "job.html", principal=principal, job=job, events=events, open=job.state in OPEN_STATES,
+            not_after=live.not_after if live else None, days_left=_days(live.not_after if live else None, now),
+            can_renew=bool(principal and principal.may("renew")) and job.state in {State.FAILED, State.ROLLED_BACK},
+            csrf=self.csrf.token(principal) if principal else "",
+        )
+
+    async def _form(self, req: Request, principal: Principal) -> str | None:
+        """The posted form's CSRF field (None when missing or unreadable)."""
+        try:
+            body = await req.read(MAX_FORM)
+        except HttpError:
+            return None
+        values = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=8).get("csrf")
+        return values[0] if values else None
+
+    async def renew(self, req: Request) -> Response:
+        return await self._act(req, "renew")
+
+    async def retry(self, req: Request) -> Response:
+        return await self._act(req, "retry")
+
+    async def _act(self, req: Request, action: str) -> Response:
+        principal = req.principal
+        assert isinstance(principal, Principal)  # the guard let only a principal with "renew" through
+        api = self.api
+        target = req.params["id"] if action == "renew" else f"job {req.params['id']}"
+        if not self.csrf.check(principal, await self._form(req, principal)):
+            response = self._error(403, "This form is stale or did not come from this page (CSRF token missing "
+                                        "or wrong). Reload the status page and press the button again.", principal)
+            await api.audit.record(api.audit_event(req, principal, action, 403, target, "CSRF token missing or wrong"))
+            return response
+        answer = await (api.renew_now(req, req.params["id"]) if action == "renew"
+                        else api.retry_job(req, req.params["id"]))
+        status, doc = answer
+        detail = (f"job {doc['job_id']}" + ("" if doc.get("created") else " (already open)")
+                  if "job_id" in doc else str(doc.get("error")))
+        if status >= 300 or doc.get("job_id") is None:
+            resp = self._error(status if status >= 300 else 409, str(doc.get("error", "nothing was queued")),
+                               principal)
+        else:  # answered with the job it queued (or the open one): the browser goes to its page
+            resp = self._html("queued.html", 303, principal=principal, job_id=doc["job_id"],
+                              certificate=doc["certificate"], created=doc["created"])
+            resp.headers.append(("Location", f"/status/jobs/{doc['job_id']}"))
+        await api.audit.record(api.audit_event(req, principal, action, resp.status, target, detail + " (status page)"))
+        return resp
+
+
+# (method, path, StatusPage method, permission); guarded like the API's ROUTES. Not in the OpenAPI
+# document: these answer HTML for people, the API answers JSON for programs.
+PAGE_ROUTES: tuple[tuple[str, str, str, Permission | None], ...] = (
+    ("GET", "/status", "status", "read"),
+    ("GET", "/status/jobs/{id}", "job_page", "read"),
+    ("POST", "/status/certificates/{id}/renew", "renew", "renew"),
+    ("POST", "/status/jobs/{id}/retry", "retry", "renew"),
+)
