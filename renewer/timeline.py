@@ -62,6 +62,7 @@ def timeline(entries: Sequence[tuple[str, datetime | None, datetime | None]], no
         days = None if not_after is None else (not_after - now).total_seconds() / 86400
         bars.append(Bar(cert, TOP + i * ROW, x(not_after) if not_after else LABEL, x(due) if due else None,
                         days is not None and days <= 0, None if days is None else round(days, 1)))
-    step = 7 if span <= 120 * 86400 else 30
-    ticks = tuple(Tick(x(now + timedelta(days=d)), f"+{d}d") for d in range(step, int(span / 86400) + 1, step))
+    span_days = span / 86400
+    step = next(s for s in (1, 7, 30, 90, 365, 3650) if span_days / s <= 10)  # at most ~10 ticks
+    ticks = tuple(Tick(x(now + timedelta(days=d)), f"+{d}d") for d in range(step, int(span_days) + 1, step))
     return Timeline(WIDTH, TOP + len(entries) * ROW + 10, LABEL, tuple(bars), ticks)

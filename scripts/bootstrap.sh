@@ -31,6 +31,7 @@ DEBIAN_PACKAGES=(
   prometheus-node-exporter      # host metrics the mixin's host alerts are evaluated on (tests/deploy)
   chromium                      # headless browser the status page tests drive (tests/renewer/test_status_browser.py)
   chromium-driver               # its WebDriver (/usr/bin/chromedriver): Selenium uses it, never downloads one
+  fonts-wqy-microhei            # a CJK font, so the page's Chinese labels render in the browser tests' screenshot
 )
 
 missing=()
