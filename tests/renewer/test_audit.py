@@ -89,7 +89,7 @@ def renewer(make_setup: Callable[..., Setup], start_renewer: Callable[..., Renew
                           "tokens": [{"name": "alertmanager", "token": "am-token-0123456789abcdef",
                                       "role": "alertmanager"}]}
     setup.write()
-    return start_renewer(setup.path, extra=[f"--web.config.file={web}"])
+    return start_renewer(setup.path, extra=[f"--web.config.file={web}", "--web.enable-lifecycle"])
 
 
 def _audit(r: RenewerProcess) -> list[dict[str, object]]:

@@ -91,7 +91,7 @@ def test_a_viewer_sees_every_certificate_and_its_days_left(renewer: RenewerProce
                                                           browser: Callable[[str], webdriver.Chrome]) -> None:
     driver = browser("vera")
     driver.get(renewer.url + "/")
-    driver.find_element(By.LINK_TEXT, "Status page").click()
+    driver.find_element(By.LINK_TEXT, "/status").click()
     assert driver.current_url.endswith("/status")
     shop = driver.find_element(By.ID, "cert-shop")
     blog = driver.find_element(By.ID, "cert-blog")
