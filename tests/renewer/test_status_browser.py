@@ -92,7 +92,7 @@ def test_a_viewer_sees_every_certificate_and_its_days_left(renewer: RenewerProce
     driver = browser("vera")
     driver.get(renewer.url + "/")
     driver.find_element(By.LINK_TEXT, "/status").click()
-    assert driver.current_url.endswith("/status")
+    WebDriverWait(driver, 20, 0.2).until(lambda d: d.current_url.endswith("/status"))
     shop = driver.find_element(By.ID, "cert-shop")
     blog = driver.find_element(By.ID, "cert-blog")
     assert "shop.example" in shop.text and "blog.example" in blog.text
@@ -110,7 +110,7 @@ def test_an_operator_renews_now_and_sees_the_job_succeed(renewer: RenewerProcess
     driver = browser("otto")
     driver.get(renewer.url + "/status")
     driver.find_element(By.ID, "renew-shop").click()
-    assert re.search(r"/status/jobs/[0-9]+$", driver.current_url), driver.current_url
+    WebDriverWait(driver, 20, 0.2).until(lambda d: re.search(r"/status/jobs/[0-9]+$", d.current_url))
     WebDriverWait(driver, 120, 0.5).until(
         lambda d: d.find_element(By.ID, "job-state").text in {"succeeded", "failed", "rolled_back"})
     assert driver.find_element(By.ID, "job-state").text == "succeeded", driver.find_element(By.ID, "events").text
@@ -148,6 +148,7 @@ def test_a_post_without_the_csrf_token_is_refused(renewer: RenewerProcess,
                                    timeout=10).json()["jobs"])
     driver.execute_script("document.querySelector('#cert-blog input[name=csrf]').remove();")
     driver.find_element(By.ID, "renew-blog").click()
+    WebDriverWait(driver, 20, 0.2).until(lambda d: d.find_elements(By.ID, "error"))  # the answer has loaded
     assert "CSRF token missing or wrong" in driver.find_element(By.ID, "error").text
     assert len(requests.get(renewer.url + "/api/v1/jobs", headers={"Authorization": basic("vera")},
                             timeout=10).json()["jobs"]) == jobs_before
