@@ -99,9 +99,12 @@ def _queue_and_intake() -> list[Any]:
                      Query(f"sum by (outcome) (rate(certloop_renewer_alerts_total[{s.RATE_INTERVAL}]))",
                            legend="{{outcome}}"), unit=s.UNIT_PER_SECOND, stacked=True, minimum=0),
         s.timeseries("Webhook requests by status", "HTTP responses of the webhook; 4xx are never retried by "
-                     "Alertmanager, 503 asks for a retry.",
+                     "Alertmanager, 503 asks for a retry. Audit dropped: refused requests past the audit "
+                     "trail's per-minute bound (a flood of bad credentials), or lost to a store outage.",
                      Query(f"sum by (code) (rate(certloop_renewer_webhook_requests_total[{s.RATE_INTERVAL}]))",
-                           legend="{{code}}"), unit=s.UNIT_PER_SECOND, stacked=True, minimum=0),
+                           legend="{{code}}"),
+                     Query(f"sum by (reason) (rate(certloop_renewer_audit_events_dropped_total[{s.RATE_INTERVAL}]))",
+                           legend="audit dropped: {{reason}}"), unit=s.UNIT_PER_SECOND, minimum=0),
         s.timeseries("Rate-limit headroom over time", "Remaining issuance budget per issuer and limit.",
                      Query("certloop_renewer_ratelimit_remaining", legend="{{issuer}} {{limit}}"),
                      th=HEADROOM_TH, threshold_style="line", minimum=0, step=True),

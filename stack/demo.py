@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
-    loop = ClosedLoop(workdir, say=_say)
+    loop = ClosedLoop(workdir, say=_say, people=True)
     # SIGTERM/SIGHUP raise SystemExit (SIGINT raises KeyboardInterrupt), so `finally` stops every peer.
     # (Not an Event set from a signal handler: that can deadlock on the Event's own lock.)
     install_signal_handlers()
@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("\n== the stack keeps running:")
         for name, url in loop.urls.items():
             _say(f"   {name:<13} {url}")
+        _say("\n== sign in to the status page (HTTP basic auth; the browser asks):")
+        for user, password in loop.users.items():
+            _say(f"   {user:<13} user {user}, password {password}")
         if args.no_wait:
             return 0
         _say("\nPress Ctrl-C to stop everything.")

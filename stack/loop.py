@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import requests
 import yaml
 from cryptography import x509
@@ -139,6 +140,9 @@ class ClosedLoop:
     max_attempts: int = 20  # per phase, inside one renewal job
     repeat_interval: str = "10s"  # Alertmanager re-sends a firing alert this often (a new job if the last failed)
     log_format: str = "logfmt"  # both daemons' --log.format
+    # People sign in to the renewer's status page: a viewer and an operator with generated passwords
+    # (bcrypt hashes in a --web.config.file); Prometheus then scrapes the renewer with the token.
+    people: bool = False
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -152,6 +156,7 @@ class ClosedLoop:
         self.live = self.workdir / "live"
         self.webroot = self.workdir / "webroot"
         self.python = sys.executable
+        self.users = {"viewer": secrets.token_urlsafe(12), "operator": secrets.token_urlsafe(12)} if self.people else {}
 
     # -- start --------------------------------------------------------------------------------
 
@@ -188,13 +193,19 @@ class ClosedLoop:
                 w / "prometheus",
                 [
                     _static("certloop-exporter", self.exporter_port),
-                    _static("certloop-renewer", self.renewer_port),
+                    self._renewer_scrape(),
                 ],
                 [rules],
                 self.alertmanager.url,
             )
         )
         self.prometheus.start()
+
+    def _renewer_scrape(self) -> dict[str, Any]:
+        job = _static("certloop-renewer", self.renewer_port)
+        if self.people:  # the renewer's /metrics then needs credentials too
+            job["authorization"] = {"type": "Bearer", "credentials_file": str(self.workdir / "renewer.token")}
+        return job
 
     def write_trust(self) -> None:
         """The exporter's trust bundle: the demo CA plus this pebble run's issuing root."""
@@ -292,7 +303,8 @@ class ClosedLoop:
             keyfile.chmod(0o600)
         return {
             "listen": f"{LOOPBACK}:{self.renewer_port}",
-            "auth": {"token_file": str(self.workdir / "renewer.token")},
+            "auth": {"token_file": str(self.workdir / "renewer.token"), **({"users": {u: u for u in self.users}}
+                                                                          if self.users else {})},
             "data_dir": str(self.workdir / "renewer-data"),
             "keystore": {"key_file": str(keyfile)},
             "worker": {"concurrency": 1, "backoff_base": "1s", "backoff_max": "3s", "poll_interval": "250ms",
@@ -327,11 +339,14 @@ class ClosedLoop:
         (self.workdir / "renewer.token").write_text(self.token)
         path = self.workdir / "renewer.yml"
         path.write_text(yaml.safe_dump(self.renewer_config(), sort_keys=False))
-        return self._certloop(
-            "renewer",
-            ["renewer", "--config.file", str(path), "--web.listen-address", f"{LOOPBACK}:{self.renewer_port}"],
-            self.renewer_port,
-        )
+        args = ["renewer", "--config.file", str(path), "--web.listen-address", f"{LOOPBACK}:{self.renewer_port}"]
+        if self.users:
+            web = self.workdir / "renewer-web.yml"
+            hashes = {u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=10)).decode() for u, p in self.users.items()}
+            web.write_text(yaml.safe_dump({"basic_auth_users": hashes}))
+            web.chmod(0o600)
+            args.append(f"--web.config.file={web}")
+        return self._certloop("renewer", args, self.renewer_port)
 
     def stop(self) -> None:
         self.group.stop_all()
@@ -346,6 +361,7 @@ class ClosedLoop:
             "exporter": f"http://{LOOPBACK}:{self.exporter_port}/metrics",
             "renewer API": f"http://{LOOPBACK}:{self.renewer_port}/api/v1/certificates  (Bearer token in "
             f"{self.workdir / 'renewer.token'})",
+            **({"status page": f"http://{LOOPBACK}:{self.renewer_port}/status"} if self.users else {}),
             "nginx": f"https://{DOMAIN}:{self.tls_port}/  (resolves to {LOOPBACK} via DNS {self.dns.dns_address})",
             "pebble": self.pebble.directory_url,
         }

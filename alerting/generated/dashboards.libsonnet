@@ -5334,7 +5334,7 @@ function(t) {
           "type": "prometheus",
           "uid": "${datasource}"
         },
-        "description": "HTTP responses of the webhook; 4xx are never retried by Alertmanager, 503 asks for a retry.",
+        "description": "HTTP responses of the webhook; 4xx are never retried by Alertmanager, 503 asks for a retry. Audit dropped: refused requests past the audit trail's per-minute bound (a flood of bad credentials), or lost to a store outage.",
         "fieldConfig": {
           "defaults": {
             "color": {
@@ -5363,7 +5363,7 @@ function(t) {
               "spanNulls": false,
               "stacking": {
                 "group": "A",
-                "mode": "normal"
+                "mode": "none"
               },
               "thresholdsStyle": {
                 "mode": "off"
@@ -5422,6 +5422,19 @@ function(t) {
             "legendFormat": "{{code}}",
             "range": true,
             "refId": "A"
+          },
+          {
+            "datasource": {
+              "type": "prometheus",
+              "uid": "${datasource}"
+            },
+            "editorMode": "code",
+            "expr": "sum by (reason) (rate(certloop_renewer_audit_events_dropped_total[$__rate_interval]))",
+            "format": "time_series",
+            "instant": false,
+            "legendFormat": "audit dropped: {{reason}}",
+            "range": true,
+            "refId": "B"
           }
         ],
         "title": "Webhook requests by status",

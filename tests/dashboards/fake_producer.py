@@ -99,6 +99,7 @@ def renewer_samples(now: float, scrapes: int) -> list[Sample]:
     samples: list[Sample] = [
         ("certloop_renewer_webhook_requests_total", {"code": "202"}, 2 * n),
         ("certloop_renewer_webhook_requests_total", {"code": "401"}, n),
+        ("certloop_renewer_audit_events_dropped_total", {"reason": "rate_limited"}, 5 * n),
         ("certloop_renewer_alerts_total", {"outcome": "queued"}, 2 * n),
         ("certloop_renewer_alerts_total", {"outcome": "duplicate"}, n),
         ("certloop_renewer_queue_depth", {}, 1.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from stack.process import children_of
 
@@ -50,6 +52,13 @@ def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, 
             assert "EXPIRED (expired)" in text
             assert "INVALID (hostname_mismatch)" in text
             assert "loop closed" in text
+            status = re.search(r"status page +(http://127\.0\.0\.1:[0-9]+/status)", text)
+            creds = dict(re.findall(r"(viewer|operator) +user (?:viewer|operator), password (\S+)", text))
+            assert status and set(creds) == {"viewer", "operator"}, text[-2000:]
+            page = requests.get(status.group(1), auth=("viewer", creds["viewer"]), timeout=10)
+            assert page.status_code == 200 and 'id="cert-shop"' in page.text and "Renew now" not in page.text
+            page = requests.get(status.group(1), auth=("operator", creds["operator"]), timeout=10)
+            assert page.status_code == 200 and "Renew now" in page.text
             peers = children_of(proc.pid)
             assert len(peers) >= 7, "DNS, pebble, nginx, exporter, renewer, Alertmanager, Prometheus should run"
             proc.send_signal(signum)
