@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from renewer.timeline import LABEL, WIDTH, timeline
+from certloop.renewer.timeline import LABEL, WIDTH, timeline
 
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
