@@ -23,10 +23,11 @@ from pathlib import Path
 
 from certloop.errors import ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer
-from certloop.renewer import migrations, pipeline
+from certloop.renewer import migrations
 from certloop.renewer.access import Access
 from certloop.renewer.api import Api, build_router
 from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import RenewerError
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.metrics import RenewerMetrics
@@ -156,7 +157,7 @@ class Daemon:
         self.metrics.declare({c.id: c.issuer.type for c in cfg.certificates})
         keystore = open_keystore(cfg)  # first: a bad key file is a one-line error before any connection
         store = await asyncio.to_thread(open_store, cfg)
-        ctx = pipeline.RenewalContext(
+        ctx = RenewalContext(
             data_dir=cfg.data_dir, clock=self.clock, keystore=keystore,
             issuance_timeout=cfg.worker.issue_timeout.total_seconds(),
         )

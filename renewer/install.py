@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from certloop.atomicfile import Replacement, fsync_dir, write_atomic, write_atomic_many
 from certloop.errors import FailureReason, ProbeError
 from certloop.probe import addresses_of, probe_address, target_names
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import (
     BackendFailed,
     DeployError,
@@ -58,9 +59,6 @@ from certloop.renewer.errors import (
 from certloop.renewer.issuers.base import IssuedMaterial, run_program, split_pem
 from certloop.renewer.spec import CertificateSpec, VerifyEndpoint
 from certloop.resolve import Resolver
-
-if TYPE_CHECKING:
-    from certloop.renewer.pipeline import RenewalContext
 
 __all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "describe_os_error", "recover", "served_fingerprint"]
 

@@ -20,8 +20,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -32,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certloop.errors import ConfigError
 from certloop.hostnames import covers
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import IssuanceError, ValidationError
 from certloop.renewer.install import DeployResult, OnStage, deploy, recover
 from certloop.renewer.issuers import ISSUERS
 from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, split_pem
-from certloop.renewer.keystore import Keystore
 from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore, TrustStoreError
 from certloop.verify import Verdict, verify_chain
@@ -57,20 +56,6 @@ __all__ = [
 ]
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: `$` passes a newline
-
-
-@dataclass(frozen=True)
-class RenewalContext:
-    """What the pipeline needs from the daemon: where its state lives, the clock, the keystore.
-
-    ``dns_resolver``: optional nameserver ``host:port`` used to resolve verify endpoints' host names.
-    """
-
-    data_dir: Path
-    clock: Callable[[], datetime]
-    keystore: Keystore
-    issuance_timeout: float = 300
-    dns_resolver: str | None = None
 
 
 _STAGING_LOCK = ".in-use"

@@ -34,6 +34,7 @@ from cryptography import x509
 
 from certloop.renewer import pipeline
 from certloop.renewer.config import RenewerConfig
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import (
     BackendFailed,
     ChallengeFailed,
@@ -127,7 +128,7 @@ class OutageLog:
 
 class Worker:
     def __init__(
-        self, *, store: Store, config: Callable[[], RenewerConfig], ctx: pipeline.RenewalContext,
+        self, *, store: Store, config: Callable[[], RenewerConfig], ctx: RenewalContext,
         metrics: RenewerMetrics, owner: str, rand: Callable[[], float] = random.random,
         outage_log: OutageLog | None = None,
     ) -> None:
