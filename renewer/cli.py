@@ -207,15 +207,9 @@ def _verify(cfg: RenewerConfig | None, args: argparse.Namespace) -> int:
     try:
         doc = unseal(place.get(name), where, key=key, passphrase=passphrase)
         result = verify_backup(doc, where, scratch_server=args.scratch_database)
-    except WrongKey as exc:
+    except (WrongKey, ArchiveDamaged, Mismatch) as exc:  # exit codes 3, 4, 5 (docs/operations/backup.md)
         print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
-        return 3
-    except ArchiveDamaged as exc:
-        print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
-        return 4
-    except Mismatch as exc:
-        print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
-        return 5
+        return {WrongKey: 3, ArchiveDamaged: 4, Mismatch: 5}[type(exc)]
     tables = ", ".join(f"{t} {n}" for t, n in result.rows.items())
     print(f"verified {where}: made {doc.get('created_at', '?')}, restored into scratch {result.database}: "
           f"{sum(result.rows.values())} database rows ({tables}), {result.files} files, all equal")
