@@ -1,8 +1,8 @@
 """No import cycle in certloop's packages: a cycle is two modules that cannot be understood apart.
 
 Walks every import (grimp, import-linter's graph builder), including those made only for type
-checking: a ``TYPE_CHECKING`` import still ties two modules' vocabularies together. The one cycle
-still known is listed in KNOWN with the issue that cuts it; any other cycle, or a listed one that
+checking: a ``TYPE_CHECKING`` import still ties two modules' vocabularies together. The cycles
+still known are listed in KNOWN with what cuts them; any other cycle, or a listed one that
 grows, fails.
 """
 
@@ -21,6 +21,9 @@ KNOWN: dict[frozenset[str], str] = {
         "certloop.renewer.issuers.challenges", "certloop.renewer.issuers.command",
         "certloop.renewer.issuers.httpsok", "certloop.renewer.issuers.lego",
     }): "spec <-> issuers",
+    # build_router imports the status page inside the function, the status page imports Api at the top:
+    # still one cycle. Cut by moving build_router (the composition of both) out of api.py.
+    frozenset({"certloop.renewer.api", "certloop.renewer.statuspage"}): "api <-> statuspage",
 }
 
 
