@@ -13,7 +13,13 @@ outside it imports aiohttp's server. At the seam:
   refuse a request (401) without reading what the client sends;
 - ``gzip`` when the client accepts it and the body is worth it (Prometheus always asks), compressed off the
   event loop when large; ``HEAD`` answers the GET's headers and ``Content-Length`` with no body;
-- a handler's exception is a 500 with the traceback logged; the process keeps serving.
+- a handler's exception is a 500 with the traceback logged; the process keeps serving;
+- every answer is reported to the optional ``observer(route, method, status, seconds)``: ``route`` is the
+  :class:`Router`'s pattern that matched (``/api/v1/jobs/{id}``) or :data:`UNMATCHED`, so the daemons'
+  request metrics have one label value per route whatever paths clients send (low cardinality by
+  construction). ``seconds`` runs from the request head's arrival to the answer being built (a
+  multi-piece body's write is included). The observer runs on every request, ``/probe`` included: it
+  must cost microseconds (see the daemons' metrics modules).
 
     async def hello(req: Request) -> Response:
         return Response.text("hi")
@@ -29,6 +35,7 @@ import gc
 import json
 import logging
 import ssl
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,8 +55,8 @@ from certloop.httpconnections import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_CONNECTIONS", "Handler", "HttpError", "HttpServer", "Limits", "Request", "Response", "Router",
-    "accepts_gzip", "tune_collector",
+    "DEFAULT_MAX_CONNECTIONS", "UNMATCHED", "Handler", "HttpError", "HttpServer", "Limits", "Observer", "Request",
+    "Response", "Router", "accepts_gzip", "tune_collector",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ GZIP_MIN = 1400  # bytes: below about one packet, compressing saves nothing on t
 GZIP_OFF_LOOP = 256 * 1024  # bytes: larger bodies are compressed in a thread, the loop keeps serving
 _GZIP_LEVEL = 1  # metrics text still shrinks ~10x at level 1, at a fraction of level 6's CPU
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+UNMATCHED = "other"  # the route of a request no route matched (404, 405, refused before routing)
 
 
 class HttpError(Exception):
@@ -74,6 +82,7 @@ class Request:
 
     __slots__ = (
         "_body", "_max_body", "_raw", "_read_timeout", "headers", "method", "params", "path", "peer_cert", "principal",
+        "route",
     )
 
     def __init__(self, raw: web.BaseRequest, *, max_body: int, read_timeout: float,
@@ -88,6 +97,7 @@ class Request:
         self.params: Mapping[str, str] = {}  # path parameters, set by the router
         self.peer_cert = peer_cert  # the verified client certificate (mTLS), as ssl.getpeercert() gives it
         self.principal: object | None = None  # who the application authenticated (set by its own guard)
+        self.route: str = UNMATCHED  # the route pattern that matched, set by the router (for metrics)
 
     @property
     def query(self) -> MultiMapping[str]:
@@ -173,6 +183,8 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+Observer = Callable[[str, str, int, float], None]
+"""Called once per answered request with (route, method, status, seconds); must not raise or block."""
 
 
 class Router:
@@ -181,24 +193,24 @@ class Router:
     def __init__(self, routes: Mapping[tuple[str, str], Handler] | None = None) -> None:
         self._exact: dict[tuple[str, str], Handler] = {}
         self._paths: set[str] = set()
-        self._patterns: list[tuple[str, list[str], Handler]] = []
+        self._patterns: list[tuple[str, list[str], Handler, str]] = []
         for (method, path), handler in (routes or {}).items():
             self.add(method, path, handler)
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         if "{" in path:
-            self._patterns.append((method, path.strip("/").split("/"), handler))
+            self._patterns.append((method, path.strip("/").split("/"), handler, path))
         else:
             self._exact[(method, path)] = handler
             self._paths.add(path)
 
-    def _match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+    def _match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool, str]:
         handler = self._exact.get((method, path))
         if handler is not None:
-            return handler, {}, True
+            return handler, {}, True, path
         path_known = path in self._paths
         parts = path.strip("/").split("/")
-        for m, pattern, h in self._patterns:
+        for m, pattern, h, route in self._patterns:
             if len(pattern) != len(parts):
                 continue
             params: dict[str, str] = {}
@@ -209,20 +221,21 @@ class Router:
                     break
             else:
                 if m == method:
-                    return h, params, True
+                    return h, params, True, route
                 path_known = True
-        return None, {}, path_known
+        return None, {}, path_known, UNMATCHED
 
     async def __call__(self, request: Request) -> Response:
-        handler, params, path_known = self._match(request.method, request.path)
+        handler, params, path_known, route = self._match(request.method, request.path)
         if handler is None and request.method == "HEAD":
-            handler, params, path_known = self._match("GET", request.path)
+            handler, params, path_known, route = self._match("GET", request.path)
         if handler is None:
             if path_known:
                 return Response.error(405, f"method {request.method} not allowed on {request.path}")
             return Response.error(404, f"no such path: {request.path}")
         if params:
             request.params = params
+        request.route = route
         return await handler(request)
 
 
@@ -269,7 +282,8 @@ class HttpServer:
     and a body read; idle keep-alive connections close after ``idle_timeout``; a client that takes no data
     for ``write_timeout`` is disconnected; ``max_connections`` caps open connections (see
     :mod:`certloop.httpconnections`). ``reuse_port`` sets ``SO_REUSEPORT`` so several processes can share
-    the address (every one of them must set it).
+    the address (every one of them must set it). ``observer`` receives every answered request (see the
+    module docstring).
     """
 
     def __init__(
@@ -284,9 +298,11 @@ class HttpServer:
         ssl_context: ssl.SSLContext | None = None,
         server_header: str = "certloop",
         reuse_port: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         require_c_parser()
         self.handler = handler
+        self.observer = observer
         self.limits = Limits(max_body=max_body, read_timeout=read_timeout, idle_timeout=idle_timeout,
                              write_timeout=write_timeout, max_connections=max_connections)
         self.ssl_context = ssl_context
@@ -323,6 +339,7 @@ class HttpServer:
     # -- one request ------------------------------------------------------------------------------
 
     async def _dispatch(self, raw: web.BaseRequest) -> web.StreamResponse:
+        start = time.perf_counter()
         peer_cert = None
         if self.ssl_context is not None and raw.transport is not None:
             peer_cert = raw.transport.get_extra_info("peercert") or None
@@ -336,11 +353,16 @@ class HttpServer:
         except ConnectionError:  # the client went away mid-body: nobody to answer
             gone = web.Response(status=400)
             gone.force_close()
+            if self.observer is not None:
+                self.observer(request.route, request.method, 400, time.perf_counter() - start)
             return gone
         except Exception:
             log.exception("handler failed for %s %s", request.method, request.path)
             response = Response.error(500, "internal error (see the server log)")
-        return await self._answer(raw, response, close)
+        answer = await self._answer(raw, response, close)
+        if self.observer is not None:
+            self.observer(request.route, request.method, response.status, time.perf_counter() - start)
+        return answer
 
     async def _answer(self, raw: web.BaseRequest, response: Response, close: bool) -> web.StreamResponse:
         if raw.body_exists and not raw.content.is_eof():

@@ -93,6 +93,7 @@ class Engine:
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
         GCCollector(registry=self._process)
+        self.http = m.http_observer(self._process, ())  # the HTTP server's observer (exporter.server)
         if config is None:
             if config_path is None:
                 raise ValueError("give a config path or a config")

@@ -8,7 +8,9 @@ Per-certificate series carry the common labels :data:`COMMON_LABELS` (``source``
 ``address``) plus the configured static labels of their group, then the labels listed in their spec.
 
 Sample lines are rendered straight to text (:func:`sample`): building prometheus_client objects per
-series costs more CPU than a whole probe, and the inventory pre-renders text once per change.
+series costs more CPU than a whole probe, and the inventory pre-renders text once per change. The few
+request-metric series (:func:`http_observer`) are the exception: prometheus_client children, created once
+per label pair and updated in place by the HTTP server's observer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+
+from certloop.httpmetrics import DURATION_BUCKETS, RequestObserver
 
 __all__ = [
     "CATALOGUE",
@@ -27,6 +33,7 @@ __all__ = [
     "by_name",
     "escape",
     "format_value",
+    "http_observer",
     "merge",
     "render_families",
     "sample",
@@ -41,7 +48,7 @@ class MetricSpec:
     """One metric: name, type, help, the labels beyond the common ones, and whether it has the common ones."""
 
     name: str
-    type: Literal["gauge", "counter"]
+    type: Literal["gauge", "counter", "histogram"]
     help: str
     labels: tuple[str, ...] = ()
     common: bool = True  # carries source/target/address (+ static labels)
@@ -91,11 +98,16 @@ RELOAD_OK = MetricSpec("certloop_config_last_reload_successful", "gauge",
                        "1 if the last configuration (re)load succeeded.", common=False)
 RELOAD_TIME = MetricSpec("certloop_config_last_reload_success_timestamp_seconds", "gauge",
                          "Time of the last successful configuration (re)load (Unix time).", common=False)
+HTTP_REQUESTS = MetricSpec("certloop_http_requests_total", "counter",
+                           "HTTP requests answered, by handler (route pattern, other when none matched) and status.",
+                           ("handler", "code"), common=False)
+HTTP_DURATION = MetricSpec("certloop_http_request_duration_seconds", "histogram",
+                           "Time from a request's arrival to its answer, by handler.", ("handler",), common=False)
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_INFO, CERT_WEAK, CHAIN_EXPIRY, VERIFY_OK, VERIFY_VERDICT,
     HOSTNAME_MATCH, PROBE_SUCCESS, PROBE_DURATION, PROBE_FAILURE, TLS_VERSION, MATCHES_FILE, CONSISTENT,
-    PROBES_TOTAL, LAST_SWEEP, SWEEP_DURATION, BUILD_INFO, RELOAD_OK, RELOAD_TIME,
+    PROBES_TOTAL, LAST_SWEEP, SWEEP_DURATION, BUILD_INFO, RELOAD_OK, RELOAD_TIME, HTTP_REQUESTS, HTTP_DURATION,
 )
 # Families emitted per observed certificate source, in exposition order.
 PER_TARGET: tuple[MetricSpec, ...] = tuple(m for m in CATALOGUE if m.common)
@@ -170,3 +182,14 @@ def render_families(families: Mapping[str, Sequence[str]], specs: Iterable[Metri
             out.append(spec.header())
             out.extend(chunks)
     return "".join(out)
+
+
+def http_observer(registry: CollectorRegistry, routes: Iterable[str]) -> RequestObserver:
+    """The HTTP server's observer, its two families (:data:`HTTP_REQUESTS`, :data:`HTTP_DURATION`) in
+    ``registry``; ``routes`` are the router's patterns (their histograms exist from the start)."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series are not in the catalogue
+    requests = Counter(HTTP_REQUESTS.name.removesuffix("_total"), HTTP_REQUESTS.help, HTTP_REQUESTS.labels,
+                       registry=registry)
+    duration = Histogram(HTTP_DURATION.name, HTTP_DURATION.help, HTTP_DURATION.labels, registry=registry,
+                         buckets=DURATION_BUCKETS)
+    return RequestObserver(requests, duration, routes)

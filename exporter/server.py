@@ -14,7 +14,8 @@ that lands on a worker is forwarded over loopback to the main process's private 
 ``/metrics`` (the inventory), readiness and ``/-/reload`` always answer from the one process
 that sweeps. After a successful reload the main process sends SIGHUP to its workers, which
 re-read the same config file. Known limit: ``/probe`` counts made by a worker are not in the
-main process's ``certloop_exporter_probes_total``.
+main process's ``certloop_probes_total`` nor its ``certloop_http_requests_total`` (a worker's forwarded
+requests are counted by the main process's private listener).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from certloop.exporter.engine import Engine, build_context
 from certloop.exporter.probe import ProbeHandler
 from certloop.exporter.sources import ProbeCounter
 from certloop.exporter.sources.base import Context
-from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Request, Response, Router
+from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Observer, Request, Response, Router
 from certloop.landing import landing_page
 from certloop.webconfig import WebConfigFile, guard
 
@@ -104,16 +105,19 @@ def build_server(engine: Engine, *, on_reload: Callable[[], None] | None = None,
     handlers: dict[tuple[str, str], Handler] = dict(zip(_ROUTES, (landing, metrics, healthy, ready, reload, reload),
                                                         strict=True))
     handlers[("GET", "/probe")] = ProbeHandler(lambda: engine.ctx)
-    return _served(Router(handlers), web, reuse_port=reuse_port, max_connections=max_connections)
+    engine.http.expect(path for _, path in handlers)
+    return _served(Router(handlers), web, reuse_port=reuse_port, max_connections=max_connections,
+                   observer=engine.http)
 
 
-def _served(router: Router, web: WebConfigFile | None, *, reuse_port: bool, max_connections: int) -> HttpServer:
+def _served(router: Router, web: WebConfigFile | None, *, reuse_port: bool, max_connections: int,
+            observer: Observer | None = None) -> HttpServer:
     """The public listener: behind ``--web.config.file`` when one is given."""
     if web is None:
         return HttpServer(router, server_header="certloop-exporter", reuse_port=reuse_port,
-                          max_connections=max_connections)
+                          max_connections=max_connections, observer=observer)
     return HttpServer(guard(router, web), server_header="certloop-exporter", reuse_port=reuse_port,
-                      max_connections=max_connections, ssl_context=web.ssl_context)
+                      max_connections=max_connections, ssl_context=web.ssl_context, observer=observer)
 
 
 # -- the main process's side ----------------------------------------------------------------------

@@ -382,12 +382,16 @@ class Api:
         return None if self.store.timeout is None else self.store.timeout.total_seconds()
 
     async def metrics_page(self, req: Request) -> Response:
+        up = 0
         try:
             await asyncio.wait_for(self.refresh_metrics(), self._deadline())
+            up = 1
         except TimeoutError:
             log.warning("metrics: the job store did not answer in time, serving the last snapshot")
         except StoreUnavailable as exc:
             log.warning("metrics: job store unavailable, serving the last snapshot: %s", exc)
+        self.metrics.database_up.set(up)
+        self.metrics.set_pool(self.store.pool_stats())
         return Response(200, self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
 
     async def refresh_metrics(self) -> None:
@@ -532,6 +536,7 @@ def build_router(api: Api) -> Router:
     # the page's buttons audit themselves (with the CSRF verdict and the job they queued)
     table.update({(method, path): route(page, name, permission, None)
                   for method, path, name, permission in PAGE_ROUTES})
+    api.metrics.http.expect(path for _, path in table)
     return Router(table)
 
 

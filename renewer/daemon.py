@@ -157,6 +157,7 @@ class Daemon:
         self.metrics.declare({c.id: c.issuer.type for c in cfg.certificates})
         keystore = open_keystore(cfg)  # first: a bad key file is a one-line error before any connection
         store = await asyncio.to_thread(open_store, cfg)
+        store.on_connection_wait = self.metrics.connection_wait.observe
         ctx = RenewalContext(
             data_dir=cfg.data_dir, clock=self.clock, keystore=keystore,
             issuance_timeout=cfg.worker.issue_timeout.total_seconds(),
@@ -172,7 +173,7 @@ class Daemon:
             ssl_context = self.web.ssl_context or ssl_context
         self.server = HttpServer(handler, max_body=max(cfg.max_body * 4, 4 << 20),
                                  ssl_context=ssl_context, server_header="certloop-renewer",
-                                 max_connections=self.max_connections)
+                                 max_connections=self.max_connections, observer=self.metrics.http)
         host, _, port = self.listen.rpartition(":")
         await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":10794" means all
         self.metrics.config_reload_ok.set(1)

@@ -18,7 +18,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from certloop import __version__
+from certloop.httpmetrics import DURATION_BUCKETS, RequestObserver
 from certloop.renewer.intake import OUTCOMES
+from certloop.renewer.records import PoolStats
 
 __all__ = ["CATALOGUE", "RESULTS", "MetricDef", "RenewerMetrics", "Snapshot"]
 
@@ -63,6 +65,20 @@ CATALOGUE: tuple[MetricDef, ...] = (
               "store_unavailable)."),
     MetricDef("certloop_renewer_config_last_reload_successful", "gauge", (),
               "Whether the last configuration (re)load succeeded."),
+    MetricDef("certloop_renewer_http_requests_total", "counter", ("handler", "code"),
+              "HTTP requests answered, by handler (route pattern, other when none matched) and status."),
+    MetricDef("certloop_renewer_http_request_duration_seconds", "histogram", ("handler",),
+              "Time from a request's arrival to its answer, by handler."),
+    MetricDef("certloop_renewer_database_up", "gauge", (),
+              "1 if the job store answered the queries of the last scrape within the store timeout."),
+    MetricDef("certloop_renewer_database_pool_size", "gauge", (),
+              "Connections the database pool keeps (its configured size; 0 for SQLite in memory)."),
+    MetricDef("certloop_renewer_database_pool_checked_out_connections", "gauge", (),
+              "Database connections lent out to store operations now."),
+    MetricDef("certloop_renewer_database_pool_overflow_connections", "gauge", (),
+              "Database connections open beyond the pool size now (max_overflow bounds them)."),
+    MetricDef("certloop_renewer_database_connection_wait_seconds", "histogram", (),
+              "Time a store operation waited for its database connection (free slot, connect, ping)."),
 )
 _DEF = {m.name: m for m in CATALOGUE}
 
@@ -173,6 +189,26 @@ class RenewerMetrics:
         )
         for reason in ("rate_limited", "overflow", "store_unavailable"):
             self.audit_dropped.labels(reason)
+        self.http = RequestObserver(
+            Counter("certloop_renewer_http_requests", _DEF["certloop_renewer_http_requests_total"].help,
+                    ["handler", "code"], registry=r),
+            Histogram("certloop_renewer_http_request_duration_seconds",
+                      _DEF["certloop_renewer_http_request_duration_seconds"].help, ["handler"], registry=r,
+                      buckets=DURATION_BUCKETS),
+            (),
+        )  # the HTTP server's observer; renewer.api.build_router declares the routes
+        self.database_up = Gauge("certloop_renewer_database_up", _DEF["certloop_renewer_database_up"].help,
+                                 registry=r)
+        self.database_up.set(1)  # until a scrape finds otherwise: the daemon started on a reachable store
+        self.pool_size, self.pool_checked_out, self.pool_overflow = (
+            Gauge(name, _DEF[name].help, registry=r) for name in (
+                "certloop_renewer_database_pool_size", "certloop_renewer_database_pool_checked_out_connections",
+                "certloop_renewer_database_pool_overflow_connections"))
+        self.connection_wait = Histogram(
+            "certloop_renewer_database_connection_wait_seconds",
+            _DEF["certloop_renewer_database_connection_wait_seconds"].help, registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
         self._declared: set[tuple[str, str]] = set()
         self.snapshot = Snapshot()
         r.register(_SnapshotCollector(self))
@@ -201,6 +237,11 @@ class RenewerMetrics:
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+
+    def set_pool(self, pool: PoolStats) -> None:
+        self.pool_size.set(pool.size)
+        self.pool_checked_out.set(pool.checked_out)
+        self.pool_overflow.set(pool.overflow)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,6 +27,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "LedgerEvent",
+    "PoolStats",
     "QueueStats",
     "State",
     "from_ms",
@@ -154,6 +155,16 @@ class QueueStats:
     queued: int
     in_progress: int
     oldest_queued: datetime | None
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """The connection pool right now (in memory, no I/O): its configured size, connections lent out,
+    connections opened beyond the size (0 for pools without overflow)."""
+
+    size: int
+    checked_out: int
+    overflow: int
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from certloop.renewer.records import (
     Job,
     JobEvent,
     LedgerEvent,
+    PoolStats,
     QueueStats,
     State,
     from_ms,
@@ -116,6 +117,19 @@ class Store:
         # store threads: an outage parks at most these, each until its deadline.
         workers = 1 if self.engine.dialect.name == "sqlite" else 8
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        # Called with the seconds each operation waited for its connection (a free pool slot, connecting,
+        # the checkout ping): the daemon's metrics; runs in the store's threads.
+        self.on_connection_wait: Callable[[float], None] | None = None
+
+    def pool_stats(self) -> PoolStats:
+        """The pool's counters (SQLAlchemy's ``QueuePool``, SQLite's file databases included); a pool
+        without them (SQLite in memory, tests) reports what it can: its checked-out connections or 0."""
+        pool = self.engine.pool
+        if isinstance(pool, sa.QueuePool):
+            # overflow() starts at -size and counts every connection opened: beyond the size is max(0, .)
+            return PoolStats(pool.size(), pool.checkedout(), max(0, pool.overflow()))
+        checked_out = getattr(pool, "checkedout", None)
+        return PoolStats(0, int(checked_out()) if callable(checked_out) else 0, 0)
 
     @property
     def database(self) -> str:
@@ -155,9 +169,13 @@ class Store:
 
     @contextmanager
     def _tx(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
-        with (self._errors(operation), self.engine.connect() as conn,
-              conn.execution_options(**{READ_ONLY: read_only}).begin()):
-            yield conn
+        with self._errors(operation):
+            start = time.perf_counter()
+            with self.engine.connect() as conn:  # checks a connection out of the pool (SQLAlchemy 2)
+                if self.on_connection_wait is not None:
+                    self.on_connection_wait(time.perf_counter() - start)
+                with conn.execution_options(**{READ_ONLY: read_only}).begin():
+                    yield conn
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:

@@ -246,3 +246,31 @@ def test_probe_module_with_starttls_against_aiosmtpd(tmp_path: Path, pki: Pki) -
     assert value(with_starttls.text, "certloop_verify_verdict", target=target, verdict="ok") == 1
     assert value(with_starttls.text, "certloop_cert_info", position="0", fingerprint_sha256=leaf.fingerprint) == 1
     assert value(plain.text, "certloop_probe_success", target=target) == 0  # SMTP spoken where TLS was expected
+
+
+def test_requests_are_counted_per_route_pattern_and_status(tmp_path: Path, pki: Pki) -> None:
+    """Every answer counts under its route pattern (unknown paths as one ``other``) and status, with a
+    latency histogram per route; the families are the catalogue's and promtool accepts them."""
+    pki.leaf(["one.example"]).write(tmp_path / "certs", "one")
+    with exporter({"files": [{"paths": [str(tmp_path / "certs")]}]}) as exp:
+        assert requests.get(f"{exp.url}/probe", timeout=10).status_code == 400  # no target
+        for path in ("/nope", "/a/b/c", "/secret-1234"):
+            assert requests.get(f"{exp.url}{path}", timeout=10).status_code == 404
+        assert requests.delete(f"{exp.url}/metrics", timeout=10).status_code == 405
+        exp.metrics()
+        text = exp.metrics()
+    assert value(text, "certloop_http_requests_total", handler="/probe", code="400") == 1
+    assert value(text, "certloop_http_requests_total", handler="other", code="404") == 3
+    assert value(text, "certloop_http_requests_total", handler="other", code="405") == 1
+    assert value(text, "certloop_http_requests_total", handler="/metrics", code="200") >= 1
+    assert value(text, "certloop_http_request_duration_seconds_count", handler="/probe") == 1
+    assert value(text, "certloop_http_request_duration_seconds_count", handler="/-/reload") == 0  # exists at 0
+    assert "secret-1234" not in text and "/a/b/c" not in text
+    handlers = {labels["handler"] for _, labels in _label_sets(text, "certloop_http_request_duration_seconds_count")}
+    assert handlers == {"/", "/metrics", "/probe", "/-/healthy", "/-/ready", "/-/reload", "other"}
+    _promtool_check(text)
+
+
+def _label_sets(text: str, name: str) -> list[tuple[str, dict[str, str]]]:
+    return [(name, dict(re.findall(r'(\w+)="([^"]*)"', line))) for line in text.splitlines()
+            if line.startswith(name + "{")]

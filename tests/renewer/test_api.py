@@ -61,7 +61,9 @@ class Harness:
         self.api = Api(store=store, config=lambda: self.config, access=lambda: access,
                        metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload,
                        lifecycle=True)
-        self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body, ssl_context=ssl_context)
+        store.on_connection_wait = self.metrics.connection_wait.observe  # as renewer.daemon wires them
+        self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body, ssl_context=ssl_context,
+                                 observer=self.metrics.http)
         asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(10)
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.http = requests.Session()
@@ -239,9 +241,26 @@ def test_metrics_follow_the_catalogue_and_pass_promtool(harness: Harness, pki: P
     Path(setup.data["certificates"][0]["outputs"]["fullchain"]).write_bytes(pki.leaf(["shop.example"]).fullchain_pem)
     harness.post("/api/v1/alertmanager", fixture("grouped.json"))
     harness.post("/api/v1/alertmanager", b"{")
+    assert harness.get("/api/v1/jobs/777777").status_code == 404
+    assert harness.get("/api/v1/jobs/999999").status_code == 404
+    assert harness.get("/no/such/path-42").status_code == 404
+    harness.get("/metrics", headers={})
     text = harness.get("/metrics", headers={}).text
     families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
     assert families == {m.name for m in CATALOGUE}
+    assert 'certloop_renewer_http_requests_total{code="202",handler="/api/v1/alertmanager"} 1.0' in text
+    assert 'certloop_renewer_http_requests_total{code="400",handler="/api/v1/alertmanager"} 1.0' in text
+    assert 'certloop_renewer_http_requests_total{code="404",handler="/api/v1/jobs/{id}"} 2.0' in text
+    assert 'certloop_renewer_http_requests_total{code="404",handler="other"} 1.0' in text
+    assert 'certloop_renewer_http_request_duration_seconds_count{handler="/metrics"} 1.0' in text  # the first scrape
+    assert 'certloop_renewer_http_request_duration_seconds_count{handler="/-/reload"} 0.0' in text  # from the start
+    assert "path-42" not in text and "999999" not in text
+    assert "certloop_renewer_database_up 1.0" in text
+    assert "certloop_renewer_database_pool_size 5.0" in text  # SQLite file: SQLAlchemy's QueuePool
+    assert "certloop_renewer_database_pool_checked_out_connections 0.0" in text
+    assert "certloop_renewer_database_pool_overflow_connections 0.0" in text
+    waits = [line for line in text.splitlines() if line.startswith("certloop_renewer_database_connection_wait_seconds_count")]
+    assert waits and float(waits[0].split()[1]) >= 3  # every store operation so far
     assert 'certloop_renewer_webhook_requests_total{code="202"} 1.0' in text
     assert 'certloop_renewer_webhook_requests_total{code="400"} 1.0' in text
     assert 'certloop_renewer_alerts_total{outcome="queued"} 2.0' in text

@@ -65,6 +65,14 @@ def timed(fn: Callable[[], requests.Response]) -> tuple[int, float, str]:
     return resp.status_code, time.monotonic() - start, resp.text
 
 
+def gauge(r: RenewerProcess, name: str) -> float:
+    """One unlabelled sample of the renewer's /metrics."""
+    for line in r.get("/metrics", token=None).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def threads_of(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
@@ -105,6 +113,8 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
     r = start_renewer(setup.path)
     assert r.get("/-/ready").status_code == 200
     assert "certloop_renewer_" in r.get("/metrics", token=None).text  # the snapshot served later
+    assert gauge(r, "certloop_renewer_database_up") == 1
+    assert gauge(r, "certloop_renewer_database_pool_size") == 8
     baseline = threads_of(r.proc.pid)
 
     pg.freeze()
@@ -112,6 +122,7 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
         frozen_at = time.monotonic()
         assert_outage_answers(hammer(r, 40))
         assert_outage_answers(hammer(r, 40))  # again, with the first round's threads possibly still parked
+        assert gauge(r, "certloop_renewer_database_up") == 0  # what CertloopRenewerDatabaseUnavailable reads
         # The store has 8 threads; the default executor and the watchdog a few more: no pile-up.
         assert threads_of(r.proc.pid) <= baseline + 8 + 2, (baseline, threads_of(r.proc.pid))
         time.sleep(max(0.0, 4.0 - (time.monotonic() - frozen_at)))  # many claim polls (200 ms) fail meanwhile
@@ -124,6 +135,7 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
 
     wait_for(recovered, 15, what="the renewer to use the thawed database")
     wait_for(lambda: "job store answers again" in r.log.read_text(), 10, what="the recovery line")
+    wait_for(lambda: gauge(r, "certloop_renewer_database_up") == 1, 15, what="database_up back to 1")
     log = r.log.read_text()
     assert log.count("cannot claim jobs") == 1, log
     assert "Traceback" not in log
@@ -144,6 +156,7 @@ def test_a_listener_that_never_speaks_gives_fast_503s(
         assert_outage_answers(results)
         assert time.monotonic() - start < 3 * WEBHOOK_BUDGET
         assert srv.accepted >= 1  # the renewer did try the listener
+        assert gauge(r, "certloop_renewer_database_up") == 0
         assert threads_of(r.proc.pid) < 32
         assert "secret" not in r.log.read_text()
 
