@@ -63,6 +63,9 @@
       exporterConfigReload: 'warning',
       renewerConfigReload: 'warning',
       monitoredCertificatesDropped: 'major',
+      renewerWebhookErrors: 'major',
+      renewerWebhookSlow: 'warning',
+      renewerDatabaseUnavailable: 'major',
     },
 
     // How many severity levels the alerts carry. kube-prometheus, most monitoring mixins and the routing
@@ -119,6 +122,19 @@
     // Alert when the oldest queued renewal job waits longer than this.
     renewerQueueStuckAfter: '1h',
 
+    // The renewer's webhook intake (POST /api/v1/alertmanager), from its request metrics over `window`.
+    // CertloopRenewerWebhookErrors fires when more than errorRatio of the webhook's answers are 5xx (503:
+    // the job store did not take the renewal; Alertmanager retries, but renewals wait). Raise it only if a
+    // flaky database is known and tolerated. CertloopRenewerWebhookSlow fires when the p99 answer time
+    // exceeds p99Latency: keep it well below Alertmanager's webhook timeout (http_config, 10s by
+    // default), past which Alertmanager gives up and retries. A longer window smooths a quiet intake
+    // (a few webhooks an hour make a noisy ratio); it must exceed 4 scrape intervals for rate().
+    renewerWebhook: {
+      window: '10m',
+      errorRatio: 0.05,
+      p99Latency: '2s',
+    },
+
     // How long each condition must hold before the alert fires. Longer is quieter, shorter is faster.
     'for': {
       expiring: '15m',
@@ -145,6 +161,10 @@
       renewerConfigReload: '10m',
       // Longer than an exporter restart's first sweep, so a restart does not look like a drop.
       monitoredCertificatesDropped: '15m',
+      renewerWebhookErrors: '10m',
+      renewerWebhookSlow: '15m',
+      // A database restart or failover takes a minute or two; longer than that is an outage.
+      renewerDatabaseUnavailable: '5m',
     },
   },
 }

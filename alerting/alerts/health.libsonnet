@@ -1,8 +1,12 @@
-// Alerts about certloop itself: a component down or running on a stale configuration.
+// Alerts about certloop itself: a component down or running on a stale configuration, the renewer's
+// webhook intake failing or slow, its job store unreachable.
 local alert = import '../lib/alert.libsonnet';
+local duration = import '../lib/duration.libsonnet';
 
 {
   local config = $._config,
+  local webhook = config.renewerWebhook,
+  local intake = 'handler="/api/v1/alertmanager"',
 
   prometheusAlerts+:: {
     groups+: [
@@ -87,6 +91,60 @@ local alert = import '../lib/alert.libsonnet';
             'certloop 续期服务 {{ $labels.instance }} 重载配置失败',
             ('续期服务 {{ $labels.instance }} 最近一次重载配置失败；它继续使用之前的配置运行，'
              + '因此变更后的证书不会按配置续期。'),
+          ),
+          alert.new(
+            config,
+            'CertloopRenewerWebhookErrors',
+            'renewerWebhookErrors',
+            // No webhook in the window: 0/0 is no sample, the alert stays silent.
+            ('sum by (job, instance) (rate(certloop_renewer_http_requests_total{%(sel)s,%(intake)s,code=~"5.."}[%(w)s]))'
+             + '\n/ sum by (job, instance) (rate(certloop_renewer_http_requests_total{%(sel)s,%(intake)s}[%(w)s]))'
+             + '\n> %(ratio)s')
+            % { sel: config.renewerSelector, intake: intake, w: webhook.window, ratio: '%g' % webhook.errorRatio },
+            'certloop renewer {{ $labels.instance }} answers {{ $value | humanizePercentage }} of webhooks with an error',
+            ('The renewer {{ $labels.instance }} answered {{ $value | humanizePercentage }} of the Alertmanager '
+             + 'webhooks of the last %s with a 5xx status (more than %s). Alertmanager retries them, but '
+             + 'no renewal is queued meanwhile: usually the job store does not answer.')
+            % [webhook.window, '%g%%' % (webhook.errorRatio * 100)],
+          ) + alert.zh(
+            'certloop 续期服务 {{ $labels.instance }} 有 {{ $value | humanizePercentage }} 的 webhook 请求出错',
+            ('续期服务 {{ $labels.instance }} 在最近 %s 内以 5xx 状态应答了 {{ $value | humanizePercentage }} 的 '
+             + 'Alertmanager webhook 请求（超过 %s）。Alertmanager 会重试，但在此期间没有续期任务入队：'
+             + '通常是任务存储（数据库）没有响应。')
+            % [alert.durationTextZh(webhook.window), '%g%%' % (webhook.errorRatio * 100)],
+          ),
+          alert.new(
+            config,
+            'CertloopRenewerWebhookSlow',
+            'renewerWebhookSlow',
+            ('histogram_quantile(0.99, sum by (job, instance, le) (rate('
+             + 'certloop_renewer_http_request_duration_seconds_bucket{%(sel)s,%(intake)s}[%(w)s])))\n> %(p99)d')
+            % { sel: config.renewerSelector, intake: intake, w: webhook.window, p99: duration.seconds(webhook.p99Latency) },
+            'certloop renewer {{ $labels.instance }} answers webhooks slowly (p99 {{ $value | humanizeDuration }})',
+            ('99%% of the Alertmanager webhooks the renewer {{ $labels.instance }} answered in the last %s took up to '
+             + '{{ $value | humanizeDuration }} (more than %s). Past Alertmanager\'s webhook timeout the '
+             + 'notification fails and is retried: renewals are queued late. Usually the job store is slow.')
+            % [webhook.window, webhook.p99Latency],
+          ) + alert.zh(
+            'certloop 续期服务 {{ $labels.instance }} 应答 webhook 缓慢（p99 {{ $value | humanizeDuration }}）',
+            ('续期服务 {{ $labels.instance }} 在最近 %s 内应答的 Alertmanager webhook 请求中，99%% 耗时不超过 '
+             + '{{ $value | humanizeDuration }}（超过 %s）。超过 Alertmanager 的 webhook 超时后通知会失败并重试：'
+             + '续期任务会延迟入队。通常是任务存储（数据库）变慢。')
+            % [alert.durationTextZh(webhook.window), alert.durationTextZh(webhook.p99Latency)],
+          ),
+          alert.new(
+            config,
+            'CertloopRenewerDatabaseUnavailable',
+            'renewerDatabaseUnavailable',
+            'certloop_renewer_database_up{%s} == 0' % config.renewerSelector,
+            'certloop renewer {{ $labels.instance }} cannot reach its database',
+            ('The job store of the renewer {{ $labels.instance }} did not answer within its timeout at the last '
+             + 'scrapes. Webhooks are refused with 503 (Alertmanager retries), no job is claimed, and its '
+             + '/metrics shows the last snapshot of the queue and certificates.'),
+          ) + alert.zh(
+            'certloop 续期服务 {{ $labels.instance }} 无法访问其数据库',
+            ('续期服务 {{ $labels.instance }} 的任务存储在最近几次抓取时未在超时内响应。webhook 请求以 503 拒绝'
+             + '（Alertmanager 会重试），不会领取任何任务，其 /metrics 显示的是队列和证书的最后一次快照。'),
           ),
         ],
       },
