@@ -1,4 +1,6 @@
-"""Exporter health: is the exporter itself probing on time, how fast, and failing how."""
+"""Exporter health: is the exporter itself probing on time, how fast, and failing how; both daemons'
+HTTP requests (rate, errors, latency per handler); the renewer's job store (up, pool, connection wait)
+and queue."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from certloop.dashboards.thresholds import Thresholds
 I = 'instance=~"$instance"'  # noqa: E741 - the selector reads like the variable it filters on
 PROBES = f"certloop_probes_total{{{I}}}"
 LAG_TH = s.thresholds(s.GREEN, (900, s.ORANGE), (3600, s.RED))
+R = 'instance=~"$renewer"'  # the renewer's instances (its own variable: the daemons run on other ports)
+INTAKE = 'handler="/api/v1/alertmanager"'
+OLDEST = f"certloop_renewer_oldest_queued_job_timestamp_seconds{{{R}}}"  # 0 when nothing is queued
 
 
 def _summary() -> list[Any]:
@@ -95,15 +100,101 @@ def _sweeps() -> list[Any]:
     ]
 
 
+def _requests(prefix: str, sel: str, who: str) -> list[Any]:
+    """Rate by handler and status, 5xx ratio and p99 latency per handler of one daemon's HTTP server."""
+    total = f"{prefix}_http_requests_total"
+    buckets = f"{prefix}_http_request_duration_seconds_bucket"
+    return [
+        s.timeseries(f"{who} requests", "Requests answered per second by handler (route pattern; other: "
+                     "no route matched) and status code.",
+                     Query(f"sum by (handler, code) (rate({total}{{{sel}}}[{s.RATE_INTERVAL}]))",
+                           legend="{{handler}} {{code}}"),
+                     unit=s.UNIT_PER_SECOND, stacked=True, minimum=0, size=Size(8, 8)),
+        s.timeseries(f"{who} errors", "Share of answers with a 5xx status, per handler.",
+                     # `or 0 * ...`: a handler with traffic and no 5xx series shows 0, not a gap
+                     Query(f'(sum by (handler) (rate({total}{{code=~"5..", {sel}}}[{s.RATE_INTERVAL}])) '
+                           f"or 0 * sum by (handler) (rate({total}{{{sel}}}[{s.RATE_INTERVAL}]))) / "
+                           f"sum by (handler) (rate({total}{{{sel}}}[{s.RATE_INTERVAL}]))", legend="{{handler}}"),
+                     unit=s.UNIT_PERCENT, minimum=0, size=Size(8, 8)),
+        s.timeseries(f"{who} latency p99", "99th percentile of the time from a request's arrival to its "
+                     "answer, per handler.",
+                     Query(f"histogram_quantile(0.99, sum by (handler, le) (rate({buckets}{{{sel}}}"
+                           f"[{s.RATE_INTERVAL}])))", legend="{{handler}}"),
+                     unit=s.UNIT_SECONDS, minimum=0, size=Size(8, 8)),
+    ]
+
+
+def _renewer(t: Thresholds) -> list[Any]:
+    small = Size(4, 4)
+    return [
+        s.row("Renewer: webhook, job store and queue"),
+        s.stat("Job store", "Whether each selected renewer's job store answered at its last scrape "
+               "(certloop_renewer_database_up); CertloopRenewerDatabaseUnavailable fires after 5 minutes of 0.",
+               Query(f"min(certloop_renewer_database_up{{{R}}})", instant=True), size=small,
+               mappings=s.value_text({"0": ("unavailable", s.RED), "1": ("up", s.GREEN)}),
+               color_mode="background", no_value="no data"),
+        s.stat("Webhook errors", "Share of Alertmanager webhooks answered 5xx over the selected range; red "
+               "from the mixin's renewerWebhook.errorRatio (CertloopRenewerWebhookErrors).",
+               Query(f'(sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, code=~"5..", {R}}}[{s.RANGE}])) '
+                     f"or 0 * sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, {R}}}[{s.RANGE}]))) / "
+                     f"sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, {R}}}[{s.RANGE}]))",
+                     instant=True),
+               unit=s.UNIT_PERCENT, decimals=1, size=small,
+               th=s.thresholds(s.GREEN, (t.renewerWebhookErrorRatio, s.RED)), no_value="no webhooks"),
+        s.stat("Webhook p99", "99th percentile webhook answer time over the selected range; red from the "
+               "mixin's renewerWebhook.p99Latency (CertloopRenewerWebhookSlow).",
+               Query("histogram_quantile(0.99, sum by (le) (increase("
+                     f"certloop_renewer_http_request_duration_seconds_bucket{{{INTAKE}, {R}}}[{s.RANGE}])))",
+                     instant=True),
+               unit=s.UNIT_SECONDS, size=small,
+               th=s.thresholds(s.GREEN, (t.renewerWebhookP99Seconds, s.RED)), no_value="no webhooks"),
+        s.stat("Queue depth", "Renewal jobs waiting for a worker now.",
+               Query(f"max(certloop_renewer_queue_depth{{{R}}})", instant=True), size=small,
+               th=s.thresholds(s.GREEN, (5, s.ORANGE))),
+        s.stat("Oldest queued job", "Age of the oldest queued job (time() minus its creation timestamp; 0 "
+               "when nothing is queued); red from the mixin's renewerQueueStuckAfter (CertloopRenewerQueueStuck).",
+               Query(f"max((time() - {OLDEST}) * ({OLDEST} > bool 0))", instant=True),
+               unit=s.UNIT_SECONDS, size=small, th=s.thresholds(s.GREEN, (t.renewerQueueStuckSeconds, s.RED))),
+        s.stat("Jobs in progress", "Jobs being worked by any replica now.",
+               Query(f"max(certloop_renewer_jobs_in_progress{{{R}}})", instant=True), size=small,
+               th=s.thresholds(s.BLUE)),
+        *_requests("certloop_renewer", R, "Renewer"),
+        s.timeseries("Database pool", "Connections of each renewer's pool: its configured size, lent out, "
+                     "and opened beyond the size (overflow).",
+                     Query(f"certloop_renewer_database_pool_size{{{R}}}", legend="{{instance}} size"),
+                     Query(f"certloop_renewer_database_pool_checked_out_connections{{{R}}}",
+                           legend="{{instance}} checked out"),
+                     Query(f"certloop_renewer_database_pool_overflow_connections{{{R}}}",
+                           legend="{{instance}} overflow"),
+                     minimum=0, size=Size(8, 8)),
+        s.timeseries("Connection wait", "Time a store operation waited for its connection (a free slot, "
+                     "connecting, the checkout ping): p50 and p99.",
+                     Query("histogram_quantile(0.5, sum by (instance, le) (rate("
+                           f"certloop_renewer_database_connection_wait_seconds_bucket{{{R}}}[{s.RATE_INTERVAL}])))",
+                           legend="{{instance}} p50"),
+                     Query("histogram_quantile(0.99, sum by (instance, le) (rate("
+                           f"certloop_renewer_database_connection_wait_seconds_bucket{{{R}}}[{s.RATE_INTERVAL}])))",
+                           legend="{{instance}} p99"),
+                     unit=s.UNIT_SECONDS, minimum=0, size=Size(8, 8)),
+        s.timeseries("Queue", "Jobs queued and in progress, and the oldest queued job's age (right axis "
+                     "values in seconds).",
+                     Query(f"max(certloop_renewer_queue_depth{{{R}}})", legend="queued"),
+                     Query(f"max(certloop_renewer_jobs_in_progress{{{R}}})", legend="in progress"),
+                     minimum=0, size=Size(8, 8)),
+    ]
+
+
 def spec(t: Thresholds) -> s.Spec:
     return s.Spec(
         module_file=__file__,
         title="certloop / Exporter health",
-        description="The exporter itself: probe rates and durations, failures by reason, sweep lag, reloads, "
-                    "build.",
-        variables=[s.label_variable("instance", "Instance", "certloop_build_info")],
+        description="certloop itself: the exporter's probe rates and durations, failures by reason, sweep lag, "
+                    "reloads, build; both daemons' requests per handler; the renewer's job store and queue.",
+        variables=[s.label_variable("instance", "Instance", "certloop_build_info"),
+                   s.label_variable("renewer", "Renewer", "certloop_renewer_build_info", of="instance")],
         links=[s.Link("Certificates overview", s.uid_for("overview.py"), vars=False)],
-        panels=[*_summary(), *_probes(), *_sweeps()],
+        panels=[*_summary(), *_probes(), *_sweeps(), s.row("Exporter requests"),
+                *_requests("certloop", I, "Exporter"), *_renewer(t)],
         extra_tags=("exporter",),
     )
 

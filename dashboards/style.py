@@ -293,13 +293,14 @@ def datasource_variable() -> Any:
 
 
 def label_variable(name: str, label: str, metric_selector: str, *, include_all: bool = True,
-                   multi: bool = True) -> Any:
-    """A variable listing the values of one label: `label_values(<selector>, <name>)`.
+                   multi: bool = True, of: str | None = None) -> Any:
+    """A variable listing the values of one label: `label_values(<selector>, <name>)`, or of the label
+    `of` when the variable is named otherwise (two `instance` variables, one per daemon).
 
     With "All" selected the value is `.*`, so selectors use `=~"$name"` and also match series that do
     not carry the label at all.
     """
-    return g.Template(name=name, label=label, query=f"label_values({metric_selector}, {name})",
+    return g.Template(name=name, label=label, query=f"label_values({metric_selector}, {of or name})",
                       dataSource=dict(DATASOURCE), includeAll=include_all, multi=multi, allValue=".*",
                       default="$__all" if include_all else None, refresh=2, sort=1)
 

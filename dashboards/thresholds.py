@@ -41,6 +41,8 @@ class Thresholds:
     expiryCriticalCeilingDays: float
     expiryWarningCeilingDays: float
     renewerQueueStuckSeconds: float
+    renewerWebhookErrorRatio: float
+    renewerWebhookP99Seconds: float
 
 
 def names() -> list[str]:

@@ -15,4 +15,8 @@ function(config) {
   expiryWarningCeilingDays: duration.seconds(config.expiry.warningCeiling) / 86400,
   // "Oldest queued job" turns red when CertloopRenewerQueueStuck's condition holds.
   renewerQueueStuckSeconds: duration.seconds(config.renewerQueueStuckAfter),
+  // The renewer's request panels: the webhook's 5xx ratio and p99 latency turn red where
+  // CertloopRenewerWebhookErrors and CertloopRenewerWebhookSlow fire.
+  renewerWebhookErrorRatio: config.renewerWebhook.errorRatio,
+  renewerWebhookP99Seconds: duration.seconds(config.renewerWebhook.p99Latency),
 }

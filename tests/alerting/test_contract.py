@@ -59,9 +59,16 @@ def catalogue() -> dict[str, dict[str, set[str] | None]]:
         if "position" in labels:
             labels["role"] = {"leaf", "intermediate", "root"}
         metrics[name] = labels
+        if cells[1].startswith("histogram"):
+            metrics.update(_histogram_series(name, labels))
     for name, builtin_labels in BUILTIN.items():
         metrics[name] = dict.fromkeys(builtin_labels)
     return metrics
+
+
+def _histogram_series(name: str, labels: dict[str, set[str] | None]) -> dict[str, dict[str, set[str] | None]]:
+    """The series a histogram family exposes: `_bucket` (with `le`), `_sum`, `_count`."""
+    return {f"{name}_bucket": {**labels, "le": None}, f"{name}_sum": dict(labels), f"{name}_count": dict(labels)}
 
 
 def code_catalogue() -> dict[str, dict[str, set[str] | None]]:
@@ -72,8 +79,12 @@ def code_catalogue() -> dict[str, dict[str, set[str] | None]]:
         if spec.common:
             labels |= EXPORTER_COMMON
         metrics[spec.name] = dict.fromkeys(labels)
+        if spec.type == "histogram":
+            metrics.update(_histogram_series(spec.name, metrics[spec.name]))
     for definition in renewer_metrics.CATALOGUE:
         metrics[definition.name] = dict.fromkeys(set(definition.labels) | RENEWER_COMMON)
+        if definition.type == "histogram":
+            metrics.update(_histogram_series(definition.name, metrics[definition.name]))
     for name, builtin_labels in BUILTIN.items():
         metrics[name] = dict.fromkeys(builtin_labels)
     return metrics

@@ -88,10 +88,26 @@ def exporter_samples(now: float, scrapes: int, started: float | None = None) -> 
     samples += [("certloop_build_info", {"version": "0.1.0", "python_version": "3.11.2"}, 1.0),
                 ("certloop_config_last_reload_successful", {}, 1.0),
                 ("certloop_config_last_reload_success_timestamp_seconds", {}, loaded)]
+    samples += http_samples("certloop", float(scrapes), ("/probe", "/metrics"))
     return samples
 
 
 BUCKETS = (1.0, 5.0, 30.0, 60.0, 300.0, 900.0, float("inf"))
+
+
+def http_samples(prefix: str, n: float, handlers: tuple[str, ...]) -> list[Sample]:
+    """One daemon's request metrics: per handler 10 answers 200 and 1 answer 503 per scrape, each 20 ms."""
+    samples: list[Sample] = []
+    for handler in (*handlers, "other"):
+        samples += [(f"{prefix}_http_requests_total", {"handler": handler, "code": "200"}, 10 * n),
+                    (f"{prefix}_http_requests_total", {"handler": handler, "code": "503"}, n)]
+        for le in (0.01, 0.025, 0.1, float("inf")):
+            samples.append((f"{prefix}_http_request_duration_seconds_bucket",
+                            {"handler": handler, "le": "+Inf" if le == float("inf") else repr(le)},
+                            11 * n if le >= 0.025 else 0.0))
+        samples += [(f"{prefix}_http_request_duration_seconds_sum", {"handler": handler}, 0.02 * 11 * n),
+                    (f"{prefix}_http_request_duration_seconds_count", {"handler": handler}, 11 * n)]
+    return samples
 
 
 def renewer_samples(now: float, scrapes: int) -> list[Sample]:
@@ -127,6 +143,17 @@ def renewer_samples(now: float, scrapes: int) -> list[Sample]:
                         {"issuer": "acme", "le": "+Inf" if le == float("inf") else repr(le)}, n if le >= 30 else 0.0))
     samples += [("certloop_renewer_renewal_duration_seconds_sum", {"issuer": "acme"}, 20 * n),
                 ("certloop_renewer_renewal_duration_seconds_count", {"issuer": "acme"}, n)]
+    samples += http_samples("certloop_renewer", n, ("/api/v1/alertmanager", "/metrics"))
+    samples += [("certloop_renewer_database_up", {}, 1.0),
+                ("certloop_renewer_database_pool_size", {}, 8.0),
+                ("certloop_renewer_database_pool_checked_out_connections", {}, 2.0),
+                ("certloop_renewer_database_pool_overflow_connections", {}, 0.0)]
+    # every scrape: three store operations, each waiting 2 ms for its connection
+    for le in (0.001, 0.0025, 0.01, float("inf")):
+        samples.append(("certloop_renewer_database_connection_wait_seconds_bucket",
+                        {"le": "+Inf" if le == float("inf") else repr(le)}, 3 * n if le >= 0.0025 else 0.0))
+    samples += [("certloop_renewer_database_connection_wait_seconds_sum", {}, 0.006 * n),
+                ("certloop_renewer_database_connection_wait_seconds_count", {}, 3 * n)]
     return samples
 
 

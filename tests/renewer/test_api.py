@@ -259,7 +259,8 @@ def test_metrics_follow_the_catalogue_and_pass_promtool(harness: Harness, pki: P
     assert "certloop_renewer_database_pool_size 5.0" in text  # SQLite file: SQLAlchemy's QueuePool
     assert "certloop_renewer_database_pool_checked_out_connections 0.0" in text
     assert "certloop_renewer_database_pool_overflow_connections 0.0" in text
-    waits = [line for line in text.splitlines() if line.startswith("certloop_renewer_database_connection_wait_seconds_count")]
+    waits = [line for line in text.splitlines()
+             if line.startswith("certloop_renewer_database_connection_wait_seconds_count")]
     assert waits and float(waits[0].split()[1]) >= 3  # every store operation so far
     assert 'certloop_renewer_webhook_requests_total{code="202"} 1.0' in text
     assert 'certloop_renewer_webhook_requests_total{code="400"} 1.0' in text
