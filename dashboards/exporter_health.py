@@ -133,11 +133,13 @@ def _renewer(t: Thresholds) -> list[Any]:
                Query(f"min(certloop_renewer_database_up{{{R}}})", instant=True), size=small,
                mappings=s.value_text({"0": ("unavailable", s.RED), "1": ("up", s.GREEN)}),
                color_mode="background", no_value="no data"),
-        s.stat("Webhook errors", "Share of Alertmanager webhooks answered 5xx over the selected range; red "
+        s.stat("Webhook errors", "Share of Alertmanager webhooks answered 5xx over the selected range (0 "
+               "when none arrived); red "
                "from the mixin's renewerWebhook.errorRatio (CertloopRenewerWebhookErrors).",
+               # clamp_min: no webhook in the range (or only before the first scrape) reads 0, not a gap
                Query(f'(sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, code=~"5..", {R}}}[{s.RANGE}])) '
-                     f"or 0 * sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, {R}}}[{s.RANGE}]))) / "
-                     f"sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, {R}}}[{s.RANGE}]))",
+                     f"or 0 * sum(certloop_renewer_http_requests_total{{{INTAKE}, {R}}})) / "
+                     f"clamp_min(sum(increase(certloop_renewer_http_requests_total{{{INTAKE}, {R}}}[{s.RANGE}])), 1)",
                      instant=True),
                unit=s.UNIT_PERCENT, decimals=1, size=small,
                th=s.thresholds(s.GREEN, (t.renewerWebhookErrorRatio, s.RED)), no_value="no webhooks"),

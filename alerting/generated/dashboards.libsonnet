@@ -8063,7 +8063,7 @@ function(t) {
           "type": "prometheus",
           "uid": "${datasource}"
         },
-        "description": "Share of Alertmanager webhooks answered 5xx over the selected range; red from the mixin's renewerWebhook.errorRatio (CertloopRenewerWebhookErrors).",
+        "description": "Share of Alertmanager webhooks answered 5xx over the selected range (0 when none arrived); red from the mixin's renewerWebhook.errorRatio (CertloopRenewerWebhookErrors).",
         "fieldConfig": {
           "defaults": {
             "color": {
@@ -8121,7 +8121,7 @@ function(t) {
               "uid": "${datasource}"
             },
             "editorMode": "code",
-            "expr": "(sum(increase(certloop_renewer_http_requests_total{handler=\"/api/v1/alertmanager\", code=~\"5..\", instance=~\"$renewer\"}[$__range])) or 0 * sum(increase(certloop_renewer_http_requests_total{handler=\"/api/v1/alertmanager\", instance=~\"$renewer\"}[$__range]))) / sum(increase(certloop_renewer_http_requests_total{handler=\"/api/v1/alertmanager\", instance=~\"$renewer\"}[$__range]))",
+            "expr": "(sum(increase(certloop_renewer_http_requests_total{handler=\"/api/v1/alertmanager\", code=~\"5..\", instance=~\"$renewer\"}[$__range])) or 0 * sum(certloop_renewer_http_requests_total{handler=\"/api/v1/alertmanager\", instance=~\"$renewer\"})) / clamp_min(sum(increase(certloop_renewer_http_requests_total{handler=\"/api/v1/alertmanager\", instance=~\"$renewer\"}[$__range])), 1)",
             "format": "time_series",
             "instant": true,
             "legendFormat": "__auto",
