@@ -14,7 +14,7 @@ import timeit
 
 from prometheus_client import CollectorRegistry
 
-from exporter.metrics import http_observer
+from certloop.exporter.metrics import http_observer
 
 CALLS = 200_000
 
