@@ -260,9 +260,12 @@ class _Flow:
         )
         try:
             regr = await self.call(self.acme.new_account, reg)
-        except errors.ConflictError:  # the key is registered already: look the account up
-            reg = messages.NewRegistration.from_data(only_return_existing=True)
-            regr = await self.call(self.acme.new_account, reg)
+        except errors.ConflictError as exc:
+            # The key is registered already: another renewal of this account registered it a moment ago, or
+            # registration.json was lost. The server's answer names the account (Location); asking again with
+            # onlyReturnExisting would only raise the same conflict.
+            regr = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+            self.net.account = regr
         regr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # only the account URL is needed to sign as this account (the body may echo EAB, unserialisable)
         regr_path.write_text(json.dumps({"uri": regr.uri, "directory": self.settings.directory}))

@@ -64,6 +64,19 @@ def test_account_is_persisted_encrypted_and_reused(acme_stack: AcmeStack) -> Non
     assert json.loads((accounts[0] / "registration.json").read_text())["uri"] == regr["uri"]
 
 
+def test_an_account_key_the_ca_already_knows_is_used_as_it_is(acme_stack: AcmeStack) -> None:
+    """A key registered a moment ago (two renewals of one new account at once) or a lost registration.json:
+    the CA answers newAccount with the existing account's URL, and the order goes on with that account."""
+    spec = _spec(acme_stack)
+    ctx = acme_stack.context()
+    asyncio.run(pipeline.issue(spec, ctx))
+    (account,) = (ctx.data_dir / "issuers" / "acme-accounts").iterdir()
+    uri = json.loads((account / "registration.json").read_text())["uri"]
+    (account / "registration.json").unlink()
+    asyncio.run(pipeline.issue(spec, ctx))
+    assert json.loads((account / "registration.json").read_text())["uri"] == uri
+
+
 def test_dns01_hook_gets_the_record_in_its_environment(
     acme_stack: AcmeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
