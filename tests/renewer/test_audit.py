@@ -4,6 +4,7 @@ Also "retry": an operator queues again the certificate of a failed job."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from certloop.renewer import migrations
+from certloop.renewer.audit import AuditTrail
+from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.records import AuditEvent, State
 from certloop.renewer.store import Store
 from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, wait_for
@@ -170,3 +173,34 @@ def test_a_401_flood_writes_a_bounded_number_of_rows(renewer: RenewerProcess) ->
 
     rows, dropped = wait_for(settled, 20, what="every refusal written or counted")
     assert rows + dropped == 300 and 60 <= rows <= 120, (rows, dropped)
+
+
+# -- the writer's bounds, in-process with a clock we move ------------------------------------------
+
+
+def test_refusal_quota_resets_each_minute_and_an_outage_is_counted(sqlite_store: Store) -> None:
+    """60 refusals a minute are written, the 61st only counted; a minute later the quota is back. With the
+    database gone, a state-changing call's line is counted as lost and the call is not failed."""
+    now = [NOW]
+    metrics = RenewerMetrics()
+    trail = AuditTrail(sqlite_store, metrics, lambda: now[0])
+
+    def line(i: int) -> AuditEvent:
+        return AuditEvent(now[0], None, None, "refused", f"GET /{i}", "127.0.0.1", 401)
+
+    async def run() -> None:
+        for i in range(61):
+            trail.refused(line(i))
+        await trail.flush()
+        now[0] = NOW + timedelta(seconds=61)
+        trail.refused(line(61))
+        await trail.flush()
+        assert len(sqlite_store.audit(limit=1000)) == 61
+        with sqlite_store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE audit_events")
+        await trail.record(AuditEvent(now[0], "otto", "operator", "renew", "shop", "127.0.0.1", 202))
+
+    asyncio.run(run())
+    dropped = {s.labels["reason"]: s.value for f in metrics.registry.collect()
+               if f.name == "certloop_renewer_audit_events_dropped" for s in f.samples if s.name.endswith("_total")}
+    assert dropped == {"rate_limited": 1.0, "overflow": 0.0, "store_unavailable": 1.0}
