@@ -11,7 +11,6 @@ The token is never logged.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import re
@@ -22,7 +21,7 @@ from typing import Any
 
 from certloop import __version__
 from certloop.errors import ConfigError
-from certloop.httpserver import Handler, HttpError, Request, Response, Router
+from certloop.httpserver import Handler, HttpError, Request, Response
 from certloop.landing import landing_page
 from certloop.renewer.access import Access, Permission, Principal
 from certloop.renewer.audit import AuditTrail
@@ -37,7 +36,7 @@ from certloop.renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
 from certloop.renewer.store import Store, StoreUnavailable
 from certloop.renewer.worker import ledger_request
 
-__all__ = ["ROUTES", "Api", "EnqueueBatcher", "build_router"]
+__all__ = ["ROUTES", "Api", "EnqueueBatcher"]
 
 log = logging.getLogger(__name__)
 MAX_JOB_ID = 2**31 - 1  # jobs.id is a 32-bit INTEGER on PostgreSQL and MariaDB: larger ids cannot exist
@@ -513,44 +512,3 @@ ROUTES: tuple[tuple[str, str, str, Permission | None], ...] = (
     ("GET", "/-/ready", "ready", None),
     ("POST", "/-/reload", "do_reload", "reload"),
 )
-
-
-# route (Api method) -> the audit action every call of it records
-_AUDITED = {"renew": "renew", "retry": "retry", "do_reload": "reload"}
-
-
-def build_router(api: Api) -> Router:
-    """The API's routes and the status page's (:mod:`renewer.statuspage`), all behind :meth:`Api.guard`."""
-    from certloop.renewer.statuspage import PAGE_ROUTES, StatusPage  # it builds on Api: imported here, not in a cycle
-
-    page = StatusPage(api)
-
-    def route(owner: object, name: str, permission: Permission | None, audited: str | None) -> Handler:
-        handler: Handler = getattr(owner, name)
-        if name == "metrics_page":
-            return _metrics_guard(api, handler)
-        return functools.partial(api.guard, handler, permission, audited)
-
-    table = {(method, path): route(api, name, permission, _AUDITED.get(name))
-             for method, path, name, permission in ROUTES}
-    # the page's buttons audit themselves (with the CSRF verdict and the job they queued)
-    table.update({(method, path): route(page, name, permission, None)
-                  for method, path, name, permission in PAGE_ROUTES})
-    api.metrics.http.expect(path for _, path in table)
-    return Router(table)
-
-
-def _metrics_guard(api: Api, handler: Handler) -> Handler:
-    """/metrics: open as Prometheus expects, unless people sign in; then any authenticated caller."""
-
-    async def metrics(req: Request) -> Response:
-        if not api.access().signs_in_people:
-            return await handler(req)
-        principal = await api.access().identify(req)
-        if principal is None:
-            response = api._refused(req, None)
-            api.note_refusal(req, None, response)
-            return response
-        return await handler(req)
-
-    return metrics

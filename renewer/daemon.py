@@ -25,12 +25,13 @@ from certloop.errors import ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer
 from certloop.renewer import migrations
 from certloop.renewer.access import Access
-from certloop.renewer.api import Api, build_router
+from certloop.renewer.api import Api
 from certloop.renewer.config import RenewerConfig, load_config
 from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import RenewerError
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.metrics import RenewerMetrics
+from certloop.renewer.routes import build_router
 from certloop.renewer.scheduler import SafetyNet
 from certloop.renewer.store import Store
 from certloop.renewer.worker import Worker

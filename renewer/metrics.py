@@ -196,7 +196,7 @@ class RenewerMetrics:
                       _DEF["certloop_renewer_http_request_duration_seconds"].help, ["handler"], registry=r,
                       buckets=DURATION_BUCKETS),
             (),
-        )  # the HTTP server's observer; renewer.api.build_router declares the routes
+        )  # the HTTP server's observer; renewer.routes.build_router declares the routes
         self.database_up = Gauge("certloop_renewer_database_up", _DEF["certloop_renewer_database_up"].help,
                                  registry=r)
         self.database_up.set(1)  # until a scrape finds otherwise: the daemon started on a reachable store

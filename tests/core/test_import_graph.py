@@ -21,9 +21,6 @@ KNOWN: dict[frozenset[str], str] = {
         "certloop.renewer.issuers.challenges", "certloop.renewer.issuers.command",
         "certloop.renewer.issuers.httpsok", "certloop.renewer.issuers.lego",
     }): "spec <-> issuers",
-    # build_router imports the status page inside the function, the status page imports Api at the top:
-    # still one cycle. Cut by moving build_router (the composition of both) out of api.py.
-    frozenset({"certloop.renewer.api", "certloop.renewer.statuspage"}): "api <-> statuspage",
 }
 
 

@@ -27,11 +27,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop.httpserver import HttpServer
 from certloop.renewer.access import Access
-from certloop.renewer.api import ROUTES, Api, build_router
+from certloop.renewer.api import ROUTES, Api
 from certloop.renewer.config import RenewerConfig, load_config
 from certloop.renewer.daemon import tls_context
 from certloop.renewer.metrics import CATALOGUE, RenewerMetrics
 from certloop.renewer.openapi import OPENAPI
+from certloop.renewer.routes import build_router
 from certloop.renewer.store import Store
 from stack.alertmanager import Alertmanager
 from tests.renewer.conftest import TOKEN, Setup, wait_for
