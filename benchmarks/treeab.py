@@ -36,7 +36,8 @@ def main() -> None:
     args = p.parse_args()
     here = Path.cwd()
     work = Path(tempfile.mkdtemp(prefix="treeab-"))
-    with serve_targets(Variant(args.layout, args.key, args.n), work, Minter(work / "pki")) as (targets, _):
+    variant = Variant(args.layout, args.key, args.n)
+    with serve_targets(variant, work, Minter(work / "pki")) as (targets, _):
         config = {"global": {"ca_file": str(targets.ca_path), "interval": "24h", "files_interval": "24h",
                              "jitter": "0s"}}
         daemons: dict[str, CertloopDaemon] = {}
@@ -44,7 +45,7 @@ def main() -> None:
             os.chdir(tree.resolve())
             daemons[f"{i}:{tree}"] = start_exporter(work / f"tree{i}", config)
         os.chdir(here)
-        paths = certloop_paths(targets)
+        paths = certloop_paths(variant, targets)
         tally = {name: [0, 0.0] for name in daemons}
         try:
             for daemon in daemons.values():
