@@ -7,6 +7,7 @@ packages built on it (import-linter enforces that), and a broken component canno
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -72,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if entry is None:
         print(f"certloop: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 64
+    if args[0] == "demo" and importlib.util.find_spec("stack") is None:
+        # stack/ (the real peers of the demo and the tests) is not installed with the wheel
+        print("certloop demo runs from a source checkout: clone the repository and run `make demo`",
+              file=sys.stderr)
+        return 69
     rc = _resolve(entry[0])(args[1:])
     return int(rc) if isinstance(rc, int) else 0
 

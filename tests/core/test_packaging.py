@@ -121,6 +121,8 @@ def test_assets_are_printed_and_exist(installed: Path, tmp_path: Path) -> None:
     rules = _run(installed, "assets", "rules", cwd=tmp_path).stdout.strip()
     assert yaml.safe_load(Path(rules).read_text())["groups"]
     assert _run(installed, "--version", cwd=tmp_path).stdout.startswith("certloop ")
+    demo = _run(installed, "demo", cwd=tmp_path)  # stack/ is not installed: a sentence, not a traceback
+    assert demo.returncode == 69 and "make demo" in demo.stderr and "Traceback" not in demo.stderr
 
 
 @pytest.fixture
