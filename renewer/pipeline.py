@@ -128,7 +128,7 @@ async def _issue_in(spec: CertificateSpec, ctx: RenewalContext, staging: Path) -
         staging=staging, home=home, keystore=ctx.keystore, clock=ctx.clock, timeout=ctx.issuance_timeout
     )
     try:
-        material = await entry.issue(spec.issuer, spec, issue_ctx)
+        material = await entry.issue(spec.issuer, spec.issue_request, issue_ctx)
     except ConfigError as exc:  # a secret (EAB key, token) that cannot be resolved now
         raise IssuanceError(f"issuer {spec.issuer.type}: {exc}") from exc
     if not isinstance(material, IssuedMaterial):  # an issuer bug, not a CA problem

@@ -12,6 +12,10 @@
         min_lifetime: 1d
 
 The pure helpers :func:`renewal_due_at` and :func:`should_renew` decide when to renew.
+
+The spec sits above the issuers: ``issuer:`` is their settings union, and what an issuer is given is
+:attr:`CertificateSpec.issue_request`, never the spec. A rule that only one issuer has is that
+issuer's (its settings' ``check_request``), run here when the config loads; this module names no issuer.
 """
 
 from __future__ import annotations
@@ -21,19 +25,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from certloop.config import VERBATIM, Duration, StrictModel, parse_duration
+from certloop.renewer.issuance import IssueRequest, KeyType
 from certloop.renewer.issuers import IssuerSettings
-from certloop.renewer.issuers.lego import KEY_TYPES as LEGO_KEY_TYPES
 
 __all__ = [
     "CERTIFICATE_ID_PATTERN",
     "CertificateSpec",
     "DeployStep",
-    "KeyType",
     "Outputs",
     "RenewBefore",
     "VerifyEndpoint",
@@ -44,7 +47,6 @@ __all__ = [
 ]
 
 CERTIFICATE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-KeyType = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")  # fullmatch: `$` would pass a trailing newline
 _ENDPOINT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
@@ -223,17 +225,18 @@ class CertificateSpec(StrictModel):
 
     @model_validator(mode="after")
     def _issuer_fits(self) -> CertificateSpec:
-        if self.issuer.type == "lego" and self.key_type not in LEGO_KEY_TYPES:
-            raise ValueError(f"lego cannot issue key_type {self.key_type} (it supports {sorted(LEGO_KEY_TYPES)})")
-        if self.issuer.type == "httpsok":
-            theirs = {str(self.issuer.cert_path), str(self.issuer.key_path)}
-            ours = {str(p) for p in self.outputs.files().values()}
-            if theirs & ours:
-                raise ValueError(
-                    "httpsok's cert_path/key_path must not be outputs: httpsok overwrites them in place, "
-                    "certloop installs to outputs with a rollback copy"
-                )
+        self.issuer.check_request(self.issue_request)  # the issuer's own rules (lego: no rsa3072)
         return self
+
+    @property
+    def issue_request(self) -> IssueRequest:
+        """What the issuer is asked for (it never sees the spec itself)."""
+        return IssueRequest(
+            certificate_id=self.id,
+            domains=tuple(self.domains),
+            key_type=self.key_type,
+            outputs=tuple(self.outputs.files().values()),
+        )
 
     @property
     def renew_policy(self) -> RenewBefore:

@@ -1,7 +1,8 @@
 """Issuers: one module each, one signature, one table.
 
-``ISSUERS[type]`` holds the settings model and ``async issue(settings, spec, ctx) -> IssuedMaterial``.
-Adding an issuer is one module plus one entry here and in :data:`IssuerSettings`.
+``ISSUERS[type]`` holds the settings model and ``async issue(settings, request, ctx) -> IssuedMaterial``
+(see :mod:`certloop.renewer.issuers.base`). Adding an issuer is one module plus one entry here and in
+:data:`IssuerSettings`; its settings model derives from ``IssuerSettingsBase``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import requests
 from acme import challenges, client, crypto_util, errors, messages
@@ -50,11 +50,9 @@ from certloop.renewer.errors import (
     RateLimited,
     Unauthorized,
 )
-from certloop.renewer.issuers.base import IssueContext, IssuedMaterial
+from certloop.renewer.issuance import IssueRequest
+from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, IssuerSettingsBase
 from certloop.renewer.issuers.challenges import DnsHookSolver, Solver, StandaloneSolver, WebrootSolver
-
-if TYPE_CHECKING:
-    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["AcmeSettings", "Dns01Hook", "Eab", "Http01", "issue"]
 
@@ -96,7 +94,7 @@ class Dns01Hook(StrictModel):
     timeout: Duration = timedelta(seconds=60)
 
 
-class AcmeSettings(StrictModel):
+class AcmeSettings(IssuerSettingsBase):
     type: Literal["acme"]
     directory: str = Field(description="ACME directory URL")
     ca_bundle: Path | None = None
@@ -203,9 +201,9 @@ def _translate(exc: BaseException, net: _Network, now: dt.datetime) -> IssuanceE
 class _Flow:
     """One issuance: account, order, challenges, finalization. Blocking acme calls run in a thread."""
 
-    def __init__(self, settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext) -> None:
+    def __init__(self, settings: AcmeSettings, request: IssueRequest, ctx: IssueContext) -> None:
         self.settings = settings
-        self.spec = spec
+        self.request = request
         self.ctx = ctx
         verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
         self.account_key = self._account_key()
@@ -289,8 +287,8 @@ class _Flow:
 
     async def run(self) -> IssuedMaterial:
         acme = await self.connect()
-        key_pem = new_private_key_pem(self.spec.key_type)
-        csr = crypto_util.make_csr(key_pem, list(self.spec.domains))
+        key_pem = new_private_key_pem(self.request.key_type)
+        csr = crypto_util.make_csr(key_pem, list(self.request.domains))
         order = await self.call(acme.new_order, csr)
         solver = self.solver()
         wanted = challenges.DNS01 if solver.kind == "dns-01" else challenges.HTTP01
@@ -358,9 +356,9 @@ def _account_unknown(exc: BaseException) -> bool:
     return isinstance(exc, messages.Error) and (exc.code == "accountDoesNotExist")
 
 
-async def issue(settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
-    """Issue a certificate for ``spec.domains`` from ``settings.directory`` (see the module doc)."""
-    flow = _Flow(settings, spec, ctx)
+async def issue(settings: AcmeSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
+    """Issue a certificate for ``request.domains`` from ``settings.directory`` (see the module doc)."""
+    flow = _Flow(settings, request, ctx)
 
     async def run() -> IssuedMaterial:
         nonlocal flow
@@ -372,7 +370,7 @@ async def issue(settings: AcmeSettings, spec: CertificateSpec, ctx: IssueContext
             forgotten = flow.forget_account()
             log.warning("ACME account %s is unknown to %s (accountDoesNotExist): registering a new account "
                         "and retrying the order once", forgotten, settings.directory)
-            flow = _Flow(settings, spec, ctx)
+            flow = _Flow(settings, request, ctx)
             return await flow.run()
 
     try:

@@ -18,22 +18,20 @@ never on live files. Exit codes are acme.sh's contract: 0 issued, 2 skipped (not
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from certloop.config import StrictModel
 from certloop.renewer.errors import NotDue, PendingManual
+from certloop.renewer.issuance import IssueRequest
 from certloop.renewer.issuers.base import (
     WORLD_READABLE_UMASK,
     IssueContext,
     IssuedMaterial,
+    IssuerSettingsBase,
     classify_failure,
     run_program,
 )
-
-if TYPE_CHECKING:
-    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["EXIT_DNS_MANUAL", "EXIT_RENEW_SKIP", "AcmeShSettings", "build_argv", "issue"]
 
@@ -43,7 +41,7 @@ EXIT_DNS_MANUAL = 3
 _KEYLENGTH = {"ec256": "ec-256", "ec384": "ec-384", "rsa2048": "2048", "rsa3072": "3072", "rsa4096": "4096"}
 
 
-class AcmeShSettings(StrictModel):
+class AcmeShSettings(IssuerSettingsBase):
     type: Literal["acme.sh"]
     server: str
     ca_bundle: Path | None = None
@@ -69,7 +67,7 @@ def _outputs(staging: Path) -> dict[str, Path]:
     }
 
 
-def build_argv(settings: AcmeShSettings, spec: CertificateSpec, home: Path, staging: Path) -> list[str]:
+def build_argv(settings: AcmeShSettings, request: IssueRequest, home: Path, staging: Path) -> list[str]:
     """The exact acme.sh argv (pure, tested on its own)."""
     out = _outputs(staging)
     argv = [
@@ -78,9 +76,9 @@ def build_argv(settings: AcmeShSettings, spec: CertificateSpec, home: Path, stag
         "--config-home", str(home / "config"),
         "--cert-home", str(staging / "certs"),
         "--server", settings.server,
-        "--keylength", _KEYLENGTH[spec.key_type],
+        "--keylength", _KEYLENGTH[request.key_type],
     ]
-    for domain in spec.domains:
+    for domain in request.domains:
         argv += ["-d", domain]
     if settings.webroot is not None:
         argv += ["-w", str(settings.webroot)]
@@ -100,9 +98,9 @@ def build_argv(settings: AcmeShSettings, spec: CertificateSpec, home: Path, stag
     return argv
 
 
-async def issue(settings: AcmeShSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
+async def issue(settings: AcmeShSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
     """Run ``acme.sh --issue``; map its exit code; read the copies it wrote into staging."""
-    argv = build_argv(settings, spec, ctx.home, ctx.staging)
+    argv = build_argv(settings, request, ctx.home, ctx.staging)
     done = await run_program(argv, time_limit=ctx.timeout, cwd=ctx.staging, what="acme.sh",
                              umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
     if done.returncode == EXIT_RENEW_SKIP:

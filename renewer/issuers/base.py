@@ -1,9 +1,12 @@
 """What every issuer shares: the material it returns, the context it runs in, the subprocess seam.
 
-An issuer is one function, ``async issue(settings, spec, ctx) -> IssuedMaterial``, plus its settings
-model; ``renewer.issuers.ISSUERS`` maps the ``type`` key to both. Issuers write only below
-``ctx.staging`` (fresh per attempt) and ``ctx.home`` (their own persistent state: accounts, tool
-config) - never onto live files; installing is the pipeline's job.
+An issuer is one function, ``async issue(settings, request, ctx) -> IssuedMaterial``, plus its settings
+model (an :class:`IssuerSettingsBase`); ``renewer.issuers.ISSUERS`` maps the ``type`` key to both. The
+request (:class:`certloop.renewer.issuance.IssueRequest`) says what to issue: an issuer never sees the
+certificate's whole spec (the spec sits above the issuers), and a rule only one issuer has (lego has no
+rsa3072) lives in its settings' :meth:`IssuerSettingsBase.check_request`, which the spec calls when the
+config loads. Issuers write only below ``ctx.staging`` (fresh per attempt) and ``ctx.home`` (their own
+persistent state: accounts, tool config) - never onto live files; installing is the pipeline's job.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from cryptography.hazmat.primitives import serialization
 
 from certloop.config import StrictModel
 from certloop.renewer.errors import BackendFailed, ChallengeFailed, ConnectionFailed, IssuanceError, RateLimited
+from certloop.renewer.issuance import IssueRequest
 from certloop.renewer.issuers import leash
 
 if TYPE_CHECKING:
     from certloop.renewer.keystore import Keystore
-    from certloop.renewer.spec import CertificateSpec
 
 __all__ = [
     "STDERR_TAIL",
@@ -37,6 +40,7 @@ __all__ = [
     "IssueContext",
     "IssuedMaterial",
     "IssuerEntry",
+    "IssuerSettingsBase",
     "classify_failure",
     "run_program",
     "split_pem",
@@ -126,7 +130,17 @@ class IssueContext:
     timeout: float
 
 
-S = TypeVar("S", bound=StrictModel)
+class IssuerSettingsBase(StrictModel):
+    """What every issuer's settings model answers besides its own fields: the hooks through which the
+    layers above learn issuer-specific rules without naming an issuer."""
+
+    def check_request(self, request: IssueRequest) -> None:
+        """Raise ``ValueError`` (its message names the problem) when this issuer cannot serve ``request``.
+        Called while the certificate's config is validated, so a spec this issuer cannot issue is rejected
+        when the config loads, not at renewal time. Any request by default."""
+
+
+S = TypeVar("S", bound=IssuerSettingsBase)
 
 
 @dataclass(frozen=True)
@@ -134,7 +148,7 @@ class IssuerEntry(Generic[S]):
     """One row of ``ISSUERS``: the settings model and the issue function."""
 
     settings: type[S]
-    issue: Callable[[S, CertificateSpec, IssueContext], Awaitable[IssuedMaterial]]
+    issue: Callable[[S, IssueRequest, IssueContext], Awaitable[IssuedMaterial]]
 
 
 @dataclass(frozen=True)

@@ -25,26 +25,24 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import model_validator
 
-from certloop.config import StrictModel
+from certloop.renewer.issuance import IssueRequest
 from certloop.renewer.issuers.base import (
     WORLD_READABLE_UMASK,
     IssueContext,
     IssuedMaterial,
+    IssuerSettingsBase,
     classify_failure,
     run_program,
 )
 
-if TYPE_CHECKING:
-    from certloop.renewer.spec import CertificateSpec
-
 __all__ = ["CertbotSettings", "build_argv", "issue"]
 
 
-class CertbotSettings(StrictModel):
+class CertbotSettings(IssuerSettingsBase):
     type: Literal["certbot"]
     directory: str
     email: str | None = None
@@ -69,7 +67,7 @@ _KEY_ARGS = {
 }
 
 
-def build_argv(settings: CertbotSettings, spec: CertificateSpec, home: Path, time_limit: float) -> list[str]:
+def build_argv(settings: CertbotSettings, request: IssueRequest, home: Path, time_limit: float) -> list[str]:
     """The exact ``certbot certonly`` argv (pure, tested on its own)."""
     argv = [
         settings.executable, "certonly",
@@ -79,16 +77,16 @@ def build_argv(settings: CertbotSettings, spec: CertificateSpec, home: Path, tim
         "--work-dir", str(home / "work"),
         "--logs-dir", str(home / "logs"),
         "--server", settings.directory,
-        "--cert-name", spec.id,
+        "--cert-name", request.certificate_id,
         "--issuance-timeout", str(max(int(time_limit), 1)),
-        *_KEY_ARGS[spec.key_type],
+        *_KEY_ARGS[request.key_type],
     ]
     argv += ["--email", settings.email] if settings.email else ["--register-unsafely-without-email"]
     if settings.webroot is not None:
         argv += ["--webroot", "--webroot-path", str(settings.webroot)]
     else:
         argv += ["--standalone", "--http-01-port", str(settings.http01_port)]
-    for domain in spec.domains:
+    for domain in request.domains:
         argv += ["--domain", domain]
     return argv
 
@@ -119,11 +117,11 @@ def _account_gone(output: str, home: Path) -> bool:
         return False
 
 
-async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
+async def issue(settings: CertbotSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
     """Run certbot certonly; read ``live/<id>/`` into memory; leave only the account behind."""
-    _forget_lineage(ctx.home, spec.id)  # a lineage left by a crash must not make certbot skip
+    _forget_lineage(ctx.home, request.certificate_id)  # a lineage left by a crash must not make certbot skip
     env = {"REQUESTS_CA_BUNDLE": str(settings.ca_bundle)} if settings.ca_bundle else {}
-    argv = build_argv(settings, spec, ctx.home, ctx.timeout)
+    argv = build_argv(settings, request, ctx.home, ctx.timeout)
     try:
         done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot",
                                  umask=WORLD_READABLE_UMASK)  # its http-01 files: for the web server
@@ -132,16 +130,16 @@ async def issue(settings: CertbotSettings, spec: CertificateSpec, ctx: IssueCont
                         "registering a new account and retrying once", settings.directory,
                         ctx.home / "config" / "accounts")
             shutil.rmtree(ctx.home / "config" / "accounts", ignore_errors=True)
-            _forget_lineage(ctx.home, spec.id)
+            _forget_lineage(ctx.home, request.certificate_id)
             done = await run_program(argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="certbot",
                                      umask=WORLD_READABLE_UMASK)
         if done.returncode != 0:
             text = done.stdout + done.stderr
             failed = _DOMAIN_LINE.search(text) if "Some challenges have failed" in text else None
             raise classify_failure("certbot", done, failed_domain=failed.group(1) if failed else None)
-        live = ctx.home / "config" / "live" / spec.id
+        live = ctx.home / "config" / "live" / request.certificate_id
         return IssuedMaterial.from_files(
             key=live / "privkey.pem", cert=live / "cert.pem", chain=live / "chain.pem"
         )
     finally:
-        _forget_lineage(ctx.home, spec.id)  # the key must not linger in plaintext
+        _forget_lineage(ctx.home, request.certificate_id)  # the key must not linger in plaintext

@@ -16,25 +16,29 @@ Exit 0 with the key and a certificate (or full chain) written; anything else is 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from certloop.config import VERBATIM, StrictModel
-from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
-
-if TYPE_CHECKING:
-    from certloop.renewer.spec import CertificateSpec
+from certloop.config import VERBATIM
+from certloop.renewer.issuance import IssueRequest
+from certloop.renewer.issuers.base import (
+    IssueContext,
+    IssuedMaterial,
+    IssuerSettingsBase,
+    classify_failure,
+    run_program,
+)
 
 __all__ = ["CommandSettings", "issue"]
 
 
-class CommandSettings(StrictModel):
+class CommandSettings(IssuerSettingsBase):
     type: Literal["command"]
     argv: Annotated[list[str], VERBATIM] = Field(min_length=1)
 
 
-async def issue(settings: CommandSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
+async def issue(settings: CommandSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
     """Run the program and read what it wrote into the staging directory."""
     paths = {
         "cert": ctx.staging / "cert.pem",
@@ -45,9 +49,9 @@ async def issue(settings: CommandSettings, spec: CertificateSpec, ctx: IssueCont
         "CERTLOOP_CERT_PATH": str(paths["cert"]),
         "CERTLOOP_FULLCHAIN_PATH": str(paths["fullchain"]),
         "CERTLOOP_KEY_PATH": str(paths["key"]),
-        "CERTLOOP_DOMAINS": ",".join(spec.domains),
-        "CERTLOOP_CERTIFICATE_ID": spec.id,
-        "CERTLOOP_KEY_TYPE": spec.key_type,
+        "CERTLOOP_DOMAINS": ",".join(request.domains),
+        "CERTLOOP_CERTIFICATE_ID": request.certificate_id,
+        "CERTLOOP_KEY_TYPE": request.key_type,
     }
     done = await run_program(settings.argv, time_limit=ctx.timeout, env=env, cwd=ctx.staging, what="command")
     if done.returncode != 0:

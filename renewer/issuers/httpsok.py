@@ -21,26 +21,31 @@ What httpsok needs and does (its documented behaviour, httpsok.sh 1.x):
 
 Because httpsok overwrites in place, ``cert_path``/``key_path`` must be a pair that only httpsok
 uses (e.g. an nginx ``server`` block that is not the one serving traffic): certloop reads them,
-validates, and installs to ``outputs`` with its own snapshot, verify and rollback. The spec
-rejects cert_path/key_path equal to an output. Unchanged files after a run mean httpsok found
-nothing due (NotDue). Exit 4 is an invalid/missing token (Unauthorized) or no certificate found.
+validates, and installs to ``outputs`` with its own snapshot, verify and rollback; a cert_path or
+key_path equal to an output is rejected when the config loads (:meth:`HttpsokSettings.check_request`).
+Unchanged files after a run mean httpsok found nothing due (NotDue). Exit 4 is an invalid/missing
+token (Unauthorized) or no certificate found.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import model_validator
 
-from certloop.config import SECRET, StrictModel, resolve_secret
+from certloop.config import SECRET, resolve_secret
 from certloop.renewer.errors import NotDue, Unauthorized
-from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, classify_failure, run_program
+from certloop.renewer.issuance import IssueRequest
+from certloop.renewer.issuers.base import (
+    IssueContext,
+    IssuedMaterial,
+    IssuerSettingsBase,
+    classify_failure,
+    run_program,
+)
 from certloop.renewer.keystore import write_private
-
-if TYPE_CHECKING:
-    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["RUN_ARGS", "HttpsokSettings", "issue"]
 
@@ -48,7 +53,7 @@ RUN_ARGS = ("-m", "-r")  # what httpsok's own cron entry runs: crontab mode, run
 _EXIT_TOKEN = 4
 
 
-class HttpsokSettings(StrictModel):
+class HttpsokSettings(IssuerSettingsBase):
     type: Literal["httpsok"]
     token: Annotated[str | None, SECRET] = None
     token_file: Path | None = None
@@ -62,6 +67,15 @@ class HttpsokSettings(StrictModel):
             raise ValueError("set exactly one of token or token_file")
         return self
 
+    def check_request(self, request: IssueRequest) -> None:
+        theirs = {str(self.cert_path), str(self.key_path)}
+        ours = {str(p) for p in request.outputs}
+        if theirs & ours:
+            raise ValueError(
+                "httpsok's cert_path/key_path must not be outputs: httpsok overwrites them in place, "
+                "certloop installs to outputs with a rollback copy"
+            )
+
 
 def _digest(path: Path) -> str | None:
     try:
@@ -70,7 +84,7 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-async def issue(settings: HttpsokSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
+async def issue(settings: HttpsokSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
     """Run ``httpsok.sh -m -r`` with HOME in our data dir; read the pair it (re)wrote."""
     token = resolve_secret(settings.token, settings.token_file, field="issuer.token")
     write_private(ctx.home / ".httpsok" / "token", token.encode() + b"\n")

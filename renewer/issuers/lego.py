@@ -11,7 +11,7 @@
 ``certificates/<domain>.crt`` (leaf + issuer bundle) and ``.key``, which we read into memory and
 delete. We always use ``run`` (certloop decides when to renew), so ``renew``'s
 ``--no-random-sleep`` does not apply. lego's key types are ec256, ec384, rsa2048, rsa4096 (no
-rsa3072: such a spec is rejected when the config loads).
+rsa3072: :meth:`LegoSettings.check_request` rejects such a spec when the config loads).
 
 lego keeps its account under ``<home>/accounts/``; when the CA no longer knows it
 (``accountDoesNotExist``: a CA reset, a deactivated account), lego would fail with it on every run:
@@ -25,21 +25,19 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import model_validator
 
-from certloop.config import StrictModel
+from certloop.renewer.issuance import IssueRequest
 from certloop.renewer.issuers.base import (
     WORLD_READABLE_UMASK,
     IssueContext,
     IssuedMaterial,
+    IssuerSettingsBase,
     classify_failure,
     run_program,
 )
-
-if TYPE_CHECKING:
-    from certloop.renewer.spec import CertificateSpec
 
 __all__ = ["KEY_TYPES", "LegoSettings", "build_argv", "issue"]
 
@@ -49,7 +47,7 @@ _ACCOUNT_GONE = "urn:ietf:params:acme:error:accountdoesnotexist"
 KEY_TYPES = frozenset({"ec256", "ec384", "rsa2048", "rsa4096"})
 
 
-class LegoSettings(StrictModel):
+class LegoSettings(IssuerSettingsBase):
     type: Literal["lego"]
     directory: str
     email: str
@@ -64,8 +62,12 @@ class LegoSettings(StrictModel):
             raise ValueError("set exactly one of webroot or http_port")
         return self
 
+    def check_request(self, request: IssueRequest) -> None:
+        if request.key_type not in KEY_TYPES:
+            raise ValueError(f"lego cannot issue key_type {request.key_type} (it supports {sorted(KEY_TYPES)})")
 
-def build_argv(settings: LegoSettings, spec: CertificateSpec, home: Path, time_limit: float) -> list[str]:
+
+def build_argv(settings: LegoSettings, request: IssueRequest, home: Path, time_limit: float) -> list[str]:
     """The exact lego argv (pure, tested on its own): global flags first, then ``run``."""
     argv = [
         settings.executable,
@@ -73,7 +75,7 @@ def build_argv(settings: LegoSettings, spec: CertificateSpec, home: Path, time_l
         "--email", settings.email,
         "--server", settings.directory,
         "--path", str(home),
-        "--key-type", spec.key_type,
+        "--key-type", request.key_type,
         "--cert.timeout", str(max(int(time_limit), 1)),
         "--http",
     ]
@@ -81,7 +83,7 @@ def build_argv(settings: LegoSettings, spec: CertificateSpec, home: Path, time_l
         argv += ["--http.webroot", str(settings.webroot)]
     else:
         argv += ["--http.port", f":{settings.http_port}"]
-    for domain in spec.domains:
+    for domain in request.domains:
         argv += ["--domains", domain]
     return [*argv, "run"]
 
@@ -94,12 +96,12 @@ def _file_stem(domain: str) -> str:
 _FAILED_DOMAIN = re.compile(r"^\[([^\]\s]+)\]\s+acme:", re.MULTILINE)
 
 
-async def issue(settings: LegoSettings, spec: CertificateSpec, ctx: IssueContext) -> IssuedMaterial:
+async def issue(settings: LegoSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
     """Run ``lego ... run``; read ``certificates/<first domain>.{crt,key}``; delete them."""
     env = {"LEGO_CA_CERTIFICATES": str(settings.ca_bundle)} if settings.ca_bundle else {}
-    argv = build_argv(settings, spec, ctx.home, ctx.timeout)
+    argv = build_argv(settings, request, ctx.home, ctx.timeout)
     certs = ctx.home / "certificates"
-    stem = _file_stem(spec.domains[0])
+    stem = _file_stem(request.domains[0])
     produced = [certs / f"{stem}{ext}" for ext in (".crt", ".key", ".issuer.crt", ".json", ".pem")]
     for path in produced:
         path.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ def test_argv_follows_certbots_documented_flags(acme_stack: AcmeStack) -> None:
     """certonly, unattended, own dirs under the data dir, key type mapped, one --domain per name."""
     spec = validate_model(CertificateSpec, acme_stack.spec_data(_issuer(acme_stack), key_type="ec384"))
     assert isinstance(spec.issuer, certbot.CertbotSettings)
-    argv = certbot.build_argv(spec.issuer, spec, acme_stack.data_dir / "h", 120)
+    argv = certbot.build_argv(spec.issuer, spec.issue_request, acme_stack.data_dir / "h", 120)
     assert argv[:2] == ["certbot", "certonly"]
     for flag in ("--non-interactive", "--agree-tos", "--no-random-sleep-on-renew", "--webroot"):
         assert flag in argv

@@ -31,7 +31,7 @@ def test_argv_follows_legos_documented_flags(acme_stack: AcmeStack) -> None:
     """Global flags before the `run` command, webroot http-01, key type passed through."""
     spec = validate_model(CertificateSpec, acme_stack.spec_data(_issuer(acme_stack), key_type="rsa2048"))
     assert isinstance(spec.issuer, lego.LegoSettings)
-    argv = lego.build_argv(spec.issuer, spec, acme_stack.data_dir / "h", 60)
+    argv = lego.build_argv(spec.issuer, spec.issue_request, acme_stack.data_dir / "h", 60)
     assert argv[0] == "lego" and argv[-1] == "run"
     assert "--accept-tos" in argv and "--http" in argv
     assert argv[argv.index("--http.webroot") + 1] == str(acme_stack.webroot)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from certloop.config import validate_model
 from certloop.errors import ConfigError
+from certloop.renewer.issuance import IssueRequest
 from certloop.renewer.spec import CertificateSpec, renewal_due_at, should_renew
 
 
@@ -92,3 +94,33 @@ def test_json_schema_is_generated() -> None:
     text = str(schema)
     for kind in ("acme", "certbot", "lego", "acme.sh", "httpsok", "command"):
         assert f"'const': '{kind}'" in text
+
+
+def test_the_issuer_is_asked_for_a_request_not_the_spec() -> None:
+    """The request an issuer gets holds the id, the normalised names in order, the key type and every live
+    output path (an issuer such as httpsok checks its own files against them)."""
+    doc = _doc(domains=["Shop.Example.", "*.shop.example"], key_type="rsa3072",
+               outputs={"cert": "/etc/tls/c.pem", "chain": "/etc/tls/ch.pem", "key": "/etc/tls/k.pem"})
+    request = validate_model(CertificateSpec, doc).issue_request
+    assert request == IssueRequest(
+        certificate_id="shop", domains=("shop.example", "*.shop.example"), key_type="rsa3072",
+        outputs=(Path("/etc/tls/k.pem"), Path("/etc/tls/c.pem"), Path("/etc/tls/ch.pem")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("issuer", "message"),
+    [
+        ({"type": "lego", "directory": "https://acme.example/dir", "email": "ops@shop.example", "http_port": 80},
+         "lego cannot issue key_type rsa3072"),
+        ({"type": "httpsok", "token": "t", "cert_path": "/etc/tls/shop.pem", "key_path": "/etc/tls/other.key"},
+         "httpsok's cert_path/key_path must not be outputs"),
+    ],
+)
+def test_an_issuers_own_rule_rejects_the_spec_at_load(issuer: dict[str, Any], message: str) -> None:
+    """A rule that only one issuer has (its settings' check_request) rejects the certificate when the config
+    loads, at the certificate's path, with the issuer's words."""
+    with pytest.raises(ConfigError) as info:
+        validate_model(CertificateSpec, _doc(issuer=issuer, key_type="rsa3072"))
+    assert info.value.path == "", info.value.path
+    assert message in info.value.message
