@@ -28,11 +28,13 @@ from certloop.renewer.access import Access
 from certloop.renewer.api import Api
 from certloop.renewer.config import RenewerConfig, load_config
 from certloop.renewer.context import RenewalContext
+from certloop.renewer.csrf import Csrf
 from certloop.renewer.errors import RenewerError
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.routes import build_router
 from certloop.renewer.scheduler import SafetyNet
+from certloop.renewer.sharedsecret import shared_secret
 from certloop.renewer.store import Store
 from certloop.renewer.worker import Worker
 from certloop.webconfig import WebConfigFile, guard
@@ -167,7 +169,9 @@ class Daemon:
         await worker.recover_all()
         api = Api(store=store, config=self.config, access=lambda: self._access, metrics=self.metrics,
                   clock=self.clock, wake=worker.wake, reload=self.reload, lifecycle=self.enable_lifecycle)
-        handler: Handler = build_router(api)
+        # the status page's CSRF key: the same in every replica on this database and after a restart
+        secret = await store.call(shared_secret, store, "csrf", self.clock())
+        handler: Handler = build_router(api, Csrf(secret, self.clock))
         ssl_context = tls_context(cfg)
         if self.web is not None:
             handler = guard(handler, self.web, basic_auth=False)  # people's passwords resolve to roles in Access

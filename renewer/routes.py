@@ -12,6 +12,7 @@ import functools
 from certloop.httpserver import Handler, Request, Response, Router
 from certloop.renewer.access import Permission
 from certloop.renewer.api import ROUTES, Api
+from certloop.renewer.csrf import Csrf
 from certloop.renewer.statuspage import PAGE_ROUTES, StatusPage
 
 __all__ = ["build_router"]
@@ -20,9 +21,10 @@ __all__ = ["build_router"]
 _AUDITED = {"renew": "renew", "retry": "retry", "do_reload": "reload"}
 
 
-def build_router(api: Api) -> Router:
-    """The API's routes and the status page's, all behind :meth:`Api.guard`."""
-    page = StatusPage(api)
+def build_router(api: Api, csrf: Csrf) -> Router:
+    """The API's routes and the status page's, all behind :meth:`Api.guard`; ``csrf`` signs the page's
+    forms (built from the replicas' shared secret, :mod:`renewer.sharedsecret`)."""
+    page = StatusPage(api, csrf)
 
     def route(owner: object, name: str, permission: Permission | None, audited: str | None) -> Handler:
         handler: Handler = getattr(owner, name)

@@ -6,20 +6,18 @@
     POST /status/jobs/{id}/retry          "retry"      (role operator or admin, CSRF token)
 
 Roles are checked by the API's guard before a handler runs (:data:`PAGE_ROUTES` names the permission).
-CSRF: a form carries ``csrf``, HMAC-SHA256 of the signed-in principal's name and role under a secret
-drawn when the process starts; a POST without it, or with another user's, is refused 403 and audited.
-Basic-auth browsers resend credentials on every request, so this token is what tells a form of ours
-from a cross-site one. What must stay true: every value shown passes through the template engine's
-escaping (certificate ids, reasons and error texts can hold anything a CA or a config wrote), buttons
-are shown only to roles that may use them, and a state-changing POST is audited whatever its answer.
+CSRF: a form carries ``csrf``, a token bound to the signed-in principal, valid 12 hours, signed with
+the secret every replica shares (:mod:`renewer.csrf`); a POST without it, with another user's, a
+tampered or an expired one is refused 403 and audited.
+
+What must stay true: every value shown passes through the template engine's escaping (certificate ids,
+reasons and error texts can hold anything a CA or a config wrote), buttons are shown only to roles that
+may use them, and a state-changing POST is audited whatever its answer.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,13 @@ from certloop import __version__
 from certloop.httpserver import HttpError, Request, Response
 from certloop.renewer.access import Permission, Principal
 from certloop.renewer.api import MAX_JOB_ID, Api, parse_job_id
+from certloop.renewer.csrf import WRONG, Csrf
 from certloop.renewer.records import OPEN_STATES, Job, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
 from certloop.renewer.store import StoreUnavailable
 from certloop.renewer.timeline import timeline
 
-__all__ = ["PAGE_ROUTES", "Csrf", "StatusPage"]
+__all__ = ["PAGE_ROUTES", "StatusPage"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
@@ -55,22 +54,6 @@ _HEADERS = [
 MAX_FORM = 4096
 
 
-class Csrf:
-    """Per-user form tokens: HMAC(secret, name, role). A new secret per process: a restart makes old
-    forms stale (reload the page), and a token never works for another user or role."""
-
-    def __init__(self, secret: bytes | None = None) -> None:
-        self._secret = secret or secrets.token_bytes(32)
-
-    def token(self, principal: Principal) -> str:
-        msg = f"{principal.via}\x00{principal.name}\x00{principal.role or ''}".encode()
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
-
-    def check(self, principal: Principal, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(self.token(principal).encode(),
-                                                             presented.encode(errors="replace"))
-
-
 def _days(when: datetime | None, now: datetime) -> float | None:
     return None if when is None else round((when - now).total_seconds() / 86400, 1)
 
@@ -78,7 +61,7 @@ def _days(when: datetime | None, now: datetime) -> float | None:
 @dataclass
 class StatusPage:
     api: Api
-    csrf: Csrf = field(default_factory=Csrf)
+    csrf: Csrf
 
     def _html(self, template: str, status: int = 200, **context: Any) -> Response:
         body = _ENV.get_template(template).render(version=__version__, **context)
@@ -169,10 +152,14 @@ class StatusPage:
         assert isinstance(principal, Principal)  # the guard let only a principal with "renew" through
         api = self.api
         target = req.params["id"] if action == "renew" else f"job {req.params['id']}"
-        if not self.csrf.check(principal, await self._form(req, principal)):
-            response = self._error(403, "This form is stale or did not come from this page (CSRF token missing "
-                                        "or wrong). Reload the status page and press the button again.", principal)
-            await api.audit.record(api.audit_event(req, principal, action, 403, target, "CSRF token missing or wrong"))
+        refused = self.csrf.check(principal, await self._form(req, principal))
+        if refused is not None:
+            why = ("did not come from this page (CSRF token missing or wrong)" if refused == WRONG
+                   else f"is older than the {self.csrf.max_age.total_seconds() / 3600:g} hours a form is valid "
+                        "(CSRF token expired)")
+            response = self._error(403, f"This form {why}. Reload the status page and press the button again.",
+                                   principal)
+            await api.audit.record(api.audit_event(req, principal, action, 403, target, refused))
             return response
         answer = await (api.renew_now(req, req.params["id"]) if action == "renew"
                         else api.retry_job(req, req.params["id"]))

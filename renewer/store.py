@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -176,6 +176,11 @@ class Store:
                     self.on_connection_wait(time.perf_counter() - start)
                 with conn.execution_options(**{READ_ONLY: read_only}).begin():
                     yield conn
+
+    def transaction(self, operation: str) -> AbstractContextManager[Connection]:
+        """A write transaction for the small modules beside the store (:mod:`renewer.sharedsecret`): the
+        same connection handling and error seam as the store's own methods; IntegrityError passes through."""
+        return self._tx(operation)
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:

@@ -26,7 +26,7 @@ class MigrationError(RenewerError):
         self.database_revision = database_revision
         super().__init__(message)
 
-HEAD = "0002"
+HEAD = "0003"
 _HERE = Path(__file__).resolve().parent
 
 

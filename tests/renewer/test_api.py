@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import ssl
 import subprocess
 import threading
@@ -29,6 +30,7 @@ from certloop.httpserver import HttpServer
 from certloop.renewer.access import Access
 from certloop.renewer.api import ROUTES, Api
 from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.csrf import Csrf
 from certloop.renewer.daemon import tls_context
 from certloop.renewer.metrics import CATALOGUE, RenewerMetrics
 from certloop.renewer.openapi import OPENAPI
@@ -63,7 +65,9 @@ class Harness:
                        metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload,
                        lifecycle=True)
         store.on_connection_wait = self.metrics.connection_wait.observe  # as renewer.daemon wires them
-        self.server = HttpServer(build_router(self.api), max_body=4 * config.max_body, ssl_context=ssl_context,
+        # a secret of this harness alone (the daemon reads the replicas' shared one: tests/renewer/test_csrf.py)
+        csrf = Csrf(secrets.token_bytes(32), lambda: datetime.now(UTC))
+        self.server = HttpServer(build_router(self.api, csrf), max_body=4 * config.max_body, ssl_context=ssl_context,
                                  observer=self.metrics.http)
         asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(10)
         self.url = f"http://127.0.0.1:{self.server.port}"

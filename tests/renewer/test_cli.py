@@ -13,6 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from certloop.cli import main as certloop_main
+from certloop.renewer import migrations
 from certloop.renewer.cli import main
 from tests.renewer.conftest import RenewerProcess, Setup, wait_for
 
@@ -75,9 +76,9 @@ def test_db_upgrade_current_downgrade(make_setup: Callable[..., Setup], capsys: 
     assert main([*args, "downgrade", "base"]) == 0
     assert capsys.readouterr().out.strip() == "base (empty)"
     assert main([*args, "upgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "0002"
+    assert capsys.readouterr().out.strip() == migrations.HEAD
     assert main([*args, "current"]) == 0
-    assert capsys.readouterr().out.strip() == "0002"
+    assert capsys.readouterr().out.strip() == migrations.HEAD
     assert main([*args, "downgrade"]) == 64
 
 
@@ -163,5 +164,5 @@ def test_database_from_a_newer_certloop_is_a_clear_error(
     assert main([*args, "upgrade"]) == 1
     err = capsys.readouterr().err
     assert "schema revision '0099', which this certloop does not know" in err
-    assert "db downgrade 0002" in err
+    assert f"db downgrade {migrations.HEAD}" in err
     assert "Traceback" not in err

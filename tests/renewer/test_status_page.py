@@ -51,7 +51,7 @@ def page_with(r: RenewerProcess, path: str, user: str, text: str, timeout: float
 
 
 def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', html)
+    found = re.search(r'name="csrf" value="([0-9]+\.[0-9a-f]{64})"', html)
     assert found, "no CSRF field in the page"
     return found.group(1)
 
