@@ -10,7 +10,6 @@ key is emitted in a fixed order, so a diff against the committed files shows exa
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,8 @@ from typing import Any
 
 import _jsonnet
 import yaml
+
+from certloop.exitcodes import ExitCode, UsageParser
 
 ALERTING_DIR = Path(__file__).resolve().parent
 GENERATED_DIR = ALERTING_DIR / "generated"
@@ -133,7 +134,7 @@ def alert_names(rules: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alerting.build", description=__doc__.split("\n\n")[0])
+    parser = UsageParser(prog="python -m alerting.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=GENERATED_DIR, help="output directory (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -144,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(KUSTOMIZE_COPY)
     except BuildError as exc:
         print(f"certloop.alerting.build: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.FAILURE
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

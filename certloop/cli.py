@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from certloop import __version__
+from certloop.exitcodes import ExitCode
 
 # subcommand -> ("module:function", one-line help). Each function takes argv (without the subcommand).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,14 +45,14 @@ def config_main(argv: Sequence[str]) -> int:
     usage = f"usage: certloop config schema [{'|'.join(SCHEMAS)}]"
     if args and args[0] in {"-h", "--help"}:
         print(f"{usage}\n\nPrint the JSON Schema of a component's config file (default: exporter).")
-        return 0
+        return ExitCode.OK
     if not args or args[0] != "schema" or len(args) > 2 or (len(args) == 2 and args[1] not in SCHEMAS):
         print(usage, file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     component = args[1] if len(args) == 2 else "exporter"
     schema = _resolve(SCHEMAS[component])()
     print(json.dumps(schema, indent=2, sort_keys=True))
-    return 0
+    return ExitCode.OK
 
 
 def _usage() -> str:
@@ -65,21 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
         print(_usage())
-        return 0
+        return ExitCode.OK
     if args[0] == "--version":
         print(f"certloop {__version__}")
-        return 0
+        return ExitCode.OK
     entry = COMMANDS.get(args[0])
     if entry is None:
         print(f"certloop: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     if args[0] == "demo" and importlib.util.find_spec("stack") is None:
         # stack/ (the real peers of the demo and the tests) is not installed with the wheel
         print("certloop demo runs from a source checkout: clone the repository and run `make demo`",
               file=sys.stderr)
-        return 69
+        return ExitCode.UNAVAILABLE
     rc = _resolve(entry[0])(args[1:])
-    return int(rc) if isinstance(rc, int) else 0
+    return int(rc) if isinstance(rc, int) else ExitCode.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["CertloopError", "ConfigError", "FailureReason", "ProbeError"]
+__all__ = ["CertloopError", "ConfigError", "FailureReason", "ListenError", "ProbeError"]
 
 
 class CertloopError(Exception):
@@ -26,6 +26,21 @@ class ConfigError(CertloopError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
+
+
+class ListenError(CertloopError):
+    """A daemon cannot listen on ``host:port``; ``detail`` is the operating system's reason.
+
+    Raised by :meth:`certloop.httpserver.HttpServer.start`, the one seam where binding fails, so both
+    daemons tell it from other failures and exit with the same code (``ExitCode.CANNOT_LISTEN``).
+    """
+
+    def __init__(self, host: str, port: int, detail: str) -> None:
+        self.host = host
+        self.port = port
+        self.detail = detail
+        shown = f"[{host}]" if ":" in host else host
+        super().__init__(f"cannot listen on {shown}:{port}: {detail}")
 
 
 class FailureReason(StrEnum):

@@ -46,6 +46,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
+from certloop.errors import ListenError
 from certloop.httpconnections import (
     DEFAULT_MAX_CONNECTIONS,
     ConnectionServer,
@@ -313,6 +314,7 @@ class HttpServer:
         self._site: web.TCPSite | None = None
 
     async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+        """Listen on ``host:port``; :class:`~certloop.errors.ListenError` when the address cannot be bound."""
         self.connections = ConnectionServer(self._dispatch, self.limits)
         self._runner = web.ServerRunner(self.connections, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
@@ -320,9 +322,11 @@ class HttpServer:
                                  reuse_address=True, reuse_port=self.reuse_port or None)
         try:
             await self._site.start()
-        except BaseException:
+        except BaseException as exc:
             await self._runner.cleanup()
             self._runner = self._site = None
+            if isinstance(exc, OSError):  # in use, a privileged port, no such address: the daemon's exit code
+                raise ListenError(host, port, exc.strerror or str(exc)) from exc
             raise
 
     @property

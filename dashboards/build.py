@@ -34,6 +34,7 @@ from certloop.alerting.build import BuildError
 from certloop.dashboards import detail, exporter_health, host, overview, renewals, thresholds
 from certloop.dashboards import style as s
 from certloop.dashboards.thresholds import Thresholds
+from certloop.exitcodes import ExitCode, UsageParser
 
 # file name (without .json) -> builder. The uid derives from the builder module's file name.
 DASHBOARDS: Mapping[str, Callable[[Thresholds], dict[str, Any]]] = {
@@ -181,7 +182,7 @@ def write(out: Path, config_patch: Mapping[str, Any] | None = None) -> list[Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards.build", description=__doc__,
+    parser = UsageParser(prog="python -m dashboards.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help=f"output directory (default: {DEFAULT_OUT})")
     parser.add_argument("--config-patch", type=Path, default=None,
@@ -199,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(template)
     except BuildError as exc:
         print(f"certloop.dashboards.build: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.FAILURE
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

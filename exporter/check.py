@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from certloop.config import parse_duration
 from certloop.errors import CertloopError, FailureReason, ProbeError
+from certloop.exitcodes import ExitCode, UsageParser
 from certloop.exporter.config import ExporterConfig, load_config, split_target
 from certloop.exporter.sources.paths import NameFilter
 from certloop.exporter.table import Row, Thresholds, decide, exit_code, render_json, render_table
@@ -32,7 +33,6 @@ from certloop.x509 import MAX_FILE_BYTES, FileError, FileReason, read_certificat
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
 
-USAGE_EXIT = 64
 _DEFAULT_PORT = 443
 # File reasons that mean "could not get at the file" (UNREACHABLE); the others describe its content (INVALID).
 _ACCESS_REASONS = {
@@ -68,7 +68,8 @@ exit codes:
   0  every certificate OK
   1  the worst is WARN
   2  something is CRIT, EXPIRED, INVALID or UNREACHABLE
-  64 usage or configuration error
+  64 usage error
+  78 a --config file the exporter refuses (the same code as the exporter's)
 
 Colour is used when stdout is a terminal and NO_COLOR is not set; a progress line is shown on
 stderr when it is a terminal.
@@ -346,7 +347,7 @@ def _duration(text: str) -> timedelta:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = UsageParser(
         prog="certloop check", description="Check TLS endpoints and certificate files now and print a table.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -384,20 +385,24 @@ def run(
     parser = _parser()
     try:
         args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # argparse exits 2 on errors; our usage code is 64
-        return 0 if exc.code == 0 else USAGE_EXIT
+    except SystemExit as exc:  # --help, or a usage error (UsageParser)
+        return ExitCode.OK if exc.code == 0 else ExitCode.USAGE
     if args.crit > args.warn:
         print("certloop check: --crit must not be longer than --warn", file=err)
-        return USAGE_EXIT
+        return ExitCode.USAGE
     if args.concurrency is not None and args.concurrency < 1:
         print("certloop check: --concurrency must be at least 1", file=err)
-        return USAGE_EXIT
+        return ExitCode.USAGE
     endpoints: list[Endpoint] = []
     files: list[FileSpec] = []
     config: ExporterConfig | None = None
     try:
         if args.config:
             endpoints, files, config = load_check_config(args.config)
+    except (ValueError, CertloopError) as exc:  # what the exporter refuses in the same file
+        print(f"certloop check: {exc}", file=err)
+        return ExitCode.CONFIG
+    try:
         for item in args.items:
             if os.path.isdir(item):  # as a directory in the config: its certificate files, keys left out
                 files.extend(FileSpec(p, None, listed) for p, listed in _expand(item, False))
@@ -424,15 +429,19 @@ def run(
         )
         for nameserver in settings.resolver:
             parse_nameserver(nameserver)
-        trust = (TrustStore.from_file(settings.ca_file) if settings.ca_file else TrustStore.system()) \
-            if endpoints else None
     except (ValueError, CertloopError) as exc:
         print(f"certloop check: {exc}", file=err)
-        return USAGE_EXIT
+        return ExitCode.USAGE
+    try:
+        trust = (TrustStore.from_file(settings.ca_file) if settings.ca_file else TrustStore.system()) \
+            if endpoints else None
+    except CertloopError as exc:  # the bundle of --ca-file (usage) or of the config's global.ca_file
+        print(f"certloop check: {exc}", file=err)
+        return ExitCode.USAGE if args.ca_file else ExitCode.CONFIG if settings.ca_file else ExitCode.FAILURE
     if not endpoints and not files:
         parser.print_usage(err)
         print("certloop check: nothing to check (give TARGET, PATH or --config)", file=err)
-        return USAGE_EXIT
+        return ExitCode.USAGE
     progress = Progress(err, len(endpoints) + len(files))
     try:
         rows = asyncio.run(collect(endpoints, files, settings, trust, clock=now_fn, progress=progress))

@@ -1,11 +1,11 @@
 """``certloop exporter``: Prometheus-style flags, uvloop when available, SIGHUP reload.
 
     certloop exporter --config.file exporter.yml --web.listen-address 127.0.0.1:10793
-    certloop exporter --config.file exporter.yml --config.check    # validate and exit (0 ok, 1 bad)
+    certloop exporter --config.file exporter.yml --config.check    # validate and exit (0 ok, 78 bad)
     certloop exporter --config.file exporter.yml --web.probe-workers 2   # /probe on 3 processes
     certloop exporter --config.file exporter.yml --web.max-connections 4096
 
-Exit codes: 0 clean shutdown or valid config, 1 invalid config, 2 cannot listen, 64 bad usage.
+Exit codes are certloop's (:mod:`certloop.exitcodes`, docs/exit-codes.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from certloop import __version__, logs
-from certloop.errors import CertloopError, ConfigError
+from certloop.errors import CertloopError, ConfigError, ListenError
+from certloop.exitcodes import ExitCode, UsageParser
 from certloop.exporter.config import ExporterConfig, load_config, split_target
 from certloop.exporter.engine import Engine, build_context
 from certloop.exporter.server import ProbeWorkers, build_server, serve_worker
@@ -38,7 +39,7 @@ LOOPBACK = "127.0.0.1"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="certloop exporter", description="Observe TLS endpoints and certificate files.")
+    p = UsageParser(prog="certloop exporter", description="Observe TLS endpoints and certificate files.")
     p.add_argument("--config.file", dest="config_file", required=True, help="YAML config file")
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                    help=f"host:port to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
@@ -68,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     try:
         args = _parser().parse_args(list(argv))
-    except SystemExit as exc:
-        return 0 if exc.code == 0 else 64
+    except SystemExit as exc:  # --help, --version, or a usage error (UsageParser)
+        return ExitCode.OK if exc.code == 0 else ExitCode.USAGE
     logs.configure(args.log_level, args.log_format)
     try:
         config = load_config(args.config_file, expand_env=args.expand_env)
@@ -78,21 +79,21 @@ def main(argv: Sequence[str]) -> int:
             print(f"{args.config_file}: OK ({len(config.endpoints)} endpoint groups, {len(config.files)} file groups)")
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.CONFIG
     try:
         host, port = _listen_address(args.listen)
     except ValueError as exc:
         print(f"certloop exporter: --web.listen-address: {exc}", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     web: WebConfigFile | None = None
     if args.web_config:
         try:
             web = WebConfigFile(Path(args.web_config))
         except ConfigError as exc:
             print(f"certloop exporter: --web.config.file: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.CONFIG
     if args.check:
-        return 0
+        return ExitCode.OK
     tune_collector()
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
@@ -103,15 +104,15 @@ def main(argv: Sequence[str]) -> int:
         pass
     if args.probe_workers < 0:
         print("certloop exporter: --web.probe-workers must be 0 or more", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     if args.max_connections < 1:
         print("certloop exporter: --web.max-connections must be 1 or more", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     if args.storage and not args.worker_of:
         problem = _storage_problem(args.storage)
         if problem:
             print(f"certloop exporter: --storage.path {args.storage}: {problem}", file=sys.stderr)
-            return 64
+            return ExitCode.USAGE
     try:
         if args.worker_of:
             return int(runner(serve_worker(args.config_file, host, port, split_target(args.worker_of),
@@ -121,13 +122,13 @@ def main(argv: Sequence[str]) -> int:
                                  enable_lifecycle=args.enable_lifecycle)))
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"certloop exporter: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except CertloopError as exc:
+        return ExitCode.CONFIG
+    except ListenError as exc:
+        print(f"certloop exporter: cannot listen on {args.listen}: {exc.detail}", file=sys.stderr)
+        return ExitCode.CANNOT_LISTEN
+    except (CertloopError, OSError) as exc:
         print(f"certloop exporter: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILURE
 
 
 def _listen_address(text: str) -> tuple[str, int]:
@@ -217,4 +218,4 @@ async def _serve(
             await private.close()
         await engine.stop()
     log.info("stopped")
-    return 0
+    return ExitCode.OK

@@ -33,6 +33,7 @@ from collections.abc import Callable
 import aiohttp
 
 from certloop import logs
+from certloop.exitcodes import ExitCode
 from certloop.exporter import metrics as m
 from certloop.exporter.config import load_config
 from certloop.exporter.engine import Engine, build_context
@@ -286,4 +287,4 @@ async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, 
     finally:
         await server.close()
         await forward.close()
-    return 0
+    return ExitCode.OK

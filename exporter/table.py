@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from certloop.exitcodes import CheckExit
 from certloop.verify import Verdict
 
 __all__ = ["EXIT_CODES", "Row", "Status", "Thresholds", "decide", "exit_code", "render_json", "render_table"]
@@ -33,13 +34,13 @@ class Status(StrEnum):
     UNREACHABLE = "UNREACHABLE"
 
 
-EXIT_CODES: dict[Status, int] = {
-    Status.OK: 0,
-    Status.WARN: 1,
-    Status.CRIT: 2,
-    Status.EXPIRED: 2,
-    Status.INVALID: 2,
-    Status.UNREACHABLE: 2,
+EXIT_CODES: dict[Status, CheckExit] = {
+    Status.OK: CheckExit.OK,
+    Status.WARN: CheckExit.WARN,
+    Status.CRIT: CheckExit.CRIT,
+    Status.EXPIRED: CheckExit.CRIT,
+    Status.INVALID: CheckExit.CRIT,
+    Status.UNREACHABLE: CheckExit.CRIT,
 }
 
 
@@ -105,9 +106,9 @@ def decide(
     return Status.OK, None
 
 
-def exit_code(rows: Sequence[Row]) -> int:
-    """0 when every row is OK, 1 when the worst is WARN, 2 for anything worse."""
-    return max((EXIT_CODES[r.status] for r in rows), default=0)
+def exit_code(rows: Sequence[Row]) -> CheckExit:
+    """0 when every row is OK, 1 when the worst is WARN, 2 for anything worse (:class:`CheckExit`)."""
+    return max((EXIT_CODES[r.status] for r in rows), default=CheckExit.OK)
 
 
 def days_left(row: Row, now: datetime) -> float | None:

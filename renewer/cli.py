@@ -10,9 +10,8 @@
     certloop renewer backup prune DIR/|s3://B/P/ --keep-daily N --keep-weekly M [--dry-run]
     certloop renewer --config.file renewer.yml restore --in FILE|DIR/|URL [--passphrase-file F] [--force]
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad config, 64 usage, 69 the database cannot be reached or
-refused (one line naming it, password hidden); ``backup verify`` adds 3 wrong key or passphrase,
-4 damaged archive, 5 restored content differs (docs/renewer.md, docs/operations/backup.md).
+Exit codes are certloop's (:mod:`certloop.exitcodes`, docs/exit-codes.md); a failure is one line naming what
+failed (a database URL with its password hidden), never a traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from certloop import __version__, logs
-from certloop.errors import CertloopError, ConfigError
+from certloop.errors import CertloopError, ConfigError, ListenError
+from certloop.exitcodes import ExitCode, UsageParser, VerifyExit
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, tune_collector
 from certloop.renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
 from certloop.renewer.backupsite import Place, archive_name, archives, expired, parse_location
@@ -37,14 +37,6 @@ from certloop.webconfig import WebConfigFile
 __all__ = ["main"]
 
 log = logging.getLogger("renewer")
-EXIT_DATABASE_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE, beside 64 (EX_USAGE)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]  # usage errors exit 64, not 2
-        self.print_usage(sys.stderr)
-        print(f"certloop renewer: {message}", file=sys.stderr)
-        raise SystemExit(64)
 
 
 def _positive(text: str) -> int:
@@ -55,7 +47,7 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="certloop renewer", description="Renew certificates on Alertmanager webhooks.")
+    p = UsageParser(prog="certloop renewer", description="Renew certificates on Alertmanager webhooks.")
     p.add_argument("--config.file", dest="config_file", default="renewer.yml", help="YAML config file")
     p.add_argument("--config.check", dest="config_check", action="store_true", help="validate the config and exit")
     p.add_argument("--config.expand-env", dest="expand_env", action="store_true",
@@ -121,7 +113,7 @@ def _db(cfg: RenewerConfig, action: str, revision: str | None) -> int:
 
     if action == "downgrade" and not revision:
         print("certloop renewer: db downgrade needs a revision (e.g. base)", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     store = open_store(cfg, migrate=False, deadline=False)
     try:
         if action == "upgrade":
@@ -132,7 +124,7 @@ def _db(cfg: RenewerConfig, action: str, revision: str | None) -> int:
         print(store.revision() or "base (empty)")
     finally:
         store.close()
-    return 0
+    return ExitCode.OK
 
 
 def _secrets(cfg: RenewerConfig | None, passphrase_file: Path | None) -> tuple[bytes | None, bytes | None]:
@@ -163,13 +155,13 @@ def _backup(cfg: RenewerConfig, args: argparse.Namespace) -> int:
 
     if args.out is None:
         print("certloop renewer: backup needs --out (or a subcommand: verify, prune)", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     place, name = parse_location(args.out)
     pruning = args.keep_daily is not None or args.keep_weekly is not None
     if pruning and name is not None:
         print("certloop renewer: --keep-daily/--keep-weekly need --out to be a directory or prefix (ending in /)",
               file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     key, passphrase = _secrets(cfg, args.passphrase_file)
     now = utc_now()
     store = open_store(cfg, migrate=False, deadline=False)
@@ -183,13 +175,13 @@ def _backup(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     print(f"wrote {place.describe(name)}: {rows} database rows, {len(doc['files'])} files")
     if pruning:
         _prune(place, args.keep_daily or 0, args.keep_weekly or 0, dry_run=False)
-    return 0
+    return ExitCode.OK
 
 
 def _prune(place: Place, keep_daily: int, keep_weekly: int, *, dry_run: bool) -> int:
     if keep_daily < 0 or keep_weekly < 0 or keep_daily + keep_weekly == 0:
         print("certloop renewer: --keep-daily and --keep-weekly must be >= 0 and not both 0", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     names = place.names()
     doomed = expired(names, keep_daily=keep_daily, keep_weekly=keep_weekly)
     for name in doomed:
@@ -197,7 +189,7 @@ def _prune(place: Place, keep_daily: int, keep_weekly: int, *, dry_run: bool) ->
             place.delete(name)
         print(f"{'would delete' if dry_run else 'deleted'} {place.describe(name)}")
     print(f"kept {len(archives(names)) - len(doomed)} archive(s) in {place.describe()}")
-    return 0
+    return ExitCode.OK
 
 
 def _verify(cfg: RenewerConfig | None, args: argparse.Namespace) -> int:
@@ -207,13 +199,14 @@ def _verify(cfg: RenewerConfig | None, args: argparse.Namespace) -> int:
     try:
         doc = unseal(place.get(name), where, key=key, passphrase=passphrase)
         result = verify_backup(doc, where, scratch_server=args.scratch_database)
-    except (WrongKey, ArchiveDamaged, Mismatch) as exc:  # exit codes 3, 4, 5 (docs/operations/backup.md)
+    except (WrongKey, ArchiveDamaged, Mismatch) as exc:  # exit codes 3, 4, 5 (VerifyExit)
         print(f"certloop renewer: verify failed: {exc}", file=sys.stderr)
-        return {WrongKey: 3, ArchiveDamaged: 4, Mismatch: 5}[type(exc)]
+        return {WrongKey: VerifyExit.WRONG_KEY, ArchiveDamaged: VerifyExit.DAMAGED, Mismatch: VerifyExit.MISMATCH}[
+            type(exc)]
     tables = ", ".join(f"{t} {n}" for t, n in result.rows.items())
     print(f"verified {where}: made {doc.get('created_at', '?')}, restored into scratch {result.database}: "
           f"{sum(result.rows.values())} database rows ({tables}), {result.files} files, all equal")
-    return 0
+    return ExitCode.OK
 
 
 def _restore(cfg: RenewerConfig, args: argparse.Namespace) -> int:
@@ -229,7 +222,7 @@ def _restore(cfg: RenewerConfig, args: argparse.Namespace) -> int:
         store.close()
     print(f"restored {sum(result.rows.values())} database rows and {result.files} files into {cfg.data_dir} "
           f"from {place.describe(name)}")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str]) -> int:
@@ -245,30 +238,33 @@ def main(argv: Sequence[str]) -> int:
         # prune needs no config; verify needs it only for the keystore key (_secrets says so if missing)
         if backup_command not in {"verify", "prune"} or Path(args.config_file).exists():
             print(f"certloop renewer: config error: {exc}", file=sys.stderr)
-            return 2
+            return ExitCode.CONFIG
     web: WebConfigFile | None = None
     if cfg is not None and args.command is None:
         try:
             web = _web_config(cfg, args.web_config)
         except ConfigError as exc:
             print(f"certloop renewer: --web.config.file: {exc}", file=sys.stderr)
-            return 2
+            return ExitCode.CONFIG
     if args.config_check and cfg is not None:
         print(f"{args.config_file}: ok ({len(cfg.certificates)} certificate(s))")
-        return 0
+        return ExitCode.OK
     args.web = web
     try:
         return _dispatch(cfg, args, backup_command)
     except ConfigError as exc:
         print(f"certloop renewer: config error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     except StoreUnavailable as exc:
         print(f"certloop renewer: database {exc.database or '(unknown)'} unavailable ({exc.operation}): "
               f"{exc.detail}", file=sys.stderr)
-        return EXIT_DATABASE_UNAVAILABLE
+        return ExitCode.UNAVAILABLE
+    except ListenError as exc:
+        print(f"certloop renewer: {exc}", file=sys.stderr)
+        return ExitCode.CANNOT_LISTEN
     except CertloopError as exc:
         print(f"certloop renewer: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILURE
 
 
 def _dispatch(cfg: RenewerConfig | None, args: argparse.Namespace, backup_command: str | None) -> int:
@@ -276,11 +272,11 @@ def _dispatch(cfg: RenewerConfig | None, args: argparse.Namespace, backup_comman
         place, name = parse_location(args.location)
         if name is not None:
             print("certloop renewer: backup prune needs a directory or prefix (ending in /)", file=sys.stderr)
-            return 64
+            return ExitCode.USAGE
         return _prune(place, args.keep_daily, args.keep_weekly, dry_run=args.dry_run)
     if backup_command == "verify":
         return _verify(cfg, args)
-    assert cfg is not None  # main returned 2 for every other command without a config
+    assert cfg is not None  # main returned CONFIG for every other command without a config
     if args.command == "db":
         return _db(cfg, args.action, args.revision)
     if args.command == "backup":
@@ -318,4 +314,4 @@ def _serve(cfg: RenewerConfig, args: argparse.Namespace) -> int:
     except ImportError:  # uvloop is a dependency; plain asyncio still works without it
         pass
     asyncio.run(daemon.run())
-    return 0
+    return ExitCode.OK

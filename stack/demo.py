@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import signal
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from certloop.exitcodes import ExitCode, UsageParser
 from certloop.exporter.check import main as check_main
 from stack.loop import DOMAIN, ClosedLoop, LoopTimeout, mint_expiring
 from stack.process import LOOPBACK, free_port, install_signal_handlers
@@ -60,7 +60,7 @@ def _samples(loop: ClosedLoop, workdir: Path) -> tuple[list[str], Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="certloop demo", description=__doc__.split("\n\n")[0])
+    p = UsageParser(prog="certloop demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=Path(".demo"), help="state and logs (default .demo/)")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the loop to close")
     p.add_argument("--no-wait", action="store_true", help="stop once the loop has closed (no Ctrl-C wait)")
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LoopTimeout as exc:
             _say(f"!! {exc}")
             _say(f"!! see the logs in {workdir}")
-            return 1
+            return ExitCode.FAILURE
         _say("\n== the stack keeps running:")
         for name, url in loop.urls.items():
             _say(f"   {name:<13} {url}")
@@ -99,14 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for user, password in loop.users.items():
             _say(f"   {user:<13} user {user}, password {password}")
         if args.no_wait:
-            return 0
+            return ExitCode.OK
         _say("\nPress Ctrl-C to stop everything.")
         while True:
             signal.pause()  # until Ctrl-C or SIGTERM ends us through the exceptions below
     except KeyboardInterrupt:
-        return 0 if loop_closed else 130
+        return ExitCode.OK if loop_closed else ExitCode.INTERRUPTED
     except SystemExit as exc:
-        return int(exc.code or 0) if not loop_closed else 0
+        return int(exc.code or 0) if not loop_closed else ExitCode.OK
     finally:
         _say("== stopping everything started")
         loop.stop()

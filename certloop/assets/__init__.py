@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from certloop.exitcodes import ExitCode
+
 __all__ = ["ASSETS", "locate", "main"]
 
 _ROOT = Path(__file__).parent  # certloop/assets; not resolved: in a checkout the subpackages are symlinks
@@ -45,17 +47,17 @@ def main(argv: Sequence[str]) -> int:
     if args and args[0] in {"-h", "--help"}:
         print(__doc__.strip().split("\n\n")[-1] if __doc__ else "")
         print("\nassets: " + ", ".join(ASSETS))
-        return 0
+        return ExitCode.OK
     if len(args) > 1 or (args and args[0] not in ASSETS):
         print(f"usage: certloop assets [{'|'.join(ASSETS)}]", file=sys.stderr)
-        return 64
+        return ExitCode.USAGE
     if args:
         print(locate(args[0]))
-        return 0
+        return ExitCode.OK
     width = max(map(len, ASSETS))
     missing = 0
     for name, (_, what) in ASSETS.items():
         path = locate(name)
         missing += not path.exists()
         print(f"{name:<{width}}  {path}{'' if path.exists() else '  (missing)'}  # {what}")
-    return 1 if missing else 0
+    return ExitCode.FAILURE if missing else ExitCode.OK

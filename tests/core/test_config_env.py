@@ -119,13 +119,13 @@ def test_both_daemons_take_the_flag_and_say_which_variable_is_missing(tmp_path: 
               env={"CERTLOOP_TEST_HOST": "shop.example"})
     assert ok.returncode == 0, ok.stderr
     bad = _cli("exporter", f"--config.file={exporter}", "--config.check", "--config.expand-env")
-    assert bad.returncode == 1
+    assert bad.returncode == 78
     assert bad.stderr.strip() == (
         f"certloop exporter: invalid config: {exporter}: endpoints[0].targets[0]: environment variable "
         "CERTLOOP_TEST_HOST is not set (and ${CERTLOOP_TEST_HOST} has no :-default)")
     literal = _cli("exporter", f"--config.file={exporter}", "--config.check",
                    env={"CERTLOOP_TEST_HOST": "shop.example"})
-    assert literal.returncode == 1
+    assert literal.returncode == 78
     assert literal.stderr.strip().endswith(
         "endpoints[0].targets[0]: ${CERTLOOP_TEST_HOST} is not expanded: environment variables are read only "
         "with --config.expand-env (or, for secrets, in the fields that say so)")
@@ -135,7 +135,7 @@ def test_both_daemons_take_the_flag_and_say_which_variable_is_missing(tmp_path: 
               env={"CERTLOOP_TEST_DATA": str(tmp_path / "d")})
     assert ok.returncode == 0, ok.stderr
     bad = _cli("renewer", f"--config.file={renewer}", "--config.check")
-    assert bad.returncode == 2
+    assert bad.returncode == 78
     assert "data_dir: ${CERTLOOP_TEST_DATA} is not expanded" in bad.stderr
     assert not (Path.cwd() / "${CERTLOOP_TEST_DATA}").exists() and not (REPO / "${CERTLOOP_TEST_DATA}").exists()
 

@@ -211,7 +211,7 @@ def test_usage_errors_exit_64(tmp_path: Path) -> None:
     assert run(["--warn", "1d", "--crit", "2d", "x.pem"], stdout=io.StringIO(), stderr=err) == 64
     assert run([], stdout=io.StringIO(), stderr=err) == 64
     assert run(["shop.example:notaport"], stdout=io.StringIO(), stderr=err) == 64
-    assert run(["--config", str(tmp_path / "missing.yml")], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["--config", str(tmp_path / "missing.yml")], stdout=io.StringIO(), stderr=err) == 78
     help_run = subprocess.run(
         [sys.executable, "-m", "certloop.cli", "check", "--help"], cwd=REPO, capture_output=True, text=True,
         timeout=60, check=False,
@@ -275,7 +275,7 @@ def test_config_is_the_exporters_model(tmp_path: Path, pki: Pki) -> None:
     # what the exporter refuses, check refuses, with the exporter's message
     config.write_text(endpoints_part + "something_else: {ignored: true}\n")
     err = io.StringIO()
-    assert run(["--config", str(config)], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["--config", str(config)], stdout=io.StringIO(), stderr=err) == 78
     assert "something_else" in err.getvalue()
 
 
@@ -518,7 +518,7 @@ def test_bad_server_name_is_a_row_and_the_others_are_kept(tmp_path: Path, pki: P
         assert (code, [(r["status"], r["reason"]) for r in rows]) == (2, [("UNREACHABLE", "bad_server_name")])
     config.write_text(json.dumps({"endpoints": [{"targets": [f"127.0.0.1:{port}"], "server_name": name}]}))
     err = io.StringIO()
-    assert run(["--config", str(config)], stdout=io.StringIO(), stderr=err) == 64
+    assert run(["--config", str(config)], stdout=io.StringIO(), stderr=err) == 78
     assert "endpoints[0].server_name" in err.getvalue()
 
 

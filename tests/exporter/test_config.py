@@ -53,7 +53,7 @@ def test_empty_file_is_refused_and_an_empty_mapping_is_not(tmp_path: Path) -> No
     assert (nothing.endpoints, nothing.files) == ([], [])
     (tmp_path / "zero.yml").write_bytes(b"")
     checked = run_cli(f"--config.file={tmp_path / 'zero.yml'}", "--config.check")
-    assert checked.returncode == 1 and "the file is empty" in checked.stderr
+    assert checked.returncode == 78 and "the file is empty" in checked.stderr
 
 
 def test_defaults_and_durations() -> None:
@@ -78,7 +78,7 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert "OK" in ok.stdout
     bad = BAD / "bad_target.yml"
     failed = run_cli(f"--config.file={bad}", "--config.check")
-    assert failed.returncode == 1
+    assert failed.returncode == 78
     assert f"{bad}: {_expected(bad)}" in failed.stderr
 
 
@@ -92,7 +92,7 @@ def test_json_schema_is_printed_by_the_cli() -> None:
 
 
 def test_cli_refuses_a_bad_or_busy_listen_address(tmp_path: Path) -> None:
-    """A malformed --web.listen-address exits 64; an address already in use exits 2 with the reason."""
+    """A malformed --web.listen-address exits 64; an address already in use exits 71 with the reason."""
     good = write_config(tmp_path / "good.yml", {})
     bad = run_cli(f"--config.file={good}", "--web.listen-address=nonsense")
     assert bad.returncode == 64 and "--web.listen-address" in bad.stderr
@@ -100,4 +100,4 @@ def test_cli_refuses_a_bad_or_busy_listen_address(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         taken = run_cli(f"--config.file={good}", f"--web.listen-address=127.0.0.1:{busy.getsockname()[1]}")
-    assert taken.returncode == 2 and "cannot listen" in taken.stderr
+    assert taken.returncode == 71 and "cannot listen" in taken.stderr

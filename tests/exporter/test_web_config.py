@@ -99,7 +99,7 @@ def test_a_bad_web_config_stops_the_exporter_with_the_key_named(tmp_path: Path) 
     web = tmp_path / "web.yml"
     web.write_text("basic_auth_users: {prometheus: not-a-hash}\n")
     res = run_cli(f"--config.file={config}", f"--web.config.file={web}", "--config.check")
-    assert res.returncode == 1
+    assert res.returncode == 78
     assert "--web.config.file" in res.stderr and "basic_auth_users: user 'prometheus': expected a bcrypt hash" \
         in res.stderr and "Traceback" not in res.stderr
 

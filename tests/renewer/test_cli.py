@@ -50,12 +50,12 @@ def test_valid_config_checks_ok(make_setup: Callable[..., Setup], capsys: pytest
 def test_bad_config_names_the_path(
     make_setup: Callable[..., Setup], capsys: pytest.CaptureFixture[str], change: Callable[[dict], None], message: str,
 ) -> None:
-    """Each broken config exits 2 with an error naming the bad key."""
+    """Each broken config exits 78 (config error) with an error naming the bad key."""
     setup = make_setup(["shop"])
     change(setup.data)
     setup.write()
     rc, text = check(setup.path, capsys)
-    assert rc == 2
+    assert rc == 78
     assert message in text, text
 
 

@@ -54,14 +54,14 @@ def test_a_database_that_never_answers_is_one_line_within_the_connect_timeout(
 
 
 def test_keystore_key_file_that_is_not_text_is_one_line_naming_it(make_setup: Callable[..., Setup]) -> None:
-    """Random bytes in the key file (someone wrote the raw key): config error naming the file, exit 2."""
+    """Random bytes in the key file (someone wrote the raw key): config error naming the file, exit 78."""
     setup = make_setup(["shop"])
     key_file = setup.tmp / "keystore.key"
     key_file.write_bytes(b"\xff\xfe" + os.urandom(30))
     setup.data["keystore"] = {"key_file": str(key_file)}
     setup.write()
     proc = run(setup)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 78, proc.stderr
     assert proc.stderr.strip() == (
         f"certloop renewer: config error: keystore.key_file: secret file {key_file} is not UTF-8 text"
     )

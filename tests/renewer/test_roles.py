@@ -120,7 +120,7 @@ def test_users_without_a_password_are_refused_at_start(
     setup = make_setup(["shop"])
     setup.data["auth"] = {"token": TOKEN, "users": {"vera": "viewer"}}
     setup.write()
-    assert main(["renewer", "--config.file", str(setup.path), "--config.check"]) == 2
+    assert main(["renewer", "--config.file", str(setup.path), "--config.check"]) == 78
     web = tmp_path / "web.yml"
     web.write_text("basic_auth_users: {}\n")
-    assert main(["renewer", "--config.file", str(setup.path), f"--web.config.file={web}", "--config.check"]) == 2
+    assert main(["renewer", "--config.file", str(setup.path), f"--web.config.file={web}", "--config.check"]) == 78
