@@ -56,7 +56,8 @@ from certloop.renewer.errors import (
     RolledBack,
     VerifyError,
 )
-from certloop.renewer.issuers.base import IssuedMaterial, run_program, split_pem
+from certloop.renewer.material import IssuedMaterial, split_pem
+from certloop.renewer.programs import run_program
 from certloop.renewer.spec import CertificateSpec, VerifyEndpoint
 from certloop.resolve import Resolver
 

@@ -1,13 +1,14 @@
-"""The renewal pipeline the worker drives: issue -> validate -> deploy (install, reload, verify).
+"""The renewal pipeline the worker drives: issue -> validate -> save, then deploy (install.py).
 
     material = await issue(spec, ctx)                 # IssuanceError subclasses on failure
     validate(material, spec, now=ctx.clock())         # ValidationError before any live file is touched
     save_material(ctx, job_id, material)              # so a failed deploy retries without re-issuing
-    result = await deploy(material, spec, ctx, on_stage=record)   # RolledBack / RollbackFailed
-    await recover(spec, ctx)                          # at start-up: undo a half-finished install
+    result = await install.deploy(material, spec, ctx, on_stage=record)  # RolledBack / RollbackFailed
+    await install.recover(spec, ctx)                  # at start-up: undo a half-finished install
     remove_stale_staging(ctx)                         # at start-up: what a killed issuance left behind
 
-Issuance and deployment are separate steps so the worker can retry them separately.
+Issuance and deployment are separate steps so the worker can retry them separately; deploying (install,
+reload, verify, roll back) is :mod:`certloop.renewer.install`'s, which the worker calls itself.
 """
 
 from __future__ import annotations
@@ -33,23 +34,17 @@ from certloop.errors import ConfigError
 from certloop.hostnames import covers
 from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import IssuanceError, ValidationError
-from certloop.renewer.install import DeployResult, OnStage, deploy, recover
 from certloop.renewer.issuers import ISSUERS
-from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, split_pem
+from certloop.renewer.issuers.base import IssueContext
+from certloop.renewer.material import IssuedMaterial, split_pem
 from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore, TrustStoreError
 from certloop.verify import Verdict, verify_chain
 
 __all__ = [
-    "DeployResult",
-    "IssuedMaterial",
-    "OnStage",
-    "RenewalContext",
-    "deploy",
     "discard_material",
     "issue",
     "load_material",
-    "recover",
     "remove_stale_staging",
     "save_material",
     "validate",

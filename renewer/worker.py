@@ -6,11 +6,11 @@ while working). Phases of a job:
 1. issuance (state ``issuing``): the rate-limit ledger is consulted first (deny -> back to ``queued``
    with the reason, until the limit frees up); the issuer runs; the material is validated and saved
    encrypted (``pipeline.save_material``), keyed by the job id.
-2. deployment (``installing`` -> ``verifying``): ``pipeline.deploy`` installs, reloads, verifies, and
+2. deployment (``installing`` -> ``verifying``): ``install.deploy`` installs, reloads, verifies, and
    rolls back by itself on failure. A rolled-back deployment is retried from the saved material -
    a failed reload never re-issues.
 
-A crash (kill -9) anywhere: the live files are restored by ``pipeline.recover`` at start-up or before
+A crash (kill -9) anywhere: the live files are restored by ``install.recover`` at start-up or before
 the resumed deployment; the job's lease expires and any replica resumes it from its saved material,
 or re-issues if nothing was saved yet. Every state change is written with its reason.
 
@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from certloop.renewer import pipeline
+from certloop.renewer import install, pipeline
 from certloop.renewer.config import RenewerConfig
 from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import (
@@ -47,6 +47,7 @@ from certloop.renewer.errors import (
     RolledBack,
     ValidationError,
 )
+from certloop.renewer.material import IssuedMaterial
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.policy import next_attempt_at
 from certloop.renewer.ratelimit import LedgerRequest, check, failure_events, issued_events, order_events
@@ -159,7 +160,7 @@ class Worker:
                             "y" if len(stale) == 1 else "ies", ", ".join(str(p) for p in stale))
         for spec in self.config().certificates:
             try:
-                if await pipeline.recover(spec, self.ctx):
+                if await install.recover(spec, self.ctx):
                     log.warning("recovered an interrupted install of %s: previous files restored", spec.id)
             except RenewerError as exc:
                 log.error("cannot recover the interrupted install of %s: %s", spec.id, exc)
@@ -253,14 +254,14 @@ class Worker:
         material = pipeline.load_material(self.ctx, job.id)
         if job.state in (State.INSTALLING, State.VERIFYING):
             # A replica died mid-deployment: put the previous files back before anything else.
-            await pipeline.recover(spec, self.ctx)
+            await install.recover(spec, self.ctx)
         if material is None:
             material = await self._issue(job, spec)
             if material is None:
                 return
         await self._deploy(job, spec, material)
 
-    async def _issue(self, job: Job, spec: CertificateSpec) -> pipeline.IssuedMaterial | None:
+    async def _issue(self, job: Job, spec: CertificateSpec) -> IssuedMaterial | None:
         cfg = self.config()
         now = self.clock()
         request = ledger_request(spec)
@@ -311,7 +312,7 @@ class Worker:
         log.warning("job %s (%s): issuance attempt %d of %d failed, retry at %s: %s", job.id, spec.id, attempt,
                     cfg.worker.max_attempts, when.isoformat(), _tail(detail))
 
-    async def _deploy(self, job: Job, spec: CertificateSpec, material: pipeline.IssuedMaterial) -> None:
+    async def _deploy(self, job: Job, spec: CertificateSpec, material: IssuedMaterial) -> None:
         cfg = self.config()
         deploy_attempt = job.deploy_attempt + 1
 
@@ -323,7 +324,7 @@ class Worker:
                 await self._move(job, State.VERIFYING, "deploy steps done; verifying the served leaf")
 
         try:
-            result = await pipeline.deploy(material, spec, self.ctx, on_stage=on_stage)
+            result = await install.deploy(material, spec, self.ctx, on_stage=on_stage)
         except RolledBack as exc:
             detail = f"rolled back: {exc.reason}"
             if deploy_attempt >= cfg.worker.max_attempts:
@@ -352,7 +353,7 @@ class Worker:
 
     async def _finish(
         self, job: Job, spec: CertificateSpec | None, state: State, reason: str,
-        material: pipeline.IssuedMaterial | None = None,
+        material: IssuedMaterial | None = None,
     ) -> None:
         now = self.clock()
         extra: dict[str, object] = {} if state is State.SUCCEEDED else {"last_error": _tail(reason, 2000)}
@@ -385,6 +386,6 @@ def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
 
 
-def _validity(material: pipeline.IssuedMaterial) -> tuple[datetime, datetime]:
+def _validity(material: IssuedMaterial) -> tuple[datetime, datetime]:
     leaf = x509.load_pem_x509_certificate(material.cert_pem)
     return leaf.not_valid_before_utc, leaf.not_valid_after_utc

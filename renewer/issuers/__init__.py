@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from certloop.renewer.issuers import acme_client, acmesh, certbot, command, httpsok, lego
-from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, IssuerEntry
+from certloop.renewer.issuers.base import IssuerEntry
 
-__all__ = ["ISSUERS", "IssueContext", "IssuedMaterial", "IssuerEntry", "IssuerSettings"]
+__all__ = ["ISSUERS", "IssuerSettings"]
 
 ISSUERS: dict[str, IssuerEntry[Any]] = {
     "acme": IssuerEntry(acme_client.AcmeSettings, acme_client.issue),

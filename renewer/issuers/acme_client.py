@@ -51,8 +51,9 @@ from certloop.renewer.errors import (
     Unauthorized,
 )
 from certloop.renewer.issuance import IssueRequest
-from certloop.renewer.issuers.base import IssueContext, IssuedMaterial, IssuerSettingsBase
+from certloop.renewer.issuers.base import IssueContext, IssuerSettingsBase
 from certloop.renewer.issuers.challenges import DnsHookSolver, Solver, StandaloneSolver, WebrootSolver
+from certloop.renewer.material import IssuedMaterial
 
 __all__ = ["AcmeSettings", "Dns01Hook", "Eab", "Http01", "issue"]
 

@@ -24,14 +24,9 @@ from pydantic import Field, model_validator
 
 from certloop.renewer.errors import NotDue, PendingManual
 from certloop.renewer.issuance import IssueRequest
-from certloop.renewer.issuers.base import (
-    WORLD_READABLE_UMASK,
-    IssueContext,
-    IssuedMaterial,
-    IssuerSettingsBase,
-    classify_failure,
-    run_program,
-)
+from certloop.renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuerSettingsBase, classify_failure
+from certloop.renewer.material import IssuedMaterial
+from certloop.renewer.programs import run_program
 
 __all__ = ["EXIT_DNS_MANUAL", "EXIT_RENEW_SKIP", "AcmeShSettings", "build_argv", "issue"]
 

@@ -30,14 +30,9 @@ from typing import Literal
 from pydantic import model_validator
 
 from certloop.renewer.issuance import IssueRequest
-from certloop.renewer.issuers.base import (
-    WORLD_READABLE_UMASK,
-    IssueContext,
-    IssuedMaterial,
-    IssuerSettingsBase,
-    classify_failure,
-    run_program,
-)
+from certloop.renewer.issuers.base import WORLD_READABLE_UMASK, IssueContext, IssuerSettingsBase, classify_failure
+from certloop.renewer.material import IssuedMaterial
+from certloop.renewer.programs import run_program
 
 __all__ = ["CertbotSettings", "build_argv", "issue"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from certloop.renewer.errors import DnsError, IssuanceError
-from certloop.renewer.issuers.base import run_program
+from certloop.renewer.programs import run_program
 
 __all__ = ["DnsHookSolver", "Solver", "StandaloneSolver", "WebrootSolver", "dns_record_name"]
 

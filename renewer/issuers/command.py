@@ -22,13 +22,9 @@ from pydantic import Field
 
 from certloop.config import VERBATIM
 from certloop.renewer.issuance import IssueRequest
-from certloop.renewer.issuers.base import (
-    IssueContext,
-    IssuedMaterial,
-    IssuerSettingsBase,
-    classify_failure,
-    run_program,
-)
+from certloop.renewer.issuers.base import IssueContext, IssuerSettingsBase, classify_failure
+from certloop.renewer.material import IssuedMaterial
+from certloop.renewer.programs import run_program
 
 __all__ = ["CommandSettings", "issue"]
 

@@ -38,14 +38,10 @@ from pydantic import model_validator
 from certloop.config import SECRET, resolve_secret
 from certloop.renewer.errors import NotDue, Unauthorized
 from certloop.renewer.issuance import IssueRequest
-from certloop.renewer.issuers.base import (
-    IssueContext,
-    IssuedMaterial,
-    IssuerSettingsBase,
-    classify_failure,
-    run_program,
-)
+from certloop.renewer.issuers.base import IssueContext, IssuerSettingsBase, classify_failure
 from certloop.renewer.keystore import write_private
+from certloop.renewer.material import IssuedMaterial
+from certloop.renewer.programs import run_program
 
 __all__ = ["RUN_ARGS", "HttpsokSettings", "issue"]
 

@@ -17,6 +17,7 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.renewer import pipeline
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.spec import CertificateSpec
 from tests.docs.markdown import ROOT, fenced_blocks
@@ -53,8 +54,8 @@ def _spec(tmp_path: Path, argv: list[str], domains: list[str], key_type: str = "
     })
 
 
-def _ctx(tmp_path: Path) -> pipeline.RenewalContext:
-    return pipeline.RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"c" * 32))
+def _ctx(tmp_path: Path) -> RenewalContext:
+    return RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"c" * 32))
 
 
 def _install_script(tmp_path: Path, pki: Pki) -> Path:

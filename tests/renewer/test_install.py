@@ -25,9 +25,10 @@ import pytest
 from certloop import atomicfile
 from certloop.config import validate_model
 from certloop.renewer import install, pipeline
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import DeployError, RollbackFailed, RolledBack, ValidationError, VerifyError
-from certloop.renewer.issuers.base import IssuedMaterial
 from certloop.renewer.keystore import Keystore
+from certloop.renewer.material import IssuedMaterial
 from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore
 from stack.challtestsrv import ChallTestSrv
@@ -48,7 +49,7 @@ class Served:
     port: int
     live: dict[str, Path]
     old: Issued
-    ctx: pipeline.RenewalContext
+    ctx: RenewalContext
     tmp: Path
 
     def spec(self, *, deploy: list[object] | None = None, timeout: str = "5s", **extra: object) -> CertificateSpec:
@@ -84,7 +85,7 @@ def served(tmp_path: Path, nginx: Nginx, pki: Pki) -> Served:
     port = free_port()
     nginx.add_site([DOMAIN], live["fullchain"], live["key"], listen=[("127.0.0.1", port)], default=True)
     nginx.start()
-    ctx = pipeline.RenewalContext(
+    ctx = RenewalContext(
         data_dir=tmp_path / "data", clock=lambda: datetime.now(UTC), keystore=Keystore(b"s" * 32)
     )
     return Served(nginx, port, live, old, ctx, tmp_path)
@@ -100,7 +101,7 @@ def test_deploy_installs_reloads_and_verifies_the_new_leaf(served: Served, pki: 
     async def record(stage: str) -> None:
         stages.append(stage)
 
-    result = asyncio.run(pipeline.deploy(_material(new), served.spec(), served.ctx, on_stage=record))
+    result = asyncio.run(install.deploy(_material(new), served.spec(), served.ctx, on_stage=record))
     assert result.fingerprint == new.fingerprint
     assert served.served() == new.fingerprint
     assert stages == ["installing", "verifying"]
@@ -118,7 +119,7 @@ def test_nginx_t_failure_rolls_back_and_old_leaf_stays_served(served: Served, pk
     new, other = pki.leaf([DOMAIN], days=90), pki.leaf([DOMAIN], days=90)
     bad = IssuedMaterial(cert_pem=new.pem, chain_pem=new.chain_pem, key_pem=other.key_pem)
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(bad, served.spec(), served.ctx))
+        asyncio.run(install.deploy(bad, served.spec(), served.ctx))
     assert isinstance(info.value.cause, DeployError)
     assert info.value.cause.step[-1] == "-t"
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
@@ -134,7 +135,7 @@ def test_reload_failure_rolls_back(served: Served, pki: Pki) -> None:
              "sys.exit(0) if os.path.exists(p) else (open(p,'w').close(), sys.exit(3))"]
     spec = served.spec(deploy=[served.nginx.argv_for("test"), flaky, served.nginx.argv_for("reload")])
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     assert isinstance(info.value.cause, DeployError) and info.value.cause.returncode == 3
     assert served.served() == served.old.fingerprint
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
@@ -145,7 +146,7 @@ def test_verify_timeout_rolls_back(served: Served, pki: Pki) -> None:
     spec = served.spec(deploy=[served.nginx.argv_for("test")], timeout="1s")
     started = time.monotonic()
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     assert isinstance(info.value.cause, VerifyError)
     assert time.monotonic() - started < 5
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
@@ -167,7 +168,7 @@ def test_a_reload_step_that_always_fails_rolls_back_while_the_old_leaf_is_served
     valid leaf still served: RolledBack (retryable), not RollbackFailed. The journal is gone."""
     spec = served.spec(deploy=[served.nginx.argv_for("test"), _reload_with_pid_elsewhere(served)], timeout="2s")
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     assert isinstance(info.value.cause, DeployError) and info.value.cause.returncode == 1
     assert "elsewhere.pid" in str(info.value.cause)
     assert "previous leaf is still served" in info.value.reason
@@ -181,7 +182,7 @@ def test_rollback_failed_only_when_the_probe_proves_the_old_leaf_is_not_served(s
     proves - RollbackFailed (page someone), with the probe's finding in the reason."""
     spec = served.spec(deploy=[served.nginx.argv_for("stop")], timeout="1s")
     with pytest.raises(RollbackFailed) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     assert "the previous leaf is not served" in info.value.reason
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem  # files restored anyway
 
@@ -193,7 +194,7 @@ def test_rollback_rewrites_only_the_files_the_install_replaced(served: Served, p
     spec = served.spec(outputs={"fullchain": str(served.live["fullchain"]), "key": str(served.live["key"]),
                                 "owner": "certloop-no-such-user"})
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     assert "unknown owner" in info.value.reason
     for role, st in before.items():
         now = served.live[role].stat()
@@ -223,7 +224,7 @@ def test_a_full_disk_is_reported_as_no_space_left_and_rolled_back(
     port = free_port()
     nginx.add_site([DOMAIN], live["fullchain"], live["key"], listen=[("127.0.0.1", port)], default=True)
     nginx.start()
-    ctx = pipeline.RenewalContext(data_dir=tmp_path / "data", clock=lambda: datetime.now(UTC),
+    ctx = RenewalContext(data_dir=tmp_path / "data", clock=lambda: datetime.now(UTC),
                                   keystore=Keystore(b"s" * 32))
     served = Served(nginx, port, live, old, ctx, tmp_path)
     spec = served.spec(outputs={"fullchain": str(live["fullchain"]), "key": str(live["key"])})
@@ -233,7 +234,7 @@ def test_a_full_disk_is_reported_as_no_space_left_and_rolled_back(
     st = os.statvfs(small_tmpfs)
     (small_tmpfs / "filler").write_bytes(b"\0" * (st.f_bavail - 2) * st.f_bsize)
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN], days=90)), spec, ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN], days=90)), spec, ctx))
     cause = info.value.cause
     assert isinstance(cause, DeployError), cause
     assert "no space left on device" in str(cause) and "timed out" not in str(cause)
@@ -247,7 +248,7 @@ def test_a_deploy_step_that_cannot_start_says_so(served: Served, pki: Pki) -> No
     """A missing program is "cannot start: No such file or directory", not "timed out"."""
     spec = served.spec(deploy=[["/nonexistent/certloop-reload"]])
     with pytest.raises(RolledBack) as info:
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     assert "cannot start: No such file or directory" in str(info.value.cause)
     assert "timed out" not in str(info.value.cause)
 
@@ -268,15 +269,15 @@ def test_interrupted_install_is_recovered(served: Served, pki: Pki, monkeypatch:
     monkeypatch.setattr(atomicfile.os, "replace", die_after_first_live_file)
     spec = served.spec()
     with pytest.raises(KeyboardInterrupt):
-        asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
+        asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), spec, served.ctx))
     monkeypatch.setattr(atomicfile.os, "replace", real_replace)
     changed = [role for role in pair if served.live[role].read_bytes() != before[role]]
     assert len(changed) == 1  # half-installed: one file new, the other old
-    assert asyncio.run(pipeline.recover(spec, served.ctx)) is True
+    assert asyncio.run(install.recover(spec, served.ctx)) is True
     assert served.live["key"].read_bytes() == served.old.key_pem
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
     assert served.served() == served.old.fingerprint
-    assert asyncio.run(pipeline.recover(spec, served.ctx)) is False
+    assert asyncio.run(install.recover(spec, served.ctx)) is False
 
 
 def test_the_pair_is_renamed_back_to_back(served: Served, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,7 +297,7 @@ def test_the_pair_is_renamed_back_to_back(served: Served, pki: Pki, monkeypatch:
 
     monkeypatch.setattr(atomicfile.os, "replace", replace)
     monkeypatch.setattr(atomicfile.os, "fsync", fsync)
-    asyncio.run(pipeline.deploy(_material(pki.leaf([DOMAIN])), served.spec(), served.ctx))
+    asyncio.run(install.deploy(_material(pki.leaf([DOMAIN])), served.spec(), served.ctx))
     monkeypatch.setattr(atomicfile.os, "replace", real_replace)
     monkeypatch.setattr(atomicfile.os, "fsync", real_fsync)
     first = calls.index("replace-live")
@@ -308,15 +309,16 @@ import asyncio, json, sys
 from datetime import UTC, datetime
 from pathlib import Path
 from certloop.config import validate_model
-from certloop.renewer import pipeline
-from certloop.renewer.issuers.base import IssuedMaterial
+from certloop.renewer import install
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.keystore import Keystore
+from certloop.renewer.material import IssuedMaterial
 from certloop.renewer.spec import CertificateSpec
 doc = json.loads(sys.argv[1])
 spec = validate_model(CertificateSpec, doc["spec"])
-ctx = pipeline.RenewalContext(Path(doc["data_dir"]), lambda: datetime.now(UTC), Keystore(b"s" * 32))
+ctx = RenewalContext(Path(doc["data_dir"]), lambda: datetime.now(UTC), Keystore(b"s" * 32))
 m = IssuedMaterial(doc["cert"].encode(), doc["chain"].encode(), doc["key"].encode())
-asyncio.run(pipeline.deploy(m, spec, ctx))
+asyncio.run(install.deploy(m, spec, ctx))
 """
 
 
@@ -346,7 +348,7 @@ def test_kill_9_during_deploy_then_recover(served: Served, pki: Pki) -> None:
             child.kill()
     assert served.live["fullchain"].read_bytes() == new.fullchain_pem  # crashed with new files live
     served.wait_served(new.fingerprint)  # the crashed run had already reloaded nginx
-    assert asyncio.run(pipeline.recover(spec, served.ctx)) is True
+    assert asyncio.run(install.recover(spec, served.ctx)) is True
     assert served.live["fullchain"].read_bytes() == served.old.fullchain_pem
     assert served.served() == served.old.fingerprint
 
@@ -420,7 +422,7 @@ def test_validate_wildcard_domain_needs_the_wildcard_san(tmp_path: Path, pki: Pk
 
 def test_material_is_saved_encrypted_and_loads_back(tmp_path: Path, pki: Pki) -> None:
     """save_material keeps no plaintext key on disk; load_material returns the same material."""
-    ctx = pipeline.RenewalContext(tmp_path, lambda: datetime.now(UTC), Keystore(b"m" * 32))
+    ctx = RenewalContext(tmp_path, lambda: datetime.now(UTC), Keystore(b"m" * 32))
     m = _material(pki.leaf([DOMAIN]))
     path = pipeline.save_material(ctx, 42, m)
     assert b"PRIVATE KEY" not in path.read_bytes()
@@ -440,7 +442,7 @@ def test_verify_resolves_names_through_the_configured_nameserver(
     ctx = dataclasses.replace(served.ctx, dns_resolver=challtestsrv.dns_address)
     spec = served.spec(verify={"endpoints": [{"endpoint": f"{DOMAIN}:{served.port}"}], "timeout": "5s"})
     new = pki.leaf([DOMAIN])
-    result = asyncio.run(pipeline.deploy(_material(new), spec, ctx))
+    result = asyncio.run(install.deploy(_material(new), spec, ctx))
     assert result.fingerprint == new.fingerprint == served.served()
 
 
@@ -456,7 +458,7 @@ def test_all_outputs_with_owner_group_and_modes(served: Served, pki: Pki) -> Non
         "owner": user, "group": group, "mode": "0640", "key_mode": "0400",
     }
     new = pki.leaf([DOMAIN])
-    asyncio.run(pipeline.deploy(_material(new), served.spec(outputs=outputs), served.ctx))
+    asyncio.run(install.deploy(_material(new), served.spec(outputs=outputs), served.ctx))
     assert (out / "cert.pem").read_bytes() == new.pem
     assert (out / "chain.pem").read_bytes() == new.chain_pem
     for name, mode in ((out / "cert.pem", 0o640), (out / "chain.pem", 0o640), (served.live["key"], 0o400)):

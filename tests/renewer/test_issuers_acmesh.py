@@ -18,6 +18,7 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.renewer import pipeline
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import BackendFailed, NotDue, PendingManual
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.spec import CertificateSpec
@@ -37,8 +38,8 @@ def _spec(tmp_path: Path, **issuer: object) -> CertificateSpec:
     })
 
 
-def _ctx(tmp_path: Path) -> pipeline.RenewalContext:
-    return pipeline.RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"a" * 32))
+def _ctx(tmp_path: Path) -> RenewalContext:
+    return RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"a" * 32))
 
 
 def test_issue_passes_the_documented_flags_and_reads_staging(
@@ -103,7 +104,7 @@ def test_timeout_kills_the_process_group(tmp_path: Path, monkeypatch: pytest.Mon
     hang = bin_dir / "acme.sh"
     hang.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pidfile}\nwait\n")
     hang.chmod(0o755)
-    ctx = pipeline.RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"a" * 32), 1.0)
+    ctx = RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"a" * 32), 1.0)
     spec = _spec(tmp_path, executable=str(hang))
     with pytest.raises(BackendFailed, match="timed out") as info:
         asyncio.run(pipeline.issue(spec, ctx))

@@ -12,6 +12,7 @@ import pytest
 
 from certloop.config import validate_model
 from certloop.renewer import pipeline
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import BackendFailed, IssuanceError
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.spec import CertificateSpec
@@ -29,8 +30,8 @@ def _spec(tmp_path: Path, argv: list[str]) -> CertificateSpec:
     })
 
 
-def _ctx(tmp_path: Path) -> pipeline.RenewalContext:
-    return pipeline.RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"c" * 32))
+def _ctx(tmp_path: Path) -> RenewalContext:
+    return RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"c" * 32))
 
 
 def test_program_gets_paths_and_names_in_its_environment(

@@ -18,6 +18,7 @@ import pytest
 from certloop.config import validate_model
 from certloop.errors import ConfigError
 from certloop.renewer import pipeline
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import NotDue, Unauthorized
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.spec import CertificateSpec
@@ -48,8 +49,8 @@ def _setup(tmp_path: Path, pki: Pki, nginx: Nginx, monkeypatch: pytest.MonkeyPat
     return spec, record
 
 
-def _ctx(tmp_path: Path) -> pipeline.RenewalContext:
-    return pipeline.RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"h" * 32))
+def _ctx(tmp_path: Path) -> RenewalContext:
+    return RenewalContext(tmp_path / "data", lambda: datetime.now(UTC), Keystore(b"h" * 32))
 
 
 def test_httpsok_renews_the_pair_named_in_the_nginx_config(

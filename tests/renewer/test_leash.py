@@ -1,4 +1,4 @@
-"""Every program the renewer runs is on a leash (renewer/issuers/leash.py): it dies with the renewer,
+"""Every program the renewer runs is on a leash (renewer/leash.py): it dies with the renewer,
 grandchildren included, gets the umask it is given, and its exit status comes through unchanged."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from certloop.renewer.errors import BackendFailed
-from certloop.renewer.issuers.base import run_program
+from certloop.renewer.programs import run_program
 
 REPO = Path(__file__).resolve().parents[2]
 
 # A "renewer": runs one program through run_program and waits; the test kills it with SIGKILL.
 _PARENT = """
 import asyncio, sys
-from certloop.renewer.issuers.base import run_program
+from certloop.renewer.programs import run_program
 asyncio.run(run_program(sys.argv[1:], time_limit=120))
 """
 # The program: starts a grandchild (a shell's background sleep), records both pids, waits.

@@ -46,7 +46,7 @@ def _renew(stack: AcmeStack, spec: CertificateSpec) -> tuple[str, float]:
     async def run() -> str:
         material = await pipeline.issue(spec, ctx)
         pipeline.validate(material, spec, now=ctx.clock())
-        result = await pipeline.deploy(material, spec, ctx)
+        result = await install.deploy(material, spec, ctx)
         return result.fingerprint
 
     fingerprint = asyncio.run(run())

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from certloop.logs import JsonFormatter, LogfmtFormatter
 from certloop.renewer import pipeline
 from certloop.renewer.config import RenewerConfig, load_config
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.daemon import open_keystore
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.records import Job, LedgerEvent, State
@@ -52,7 +53,7 @@ class Clock:
 
 
 def make_worker(cfg: RenewerConfig, store: Store, clock: Clock, owner: str = "test") -> Worker:
-    ctx = pipeline.RenewalContext(data_dir=cfg.data_dir, clock=clock, keystore=open_keystore(cfg))
+    ctx = RenewalContext(data_dir=cfg.data_dir, clock=clock, keystore=open_keystore(cfg))
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     return Worker(store=store, config=lambda: cfg, ctx=ctx, metrics=RenewerMetrics(), owner=owner, rand=lambda: 0.0)
 

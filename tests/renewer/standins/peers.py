@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from certloop.renewer.context import RenewalContext
 from certloop.renewer.keystore import Keystore
-from certloop.renewer.pipeline import RenewalContext
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.pebble import Pebble

@@ -22,8 +22,8 @@ The parent-death signal follows the *thread* that forked the leash: the renewer 
 its event loop, in the main thread, which lives as long as the process.
 
 A program that cannot be started is reported on stderr as ``certloop-leash: cannot start ...`` with
-exit status 127 (:data:`CANNOT_START`), which :func:`renewer.issuers.base.run_program` turns back into
-"cannot start".
+exit status 127 (:data:`CANNOT_START`), which :func:`certloop.renewer.programs.run_program` turns back
+into "cannot start".
 """
 
 from __future__ import annotations
