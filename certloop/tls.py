@@ -12,8 +12,8 @@ with a short ``detail`` for humans. This module is the one seam where ``ssl``/so
 are translated.
 
 Cost (the exporter runs thousands of these per second on two cores): a non-blocking socket
-connected with ``loop.sock_connect`` (no name resolution, no thread hop: callers pass an IP from
-`certloop.resolve`), driven with ``sock_recv``/``sock_sendall``: no transport, no protocol
+connected without name resolution or a thread hop (callers pass an IP from
+`certloop.resolve`, see :func:`_connect`), driven with ``sock_recv``/``sock_sendall``: no transport, no protocol
 object, no 256 KiB per-connection buffer as asyncio's SSL transport allocates. By default the
 chain is *observed* (`certloop.tlsobserve`: ClientHello out, read up to the Certificate
 message, close; CertificateVerify is not checked, see there for the trade-off); anything that
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
 from collections import Counter
@@ -38,7 +39,7 @@ from certloop.errors import FailureReason, ProbeError
 from certloop.hostnames import parse_ip
 from certloop.hostnames import server_name as wire_name
 from certloop.plaintext import Negotiator, Plaintext
-from certloop.tlshandshake import observation_context, observe_chain, openssl_handshake
+from certloop.tlshandshake import SocketWatch, observation_context, observe_chain, openssl_handshake
 from certloop.tlsobserve import Observed, Refused, Unsupported
 
 __all__ = ["DEFAULT_MAX_CHAIN_BYTES", "PATHS", "Presented", "fetch"]
@@ -115,14 +116,17 @@ async def fetch(
         except ValueError as exc:  # before any byte is sent: the same reason on both paths
             raise ProbeError(FailureReason.BAD_SERVER_NAME, str(exc), address=address, port=port) from None
     sock: socket.socket | None = None
+    watch: SocketWatch | None = None
     phase = _CONNECTING
     started = perf_counter()
     path = "observe" if observe and context is None else "openssl"
     try:
-        async with asyncio.timeout(connect_timeout) as deadline:
-            sock = await _connect(loop, address, port)
+        with _Deadline(loop, loop.time() + connect_timeout) as deadline:
+            sock, watch = await _connect(loop, address, port)
             connected = perf_counter()
             deadline.reschedule(loop.time() + handshake_timeout)
+            if negotiator is not None or path != "observe":
+                watch.close()  # STARTTLS and OpenSSL drive the socket through loop.sock_*
             if negotiator is not None:
                 phase = _NEGOTIATING
                 await _negotiate(loop, sock, negotiator, sni)
@@ -130,13 +134,16 @@ async def fetch(
             bound = max_chain_bytes + _HANDSHAKE_SLACK
             seen: Observed | None = None
             if path == "observe":
+                if negotiator is not None:
+                    watch = SocketWatch(loop, sock)
                 try:
-                    seen = await observe_chain(loop, sock, sni, bound)
+                    seen = await observe_chain(sock, watch, sni, bound)
                 except Unsupported:
                     PATHS["fallback"] += 1
                     path = "openssl"
-                    sock.close()
-                    sock = await _connect(loop, address, port)
+                    _release(sock, watch)
+                    sock, watch = await _connect(loop, address, port)
+                    watch.close()
                     if negotiator is not None:
                         phase = _NEGOTIATING
                         await _negotiate(loop, sock, negotiator, sni)
@@ -145,22 +152,18 @@ async def fetch(
                 seen = await openssl_handshake(loop, sock, sni, context or observation_context(), bound)
             done = perf_counter()
     except ProbeError as exc:
-        if sock is not None:
-            sock.close()
+        _release(sock, watch)
         raise exc.at(address, port) from exc.__cause__
     except Refused as exc:
-        if sock is not None:
-            sock.close()
+        _release(sock, watch)
         reason = FailureReason.CHAIN_TOO_LARGE if exc.too_large else FailureReason.HANDSHAKE
         what = "certificate message too large" if exc.too_large else "TLS handshake failed"
         raise ProbeError(reason, f"{what}: {exc.detail}", address=address, port=port) from None
     except Exception as exc:
-        if sock is not None:
-            sock.close()
+        _release(sock, watch)
         raise _translate(exc, phase, connect_timeout, handshake_timeout).at(address, port) from exc
     except BaseException:  # cancelled by the caller: release the socket, let it propagate
-        if sock is not None:
-            sock.close()
+        _release(sock, watch)
         raise
     PATHS[path] += 1
     chain = seen.chain_der
@@ -189,15 +192,75 @@ async def fetch(
     )
 
 
-async def _connect(loop: asyncio.AbstractEventLoop, address: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, (address, port))
-    except BaseException:
+def _release(sock: socket.socket | None, watch: SocketWatch | None) -> None:
+    if watch is not None:
+        watch.close()
+    if sock is not None:
         sock.close()
+
+
+class _Deadline:
+    """``asyncio.timeout`` for the probe's hot path, on the loop and task the caller already has.
+
+    The same contract (the task is cancelled at ``when``; leaving the block turns that cancellation,
+    and only that one, into ``TimeoutError``; a cancellation from outside propagates), without what
+    it costs per probe in asyncio 3.11: a running-loop lookup on entry and on each reschedule (each
+    one a ``getpid`` system call) and two coroutine frames.
+    """
+
+    __slots__ = ("_expired", "_handle", "_loop", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a probe deadline must be used inside a task")
+        self._loop = loop
+        self._task = task
+        self._expired = False
+        self._handle = loop.call_at(when, self._expire)
+
+    def reschedule(self, when: float) -> None:
+        self._handle.cancel()
+        self._handle = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> _Deadline:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self._handle.cancel()
+        if self._expired and self._task.uncancel() == 0 and kind is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, address: str, port: int) -> tuple[socket.socket, SocketWatch]:
+    """A non-blocking TCP connection to an IP literal, and the watch its reads will wait on.
+
+    Not ``loop.sock_connect``: uvloop's passes every address through ``getaddrinfo`` without the
+    socket type, which misses its numeric fast path and sends each connect through libuv's thread
+    pool (a worker wake-up and an eventfd round trip per probe). The connect is started here and
+    the socket's writability awaited, on both loops.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    watch = SocketWatch(loop, sock)
+    try:
+        code = sock.connect_ex((address, port))
+        if code in _IN_PROGRESS:
+            await watch.writable()
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+    except BaseException:
+        _release(sock, watch)
         raise
-    return sock
+    return sock, watch
+
+
+_IN_PROGRESS = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
 
 
 async def _negotiate(

@@ -1,6 +1,6 @@
 """Reading the presented chain off a connected socket: the observe path and the full OpenSSL handshake.
 
-    seen = await observe_chain(loop, sock, sni, budget)               # raises Unsupported: use OpenSSL
+    seen = await observe_chain(sock, SocketWatch(loop, sock), sni, budget)  # Unsupported: use OpenSSL
     seen = await openssl_handshake(loop, sock, sni, observation_context(), budget)
     seen.chain_der, seen.tls_version, seen.cipher
 
@@ -27,7 +27,7 @@ from functools import cache
 from certloop.errors import FailureReason, ProbeError
 from certloop.tlsobserve import Observed, Observer, Offer, Unsupported, offer_for, server_hello_version
 
-__all__ = ["observation_context", "observation_offer", "observe_chain", "openssl_handshake"]
+__all__ = ["SocketWatch", "observation_context", "observation_offer", "observe_chain", "openssl_handshake"]
 
 _RECV_SIZE = 32 * 1024
 """Bytes asked of the kernel per read: two full TLS records."""
@@ -102,16 +102,85 @@ def observation_offer() -> Offer:
     return offer_for(observation_context())
 
 
-async def observe_chain(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, sni: str | None, budget: int
-) -> Observed:
+class SocketWatch:
+    """One socket's readiness on the loop, registered once for the life of an observation.
+
+    ``loop.sock_connect``/``sock_recv`` register and unregister the socket around every wait,
+    which under uvloop creates and closes a poll handle each time (a handful of ``epoll_ctl`` and
+    ``ioctl`` calls per wait, several waits per probe). Here the writer waits for the connect, the
+    reader is added before the writer is removed (the loop keeps one handle), and both go in
+    :meth:`close`, which must run before the socket is closed or handed to ``loop.sock_*``.
+    """
+
+    __slots__ = ("_fd", "_loop", "_reading", "_waiter", "_writing")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._fd = sock.fileno()
+        self._waiter: asyncio.Future[None] | None = None
+        self._reading = self._writing = False
+
+    def _ready(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def writable(self) -> None:
+        if self._reading:
+            raise RuntimeError("a SocketWatch waits for writable only before it reads")
+        if not self._writing:
+            self._loop.add_writer(self._fd, self._ready)
+            self._writing = True
+        await self._wait()
+
+    async def readable(self) -> None:
+        if not self._reading:
+            self._loop.add_reader(self._fd, self._ready)  # first: the loop keeps its handle
+            self._reading = True
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        await self._wait()
+
+    async def _wait(self) -> None:
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        """Unregister (idempotent); the socket itself is the caller's."""
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+
+async def observe_chain(sock: socket.socket, watch: SocketWatch, sni: str | None, budget: int) -> Observed:
     """The fast path (`certloop.tlsobserve`): ClientHello out, server flight in until the
-    Certificate message, close. Raises ``Unsupported`` for a fallback, ``Refused`` (final)."""
+    Certificate message, close. Raises ``Unsupported`` for a fallback, ``Refused`` (final).
+
+    The socket is connected and non-blocking and ``watch`` is its :class:`SocketWatch`; the watch
+    is closed however this ends, the socket when it returns. The first read waits for the server instead of
+    trying first: its answer cannot be there yet."""
     observer = Observer(observation_offer(), sni)
     try:
-        await loop.sock_sendall(sock, observer.client_hello)
+        hello = memoryview(observer.client_hello)
+        while hello:
+            try:
+                hello = hello[sock.send(hello):]
+            except BlockingIOError:
+                await watch.writable()
+        await watch.readable()
         while True:
-            chunk = await loop.sock_recv(sock, _RECV_SIZE)
+            try:
+                chunk = sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                await watch.readable()
+                continue
             if not chunk:
                 raise Unsupported("connection closed during handshake")
             budget -= len(chunk)
@@ -124,6 +193,8 @@ async def observe_chain(
                 break
     except OSError as exc:  # a reset may be the server's answer to this hello: let OpenSSL try
         raise Unsupported(f"{type(exc).__name__} during the handshake") from exc
+    finally:
+        watch.close()
     _drop(sock, observer.close_alert())
     return seen
 

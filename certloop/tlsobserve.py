@@ -249,11 +249,39 @@ class _SharePool:
 _POOL: Final = _SharePool()
 
 
+class _RandomPool:
+    """Bytes from ``os.urandom``, read a block at a time: one system call per many hellos, not one
+    per hello. The bytes are the kernel's CSPRNG output, each used once (in this process: a forked
+    child starts with an empty pool)."""
+
+    __slots__ = ("_block", "_used")
+
+    BLOCK: Final = 64 * 256
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._used = 0
+
+    def reset(self) -> None:
+        self._block, self._used = b"", 0
+
+    def take(self, n: int) -> bytes:
+        if self._used + n > len(self._block):
+            self._block, self._used = os.urandom(max(self.BLOCK, n)), 0
+        start = self._used
+        self._used = start + n
+        return self._block[start:start + n]
+
+
+_RANDOM: Final = _RandomPool()
+os.register_at_fork(after_in_child=_RANDOM.reset)  # a child never reuses its parent's bytes
+
+
 def client_hello(offer: Offer, server_name: str | None, shares: _Shares) -> bytes:
     """The ClientHello handshake message (no record header): random client_random, a 32-byte
     legacy session id (middlebox compatibility), no tickets, PSK, early data or compression."""
     sni = extension(EXT_SERVER_NAME, _server_name(server_name)) if server_name else b""
-    random = os.urandom(64)
+    random = _RANDOM.take(64)
     head = b"\x03\x03" + random[:32] + b"\x20" + random[32:] + offer.encoded_ciphers + b"\x01\x00"
     body = sni + offer.encoded_extensions + shares.extension
     # Like OpenSSL: keep the hello out of 256..511 bytes, which some F5 load balancers mishandle.

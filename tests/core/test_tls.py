@@ -260,3 +260,83 @@ def test_internationalised_sni_is_idna_2008(tmp_path: Path, pki: Pki, observe: b
         got = run(fetch(srv.host, srv.port, server_name="straße.example", observe=observe))
     assert got.server_name == "xn--strae-oqa.example"
     assert seen == ["xn--strae-oqa.example"]
+
+
+def _open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_cancelling_a_probe_propagates_and_releases_the_socket(run: Runner) -> None:
+    """A caller's cancellation is not a timeout: it propagates as CancelledError, and the socket
+    and its loop registration are gone (the probe's own deadline must not swallow it)."""
+    with socket.socket() as silent:
+        silent.bind((LOOPBACK, 0))
+        silent.listen(8)  # accepts (kernel backlog) and never speaks
+
+        async def go() -> tuple[str, int]:
+            before = _open_fds()
+            task = asyncio.ensure_future(fetch(LOOPBACK, silent.getsockname()[1], handshake_timeout=30))
+            await asyncio.sleep(0)  # let it connect and wait for the server's flight
+            for _ in range(100):
+                if _open_fds() > before:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+            except BaseException as exc:  # the test reports what else came out
+                outcome = type(exc).__name__
+            else:
+                outcome = "returned"
+            return outcome, _open_fds() - before
+
+        outcome, leaked = run(go())
+    assert outcome == "cancelled"
+    assert leaked == 0
+
+
+def test_a_timed_out_probe_leaves_the_caller_able_to_await(run: Runner) -> None:
+    """The deadline's cancellation is consumed where it fires: after a timeout the calling task
+    awaits normally again (no stray CancelledError at its next await)."""
+    with socket.socket() as silent:
+        silent.bind((LOOPBACK, 0))
+        silent.listen(8)
+
+        async def go() -> tuple[FailureReason | None, bool]:
+            reason = None
+            try:
+                await fetch(LOOPBACK, silent.getsockname()[1], handshake_timeout=0.2)
+            except ProbeError as exc:
+                reason = exc.reason
+            await asyncio.sleep(0.01)
+            task = asyncio.current_task()
+            return reason, task is not None and task.cancelling() == 0
+
+        reason, clean = run(go())
+    assert reason is FailureReason.TIMEOUT
+    assert clean
+
+
+def test_many_probes_on_one_loop_leave_no_socket_or_registration(site: Site, run: Runner) -> None:
+    """Success and refusal each release their socket and loop registration: a reused file
+    descriptor number must not find a stale registration (which would fail the next probe)."""
+    with socket.socket() as closed:
+        closed.bind((LOOPBACK, 0))
+        refused_port = closed.getsockname()[1]  # bound, not listening: connections are refused
+
+        async def go() -> tuple[int, int, int]:
+            before = _open_fds()
+            ok = refused = 0
+            for _ in range(20):
+                presented = await fetch(LOOPBACK, site.port, server_name="shop.example")
+                ok += bool(presented.chain_der)
+                try:
+                    await fetch(LOOPBACK, refused_port)
+                except ProbeError as exc:
+                    refused += exc.reason is FailureReason.REFUSED
+            return ok, refused, _open_fds() - before
+
+        ok, refused, leaked = run(go())
+    assert (ok, refused, leaked) == (20, 20, 0)
