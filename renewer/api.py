@@ -29,12 +29,11 @@ from certloop.renewer.config import RenewerConfig
 from certloop.renewer.intake import PayloadError, summary, triage
 from certloop.renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from certloop.renewer.openapi import OPENAPI
-from certloop.renewer.ratelimit import headroom
+from certloop.renewer.ratelimit import headroom, ledger_request
 from certloop.renewer.records import AuditEvent, Enqueued, EnqueueItem, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
 from certloop.renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
 from certloop.renewer.store import Store, StoreUnavailable
-from certloop.renewer.worker import ledger_request
 
 __all__ = ["ROUTES", "Api", "EnqueueBatcher"]
 

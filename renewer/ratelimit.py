@@ -22,6 +22,7 @@ from typing import Protocol
 
 from certloop.config import format_duration
 from certloop.renewer.records import LedgerEvent
+from certloop.renewer.spec import CertificateSpec
 
 __all__ = [
     "Decision",
@@ -31,6 +32,7 @@ __all__ = [
     "failure_events",
     "headroom",
     "issued_events",
+    "ledger_request",
     "order_events",
 ]
 
@@ -66,6 +68,14 @@ class LedgerRequest:
         if scope == "name_set":
             return [",".join(sorted(self.names))]
         return list(self.names)
+
+
+def ledger_request(spec: CertificateSpec) -> LedgerRequest:
+    """The rate-limit ledger identity of ``spec``'s issuer: its type plus its CA directory/account.
+    The worker checks and records with it, the API reports headroom with it: one identity for both."""
+    directory = getattr(spec.issuer, "directory", None) or getattr(spec.issuer, "server", None) or ""
+    return LedgerRequest(spec.issuer.type, f"{spec.issuer.type} {directory}".strip(), tuple(spec.domains),
+                         directory=str(directory))
 
 
 @dataclass(frozen=True)

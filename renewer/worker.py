@@ -50,12 +50,12 @@ from certloop.renewer.errors import (
 from certloop.renewer.material import IssuedMaterial
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.policy import next_attempt_at
-from certloop.renewer.ratelimit import LedgerRequest, check, failure_events, issued_events, order_events
+from certloop.renewer.ratelimit import check, failure_events, issued_events, ledger_request, order_events
 from certloop.renewer.records import Job, State
 from certloop.renewer.spec import CertificateSpec, renewal_due_at
 from certloop.renewer.store import Store, StoreUnavailable
 
-__all__ = ["LeaseLost", "OutageLog", "Worker", "failure_detail", "ledger_request"]
+__all__ = ["LeaseLost", "OutageLog", "Worker", "failure_detail"]
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,6 @@ def _tail(text: str, limit: int = LOGGED_TAIL) -> str:
 
 class LeaseLost(RenewerError):
     """Another replica took the job over (our lease expired); stop working on it."""
-
-
-def ledger_request(spec: CertificateSpec) -> LedgerRequest:
-    """The rate-limit ledger identity of ``spec``'s issuer: its type plus its CA directory/account."""
-    directory = getattr(spec.issuer, "directory", None) or getattr(spec.issuer, "server", None) or ""
-    return LedgerRequest(spec.issuer.type, f"{spec.issuer.type} {directory}".strip(), tuple(spec.domains),
-                         directory=str(directory))
 
 
 class OutageLog:
