@@ -71,11 +71,12 @@ class LedgerRequest:
 
 
 def ledger_request(spec: CertificateSpec) -> LedgerRequest:
-    """The rate-limit ledger identity of ``spec``'s issuer: its type plus its CA directory/account.
-    The worker checks and records with it, the API reports headroom with it: one identity for both."""
-    directory = getattr(spec.issuer, "directory", None) or getattr(spec.issuer, "server", None) or ""
+    """The rate-limit ledger identity of ``spec``'s issuer: its type plus the CA its settings name
+    (``ca_directory()``, which every issuer's settings must say). The worker checks and records with it,
+    the API reports headroom with it: one identity for both."""
+    directory = spec.issuer.ca_directory()
     return LedgerRequest(spec.issuer.type, f"{spec.issuer.type} {directory}".strip(), tuple(spec.domains),
-                         directory=str(directory))
+                         directory=directory)
 
 
 @dataclass(frozen=True)

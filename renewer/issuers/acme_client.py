@@ -111,6 +111,9 @@ class AcmeSettings(IssuerSettingsBase):
             raise ValueError("set exactly one of http01 or dns01")
         return self
 
+    def ca_directory(self) -> str:
+        return self.directory
+
 
 
 # --- keys ------------------------------------------------------------------------------------------

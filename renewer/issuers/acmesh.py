@@ -52,6 +52,9 @@ class AcmeShSettings(IssuerSettingsBase):
             raise ValueError("set exactly one of webroot, standalone_port or dns")
         return self
 
+    def ca_directory(self) -> str:
+        return self.server  # a directory URL or acme.sh's short name for a CA (letsencrypt, zerossl)
+
 
 def _outputs(staging: Path) -> dict[str, Path]:
     return {

@@ -13,6 +13,7 @@ What they return (:mod:`certloop.renewer.material`) and how they run a program
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,13 @@ class IssueContext:
 class IssuerSettingsBase(StrictModel):
     """What every issuer's settings model answers besides its own fields: the hooks through which the
     layers above learn issuer-specific rules without naming an issuer."""
+
+    @abstractmethod
+    def ca_directory(self) -> str:
+        """The CA this issuer orders from, as its directory URL (or the tool's own name for a CA, such as
+        acme.sh's ``letsencrypt``); "" when certloop cannot know it (the CA is another program's choice).
+        The rate-limit ledger keys accounts by it and a rule's ``directories`` match it. Abstract: every
+        issuer says it, so a new ACME issuer cannot fall outside the limits by omission."""
 
     def check_request(self, request: IssueRequest) -> None:
         """Raise ``ValueError`` (its message names the problem) when this issuer cannot serve ``request``.

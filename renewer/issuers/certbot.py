@@ -52,6 +52,9 @@ class CertbotSettings(IssuerSettingsBase):
             raise ValueError("set exactly one of webroot or http01_port")
         return self
 
+    def ca_directory(self) -> str:
+        return self.directory
+
 
 _KEY_ARGS = {
     "ec256": ["--key-type", "ecdsa", "--elliptic-curve", "secp256r1"],

@@ -33,6 +33,9 @@ class CommandSettings(IssuerSettingsBase):
     type: Literal["command"]
     argv: Annotated[list[str], VERBATIM] = Field(min_length=1)
 
+    def ca_directory(self) -> str:
+        return ""  # whatever CA the program uses is its own business
+
 
 async def issue(settings: CommandSettings, request: IssueRequest, ctx: IssueContext) -> IssuedMaterial:
     """Run the program and read what it wrote into the staging directory."""

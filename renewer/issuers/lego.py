@@ -57,6 +57,9 @@ class LegoSettings(IssuerSettingsBase):
             raise ValueError("set exactly one of webroot or http_port")
         return self
 
+    def ca_directory(self) -> str:
+        return self.directory
+
     def check_request(self, request: IssueRequest) -> None:
         if request.key_type not in KEY_TYPES:
             raise ValueError(f"lego cannot issue key_type {request.key_type} (it supports {sorted(KEY_TYPES)})")

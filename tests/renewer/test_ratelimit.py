@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import pytest
 
+from certloop.config import validate_model
 from certloop.renewer.config import DEFAULT_RATE_LIMITS, RateLimitRule
+from certloop.renewer.issuers import ISSUERS
+from certloop.renewer.issuers.base import IssuerSettingsBase
 from certloop.renewer.policy import backoff_delay, next_attempt_at
-from certloop.renewer.ratelimit import LedgerRequest, check, failure_events, headroom, issued_events, order_events
+from certloop.renewer.ratelimit import (
+    LedgerRequest,
+    check,
+    failure_events,
+    headroom,
+    issued_events,
+    ledger_request,
+    order_events,
+)
+from certloop.renewer.spec import CertificateSpec
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LE = "https://acme-v02.api.letsencrypt.org/directory"
@@ -105,3 +118,41 @@ def test_lets_encrypt_defaults_apply_only_to_lets_encrypt(issuer: str, directory
     events = [e for i in range(5) for e in issued_events(request, NOW - timedelta(hours=i), i)]
     assert check(DEFAULT_RATE_LIMITS, events, request, NOW).allowed is not limited
     assert bool(headroom(DEFAULT_RATE_LIMITS, events, [request], NOW)) is limited
+
+
+_ISSUERS: list[tuple[dict[str, Any], str]] = [
+    ({"type": "acme", "directory": LE, "http01": {"webroot": "/var/www"}}, LE),
+    ({"type": "certbot", "directory": LE, "webroot": "/var/www"}, LE),
+    ({"type": "lego", "directory": LE, "email": "ops@shop.example", "webroot": "/var/www"}, LE),
+    ({"type": "acme.sh", "server": "letsencrypt", "webroot": "/var/www"}, "letsencrypt"),
+    ({"type": "httpsok", "token": "t", "cert_path": "/etc/httpsok/s.pem", "key_path": "/etc/httpsok/s.key"}, ""),
+    ({"type": "command", "argv": ["/usr/local/bin/mint"]}, ""),
+]
+
+
+@pytest.mark.parametrize(("issuer", "directory"), _ISSUERS, ids=[i["type"] for i, _ in _ISSUERS])
+def test_the_ledger_identity_is_the_ca_the_issuers_settings_name(issuer: dict[str, Any], directory: str) -> None:
+    """Each issuer's settings say which CA they order from (acme.sh by its server, which may be a short name;
+    httpsok and command name none): the ledger's account and the rules' directory match come from it."""
+    spec = validate_model(CertificateSpec, {
+        "id": "shop", "domains": ["shop.example", "www.shop.example"], "issuer": issuer,
+        "outputs": {"fullchain": "/etc/tls/shop.pem", "key": "/etc/tls/shop.key"},
+    })
+    assert ledger_request(spec) == LedgerRequest(
+        issuer["type"], f"{issuer['type']} {directory}".strip(), ("shop.example", "www.shop.example"),
+        directory=directory,
+    )
+    if directory:  # the Let's Encrypt defaults apply to the three that order from it
+        assert headroom(DEFAULT_RATE_LIMITS, [], [ledger_request(spec)], NOW)
+
+
+def test_an_issuer_that_does_not_say_its_ca_cannot_be_built() -> None:
+    """ca_directory is abstract: a settings model that forgets it fails when it is built, not silently
+    outside the rate limits. (A throwaway model for this test, not a real issuer.)"""
+
+    class Forgetful(IssuerSettingsBase):
+        type: Literal["forgetful"]
+
+    with pytest.raises(TypeError, match="ca_directory"):
+        Forgetful(type="forgetful")
+    assert all(ISSUERS[kind].settings.__abstractmethods__ == frozenset() for kind in ISSUERS)
