@@ -32,6 +32,7 @@ import requests
 
 from certloop.errors import CertloopError
 
+R = TypeVar("R")
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL = 0.05
 STOP_TIMEOUT = 5.0
@@ -161,13 +162,20 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it is true; raise :class:`NotReady` at the deadline."""
+def wait_until(
+    predicate: Callable[[], R], timeout: float, what: str, *, interval: float = POLL_INTERVAL,
+    log_tail: Callable[[], str] = str,
+) -> R:
+    """Poll ``predicate`` every ``interval`` seconds until it returns something truthy, and return that;
+    raise :class:`NotReady` (with ``log_tail()``, for diagnosis) at the deadline. What tests wait on
+    instead of sleeping: an exception from ``predicate`` (an assertion that the peer is still alive) ends
+    the wait at once."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() >= deadline:
-            raise NotReady("condition", what, timeout, "", None)
-        time.sleep(POLL_INTERVAL)
+            raise NotReady("condition", what, timeout, log_tail(), None)
+        time.sleep(interval)
+    return value
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
