@@ -111,6 +111,8 @@ class OutageLog:
             self._last_report = now
             log.warning("still cannot claim jobs after %.0fs (%d failed attempts): %s",
                         now - self.since, self._failures, exc)
+        else:  # each failed poll, for whoever debugs an outage (and for tests, which wait on the count)
+            log.debug("claim attempt %d of this outage failed: %s", self._failures, exc)
 
     def succeeded(self) -> None:
         if self.since is None:

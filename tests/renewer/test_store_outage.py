@@ -110,7 +110,7 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
     the last snapshot, at most the pool's threads waiting, one claim-loop warning for the whole outage;
     after SIGCONT the webhook queues again and the log says the store answers again, without a restart."""
     setup = make_setup(["shop"], database=pg_db)
-    r = start_renewer(setup.path)
+    r = start_renewer(setup.path, extra=["--log.level", "debug"])  # debug: each failed claim is logged
     assert r.get("/-/ready").status_code == 200
     assert "certloop_renewer_" in r.get("/metrics", token=None).text  # the snapshot served later
     assert gauge(r, "certloop_renewer_database_up") == 1
@@ -119,13 +119,13 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
 
     pg.freeze()
     try:
-        frozen_at = time.monotonic()
         assert_outage_answers(hammer(r, 40))
         assert_outage_answers(hammer(r, 40))  # again, with the first round's threads possibly still parked
         assert gauge(r, "certloop_renewer_database_up") == 0  # what CertloopRenewerDatabaseUnavailable reads
         # The store has 8 threads; the default executor and the watchdog a few more: no pile-up.
         assert threads_of(r.proc.pid) <= baseline + 8 + 2, (baseline, threads_of(r.proc.pid))
-        time.sleep(max(0.0, 4.0 - (time.monotonic() - frozen_at)))  # many claim polls (200 ms) fail meanwhile
+        # The outage lasts until several claim polls failed (each logged at debug, the first one warned of).
+        wait_for(lambda: r.log.read_text().count("claim attempt ") >= 3, 30, what="three more failed claims")
     finally:
         pg.thaw()
 
@@ -186,31 +186,42 @@ def test_write_locked_sqlite_is_not_ready(
 
 def test_store_calls_past_their_deadline_are_aborted_and_the_threads_come_back(pg: PrivatePostgres,
                                                                                pg_db: str) -> None:
-    """At the store's seam: 30 calls on a frozen server all fail within the deadline; the pooled
-    connection in use is aborted by the watchdog (not left waiting for ever), so after the freeze
-    the same store answers at once."""
-    store = clean(Store(pg_db, timeout=timedelta(milliseconds=800)))
+    """At the store's seam: a call holding a pooled connection when the server freezes, and 30 more calls,
+    all fail with the deadline's message; the watchdog aborts the connection in use (not left waiting for
+    ever), every store thread comes back while the server is still frozen, and after the freeze the same
+    store answers its first call."""
+    deadline = 0.8
+    store = clean(Store(pg_db, timeout=timedelta(seconds=deadline)))
+    in_use, frozen = threading.Event(), threading.Event()
+
+    def hold_until_frozen(_waited: float) -> None:  # a store thread, its connection checked out and watched
+        store.on_connection_wait = None
+        in_use.set()
+        frozen.wait(10)
+
     try:
-        async def scenario() -> None:
-            await store.call(store.ping)  # a pooled connection the freeze will catch mid-use
+        async def frozen_calls() -> None:
+            await store.call(store.ping)  # a connection in the pool
+            store.on_connection_wait = hold_until_frozen
+            caught = asyncio.ensure_future(store.call(store.ping))  # its query meets the frozen server
+            assert await asyncio.to_thread(in_use.wait, 10)
             baseline = threading.active_count()
             pg.freeze()
-            try:
-                start = time.monotonic()
-                outcomes = await asyncio.gather(*(store.call(store.ping) for _ in range(30)),
-                                                return_exceptions=True)
-                assert time.monotonic() - start < 1.2
-                assert all(isinstance(o, StoreUnavailable) and "within 0.8s" in str(o) for o in outcomes), outcomes
-                assert store._watchdog.fired >= 1
-                assert threading.active_count() <= baseline + 8  # at most the pool's threads added
-            finally:
-                pg.thaw()
-            await asyncio.sleep(2.2)  # connects begun during the freeze end (libpq's 2 s minimum)
+            frozen.set()
             start = time.monotonic()
-            await store.call(store.ping)
-            assert time.monotonic() - start < 0.5
+            outcomes = await asyncio.gather(caught, *(store.call(store.ping) for _ in range(30)),
+                                            return_exceptions=True)
+            # Each caller is answered at its own deadline; waiting on the threads would take rounds of it.
+            assert time.monotonic() - start < 3 * deadline
+            assert all(isinstance(o, StoreUnavailable) and "within 0.8s" in str(o) for o in outcomes), outcomes
+            assert store._watchdog.fired >= 1  # the held connection's query was aborted
+            assert threading.active_count() <= baseline + 8  # at most the pool's threads added
 
-        asyncio.run(scenario())
+        asyncio.run(frozen_calls())
+        # Connects begun during the freeze end at libpq's connect_timeout; aborted queries at once.
+        wait_for(lambda: store.pool_stats().checked_out == 0, 30, what="every store thread back, server frozen")
+        pg.thaw()
+        asyncio.run(store.call(store.ping))  # within its 0.8 s deadline, first try: nothing left stuck
     finally:
         store.close()
 
