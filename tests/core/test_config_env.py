@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from certloop.config import expand_env
 from certloop.errors import ConfigError
 from certloop.exporter.config import load_config as load_exporter
 from certloop.renewer.config import load_config as load_renewer
+from stack.process import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = Path(__file__).parent / "env_configs"
@@ -140,15 +140,15 @@ def test_both_daemons_take_the_flag_and_say_which_variable_is_missing(tmp_path: 
     assert not (Path.cwd() / "${CERTLOOP_TEST_DATA}").exists() and not (REPO / "${CERTLOOP_TEST_DATA}").exists()
 
 
-def _started(proc: subprocess.Popen[str], log: Path, marker: str) -> int:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise AssertionError(log.read_text())
-        for line in log.read_text().splitlines():
-            if marker in line:
-                return int(line.split(marker, 1)[1].split()[0].split("/")[0].rsplit(":", 1)[1])
-        time.sleep(0.1)
-    raise AssertionError(f"not started:\n{log.read_text()}")
+def _logged(proc: subprocess.Popen[str], log: Path, *markers: str) -> str:
+    """The log once it holds one of ``markers`` (bounded); the daemon exiting first fails the test."""
+
+    def seen() -> str | None:
+        text = log.read_text()
+        assert proc.poll() is None, text
+        return text if any(marker in text for marker in markers) else None
+
+    return wait_until(seen, 30, f"the daemon to log one of {markers}", log_tail=log.read_text)
 
 
 @pytest.mark.parametrize("daemon", ["renewer", "exporter"])
@@ -170,18 +170,15 @@ def test_a_reload_reads_the_file_with_the_flag_too(daemon: str, tmp_path: Path, 
             env={**os.environ, "PYTHONPATH": str(REPO), "CERTLOOP_TEST_PORT": "10"},
         )
     try:
-        _started(proc, log, "listening on http://")
+        _logged(proc, log, "listening on http://")
         if daemon == "renewer":
             data["data_dir"] = "${CERTLOOP_TEST_UNSET_DATA:-" + str(tmp_path / "data") + "}"
         else:
             data["endpoints"][0]["targets"].append("127.0.0.1:${CERTLOOP_TEST_PORT}")
         path.write_text(yaml.safe_dump(data))
         proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 20
-        while "config reloaded" not in log.read_text() and "keeping the" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        assert "config reloaded" in log.read_text(), log.read_text()
+        text = _logged(proc, log, "config reloaded", "keeping the")
+        assert "config reloaded" in text, text
     finally:
         proc.terminate()
         proc.wait(20)

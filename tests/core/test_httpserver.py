@@ -8,7 +8,6 @@ import asyncio
 import http.client
 import socket
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +17,13 @@ from typing import Any
 import pytest
 
 from certloop.httpserver import HttpServer, Request, Response, Router
+from stack.process import wait_until
+
+_READING = threading.Event()  # set as _echo starts reading the body
 
 
 async def _echo(req: Request) -> Response:
+    _READING.set()
     body = await req.read()
     return Response.json({"path": req.path, "q": req.arg("q"), "len": len(body), "id": req.params.get("id")})
 
@@ -39,9 +42,16 @@ async def _pieces(req: Request) -> Response:
 _RELEASE = threading.Event()
 
 
+_WAITING: list[Request] = []  # the requests inside _wait now
+
+
 async def _wait(req: Request) -> Response:
     """Busy until the test sets _RELEASE (a request in progress, for the cap)."""
-    await asyncio.to_thread(_RELEASE.wait, 10)
+    _WAITING.append(req)
+    try:
+        await asyncio.to_thread(_RELEASE.wait, 10)
+    finally:
+        _WAITING.remove(req)
     return Response.text("released\n")
 
 
@@ -206,8 +216,9 @@ def test_a_bad_chunk_arriving_while_the_handler_reads_is_a_400(server: int) -> N
     """A malformed chunk that arrives after the handler started reading the body ends the read with 400
     (aiohttp alone leaves the handler waiting for the rest of the body)."""
     with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        _READING.clear()
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
-        time.sleep(0.1)
+        assert _READING.wait(5), "the handler never started reading"
         s.sendall(b"0x5\r\nhello\r\n0\r\n\r\n")
         answer = _read_all(s)
     assert answer.startswith(b"HTTP/1.1 400") and b"chunk size" in answer
@@ -228,12 +239,11 @@ def test_a_client_that_pipelines_and_never_reads_is_disconnected() -> None:
                 sent += 1
         except BlockingIOError:
             pass
-        assert srv.connections is not None
-        deadline = time.monotonic() + 10
-        while srv.connections.write_timeouts == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert srv.connections.write_timeouts == 1
-        assert srv.connections.open_connections == 0
+        connections = srv.connections
+        assert connections is not None
+        wait_until(lambda: connections.write_timeouts, 10, "the write timeout to abort the connection")
+        assert connections.write_timeouts == 1
+        assert connections.open_connections == 0
         s.close()
 
 
@@ -241,8 +251,10 @@ def test_idle_connections_make_room_and_busy_ones_do_not() -> None:
     """At the cap, a new connection closes the oldest idle one; when every open connection is inside a
     request, the new one gets 503 and nobody busy is touched."""
     with serving(max_connections=3) as srv:
+        connections = srv.connections
+        assert connections is not None
         idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
-        time.sleep(0.2)
+        wait_until(lambda: connections.open_connections == 3, 10, "the three idle connections admitted")
         c = _conn(srv.port)
         c.request("GET", "/echo")
         assert c.getresponse().status == 200
@@ -250,11 +262,11 @@ def test_idle_connections_make_room_and_busy_ones_do_not() -> None:
         c.close()
         for s in idle:
             s.close()
-        time.sleep(0.2)
+        wait_until(lambda: connections.open_connections == 0, 10, "the closed connections forgotten")
         busy = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
         for s in busy:
             s.sendall(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        wait_until(lambda: len(_WAITING) == 3, 10, "three requests in progress")
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as extra:
             assert _read_all(extra).startswith(b"HTTP/1.1 503 ")
         _RELEASE.set()

@@ -9,7 +9,6 @@ import re
 import site
 import subprocess
 import sys
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import requests
 import yaml
 
 from stack.nginx import Nginx
-from stack.process import free_port
+from stack.process import free_port, wait_until
 from tests.support.pki import Pki
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,15 +156,17 @@ def test_check_exporter_and_renewer_run_from_the_install_against_real_nginx(
     exporter = subprocess.Popen([str(installed / "bin" / "certloop"), "exporter", f"--config.file={config}",
                                  f"--web.listen-address=127.0.0.1:{listen}"], cwd=tmp_path, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    expiry = re.compile(r'certloop_cert_not_after_timestamp_seconds\{[^}]*certificate="shop"')
+
+    def scraped() -> bool:
+        assert exporter.poll() is None, exporter.stderr.read() if exporter.stderr else ""
+        try:
+            return bool(expiry.search(requests.get(f"http://127.0.0.1:{listen}/metrics", timeout=2).text))
+        except requests.RequestException:  # not listening yet
+            return False
+
     try:
-        text = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and 'certificate="shop"' not in text:
-            try:
-                text = requests.get(f"http://127.0.0.1:{listen}/metrics", timeout=2).text
-            except requests.RequestException:
-                time.sleep(0.2)
-        assert re.search(r'certloop_cert_not_after_timestamp_seconds\{[^}]*certificate="shop"', text), text[-2000:]
+        wait_until(scraped, 30, "the installed exporter's /metrics to carry the certificate's expiry")
     finally:
         exporter.terminate()
         exporter.wait(10)

@@ -16,6 +16,7 @@ import pytest
 from certloop.errors import FailureReason, ProbeError
 from certloop.resolve import AddressCache, Resolver
 from stack.dnsmasq import Dnsmasq
+from stack.process import wait_until
 
 
 class Clock:
@@ -40,13 +41,9 @@ def dns(tmp_path: Path) -> Iterator[Dnsmasq]:
 
 
 def _wait_for_log(dns: Dnsmasq, name: str, count: int) -> list[tuple[str, str]]:
-    """dnsmasq writes its log line after answering: give it a moment, bounded."""
-    for _ in range(50):
-        found = dns.queries(name)
-        if len(found) >= count:
-            return found
-        asyncio.run(asyncio.sleep(0.02))
-    return dns.queries(name)
+    """The queries of ``name`` dnsmasq logged, once there are ``count`` (it logs after answering)."""
+    return wait_until(lambda: len(found := dns.queries(name)) >= count and found, 5,
+                      f"{count} queries of {name} in dnsmasq's log", log_tail=lambda: str(dns.queries(name)))
 
 
 def test_answers_are_kept_for_the_ttl_the_server_sent(dns: Dnsmasq) -> None:

@@ -28,7 +28,7 @@ from certloop.tls import PATHS, Presented, fetch
 from certloop.tlshandshake import observation_offer
 from certloop.tlsobserve import SHARE_USES, Observed, ObserveError, Observer, Refused, Unsupported
 from stack.nginx import Nginx, Site
-from stack.process import LOOPBACK, Process, free_port, port_open, require_binary
+from stack.process import LOOPBACK, Process, free_port, port_open, require_binary, wait_until
 from tests.support import servers
 from tests.support.pki import Issued, Pki
 from tests.support.servers import ThreadedServer, scripted, server_context, tls_after
@@ -182,12 +182,9 @@ def test_nginx_logs_nothing_above_info_for_an_observation(matrix: Matrix) -> Non
     connection in SSL handshake" / an alert); nothing reaches its default error level."""
     port = matrix.ports["both-ec256"]
     asyncio.run(fetch(LOOPBACK, port, server_name=NAME))
-    text = ""
-    for _ in range(200):  # nginx writes the line when its worker has handled the close
-        text = matrix.log.read_text() if matrix.log.exists() else ""
-        if "[info]" in text:
-            break
-        asyncio.run(asyncio.sleep(0.01))
+    # nginx writes the line when its worker has handled the close
+    text = wait_until(lambda: matrix.log.exists() and "[info]" in (logged := matrix.log.read_text()) and logged, 5,
+                      "nginx's info line about the observed connection")
     lines = [line for line in text.splitlines() if "SSL" in line or "closed" in line]
     assert lines, "nginx logged nothing about the observed connection"
     assert all("[info]" in line for line in lines), lines

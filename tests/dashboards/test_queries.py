@@ -11,7 +11,6 @@ Two producers feed that Prometheus:
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.pebble import Pebble
-from stack.process import LOOPBACK, NotReady, Process, free_port
+from stack.process import LOOPBACK, NotReady, Process, free_port, wait_until
 from stack.prometheus import Prometheus
 from tests.dashboards import fake_producer, model, promql, scenario
 from tests.dashboards.catalogue import python_catalogue
@@ -170,15 +169,12 @@ def _renewal_results(prom: Prometheus) -> dict[str, str]:
             for r in prom.query("certloop_renewer_renewals_total > 0")}
 
 
-def _wait_for_status(prom: Prometheus, dashboards: dict[str, dict[str, Any]], timeout: float) -> dict[str, int]:
-    """The overview's status counts once they equal EXPECTED_STATUS (the exporter re-reads the renewed file
-    within a sweep), or the last counts seen after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = _status_counts(prom, dashboards)
-        if counts == EXPECTED_STATUS or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.5)
+def _wait_for_status(prom: Prometheus, dashboards: dict[str, dict[str, Any]], timeout: float) -> None:
+    """Wait until the overview's status counts equal EXPECTED_STATUS (the exporter re-reads the renewed file
+    within a sweep); at the deadline the counts last seen are in the error."""
+    wait_until(lambda: _status_counts(prom, dashboards) == EXPECTED_STATUS, timeout,
+               f"the overview's status counts to be {EXPECTED_STATUS}", interval=0.5,  # a look is several queries
+               log_tail=lambda: f"now: {_status_counts(prom, dashboards)}")
 
 
 def test_panels_return_data_from_the_real_closed_loop(
@@ -219,7 +215,7 @@ def test_panels_return_data_from_the_real_closed_loop(
         _count(prom, "count_over_time(certloop_renewer_build_info[1m])", SCRAPES_NEEDED, 30, renewer)
         _count(prom, "count_over_time(certloop_build_info[1m])", SCRAPES_NEEDED, 30, exporter)
         _count(prom, 'count(certloop_verify_verdict{verdict="hostname_mismatch"})', 1, 30, exporter)
-        assert _wait_for_status(prom, dashboards, 15) == EXPECTED_STATUS
+        _wait_for_status(prom, dashboards, 15)
 
         outcomes = promql.run_dashboards(prom.url, dashboards)
         empty = {o.query.id for o in outcomes if o.error is None and o.series == 0}

@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from certloop.renewer.backupsite import ARCHIVE_NAME
+from stack.process import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose" / "docker-compose.yml"
@@ -56,12 +56,13 @@ def _run_loop(tmp_path: Path, out: str, until: Callable[[str], bool], *, migrate
     with log.open("wb") as fh:
         proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=fh, stderr=subprocess.STDOUT, env=environment,
                                 start_new_session=True)
+    def there() -> bool:
+        text = log.read_text()
+        assert proc.poll() is None, f"the loop exited: {text}"
+        return until(text)
+
     try:
-        deadline = time.monotonic() + 60
-        while not until(log.read_text()):
-            assert proc.poll() is None, f"the loop exited: {log.read_text()}"
-            assert time.monotonic() < deadline, f"the loop did not get there in 60 s: {log.read_text()}"
-            time.sleep(0.2)
+        wait_until(there, 60, "the backup loop to get there", interval=0.2, log_tail=log.read_text)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the loop's own session: the shell and its sleep
         proc.wait(10)

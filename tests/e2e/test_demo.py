@@ -7,13 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from stack.process import children_of
+from stack.process import children_of, wait_until
 
 
 def _alive(pids: frozenset[int]) -> list[str]:
@@ -41,12 +40,15 @@ def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, 
             [sys.executable, "-m", "stack.demo", "--workdir", str(workdir)],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        def tail() -> str:
+            return log.read_text(errors="replace")[-3000:]
+
+        def waiting_for_ctrl_c() -> bool:
+            assert proc.poll() is None, tail()
+            return "Press Ctrl-C" in log.read_text(errors="replace")
+
         try:
-            deadline = time.monotonic() + 120
-            while "Press Ctrl-C" not in log.read_text(errors="replace"):
-                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-                assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-                time.sleep(0.2)
+            wait_until(waiting_for_ctrl_c, 120, "the demo to be up", interval=0.2, log_tail=tail)
             text = log.read_text()
             assert "healthy.demo" in text and " OK" in text
             assert "EXPIRED (expired)" in text
@@ -67,7 +69,4 @@ def test_demo_closes_the_loop_then_stops_everything_on_a_signal(tmp_path: Path, 
             if proc.poll() is None:
                 proc.kill()
     assert "== stopping everything started" in log.read_text()
-    deadline = time.monotonic() + 10
-    while (left := _alive(peers)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, left
+    wait_until(lambda: not _alive(peers), 10, "every peer to stop", log_tail=lambda: "\n".join(_alive(peers)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,10 +75,8 @@ def test_workers_probe_and_forward_everything_else(exporter: CertloopDaemon, tls
     assert exporter.process is not None
     workers = children_of(exporter.process.pid)
     assert len(workers) == 2
-    deadline = time.monotonic() + 15
-    while not all(_listens(pid, exporter.port) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(_listens(pid, exporter.port) for pid in workers)  # bound to the same address
+    wait_until(lambda: all(_listens(pid, exporter.port) for pid in workers), 15,
+               "every worker bound to the exporter's address")
     before = {pid: _cpu_ticks(pid) for pid in workers}
     probe = f"{exporter.url}/probe?target={LOOPBACK}:{tls_port}&server_name={NAME}"
     answers = [_get(probe) for _ in range(90)]
@@ -102,12 +99,8 @@ def test_reload_reaches_the_workers(exporter: CertloopDaemon, tls_port: int) -> 
     exporter.config = {**exporter.config, "modules": {"other": {"server_name": "other.example"}}}
     exporter.write_config()
     assert requests.post(f"{exporter.url}/-/reload", timeout=10).status_code == 200
-    deadline = time.monotonic() + 10
-    while True:  # workers reload on SIGHUP, asynchronously: wait until all of them know the module
-        codes = [_get(probe).status_code for _ in range(30)]
-        if set(codes) == {200} or time.monotonic() > deadline:
-            break
-    assert set(codes) == {200}
+    # Workers reload on SIGHUP, asynchronously: wait until 30 requests in a row (any process) know the module.
+    wait_until(lambda: all(_get(probe).status_code == 200 for _ in range(30)), 10, "every worker to know the module")
 
 
 def test_workers_stop_with_the_main_process(tmp_path: Path, tls_port: int) -> None:
@@ -120,10 +113,7 @@ def test_workers_stop_with_the_main_process(tmp_path: Path, tls_port: int) -> No
     workers = children_of(daemon.process.pid)
     daemon.stop()
     assert len(workers) == 1
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), 10, "the workers to stop")
 
 
 def test_a_dead_worker_is_replaced(tmp_path: Path, tls_port: int) -> None:

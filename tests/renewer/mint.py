@@ -34,7 +34,7 @@ def main() -> int:
             fh.write(b"-----BEGIN PRIVATE KEY-----\n(written before the order completes)\n")
         Path(sleep_file + ".tmp").write_text(str(os.getpid()))
         os.replace(sleep_file + ".tmp", sleep_file)  # the PID file appears whole
-        time.sleep(60)
+        time.sleep(60)  # an order the CA has not answered yet: the test kills us here (the behaviour)
     names = os.environ["CERTLOOP_DOMAINS"].split(",")
     leaf = Pki().leaf(names, days=days)
     key_path = Path(os.environ["CERTLOOP_KEY_PATH"])

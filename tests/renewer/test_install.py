@@ -34,6 +34,7 @@ from certloop.truststore import TrustStore
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
 from stack.process import free_port
+from tests.renewer.conftest import wait_for
 from tests.support.pki import Issued, Pki
 
 DOMAIN = "shop.example"
@@ -72,10 +73,7 @@ class Served:
 
     def wait_served(self, fingerprint: str, within: float = 10) -> None:
         """Wait (bounded) until nginx serves ``fingerprint``: a reload signalled elsewhere takes a moment."""
-        deadline = time.monotonic() + within
-        while self.served() != fingerprint:
-            assert time.monotonic() < deadline, f"nginx never served {fingerprint[:16]}"
-            time.sleep(0.05)
+        wait_for(lambda: self.served() == fingerprint, within, what=f"nginx to serve {fingerprint[:16]}")
 
 
 @pytest.fixture
@@ -335,11 +333,11 @@ def test_kill_9_during_deploy_then_recover(served: Served, pki: Pki) -> None:
            "cert": new.pem.decode(), "chain": new.chain_pem.decode(), "key": new.key_pem.decode()}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(doc)], cwd=Path(__file__).parents[2])
     try:
-        deadline = time.monotonic() + 20
-        while not started.exists():
+        def step_started() -> bool:
             assert child.poll() is None, "deploy child exited early"
-            assert time.monotonic() < deadline, "deploy step never started"
-            time.sleep(0.05)
+            return started.exists()
+
+        wait_for(step_started, 20, what="the deploy step to start")
         os.kill(child.pid, signal.SIGKILL)
         child.wait(5)
     finally:

@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from certloop.renewer.errors import BackendFailed
 from certloop.renewer.programs import run_program
+from tests.renewer.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,19 +42,17 @@ def test_kill_9_of_the_parent_kills_the_program_and_its_children(tmp_path: Path)
     parent = subprocess.Popen([sys.executable, "-c", _PARENT, "sh", "-c", _FAMILY.format(pids=pids)],
                               cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     family: list[int] = []
+    def started() -> bool:
+        assert parent.poll() is None, "the parent exited before the program started"
+        return pids.exists()
+
     try:
-        deadline = time.monotonic() + 20
-        while not pids.exists():
-            assert parent.poll() is None and time.monotonic() < deadline, "the program never started"
-            time.sleep(0.05)
+        wait_for(started, 20, what="the program to start")
         family = [int(p) for p in pids.read_text().split()]
         assert all(_alive(p) for p in family)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        deadline = time.monotonic() + 10
-        while any(_alive(p) for p in family) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(_alive(p) for p in family), "a child outlived the killed parent"
+        wait_for(lambda: not any(_alive(p) for p in family), 10, what="the children to die with the parent")
     finally:
         for pid in family:
             if _alive(pid):
@@ -84,8 +82,5 @@ def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     with pytest.raises(BackendFailed, match="timed out after 1s"):
         asyncio.run(run_program(["sh", "-c", _FAMILY.format(pids=pids)], time_limit=1))
-    deadline = time.monotonic() + 5
     family = [int(p) for p in pids.read_text().split()]
-    while any(_alive(p) for p in family) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_alive(p) for p in family)
+    wait_for(lambda: not any(_alive(p) for p in family), 5, what="the group to die with the timeout")

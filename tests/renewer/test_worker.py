@@ -229,6 +229,7 @@ def _job_state(proc: RenewerProcess, cert: str = "shop") -> str | None:
     return jobs[0]["state"] if jobs else None
 
 
+# A step still running when the test kills it: its sleep is the behaviour under test, not a wait.
 _SLOW_STEP = ("import os, sys, time; p = sys.argv[1]; open(p + '.tmp', 'w').write(str(os.getpid())); "
               "os.replace(p + '.tmp', p); time.sleep(60)")  # the PID file appears whole
 

@@ -21,6 +21,7 @@ from stack.process import (
     wait_until,
 )
 
+# The children below sleep to stay alive until stopped: that is the behaviour under test, not a wait.
 IGNORES_SIGTERM = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ign' + 'oring', flush=True); "
     "time.sleep(60)"
