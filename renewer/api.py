@@ -32,6 +32,7 @@ from certloop.renewer.openapi import OPENAPI
 from certloop.renewer.ratelimit import headroom, ledger_request
 from certloop.renewer.records import AuditEvent, Enqueued, EnqueueItem, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
+from certloop.renewer.served import EndpointLook, ServedLeaves, judge
 from certloop.renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
 from certloop.renewer.store import Store, StoreUnavailable
 
@@ -119,6 +120,7 @@ class Api:
     clock: Callable[[], datetime]
     wake: Callable[[], None]
     reload: Callable[[], Awaitable[None]]
+    served: ServedLeaves  # what the verify endpoints serve now (the daemon's cache, renewer.served)
     lifecycle: bool = False  # --web.enable-lifecycle: POST /-/reload answers 403 without it (SIGHUP always works)
     _batcher: EnqueueBatcher | None = field(default=None, init=False, repr=False)
     _audit: AuditTrail | None = field(default=None, init=False, repr=False)
@@ -319,8 +321,10 @@ class Api:
                     waiting[cert_id] = trail[-1] if trail else None
         except StoreUnavailable:
             return Response.error(503, "job store unavailable; retry")
+        cfg = self.config()
+        looks = await self.served.look(cfg.certificates)
         out = []
-        for spec in self.config().certificates:
+        for spec in cfg.certificates:
             live = installed_facts(spec)
             st = states.get(spec.id)
             job = open_jobs.get(spec.id)
@@ -339,6 +343,7 @@ class Api:
                     "id": job.id, "state": job.state.value, "not_before": _iso(job.not_before),
                     "waiting": _waiting(waiting.get(spec.id)),
                 },
+                "served": _served(live.fingerprint_sha256 if live else None, looks[spec.id]),
             })
         return Response.json({"certificates": out})
 
@@ -476,6 +481,26 @@ def _detail(response: Response) -> str | None:
 
 def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat()
+
+
+def _served(installed: str | None, endpoints: tuple[EndpointLook, ...]) -> dict[str, Any]:
+    """What the verify endpoints serve now, and the verdict against the installed leaf's fingerprint."""
+    verdict = judge(installed, endpoints)
+    return {
+        "state": verdict.state.value, "drift": verdict.drift, "probe_failed": verdict.failed,
+        "endpoints": [{
+            "endpoint": ep.endpoint, "server_name": ep.server_name, "probed_at": _iso(ep.probed_at),
+            "probing": ep.probing,
+            "addresses": [{
+                "address": a.address,
+                "fingerprint_sha256": a.leaf.fingerprint_sha256 if a.leaf else None,
+                "not_after": _iso(a.leaf.not_after if a.leaf else None),
+                "serial": a.leaf.serial if a.leaf else None,
+                "reason": a.reason.value if a.reason else None,
+                "detail": a.detail,
+            } for a in ep.addresses],
+        } for ep in endpoints],
+    }
 
 
 def _waiting(event: JobEvent | None) -> str | None:

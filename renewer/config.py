@@ -41,6 +41,7 @@ __all__ = [
     "RenewerConfig",
     "Role",
     "SchedulerConfig",
+    "StatusPageConfig",
     "TokenConfig",
     "WorkerConfig",
     "json_schema",
@@ -271,6 +272,30 @@ class AlertsConfig(StrictModel):
     label: str = Field(default="certificate", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
+class StatusPageConfig(StrictModel):
+    """The status page's live look at what each certificate's verify endpoints serve (``renewer.served``).
+
+    A served leaf probed less than ``probe_interval`` ago is shown from memory; older ones are probed
+    again when a page or ``/api/v1/certificates`` asks, at most ``probe_concurrency`` endpoints at once,
+    each connect and handshake bounded by ``probe_timeout``. A request waits at most ``probe_wait`` for
+    those probes and then answers with what it knows (a probe still running says so)."""
+
+    probe_interval: Duration = Field(default=timedelta(seconds=30),
+                                     description="how long a probe's answer is shown before probing again")
+    probe_timeout: Duration = Field(default=timedelta(seconds=3), description="connect and handshake, each")
+    probe_concurrency: int = Field(default=8, ge=1, le=256, description="endpoints probed at the same time")
+    probe_wait: Duration = Field(default=timedelta(seconds=2),
+                                 description="how long a page waits for probes before showing what it knows")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> StatusPageConfig:
+        if self.probe_timeout <= timedelta(0) or self.probe_timeout > timedelta(seconds=60):
+            raise ValueError("probe_timeout must be between 0s and 60s")
+        if self.probe_wait < timedelta(0) or self.probe_wait > timedelta(seconds=30):
+            raise ValueError("probe_wait must be between 0s and 30s")
+        return self
+
+
 class RenewerConfig(StrictModel):
     listen: str = Field(default="127.0.0.1:10794", description="host:port (flag --web.listen-address)")
     auth: AuthConfig
@@ -282,6 +307,7 @@ class RenewerConfig(StrictModel):
     rate_limits: list[RateLimitRule] = Field(default_factory=lambda: list(DEFAULT_RATE_LIMITS))
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     max_body: int = Field(default=1 << 20, ge=1024, description="webhook body limit in bytes (413 beyond)")
+    status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
     certificates: list[CertificateSpec] = Field(default_factory=list)
 
     @field_validator("listen")

@@ -30,10 +30,12 @@ from certloop.renewer.config import RenewerConfig, load_config
 from certloop.renewer.context import RenewalContext
 from certloop.renewer.csrf import Csrf
 from certloop.renewer.errors import RenewerError
+from certloop.renewer.install import verify_resolver
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.routes import build_router
 from certloop.renewer.scheduler import SafetyNet
+from certloop.renewer.served import ServedLeaves
 from certloop.renewer.sharedsecret import shared_secret
 from certloop.renewer.store import Store
 from certloop.renewer.worker import Worker
@@ -167,8 +169,11 @@ class Daemon:
         )
         worker = Worker(store=store, config=self.config, ctx=ctx, metrics=self.metrics, owner=self.owner)
         await worker.recover_all()
+        # what the verify endpoints serve now, for the status page and the read API (renewer.served)
+        served = ServedLeaves(lambda: self._config.status_page, verify_resolver(ctx.dns_resolver), self.clock)
         api = Api(store=store, config=self.config, access=lambda: self._access, metrics=self.metrics,
-                  clock=self.clock, wake=worker.wake, reload=self.reload, lifecycle=self.enable_lifecycle)
+                  clock=self.clock, wake=worker.wake, reload=self.reload, served=served,
+                  lifecycle=self.enable_lifecycle)
         # the status page's CSRF key: the same in every replica on this database and after a restart
         secret = await store.call(shared_secret, store, "csrf", self.clock())
         handler: Handler = build_router(api, Csrf(secret, self.clock))
@@ -196,6 +201,7 @@ class Daemon:
             log.info("shutting down")
             self.safety_net.stop()
             await self.server.close()
+            await served.close()
             await asyncio.to_thread(store.close)
 
     async def _sighup(self) -> None:

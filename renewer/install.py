@@ -61,7 +61,16 @@ from certloop.renewer.programs import run_program
 from certloop.renewer.spec import CertificateSpec, VerifyEndpoint
 from certloop.resolve import Resolver
 
-__all__ = ["PREV_SUFFIX", "DeployResult", "OnStage", "deploy", "describe_os_error", "recover", "served_fingerprint"]
+__all__ = [
+    "PREV_SUFFIX",
+    "DeployResult",
+    "OnStage",
+    "deploy",
+    "describe_os_error",
+    "recover",
+    "served_fingerprint",
+    "verify_resolver",
+]
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +247,19 @@ async def served_fingerprint(
     return seen
 
 
+def verify_resolver(dns_resolver: str | None) -> Resolver:
+    """What looks up the verify endpoints' host names (``RenewalContext.dns_resolver``, else the system's):
+    the same for this proof and for the status page's look at what is served (`renewer.served`)."""
+    return Resolver([dns_resolver] if dns_resolver else None)
+
+
 async def _await_served(
     endpoints: Sequence[VerifyEndpoint], fingerprint: str, limit: float, resolver_address: str | None
 ) -> None:
     """Poll every address of every endpoint until each serves ``fingerprint`` steadily (STABLE_PROBES
     in a row); VerifyError at the deadline."""
     deadline = time.monotonic() + limit
-    resolver = Resolver([resolver_address] if resolver_address else None)
+    resolver = verify_resolver(resolver_address)
     for ep in endpoints:
         names = target_names(ep.host, ep.server_name)
         server_name = names.verified

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from certloop.errors import FailureReason
+
 __all__ = ["OPENAPI"]
 
 _TS = {"type": ["string", "null"], "format": "date-time"}
+_REASONS = [r.value for r in FailureReason]
 _ERROR = {
     "type": "object",
     "required": ["error", "status"],
@@ -147,7 +150,7 @@ OPENAPI: dict[str, Any] = {
             "Certificate": {
                 "type": "object",
                 "required": ["id", "domains", "issuer", "not_after", "fingerprint_sha256", "next_due",
-                             "last_attempt", "last_success", "last_result", "last_error", "open_job"],
+                             "last_attempt", "last_success", "last_result", "last_error", "open_job", "served"],
                 "properties": {
                     "id": {"type": "string"},
                     "domains": {"type": "array", "items": {"type": "string"}},
@@ -166,6 +169,47 @@ OPENAPI: dict[str, Any] = {
                         "waiting": {"type": ["string", "null"], "description":
                                     "why a queued job waits until not_before (a rate limit: `waiting: rate limit "
                                     "...`, or a retry backoff); null when it is due or running"}}},
+                    "served": {"$ref": "#/components/schemas/Served"},
+                },
+            },
+            "Served": {
+                "type": "object", "additionalProperties": False,
+                "description": "What the certificate's verify endpoints serve now, probed live (cached for "
+                               "status_page.probe_interval; a request waits at most status_page.probe_wait), "
+                               "judged against the installed leaf's fingerprint",
+                "required": ["state", "drift", "probe_failed", "endpoints"],
+                "properties": {
+                    "state": {"type": "string", "description": "the most pressing verdict", "enum": [
+                        "drift", "probe_failed", "probing", "serves_installed", "no_endpoints"]},
+                    "drift": {"type": "boolean", "description": "some address serves another leaf than the "
+                                                                "installed one (e.g. the server was not reloaded)"},
+                    "probe_failed": {"type": "boolean", "description": "some address could not be probed"},
+                    "endpoints": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["endpoint", "server_name", "probed_at", "probing", "addresses"],
+                        "properties": {
+                            "endpoint": {"type": "string", "description": "a verify endpoint, host:port"},
+                            "server_name": {"type": ["string", "null"]},
+                            "probed_at": {**_TS, "description": "when the answer shown was probed; null: "
+                                                                "no probe has answered yet"},
+                            "probing": {"type": "boolean",
+                                        "description": "a newer probe is running (not waited for)"},
+                            "addresses": {"type": "array", "items": {
+                                "type": "object", "additionalProperties": False,
+                                "required": ["address", "fingerprint_sha256", "not_after", "serial", "reason",
+                                             "detail"],
+                                "properties": {
+                                    "address": {"type": ["string", "null"], "description":
+                                                "null when the failure belongs to the whole endpoint"},
+                                    "fingerprint_sha256": {"type": ["string", "null"],
+                                                           "description": "the served leaf's"},
+                                    "not_after": {**_TS, "description": "the served leaf's expiry"},
+                                    "serial": {"type": ["string", "null"]},
+                                    "reason": {"type": ["string", "null"], "description": "why the probe failed",
+                                               "enum": [*_REASONS, None]},
+                                    "detail": {"type": ["string", "null"]},
+                                }}},
+                        }}},
                 },
             },
         },

@@ -26,12 +26,14 @@ from urllib.parse import parse_qs
 import jinja2
 
 from certloop import __version__
+from certloop.errors import FailureReason
 from certloop.httpserver import HttpError, Request, Response
 from certloop.renewer.access import Permission, Principal
 from certloop.renewer.api import MAX_JOB_ID, Api, parse_job_id
 from certloop.renewer.csrf import WRONG, Csrf
 from certloop.renewer.records import OPEN_STATES, Job, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
+from certloop.renewer.served import EndpointLook, judge
 from certloop.renewer.store import StoreUnavailable
 from certloop.renewer.timeline import timeline
 
@@ -52,10 +54,42 @@ _HEADERS = [
     ("Cache-Control", "no-store"),
 ]
 MAX_FORM = 4096
+# why a probe of a served leaf failed, for people (the API gives the FailureReason value)
+_REASON_TEXT = {
+    FailureReason.DNS: "the name did not resolve",
+    FailureReason.CONNECT: "could not connect",
+    FailureReason.REFUSED: "connection refused",
+    FailureReason.TIMEOUT: "probe timed out",
+    FailureReason.HANDSHAKE: "TLS handshake failed",
+    FailureReason.STARTTLS: "STARTTLS failed",
+    FailureReason.NO_CERTIFICATE: "no certificate presented",
+    FailureReason.CHAIN_TOO_LARGE: "certificate chain too large",
+    FailureReason.BAD_SERVER_NAME: "the server name cannot be sent",
+}
 
 
 def _days(when: datetime | None, now: datetime) -> float | None:
     return None if when is None else round((when - now).total_seconds() / 86400, 1)
+
+
+def _served_lines(endpoints: tuple[EndpointLook, ...], installed: str | None, now: datetime) -> list[dict[str, Any]]:
+    """One line per probed address (or per endpoint not answered yet) for the "Served now" column."""
+    lines: list[dict[str, Any]] = []
+    for ep in endpoints:
+        if not ep.addresses:
+            lines.append({"endpoint": ep.endpoint, "address": None, "pending": True, "leaf": None, "reason": None,
+                          "detail": None, "days_left": None, "drift": False, "probed_at": None, "probing": False})
+            continue
+        host = ep.endpoint.rsplit(":", 1)[0].strip("[]")
+        for a in ep.addresses:
+            lines.append({
+                "endpoint": ep.endpoint, "address": a.address if a.address not in (None, host) else None,
+                "pending": False, "leaf": a.leaf, "reason": a.reason.value if a.reason else None, "detail": a.detail,
+                "days_left": _days(a.leaf.not_after if a.leaf else None, now),
+                "drift": a.leaf is not None and a.leaf.fingerprint_sha256 != installed,
+                "probed_at": ep.probed_at, "probing": ep.probing,
+            })
+    return lines
 
 
 @dataclass
@@ -87,8 +121,10 @@ class StatusPage:
                     waiting[cert_id] = trail[-1].reason if trail else None
         except StoreUnavailable:
             return self._error(503, "The job store is unavailable. Try again in a moment.", principal)
+        cfg = api.config()
+        looks = await api.served.look(cfg.certificates)  # bounded by status_page.probe_wait
         rows: list[dict[str, Any]] = []
-        for spec in api.config().certificates:
+        for spec in cfg.certificates:
             live = installed_facts(spec)
             st = states.get(spec.id)
             job = last.get(spec.id)
@@ -103,10 +139,13 @@ class StatusPage:
                     job.last_error if job and job.state in {State.FAILED, State.ROLLED_BACK} else None),
                 "last_success": st.last_success_at if st else None,
                 "retryable": job is not None and job.state in {State.FAILED, State.ROLLED_BACK},
+                "served": _served_lines(looks[spec.id], live.fingerprint_sha256 if live else None, now),
+                "verdict": judge(live.fingerprint_sha256 if live else None, looks[spec.id]),
             })
         picture = timeline([(r["id"], r["not_after"], r["next_due"]) for r in rows], now)
         renewals = [j for j in recent if j.state not in OPEN_STATES][:20]
         return self._html("status.html", principal=principal, now=now, rows=rows, timeline=picture,
+                          reason_text={r.value: text for r, text in _REASON_TEXT.items()},
                           renewals=renewals, audit=audit, can_renew=bool(principal and principal.may("renew")),
                           csrf=self.csrf.token(principal) if principal else "")
 

@@ -32,9 +32,11 @@ from certloop.renewer.api import ROUTES, Api
 from certloop.renewer.config import RenewerConfig, load_config
 from certloop.renewer.csrf import Csrf
 from certloop.renewer.daemon import tls_context
+from certloop.renewer.install import verify_resolver
 from certloop.renewer.metrics import CATALOGUE, RenewerMetrics
 from certloop.renewer.openapi import OPENAPI
 from certloop.renewer.routes import build_router
+from certloop.renewer.served import ServedLeaves
 from certloop.renewer.store import Store
 from stack.alertmanager import Alertmanager
 from tests.renewer.conftest import TOKEN, Setup, wait_for
@@ -63,6 +65,8 @@ class Harness:
         access = Access.build(config.auth, None)
         self.api = Api(store=store, config=lambda: self.config, access=lambda: access,
                        metrics=self.metrics, clock=lambda: datetime.now(UTC), wake=self._wake, reload=reload,
+                       served=ServedLeaves(lambda: self.config.status_page, verify_resolver(None),
+                                           lambda: datetime.now(UTC)),
                        lifecycle=True)
         store.on_connection_wait = self.metrics.connection_wait.observe  # as renewer.daemon wires them
         # a secret of this harness alone (the daemon reads the replicas' shared one: tests/renewer/test_csrf.py)
