@@ -1,7 +1,7 @@
 """certloop exporter: observe TLS endpoints and certificate files, expose Prometheus metrics.
 
     exporter.config.load_config(path) -> ExporterConfig      # YAML -> frozen models, ConfigError names the path
-    exporter.metrics.CATALOGUE                                # every metric, as MetricSpec(name, type, help, ...)
+    exporter.metrics.CATALOGUE                                # every metric, as certloop.metricspec.MetricSpec
     exporter.engine.Engine(path | config=...)                 # sweeps, inventory cache, reload, exposition()
     exporter.server.build_server(engine) -> HttpServer        # /metrics /probe /-/healthy /-/ready /-/reload
     exporter.sources.endpoints.probe_endpoint(spec, ctx)      # one endpoint, every address -> TargetReport

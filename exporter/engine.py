@@ -216,8 +216,7 @@ class Engine:
             ("version", __version__), ("python_version", platform.python_version())), 1)]
         fam[m.RELOAD_OK.name] = [m.sample(m.RELOAD_OK.name, "", (), 1 if self.reload_ok else 0)]
         fam[m.RELOAD_TIME.name] = [m.sample(m.RELOAD_TIME.name, "", (), self.reload_time)]
-        specs = [s for s in m.CATALOGUE if not s.common]
-        return m.render_families(fam, specs)
+        return m.render_families(fam, m.PER_PROCESS)
 
     def exposition(self) -> bytes:
         """The whole /metrics body."""

@@ -1,11 +1,13 @@
 """The exporter's metric catalogue (the single source of metric names) and exposition text primitives.
 
-Every series the exporter emits is declared here once, as a :class:`MetricSpec`. ``alerting/`` and
-``dashboards/`` check the names they use against :data:`CATALOGUE` (contract tests), and
-:func:`render_families` writes ``# HELP``/``# TYPE`` from it, so a name cannot be emitted undeclared.
+Every series the exporter emits is declared here once, as a :class:`certloop.metricspec.MetricSpec` (the
+renewer's catalogue is made of the same type). ``alerting/`` and ``dashboards/`` check the names they use
+against :data:`CATALOGUE` (contract tests), and :func:`render_families` writes ``# HELP``/``# TYPE`` from
+it, so a name cannot be emitted undeclared.
 
-Per-certificate series carry the common labels :data:`COMMON_LABELS` (``source``, ``target``,
-``address``) plus the configured static labels of their group, then the labels listed in their spec.
+Per-certificate series (:data:`PER_TARGET`) carry the common labels :data:`COMMON_LABELS` (``source``,
+``target``, ``address``) plus the configured static labels of their group, then the labels listed in their
+spec; the process's own series (:data:`PER_PROCESS`) carry only their spec's labels.
 
 Sample lines are rendered straight to text (:func:`sample`): building prometheus_client objects per
 series costs more CPU than a whole probe, and the inventory pre-renders text once per change. The few
@@ -17,19 +19,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 from certloop.httpmetrics import DURATION_BUCKETS, RequestObserver
+from certloop.metricspec import MetricSpec
 
 __all__ = [
     "CATALOGUE",
     "COMMON_LABELS",
     "CONTENT_TYPE",
+    "PER_PROCESS",
+    "PER_TARGET",
     "Fragments",
-    "MetricSpec",
     "by_name",
     "escape",
     "format_value",
@@ -42,40 +44,28 @@ __all__ = [
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 COMMON_LABELS = ("source", "target", "address")
 
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """One metric: name, type, help, the labels beyond the common ones, and whether it has the common ones."""
-
-    name: str
-    type: Literal["gauge", "counter", "histogram"]
-    help: str
-    labels: tuple[str, ...] = ()
-    common: bool = True  # carries source/target/address (+ static labels)
-
-    def header(self) -> str:
-        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n"
-
-
 _P = ("position", "role")
 CERT_NOT_BEFORE = MetricSpec("certloop_cert_not_before_timestamp_seconds", "gauge",
-                             "Start of the certificate's validity (Unix time).", _P)
+                             "Start of the certificate's validity (Unix time).", _P, unit="seconds")
 CERT_NOT_AFTER = MetricSpec("certloop_cert_not_after_timestamp_seconds", "gauge",
-                            "End of the certificate's validity (Unix time), exported whatever the verdict.", _P)
+                            "End of the certificate's validity (Unix time), exported whatever the verdict.", _P,
+                            unit="seconds")
 CERT_INFO = MetricSpec("certloop_cert_info", "gauge", "Identity of a certificate; the value is always 1.",
                        (*_P, "subject", "issuer", "serial", "dns_names", "fingerprint_sha256", "key_type",
                         "key_bits", "signature_algorithm"))
 CERT_WEAK = MetricSpec("certloop_cert_weak_crypto", "gauge",
                        "1 if the certificate uses RSA < 2048 bits, EC < 256 bits or a SHA-1/MD5 signature.", _P)
 CHAIN_EXPIRY = MetricSpec("certloop_chain_expiry_timestamp_seconds", "gauge",
-                          "Earliest end of validity over the leaf and the presented intermediates (Unix time).")
+                          "Earliest end of validity over the leaf and the presented intermediates (Unix time).",
+                          unit="seconds")
 VERIFY_OK = MetricSpec("certloop_verify_ok", "gauge", "1 if the chain verifies against the trust store now.")
 VERIFY_VERDICT = MetricSpec("certloop_verify_verdict", "gauge",
                             "The current verification verdict; the value is always 1.", ("verdict",))
 HOSTNAME_MATCH = MetricSpec("certloop_hostname_match", "gauge", "1 if the leaf covers the server name (RFC 6125).")
 PROBE_SUCCESS = MetricSpec("certloop_probe_success", "gauge",
                            "1 if the endpoint presented a certificate or the file was read and parsed.")
-PROBE_DURATION = MetricSpec("certloop_probe_duration_seconds", "gauge", "Wall time of the last probe.")
+PROBE_DURATION = MetricSpec("certloop_probe_duration_seconds", "gauge", "Wall time of the last probe.",
+                            unit="seconds")
 PROBE_FAILURE = MetricSpec("certloop_probe_failure_reason", "gauge",
                            "Why the last probe failed, present only while failing; the value is always 1.",
                            ("reason",))
@@ -87,30 +77,33 @@ MATCHES_FILE = MetricSpec("certloop_endpoint_matches_file", "gauge",
 CONSISTENT = MetricSpec("certloop_endpoint_addresses_consistent", "gauge",
                         "1 if every address of the name serves the same leaf.")
 PROBES_TOTAL = MetricSpec("certloop_probes_total", "counter", "Probes run, by source and result.",
-                          ("source", "result"), common=False)
+                          ("source", "result"))
 LAST_SWEEP = MetricSpec("certloop_last_sweep_timestamp_seconds", "gauge",
-                        "End of the last completed inventory sweep (Unix time).", ("kind",), common=False)
+                        "End of the last completed inventory sweep (Unix time).", ("kind",), unit="seconds")
 SWEEP_DURATION = MetricSpec("certloop_sweep_duration_seconds", "gauge", "Duration of the last inventory sweep.",
-                            ("kind",), common=False)
+                            ("kind",), unit="seconds")
 BUILD_INFO = MetricSpec("certloop_build_info", "gauge", "Build information; the value is always 1.",
-                        ("version", "python_version"), common=False)
+                        ("version", "python_version"))
 RELOAD_OK = MetricSpec("certloop_config_last_reload_successful", "gauge",
-                       "1 if the last configuration (re)load succeeded.", common=False)
+                       "1 if the last configuration (re)load succeeded.")
 RELOAD_TIME = MetricSpec("certloop_config_last_reload_success_timestamp_seconds", "gauge",
-                         "Time of the last successful configuration (re)load (Unix time).", common=False)
+                         "Time of the last successful configuration (re)load (Unix time).", unit="seconds")
 HTTP_REQUESTS = MetricSpec("certloop_http_requests_total", "counter",
                            "HTTP requests answered, by handler (route pattern, other when none matched) and status.",
-                           ("handler", "code"), common=False)
+                           ("handler", "code"))
 HTTP_DURATION = MetricSpec("certloop_http_request_duration_seconds", "histogram",
-                           "Time from a request's arrival to its answer, by handler.", ("handler",), common=False)
+                           "Time from a request's arrival to its answer, by handler.", ("handler",), unit="seconds")
 
-CATALOGUE: tuple[MetricSpec, ...] = (
+# Families emitted per observed certificate source (with the common labels), in exposition order.
+PER_TARGET: tuple[MetricSpec, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_INFO, CERT_WEAK, CHAIN_EXPIRY, VERIFY_OK, VERIFY_VERDICT,
     HOSTNAME_MATCH, PROBE_SUCCESS, PROBE_DURATION, PROBE_FAILURE, TLS_VERSION, MATCHES_FILE, CONSISTENT,
+)
+# Families of the exporter process itself (no common labels), in exposition order.
+PER_PROCESS: tuple[MetricSpec, ...] = (
     PROBES_TOTAL, LAST_SWEEP, SWEEP_DURATION, BUILD_INFO, RELOAD_OK, RELOAD_TIME, HTTP_REQUESTS, HTTP_DURATION,
 )
-# Families emitted per observed certificate source, in exposition order.
-PER_TARGET: tuple[MetricSpec, ...] = tuple(m for m in CATALOGUE if m.common)
+CATALOGUE: tuple[MetricSpec, ...] = (*PER_TARGET, *PER_PROCESS)
 
 _BY_NAME = {m.name: m for m in CATALOGUE}
 

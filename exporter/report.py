@@ -24,6 +24,7 @@ from cryptography import x509
 
 from certloop.exporter import metrics as m
 from certloop.facts import CertFacts, Role, chain_roles, facts
+from certloop.metricspec import MetricSpec
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
 
@@ -103,7 +104,7 @@ _TAILS: dict[tuple[str, int, Role], tuple[tuple[str, str], ...]] = {}
 _TAILS_SIZE = 50_000
 
 
-def _tail(spec: m.MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> tuple[str, str]:
+def _tail(spec: MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> tuple[str, str]:
     """(name, what follows the prefix): ``m.sample(name, prefix, extra, value)`` is name{prefix + tail."""
     line = m.sample(spec.name, "\0", extra, value)  # a placeholder prefix, split off below
     return spec.name, line[line.index("\0") + 1 :]
@@ -188,7 +189,7 @@ def render(report: TargetReport, *, cache: bool = False) -> dict[str, bytes]:
     """
     out: dict[str, list[str]] = {}
 
-    def add(spec: m.MetricSpec, prefix: str, extra: Sequence[tuple[str, str]], value: float) -> None:
+    def add(spec: MetricSpec, prefix: str, extra: Sequence[tuple[str, str]], value: float) -> None:
         out.setdefault(spec.name, []).append(m.sample(spec.name, prefix, extra, value))
 
     static = m.label_text(report.labels)

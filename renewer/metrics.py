@@ -1,10 +1,13 @@
 """THE renewer metric catalogue (docs/architecture.md, "Renewer"): names, types, labels in one table.
 
-:data:`CATALOGUE` is the machine-readable list (alerting/ and dashboards/ check their queries against
-it). :class:`RenewerMetrics` owns a private registry: counters and the histogram are updated by the
-intake and the worker of this process; state read from the shared database (queue, per-certificate
-timestamps, rate-limit headroom) is a snapshot set by :meth:`RenewerMetrics.set_snapshot` just before
-each scrape, so ``collect()`` does no I/O and a removed certificate's series vanish.
+:data:`CATALOGUE` is the machine-readable list, of :class:`certloop.metricspec.MetricSpec` as the
+exporter's (alerting/ and dashboards/ check their queries against it); every prometheus_client object
+below is built from its spec, so what is served cannot drift from what is declared.
+
+:class:`RenewerMetrics` owns a private registry: counters and the histograms are updated by the intake
+and the worker of this process; state read from the shared database (queue, per-certificate timestamps,
+rate-limit headroom) is a snapshot set by :meth:`RenewerMetrics.set_snapshot` just before each scrape,
+so ``collect()`` does no I/O and a removed certificate's series vanish.
 """
 
 from __future__ import annotations
@@ -19,68 +22,79 @@ from prometheus_client.registry import Collector
 
 from certloop import __version__
 from certloop.httpmetrics import DURATION_BUCKETS, RequestObserver
+from certloop.metricspec import MetricSpec
 from certloop.renewer.intake import OUTCOMES
 from certloop.renewer.records import PoolStats
 
-__all__ = ["CATALOGUE", "RESULTS", "MetricDef", "RenewerMetrics", "Snapshot"]
+__all__ = ["CATALOGUE", "RESULTS", "RenewerMetrics", "Snapshot"]
 
 RESULTS = ("succeeded", "failed", "rolled_back")
 
 
-@dataclass(frozen=True)
-class MetricDef:
-    name: str
-    type: str
-    labels: tuple[str, ...]
-    help: str
-
-
-CATALOGUE: tuple[MetricDef, ...] = (
-    MetricDef("certloop_renewer_webhook_requests_total", "counter", ("code",), "Webhook requests by HTTP status."),
-    MetricDef("certloop_renewer_alerts_total", "counter", ("outcome",),
-              "Alerts received, by outcome (queued, duplicate, unknown_certificate, resolved_ignored, not_renewable)."),
-    MetricDef("certloop_renewer_renewals_total", "counter", ("certificate", "issuer", "result"),
-              "Finished renewals by result (succeeded, failed, rolled_back)."),
-    MetricDef("certloop_renewer_renewal_duration_seconds", "histogram", ("issuer",),
-              "Time from the job being queued (alert) to the new certificate verified as served."),
-    MetricDef("certloop_renewer_last_success_timestamp_seconds", "gauge", ("certificate",),
-              "When the certificate was last renewed successfully."),
-    MetricDef("certloop_renewer_last_attempt_timestamp_seconds", "gauge", ("certificate",),
-              "When the last renewal attempt of the certificate finished."),
-    MetricDef("certloop_renewer_last_result", "gauge", ("certificate", "result"),
-              "Result of the last finished attempt (1 for the current result)."),
-    MetricDef("certloop_renewer_next_due_timestamp_seconds", "gauge", ("certificate",),
-              "When the safety net will renew the certificate."),
-    MetricDef("certloop_renewer_certificate_not_after_timestamp_seconds", "gauge", ("certificate",),
-              "Expiry of the installed certificate."),
-    MetricDef("certloop_renewer_queue_depth", "gauge", (), "Jobs queued (open and not being worked)."),
-    MetricDef("certloop_renewer_jobs_in_progress", "gauge", (), "Jobs being worked (leased) by any replica."),
-    MetricDef("certloop_renewer_oldest_queued_job_timestamp_seconds", "gauge", (),
-              "Creation time of the oldest queued job (0 if none)."),
-    MetricDef("certloop_renewer_ratelimit_remaining", "gauge", ("issuer", "limit"),
-              "Headroom left in the rate-limit ledger."),
-    MetricDef("certloop_renewer_build_info", "gauge", ("version",), "Build information (always 1)."),
-    MetricDef("certloop_renewer_audit_events_dropped_total", "counter", ("reason",),
-              "Audit events not written (rate_limited: refusals past the per-minute bound; overflow; "
-              "store_unavailable)."),
-    MetricDef("certloop_renewer_config_last_reload_successful", "gauge", (),
-              "Whether the last configuration (re)load succeeded."),
-    MetricDef("certloop_renewer_http_requests_total", "counter", ("handler", "code"),
-              "HTTP requests answered, by handler (route pattern, other when none matched) and status."),
-    MetricDef("certloop_renewer_http_request_duration_seconds", "histogram", ("handler",),
-              "Time from a request's arrival to its answer, by handler."),
-    MetricDef("certloop_renewer_database_up", "gauge", (),
-              "1 if the job store answered the queries of the last scrape within the store timeout."),
-    MetricDef("certloop_renewer_database_pool_size", "gauge", (),
-              "Connections the database pool keeps (its configured size; 0 for SQLite in memory)."),
-    MetricDef("certloop_renewer_database_pool_checked_out_connections", "gauge", (),
-              "Database connections lent out to store operations now."),
-    MetricDef("certloop_renewer_database_pool_overflow_connections", "gauge", (),
-              "Database connections open beyond the pool size now (max_overflow bounds them)."),
-    MetricDef("certloop_renewer_database_connection_wait_seconds", "histogram", (),
-              "Time a store operation waited for its database connection (free slot, connect, ping)."),
+CATALOGUE: tuple[MetricSpec, ...] = (
+    MetricSpec("certloop_renewer_webhook_requests_total", "counter", "Webhook requests by HTTP status.", ("code",)),
+    MetricSpec("certloop_renewer_alerts_total", "counter",
+               "Alerts received, by outcome (queued, duplicate, unknown_certificate, resolved_ignored, not_renewable).",
+               ("outcome",)),
+    MetricSpec("certloop_renewer_renewals_total", "counter",
+               "Finished renewals by result (succeeded, failed, rolled_back).", ("certificate", "issuer", "result")),
+    MetricSpec("certloop_renewer_renewal_duration_seconds", "histogram",
+               "Time from the job being queued (alert) to the new certificate verified as served.", ("issuer",),
+               unit="seconds"),
+    MetricSpec("certloop_renewer_last_success_timestamp_seconds", "gauge",
+               "When the certificate was last renewed successfully.", ("certificate",), unit="seconds"),
+    MetricSpec("certloop_renewer_last_attempt_timestamp_seconds", "gauge",
+               "When the last renewal attempt of the certificate finished.", ("certificate",), unit="seconds"),
+    MetricSpec("certloop_renewer_last_result", "gauge",
+               "Result of the last finished attempt (1 for the current result).", ("certificate", "result")),
+    MetricSpec("certloop_renewer_next_due_timestamp_seconds", "gauge",
+               "When the safety net will renew the certificate.", ("certificate",), unit="seconds"),
+    MetricSpec("certloop_renewer_certificate_not_after_timestamp_seconds", "gauge",
+               "Expiry of the installed certificate.", ("certificate",), unit="seconds"),
+    MetricSpec("certloop_renewer_queue_depth", "gauge", "Jobs queued (open and not being worked)."),
+    MetricSpec("certloop_renewer_jobs_in_progress", "gauge", "Jobs being worked (leased) by any replica."),
+    MetricSpec("certloop_renewer_oldest_queued_job_timestamp_seconds", "gauge",
+               "Creation time of the oldest queued job (0 if none).", unit="seconds"),
+    MetricSpec("certloop_renewer_ratelimit_remaining", "gauge", "Headroom left in the rate-limit ledger.",
+               ("issuer", "limit")),
+    MetricSpec("certloop_renewer_build_info", "gauge", "Build information (always 1).", ("version",)),
+    MetricSpec("certloop_renewer_audit_events_dropped_total", "counter",
+               "Audit events not written (rate_limited: refusals past the per-minute bound; overflow; "
+               "store_unavailable).", ("reason",)),
+    MetricSpec("certloop_renewer_config_last_reload_successful", "gauge",
+               "Whether the last configuration (re)load succeeded."),
+    MetricSpec("certloop_renewer_http_requests_total", "counter",
+               "HTTP requests answered, by handler (route pattern, other when none matched) and status.",
+               ("handler", "code")),
+    MetricSpec("certloop_renewer_http_request_duration_seconds", "histogram",
+               "Time from a request's arrival to its answer, by handler.", ("handler",), unit="seconds"),
+    MetricSpec("certloop_renewer_database_up", "gauge",
+               "1 if the job store answered the queries of the last scrape within the store timeout."),
+    MetricSpec("certloop_renewer_database_pool_size", "gauge",
+               "Connections the database pool keeps (its configured size; 0 for SQLite in memory)."),
+    MetricSpec("certloop_renewer_database_pool_checked_out_connections", "gauge",
+               "Database connections lent out to store operations now."),
+    MetricSpec("certloop_renewer_database_pool_overflow_connections", "gauge",
+               "Database connections open beyond the pool size now (max_overflow bounds them)."),
+    MetricSpec("certloop_renewer_database_connection_wait_seconds", "histogram",
+               "Time a store operation waited for its database connection (free slot, connect, ping).", unit="seconds"),
 )
 _DEF = {m.name: m for m in CATALOGUE}
+
+
+def _counter(name: str, registry: CollectorRegistry) -> Counter:
+    spec = _DEF[name]
+    return Counter(spec.name.removesuffix("_total"), spec.help, spec.labels, registry=registry)
+
+
+def _gauge(name: str, registry: CollectorRegistry) -> Gauge:
+    spec = _DEF[name]
+    return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+
+
+def _histogram(name: str, registry: CollectorRegistry, buckets: tuple[float, ...]) -> Histogram:
+    spec = _DEF[name]
+    return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=buckets)
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -158,56 +172,32 @@ class RenewerMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.webhook_requests = Counter(
-            "certloop_renewer_webhook_requests", _DEF["certloop_renewer_webhook_requests_total"].help,
-            ["code"], registry=r,
-        )
-        self.alerts = Counter(
-            "certloop_renewer_alerts", _DEF["certloop_renewer_alerts_total"].help, ["outcome"], registry=r,
-        )
+        self.webhook_requests = _counter("certloop_renewer_webhook_requests_total", r)
+        self.alerts = _counter("certloop_renewer_alerts_total", r)
         for outcome in OUTCOMES:
             self.alerts.labels(outcome)
-        self.renewals = Counter(
-            "certloop_renewer_renewals", _DEF["certloop_renewer_renewals_total"].help,
-            ["certificate", "issuer", "result"], registry=r,
-        )
-        self.renewal_duration = Histogram(
-            "certloop_renewer_renewal_duration_seconds", _DEF["certloop_renewer_renewal_duration_seconds"].help,
-            ["issuer"], registry=r, buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
-        )
-        self.build_info = Gauge(
-            "certloop_renewer_build_info", _DEF["certloop_renewer_build_info"].help, ["version"], registry=r,
-        )
+        self.renewals = _counter("certloop_renewer_renewals_total", r)
+        self.renewal_duration = _histogram("certloop_renewer_renewal_duration_seconds", r,
+                                           (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600))
+        self.build_info = _gauge("certloop_renewer_build_info", r)
         self.build_info.labels(__version__).set(1)
-        self.config_reload_ok = Gauge(
-            "certloop_renewer_config_last_reload_successful",
-            _DEF["certloop_renewer_config_last_reload_successful"].help, registry=r,
-        )
-        self.audit_dropped = Counter(
-            "certloop_renewer_audit_events_dropped", _DEF["certloop_renewer_audit_events_dropped_total"].help,
-            ["reason"], registry=r,
-        )
+        self.config_reload_ok = _gauge("certloop_renewer_config_last_reload_successful", r)
+        self.audit_dropped = _counter("certloop_renewer_audit_events_dropped_total", r)
         for reason in ("rate_limited", "overflow", "store_unavailable"):
             self.audit_dropped.labels(reason)
         self.http = RequestObserver(
-            Counter("certloop_renewer_http_requests", _DEF["certloop_renewer_http_requests_total"].help,
-                    ["handler", "code"], registry=r),
-            Histogram("certloop_renewer_http_request_duration_seconds",
-                      _DEF["certloop_renewer_http_request_duration_seconds"].help, ["handler"], registry=r,
-                      buckets=DURATION_BUCKETS),
+            _counter("certloop_renewer_http_requests_total", r),
+            _histogram("certloop_renewer_http_request_duration_seconds", r, DURATION_BUCKETS),
             (),
         )  # the HTTP server's observer; renewer.routes.build_router declares the routes
-        self.database_up = Gauge("certloop_renewer_database_up", _DEF["certloop_renewer_database_up"].help,
-                                 registry=r)
+        self.database_up = _gauge("certloop_renewer_database_up", r)
         self.database_up.set(1)  # until a scrape finds otherwise: the daemon started on a reachable store
-        self.pool_size, self.pool_checked_out, self.pool_overflow = (
-            Gauge(name, _DEF[name].help, registry=r) for name in (
-                "certloop_renewer_database_pool_size", "certloop_renewer_database_pool_checked_out_connections",
-                "certloop_renewer_database_pool_overflow_connections"))
-        self.connection_wait = Histogram(
-            "certloop_renewer_database_connection_wait_seconds",
-            _DEF["certloop_renewer_database_connection_wait_seconds"].help, registry=r,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        self.pool_size = _gauge("certloop_renewer_database_pool_size", r)
+        self.pool_checked_out = _gauge("certloop_renewer_database_pool_checked_out_connections", r)
+        self.pool_overflow = _gauge("certloop_renewer_database_pool_overflow_connections", r)
+        self.connection_wait = _histogram(
+            "certloop_renewer_database_connection_wait_seconds", r,
+            (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
         self._declared: set[tuple[str, str]] = set()
         self.snapshot = Snapshot()

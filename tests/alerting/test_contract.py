@@ -76,7 +76,7 @@ def code_catalogue() -> dict[str, dict[str, set[str] | None]]:
     metrics: dict[str, dict[str, set[str] | None]] = {}
     for spec in exporter_metrics.CATALOGUE:
         labels = set(spec.labels) | {"job", "instance"}
-        if spec.common:
+        if spec in exporter_metrics.PER_TARGET:
             labels |= EXPORTER_COMMON
         metrics[spec.name] = dict.fromkeys(labels)
         if spec.type == "histogram":

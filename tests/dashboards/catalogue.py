@@ -41,9 +41,10 @@ def python_catalogue() -> dict[str, Metric]:
         catalogue = getattr(module, "CATALOGUE", None)
         if not catalogue:
             raise CatalogueMissing(f"{module_name} has no CATALOGUE")
+        per_target = set(getattr(module, "PER_TARGET", ()))  # the exporter's per-certificate families
         for spec in catalogue:
             labels = set(spec.labels) | TARGET_LABELS
-            if getattr(spec, "common", False):
+            if spec in per_target:
                 labels |= set(COMMON_LABELS) | STATIC_LABELS
             out[spec.name] = Metric(spec.name, spec.type, frozenset(labels))
     return out

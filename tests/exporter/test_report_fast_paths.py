@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from certloop.exporter import metrics as m
 from certloop.exporter.report import Observation, TargetReport, assess, render
+from certloop.metricspec import MetricSpec
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict
 from tests.support.pki import Pki
@@ -17,7 +18,7 @@ def _reference_render(report: TargetReport) -> dict[str, bytes]:
     """The exposition of one target written line by line with ``metrics.sample`` (the plain way)."""
     out: dict[str, list[str]] = {}
 
-    def add(spec: m.MetricSpec, prefix: str, extra: tuple[tuple[str, str], ...], value: float) -> None:
+    def add(spec: MetricSpec, prefix: str, extra: tuple[tuple[str, str], ...], value: float) -> None:
         out.setdefault(spec.name, []).append(m.sample(spec.name, prefix, extra, value))
 
     static = m.label_text(report.labels)
