@@ -14,7 +14,7 @@ probe (benchmarks/RESULTS.md, "name targets"). So without ``resolver:`` the syst
 is read, not called: :class:`certloop.nameservice.SystemNames` parses /etc/hosts, nsswitch.conf's
 ``hosts:`` order and resolv.conf once and again when they change, and the leading ``files`` and
 ``dns`` services of that order are answered here (hosts from the parsed file, DNS through
-dnspython's asyncio resolver to resolv.conf's nameservers, the name as given). Everything else goes to
+c-ares (`certloop.dnsclient`) to resolv.conf's nameservers, the name as given). Everything else goes to
 ``getaddrinfo``, whose answer, carrying no TTL, is kept ``cache_ttl`` seconds (30 s by default):
 any service past that prefix (``myhostname``, ``mdns4_minimal``, ``resolve``, LDAP...), a
 resolv.conf without nameservers, and with a ``search`` list a name glibc would complete (fewer dots
@@ -33,14 +33,11 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
+from certloop.dnsclient import DnsClient, DnsFailure
 from certloop.errors import FailureReason, ProbeError
 from certloop.hostnames import parse_ip
 from certloop.nameservice import NameserverSet, SystemNames
-
-if TYPE_CHECKING:  # dnspython is imported when a DNS server is first asked: ~50 ms less at every start
-    import dns.resolver
 
 __all__ = ["AddressCache", "Resolver", "parse_nameserver"]
 
@@ -154,23 +151,14 @@ class AddressCache:
 
 
 class _Nameservers:
-    """Given DNS servers asked through dnspython's asyncio resolver: A and AAAA at once, TTLs kept.
+    """Given DNS servers asked through `certloop.dnsclient` (c-ares): A and AAAA at once, TTLs kept.
 
-    dnspython's own cache is off: :class:`AddressCache` keeps the combined answer, one dict hit
-    instead of two resolutions. The expiry is dnspython's (``Answer.expiration``): the smallest TTL
-    along the answer's CNAME chain, or for an empty answer the SOA's negative TTL.
+    :class:`AddressCache` keeps the combined answer for the smallest TTL of both answers' records
+    (the CNAME chain included): one dict hit instead of two resolutions.
     """
 
     def __init__(self, servers: Sequence[tuple[str, int]], timeout: float, *, per_try: float | None = None) -> None:
-        import dns.asyncresolver
-        import dns.nameserver
-
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in servers]
-        resolver.timeout = min(per_try or timeout, timeout)
-        resolver.lifetime = timeout
-        resolver.cache = None
-        self.resolver = resolver
+        self.client = DnsClient(servers, timeout, per_try=per_try)
         self.timeout = timeout
         self.label = ", ".join(f"{h}:{p}" if p != 53 else h for h, p in servers)
 
@@ -179,38 +167,18 @@ class _Nameservers:
 
         Raises ``ProbeError(dns)`` when no server gives an answer (timeout, SERVFAIL, a bad name).
         """
-        import dns.rdatatype
-
-        answers = await asyncio.gather(self._query(host, dns.rdatatype.A), self._query(host, dns.rdatatype.AAAA),
-                                       return_exceptions=True)
-        addresses: list[str] = []
-        ttl = float("inf")
-        for answer in answers:  # both queries finish; the first failure wins
-            if isinstance(answer, BaseException):
-                raise answer
-            if answer is not None:
-                ttl = min(ttl, answer.expiration - time.time())
-                if answer.rrset is not None:
-                    addresses += [rdata.address for rdata in answer.rrset]
+        try:  # the name as given: search lists are getaddrinfo's business (see the module docstring)
+            addresses, ttl = await self.client.addresses(host)
+        except DnsFailure as exc:
+            if exc.kind == "timeout":
+                raise ProbeError(FailureReason.DNS,
+                                 f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
+            if exc.kind == "servers":
+                raise ProbeError(FailureReason.DNS, f"{host}: every nameserver failed ({exc.detail})") from None
+            raise ProbeError(FailureReason.DNS, f"{host}: not a name DNS can carry ({exc.detail})") from None
         if not addresses:
             return [], 0.0
         return _ordered(addresses), clock() + max(ttl, 0.0)
-
-    async def _query(self, host: str, rdtype: Any) -> dns.resolver.Answer | None:
-        import dns.exception
-        import dns.resolver
-
-        try:  # the name as given: search lists are getaddrinfo's business (see the module docstring)
-            return await self.resolver.resolve(host, rdtype, raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except dns.resolver.LifetimeTimeout:
-            raise ProbeError(FailureReason.DNS,
-                             f"no answer for {host} from {self.label} within {self.timeout:g}s") from None
-        except dns.resolver.NoNameservers as exc:
-            raise ProbeError(FailureReason.DNS, f"{host}: every nameserver failed (e.g. SERVFAIL)") from exc
-        except (dns.exception.DNSException, UnicodeError, ValueError) as exc:  # a name DNS cannot carry
-            raise ProbeError(FailureReason.DNS, f"{host}: {type(exc).__name__}") from exc
 
 
 class Resolver:

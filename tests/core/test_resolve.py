@@ -47,6 +47,29 @@ def test_silent_nameserver_is_dns_timeout() -> None:
     assert "within 0.5s" in caught.value.detail
 
 
+def test_refused_nameserver_fails_at_once_and_leaves_the_loop_clean() -> None:
+    """A nameserver port that refuses (nothing bound: ICMP port unreachable) is ProbeError(dns)
+    naming the servers, well before the timeout, with no socket left watched on the loop."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spare:
+        spare.bind((LOOPBACK, 0))
+        port = spare.getsockname()[1]
+    resolver = Resolver([f"{LOOPBACK}:{port}"], timeout=3.0)
+
+    async def go() -> tuple[ProbeError, float, int, int]:
+        loop = asyncio.get_running_loop()
+        watched = loop._selector.get_map  # type: ignore[attr-defined]  # the default loop's registrations
+        before = len(watched())
+        started = loop.time()
+        with pytest.raises(ProbeError) as caught:
+            await resolver.resolve("shop.example")
+        return caught.value, loop.time() - started, before, len(watched())
+
+    error, elapsed, before, after = asyncio.run(go())
+    assert error.reason is FailureReason.DNS and "every nameserver failed" in error.detail
+    assert elapsed < 2.0
+    assert after == before
+
+
 def test_ip_literals_and_localhost() -> None:
     """IP literals come back as they are; localhost resolves through the system resolver and,
     per RFC 6761, without asking a configured DNS server."""
