@@ -47,12 +47,16 @@ class Minter:
             .not_valid_before(self.now - timedelta(days=1)).not_valid_after(self.now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key()), critical=False)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .sign(self.ca_key, hashes.SHA256())
         )
         self.ca_pem = self.ca.public_bytes(_PEM)
         self.ca_path = directory / "ca.pem"
         self.ca_path.write_bytes(self.ca_pem)
         self._keys: dict[KeyKind, tuple[PrivateKey, Path]] = {}
+        self._aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key())
 
     def key(self, kind: KeyKind) -> tuple[PrivateKey, Path]:
         """The shared leaf key of ``kind`` and its PEM file (created once)."""
@@ -78,6 +82,7 @@ class Minter:
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(self._aki, critical=False)  # as every public CA's leaf has (and Web PKI requires)
             .sign(self.ca_key, hashes.SHA256())
         )
         return leaf.public_bytes(_PEM)

@@ -45,3 +45,24 @@ def test_quick_run_prints_ratios_for_every_scenario(tmp_path: Path) -> None:
     assert "answers other than 2xx, socket errors | 0, 0" in text
     assert "dnsmasq CPU ms per probe while loaded by: certloop" in text
     assert "MET: alert to served < 10 s" in text
+
+
+def test_benchmark_leaves_are_valid_web_pki_certificates(tmp_path: Path) -> None:
+    """The targets both exporters probe carry what a public CA's leaf carries (SAN, EKU, AKI; the CA
+    its key usage), so certloop is measured on the path production chains take (verdict ok), not on
+    the slower one that classifies a failure."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+
+    from benchmarks.pki import Minter
+    from certloop.truststore import TrustStore
+    from certloop.verify import Verdict, verify_chain
+
+    minter = Minter(tmp_path / "pki")
+    for kind in ("ecdsa", "rsa"):
+        issued = next(iter(minter.issue_many(["site00001.bench"], kind)))
+        chain = x509.load_pem_x509_certificates(issued.chain_path.read_bytes())
+        trust = TrustStore.from_file(str(minter.ca_path))
+        verdict = verify_chain(chain, trust=trust, at=datetime.now(UTC), hostname="site00001.bench")
+        assert verdict is Verdict.OK, (kind, verdict)
