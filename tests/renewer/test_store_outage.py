@@ -2,9 +2,11 @@
 backends, as a partitioned network looks), TCP listeners that accept and never speak (PostgreSQL and MySQL
 URLs), SQLite write-locked by another connection. Real `certloop renewer` processes, real databases.
 
-What must hold: the webhook answers 503 within 2 s, `/-/ready` 503, `/metrics` 200 from its last snapshot,
-the store threads stay bounded, the claim loop says so once (not per poll), and everything recovers by
-itself when the database answers again.
+What must hold: the webhook answers 503 within the store's deadline (1.5 s) and half a second, `/-/ready` 503,
+`/metrics` 200 from its last snapshot, the store threads stay bounded, the claim loop says so once (not per
+poll), and everything recovers by itself when the database answers again. The half second is what a quiet
+machine needs; on a loaded one the budget also grants what the load adds to a request that waits on nothing,
+measured the same way just before (see :func:`budget`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from tests.support.servers import PrivatePostgres, ThreadedServer, private_postg
 FIXTURES = Path(__file__).parent / "fixtures"
 FIRING = (FIXTURES / "firing.json").read_bytes()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-WEBHOOK_BUDGET = 2.0  # seconds: Alertmanager must get its 503 (and retry) within this
+STORE_DEADLINE = 1.5  # seconds: database.timeout's default, which these renewers run with
+MARGIN = 0.5  # seconds past it for the answer to reach Alertmanager on a quiet machine (2 s in all)
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +80,14 @@ def threads_of(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
-def hammer(r: RenewerProcess, requests_: int = 40) -> list[tuple[str, int, float, str]]:
-    """Webhooks, readiness and metrics at once, each on its own connection: (what, status, seconds, body)."""
+def hammer(r: RenewerProcess, requests_: int = 40, *, healthy_only: bool = False) -> list[tuple[str, int, float, str]]:
+    """Webhooks, readiness and metrics at once, each on its own connection: (what, status, seconds, body).
+    ``healthy_only``: as many /-/healthy requests, sent the same way (they wait on nothing)."""
 
     def one(i: int) -> tuple[str, int, float, str]:
         with requests.Session() as s:
+            if healthy_only:
+                return ("healthy", *timed(lambda: s.get(r.url + "/-/healthy", timeout=30)))
             if i % 4 == 1:
                 return ("ready", *timed(lambda: s.get(r.url + "/-/ready", timeout=30)))
             if i % 4 == 2:
@@ -93,9 +99,19 @@ def hammer(r: RenewerProcess, requests_: int = 40) -> list[tuple[str, int, float
         return list(pool.map(one, range(requests_)))
 
 
-def assert_outage_answers(results: list[tuple[str, int, float, str]]) -> None:
+def budget(r: RenewerProcess, requests_: int) -> float:
+    """Seconds an outage answer may take: the store's deadline, the margin, and the slowest of a burst of
+    /-/healthy requests sent the same way just before, which is what this machine's load adds to any
+    answer now (nearly nothing when it is quiet). Load slows every kind alike; an answer that waited on
+    the database past its deadline (a driver's timeout, a blocked event loop) does not fit."""
+    healthy = hammer(r, requests_, healthy_only=True)
+    assert all(status == 200 for _, status, _, _ in healthy), healthy
+    return STORE_DEADLINE + MARGIN + max(seconds for _, _, seconds, _ in healthy)
+
+
+def assert_outage_answers(results: list[tuple[str, int, float, str]], within: float) -> None:
     for what, status, seconds, body in results:
-        assert seconds < WEBHOOK_BUDGET, f"{what} took {seconds:.2f}s"
+        assert seconds < within, f"{what} took {seconds:.2f}s (budget {within:.2f}s)"
         if what == "metrics":
             assert status == 200 and "certloop_renewer_" in body, body[:300]
         else:
@@ -106,7 +122,7 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
     pg: PrivatePostgres, pg_db: str, make_setup: Callable[..., Setup],
     start_renewer: Callable[..., RenewerProcess],
 ) -> None:
-    """SIGSTOP on the postmaster and its backends: webhook and /-/ready 503 within 2 s, /metrics 200 from
+    """SIGSTOP on the postmaster and its backends: webhook and /-/ready 503 in time, /metrics 200 from
     the last snapshot, at most the pool's threads waiting, one claim-loop warning for the whole outage;
     after SIGCONT the webhook queues again and the log says the store answers again, without a restart."""
     setup = make_setup(["shop"], database=pg_db)
@@ -119,8 +135,9 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
 
     pg.freeze()
     try:
-        assert_outage_answers(hammer(r, 40))
-        assert_outage_answers(hammer(r, 40))  # again, with the first round's threads possibly still parked
+        assert_outage_answers(hammer(r, 40), budget(r, 40))
+        # again, with the first round's threads possibly still parked
+        assert_outage_answers(hammer(r, 40), budget(r, 40))
         assert gauge(r, "certloop_renewer_database_up") == 0  # what CertloopRenewerDatabaseUnavailable reads
         # The store has 8 threads; the default executor and the watchdog a few more: no pile-up.
         assert threads_of(r.proc.pid) <= baseline + 8 + 2, (baseline, threads_of(r.proc.pid))
@@ -151,10 +168,11 @@ def test_a_listener_that_never_speaks_gives_fast_503s(
         setup = make_setup(["shop"], top={"database": {"url": f"{scheme}://u:secret@127.0.0.1:{srv.port}/db",
                                              "auto_migrate": False}})
         r = start_renewer(setup.path)
+        within = budget(r, 24)
         start = time.monotonic()
         results = hammer(r, 24)
-        assert_outage_answers(results)
-        assert time.monotonic() - start < 3 * WEBHOOK_BUDGET
+        assert_outage_answers(results, within)
+        assert time.monotonic() - start < 3 * within  # 24 requests on 16 connections: two rounds
         assert srv.accepted >= 1  # the renewer did try the listener
         assert gauge(r, "certloop_renewer_database_up") == 0
         assert threads_of(r.proc.pid) < 32
@@ -173,10 +191,11 @@ def test_write_locked_sqlite_is_not_ready(
     try:
         locker.execute("BEGIN IMMEDIATE")
         locker.execute("UPDATE jobs SET updated_at = updated_at")
+        within = budget(r, 1)
         status, seconds, _ = timed(lambda: r.get("/-/ready"))
-        assert (status, seconds < WEBHOOK_BUDGET) == (503, True), seconds
+        assert (status, seconds < within) == (503, True), (seconds, within)
         status, seconds, _ = timed(lambda: r.post("/api/v1/alertmanager", FIRING))
-        assert (status, seconds < WEBHOOK_BUDGET) == (503, True), seconds
+        assert (status, seconds < within) == (503, True), (seconds, within)
     finally:
         locker.execute("ROLLBACK")
         locker.close()
