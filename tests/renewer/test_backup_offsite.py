@@ -6,6 +6,7 @@ configured only by the standard AWS environment variables, as an operator would 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,8 @@ from certloop.renewer.daemon import open_keystore, open_store
 from certloop.renewer.records import State
 from certloop.renewer.store import Store
 from stack.moto import MotoServer
-from tests.renewer.conftest import PG_ADMIN, Setup
+from tests.renewer.conftest import Setup
+from tests.support.servers import private_postgres
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PHRASE = "an off-site passphrase, long enough"
@@ -207,27 +209,34 @@ def test_verify_a_good_archive_on_s3_and_locally(
 def test_verify_into_a_scratch_postgresql_database(
     seeded: tuple[Setup, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`--scratch-database` restores into a new database on that server and drops it afterwards."""
+    """`--scratch-database` restores into a new database on that server and drops it afterwards: the
+    server's log shows one database created and that same one dropped, and none is left.
+
+    A private cluster, so no other run's scratch databases come and go on the server meanwhile."""
     setup, phrase = seeded
     archive = tmp_path / "good.clb"
     assert _run(capsys, "--config.file", str(setup.path), "backup", "--out", str(archive),
                 "--passphrase-file", str(phrase))[0] == 0
+    with private_postgres("log_statement=ddl") as cluster:
 
-    def verify_dbs() -> set[str]:
-        admin = sa.create_engine(PG_ADMIN)
-        try:
-            with admin.connect() as conn:
-                rows = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'certloop_verify_%'"))
-                return {r[0] for r in rows}
-        finally:
-            admin.dispose()
+        def databases() -> set[str]:
+            admin = sa.create_engine(cluster.url)
+            try:
+                with admin.connect() as conn:
+                    return {r[0] for r in conn.execute(sa.text("SELECT datname FROM pg_database"))}
+            finally:
+                admin.dispose()
 
-    before = verify_dbs()
-    code, out, err = _run(capsys, "backup", "verify", str(archive), "--passphrase-file", str(phrase),
-                          "--scratch-database", PG_ADMIN)
-    assert code == 0, err
-    assert "scratch postgresql" in out and "jobs 2" in out
-    assert verify_dbs() == before
+        before = databases()
+        code, out, err = _run(capsys, "backup", "verify", str(archive), "--passphrase-file", str(phrase),
+                              "--scratch-database", cluster.url)
+        assert code == 0, err
+        assert "scratch postgresql" in out and "jobs 2" in out
+        assert databases() == before
+        log = cluster.process.log_path.read_text()
+        created = re.findall(r'CREATE DATABASE "(certloop_verify_[0-9a-f]+)"', log)
+        dropped = re.findall(r'DROP DATABASE IF EXISTS "(certloop_verify_[0-9a-f]+)"', log)
+        assert len(created) == 1 and dropped == created, log[-2000:]
 
 
 def test_verify_a_corrupted_archive_exits_4(
