@@ -26,7 +26,8 @@ from certloop.landing import landing_page
 from certloop.renewer.access import Access, Permission, Principal
 from certloop.renewer.audit import AuditTrail
 from certloop.renewer.config import RenewerConfig
-from certloop.renewer.intake import PayloadError, summary, triage
+from certloop.renewer.errors import PayloadError, StoreUnavailable
+from certloop.renewer.intake import summary, triage
 from certloop.renewer.metrics import CertificateSnapshot, RenewerMetrics, Snapshot
 from certloop.renewer.openapi import OPENAPI
 from certloop.renewer.ratelimit import headroom, ledger_request
@@ -34,7 +35,7 @@ from certloop.renewer.records import AuditEvent, Enqueued, EnqueueItem, JobEvent
 from certloop.renewer.scheduler import installed_facts, next_due
 from certloop.renewer.served import EndpointLook, ServedLeaves, judge
 from certloop.renewer.spec import CERTIFICATE_ID_PATTERN, should_renew
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.store import Store
 
 __all__ = ["ROUTES", "Api", "EnqueueBatcher"]
 

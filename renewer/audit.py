@@ -23,9 +23,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from certloop.renewer.errors import StoreUnavailable
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.records import AuditEvent
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.store import Store
 
 __all__ = ["ACTIONS", "AuditTrail"]
 

@@ -33,12 +33,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.errors import ArchiveDamaged, BackupError, WrongKey
 from certloop.renewer.keystore import write_private
 from certloop.renewer.store import Store
 
-__all__ = [
-    "ArchiveDamaged", "BackupError", "Restored", "WrongKey", "make_backup", "read_backup", "restore_backup",
+__all__ = [ "Restored", "make_backup", "read_backup", "restore_backup",
     "seal", "unseal", "write_backup",
 ]
 
@@ -49,21 +48,6 @@ FORMAT = "certloop-renewer-backup/1"
 # staging: temporary issuer output. journal: an install in flight when the archive was made; replayed
 # after a restore it would copy that moment's `.certloop-prev` files over certificates renewed since.
 _SKIP_DIRS = {"staging", "journal"}
-
-
-class BackupError(RenewerError):
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}" if path else reason)
-
-
-class WrongKey(BackupError):
-    """The key or passphrase does not open this archive (the archive itself may be fine)."""
-
-
-class ArchiveDamaged(BackupError):
-    """Not a certloop archive, truncated, altered, or of an unknown format."""
 
 
 def _skip(rel: Path, db_file: Path | None) -> bool:

@@ -13,7 +13,7 @@ credentials from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile or a
 endpoint from ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``); path-style addressing from the shared
 config file (``s3 = addressing_style = path``). So one set of settings serves certloop, the aws CLI
 and any other tool on the host. boto3 and botocore errors are translated here, and only here, into
-:class:`~renewer.backup.BackupError` naming the URL.
+:class:`~certloop.renewer.errors.BackupError` naming the URL.
 
 Retention (:func:`expired`) is a pure function of the archive names: it never looks at object times,
 which differ between a copy and its original, and it never touches a name it did not write.
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from certloop.renewer.backup import BackupError
+from certloop.renewer.errors import BackupError
 from certloop.renewer.keystore import write_private
 
 if TYPE_CHECKING:

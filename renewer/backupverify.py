@@ -28,15 +28,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from certloop.renewer import migrations
-from certloop.renewer.backup import ArchiveDamaged, BackupError, restore_backup
+from certloop.renewer.backup import restore_backup
 from certloop.renewer.database import TABLES
+from certloop.renewer.errors import ArchiveDamaged, BackupError, Mismatch
 from certloop.renewer.store import Store
 
-__all__ = ["Mismatch", "Verified", "check_restored", "scratch_postgresql", "verify_backup"]
-
-
-class Mismatch(BackupError):
-    """The archive decrypted but what it restored differs from what it lists."""
+__all__ = ["Verified", "check_restored", "scratch_postgresql", "verify_backup"]
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from certloop import __version__, logs
 from certloop.errors import CertloopError, ConfigError, ListenError
 from certloop.exitcodes import ExitCode, UsageParser, VerifyExit
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, tune_collector
-from certloop.renewer.backup import ArchiveDamaged, BackupError, WrongKey, make_backup, restore_backup, seal, unseal
+from certloop.renewer.backup import make_backup, restore_backup, seal, unseal
 from certloop.renewer.backupsite import Place, archive_name, archives, expired, parse_location
-from certloop.renewer.backupverify import Mismatch, verify_backup
+from certloop.renewer.backupverify import verify_backup
 from certloop.renewer.config import RenewerConfig, load_config
-from certloop.renewer.store import StoreUnavailable
+from certloop.renewer.errors import ArchiveDamaged, BackupError, Mismatch, StoreUnavailable, WrongKey
 from certloop.webconfig import WebConfigFile
 
 __all__ = ["main"]

@@ -36,7 +36,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from certloop.renewer.deadline import DeadlinePassed, Watchdog
+from certloop.renewer.deadline import Watchdog
+from certloop.renewer.errors import DeadlinePassed
 
 __all__ = [
     "READ_ONLY",

@@ -29,15 +29,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.errors import DeadlinePassed
 
-__all__ = ["Arm", "DeadlinePassed", "Watchdog"]
+__all__ = ["Arm", "Watchdog"]
 
 log = logging.getLogger(__name__)
-
-
-class DeadlinePassed(RenewerError):
-    """Raised in the store thread when its deadline passed before (or while) it used a connection."""
 
 
 @dataclass(eq=False)

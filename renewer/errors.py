@@ -17,7 +17,18 @@ branch on facts - retry issuance, retry only the deployment, back off - without 
     ├── DeployError(step, returncode, stderr_tail)  a deploy step failed (raised inside deploy)
     ├── VerifyError(endpoint, detail) an endpoint did not serve the new leaf in time
     ├── RolledBack(reason, cause)     deploy failed and the previous files are live and served again
-    └── RollbackFailed(reason, cause) deploy failed AND restoring the previous state failed: page someone
+    ├── RollbackFailed(reason, cause) deploy failed AND restoring the previous state failed: page someone
+    ├── UndoFailed                    inside install: restoring the previous state failed (-> RollbackFailed)
+    ├── PayloadError(message)         a webhook body that is not an Alertmanager v4 payload (HTTP 400)
+    ├── KeystoreError(path, reason)   a sealed blob cannot be read: wrong key, tampered, unreadable
+    ├── StoreUnavailable(operation, detail, database)  the job store cannot be reached; retry later
+    ├── DeadlinePassed                a store operation's deadline passed (inside the store thread)
+    ├── LeaseLost                     another replica took the job over: stop working on it
+    ├── MigrationError(message, database_revision)  the schema cannot be moved as asked
+    └── BackupError(path, reason)     a backup cannot be written, read or restored
+        ├── WrongKey                  the key or passphrase does not open the archive
+        ├── ArchiveDamaged            not a certloop archive, truncated, altered, unknown format
+        └── Mismatch                  restored content differs from what the archive lists
 """
 
 from __future__ import annotations
@@ -27,21 +38,32 @@ from datetime import datetime
 from certloop.errors import CertloopError
 
 __all__ = [
+    "ArchiveDamaged",
     "BackendFailed",
+    "BackupError",
     "ChallengeFailed",
     "ConnectionFailed",
+    "DeadlinePassed",
     "DeployError",
     "DnsError",
     "IssuanceError",
+    "KeystoreError",
+    "LeaseLost",
+    "MigrationError",
+    "Mismatch",
     "NotDue",
+    "PayloadError",
     "PendingManual",
     "RateLimited",
     "RenewerError",
     "RollbackFailed",
     "RolledBack",
+    "StoreUnavailable",
     "Unauthorized",
+    "UndoFailed",
     "ValidationError",
     "VerifyError",
+    "WrongKey",
 ]
 
 
@@ -165,3 +187,72 @@ class RollbackFailed(RenewerError):
         self.reason = reason
         self.cause = cause
         super().__init__(f"ROLLBACK FAILED: {reason}")
+
+
+class UndoFailed(RenewerError):
+    """The previous state could not be restored, or the probe proved it is not served (install turns it
+    into :class:`RollbackFailed`)."""
+
+
+class PayloadError(RenewerError):
+    """The body is not an Alertmanager v4 payload; ``message`` says what is wrong (HTTP 400)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class KeystoreError(RenewerError):
+    """A sealed blob cannot be read: wrong key, tampered, bound to another id, or unreadable file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class StoreUnavailable(RenewerError):
+    """The database cannot be reached or refused the operation; the caller may retry later."""
+
+    def __init__(self, operation: str, detail: str, database: str = "") -> None:
+        self.operation = operation
+        self.detail = detail
+        self.database = database  # the URL, password hidden ("" when not known)
+        super().__init__(f"job store unavailable during {operation}: {detail}")
+
+
+class DeadlinePassed(RenewerError):
+    """Raised in the store thread when its deadline passed before (or while) it used a connection."""
+
+
+class LeaseLost(RenewerError):
+    """Another replica took the job over (our lease expired); stop working on it."""
+
+
+class MigrationError(RenewerError):
+    """The schema cannot be moved as asked; ``database_revision`` is where the database is."""
+
+    def __init__(self, message: str, database_revision: str | None) -> None:
+        self.database_revision = database_revision
+        super().__init__(message)
+
+
+class BackupError(RenewerError):
+    """A backup cannot be written, read or restored; ``path`` names the archive or file, ``reason`` why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class WrongKey(BackupError):
+    """The key or passphrase does not open this archive (the archive itself may be fine)."""
+
+
+class ArchiveDamaged(BackupError):
+    """Not a certloop archive, truncated, altered, or of an unknown format."""
+
+
+class Mismatch(BackupError):
+    """The archive decrypted but what it restored differs from what it lists."""

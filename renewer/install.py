@@ -54,6 +54,7 @@ from certloop.renewer.errors import (
     RenewerError,
     RollbackFailed,
     RolledBack,
+    UndoFailed,
     VerifyError,
 )
 from certloop.renewer.material import IssuedMaterial, split_pem
@@ -380,26 +381,22 @@ async def _roll_back(
     reason = _reason(cause)
     try:
         note = await _undo(spec, ctx, journal)
-    except _UndoFailed as exc:
+    except UndoFailed as exc:
         raise RollbackFailed(f"{reason}; then {exc}", cause) from exc
     raise RolledBack(f"{reason}{note}", cause) from cause
-
-
-class _UndoFailed(RenewerError):
-    """The previous state could not be restored, or the probe proved it is not served."""
 
 
 async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) -> str:
     """Restore changed files, rerun the deploy steps, probe for the old leaf, drop the journal.
 
     Returns a note ("" or "; ...") on what failed on the way back without harm - a deploy step that
-    fails again while the previous leaf is still served. Raises :class:`_UndoFailed` when the files
+    fails again while the previous leaf is still served. Raises :class:`UndoFailed` when the files
     cannot be restored or the probe shows the previous leaf is not served.
     """
     try:
         await asyncio.to_thread(_restore, journal)
     except OSError as exc:
-        raise _UndoFailed(f"restoring the previous files failed: {describe_os_error(exc)}") from exc
+        raise UndoFailed(f"restoring the previous files failed: {describe_os_error(exc)}") from exc
     note = ""
     try:
         await _run_steps(spec)
@@ -411,7 +408,7 @@ async def _undo(spec: CertificateSpec, ctx: RenewalContext, journal: Journal) ->
         try:
             await _await_served(endpoints, old, spec.verify.timeout.total_seconds(), ctx.dns_resolver)
         except VerifyError as exc:
-            raise _UndoFailed(f"after restoring, the previous leaf is not served: {exc}{note}") from exc
+            raise UndoFailed(f"after restoring, the previous leaf is not served: {exc}{note}") from exc
         if note:
             note += f"; the previous leaf is still served by {len(endpoints)} endpoint(s)"
     elif note:
@@ -447,7 +444,7 @@ async def recover(spec: CertificateSpec, ctx: RenewalContext) -> bool:
         raise RollbackFailed(f"cannot read the install journal {path}: {exc}") from exc
     try:
         note = await _undo(spec, ctx, journal)
-    except _UndoFailed as exc:
+    except UndoFailed as exc:
         raise RollbackFailed(f"recovering the interrupted install failed: {exc}", exc) from exc
     except OSError as exc:
         raise RollbackFailed(f"recovering the interrupted install failed: {describe_os_error(exc)}", exc) from exc

@@ -25,12 +25,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.errors import PayloadError
 
 __all__ = [
     "OUTCOMES",
     "Ignored",
-    "PayloadError",
     "RenewalRequest",
     "Triage",
     "parse_payload",
@@ -42,14 +41,6 @@ OUTCOMES = ("queued", "duplicate", "unknown_certificate", "resolved_ignored", "n
 # Matched with fullmatch: ``$`` alone would let a trailing newline through.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # renewer.spec.CERTIFICATE_ID_PATTERN
 _FINGERPRINT = re.compile(r"[0-9a-fA-F]{1,32}")
-
-
-class PayloadError(RenewerError):
-    """The body is not an Alertmanager v4 payload; ``message`` says what is wrong (HTTP 400)."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
 
 
 class _Loose(BaseModel):

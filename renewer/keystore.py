@@ -22,21 +22,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certloop.atomicfile import write_atomic
 from certloop.config import resolve_secret
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.errors import KeystoreError
 
-__all__ = ["Keystore", "KeystoreError", "write_private"]
+__all__ = ["Keystore", "write_private"]
 
 _MAGIC = b"CLK1"
 _NONCE = 12
-
-
-class KeystoreError(RenewerError):
-    """A sealed blob cannot be read: wrong key, tampered, bound to another id, or unreadable file."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}" if path else reason)
 
 
 def _decode_key(text: str, where: str) -> bytes:

@@ -31,10 +31,10 @@ from certloop.httpserver import HttpError, Request, Response
 from certloop.renewer.access import Permission, Principal
 from certloop.renewer.api import MAX_JOB_ID, Api, parse_job_id
 from certloop.renewer.csrf import WRONG, Csrf
+from certloop.renewer.errors import StoreUnavailable
 from certloop.renewer.records import OPEN_STATES, Job, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
 from certloop.renewer.served import EndpointLook, judge
-from certloop.renewer.store import StoreUnavailable
 from certloop.renewer.timeline import timeline
 
 __all__ = ["PAGE_ROUTES", "StatusPage"]

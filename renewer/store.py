@@ -50,8 +50,8 @@ from certloop.renewer.database import (
     ratelimit_events,
     redact_url,
 )
-from certloop.renewer.deadline import DeadlinePassed, Watchdog
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.deadline import Watchdog
+from certloop.renewer.errors import DeadlinePassed, StoreUnavailable
 from certloop.renewer.records import (
     TERMINAL_STATES,
     AuditEvent,
@@ -69,21 +69,11 @@ from certloop.renewer.records import (
     to_ms,
 )
 
-__all__ = ["Store", "StoreUnavailable"]
+__all__ = ["Store"]
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class StoreUnavailable(RenewerError):
-    """The database cannot be reached or refused the operation; the caller may retry later."""
-
-    def __init__(self, operation: str, detail: str, database: str = "") -> None:
-        self.operation = operation
-        self.detail = detail
-        self.database = database  # the URL, password hidden ("" when not known)
-        super().__init__(f"job store unavailable during {operation}: {detail}")
 
 
 # The webhook's one lookup per batch, built once (its cache key is memoized): open jobs and last successes

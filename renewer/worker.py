@@ -39,12 +39,14 @@ from certloop.renewer.errors import (
     BackendFailed,
     ChallengeFailed,
     IssuanceError,
+    LeaseLost,
     NotDue,
     PendingManual,
     RateLimited,
     RenewerError,
     RollbackFailed,
     RolledBack,
+    StoreUnavailable,
     ValidationError,
 )
 from certloop.renewer.material import IssuedMaterial
@@ -53,9 +55,9 @@ from certloop.renewer.policy import next_attempt_at
 from certloop.renewer.ratelimit import check, failure_events, issued_events, ledger_request, order_events
 from certloop.renewer.records import Job, State
 from certloop.renewer.spec import CertificateSpec, renewal_due_at
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.store import Store
 
-__all__ = ["LeaseLost", "OutageLog", "Worker", "failure_detail"]
+__all__ = [ "OutageLog", "Worker", "failure_detail"]
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,6 @@ def _tail(text: str, limit: int = LOGGED_TAIL) -> str:
         return text
     head = limit // 4
     return f"{text[:head]} ... {text[-(limit - head - 5):]}"
-
-
-class LeaseLost(RenewerError):
-    """Another replica took the job over (our lease expired); stop working on it."""
 
 
 class OutageLog:

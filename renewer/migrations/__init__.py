@@ -14,17 +14,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine
 
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.errors import MigrationError
 
-__all__ = ["HEAD", "MigrationError", "current", "downgrade", "upgrade"]
+__all__ = ["HEAD", "current", "downgrade", "upgrade"]
 
-
-class MigrationError(RenewerError):
-    """The schema cannot be moved as asked; ``database_revision`` is where the database is."""
-
-    def __init__(self, message: str, database_revision: str | None) -> None:
-        self.database_revision = database_revision
-        super().__init__(message)
 
 HEAD = "0003"
 _HERE = Path(__file__).resolve().parent

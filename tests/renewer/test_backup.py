@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from certloop.renewer.backup import FORMAT, BackupError, read_backup
+from certloop.renewer.backup import FORMAT, read_backup
 from certloop.renewer.cli import main
 from certloop.renewer.config import load_config
 from certloop.renewer.daemon import open_keystore, open_store
+from certloop.renewer.errors import BackupError
 from certloop.renewer.records import AuditEvent, State
 from tests.renewer.conftest import Setup, clean
 

@@ -19,10 +19,11 @@ import yaml
 from certloop.renewer import migrations
 from certloop.renewer.backup import make_backup, restore_backup
 from certloop.renewer.backupsite import archive_name, expired
-from certloop.renewer.backupverify import Mismatch, check_restored
+from certloop.renewer.backupverify import check_restored
 from certloop.renewer.cli import main
 from certloop.renewer.config import load_config
 from certloop.renewer.daemon import open_keystore, open_store
+from certloop.renewer.errors import Mismatch
 from certloop.renewer.records import State
 from certloop.renewer.store import Store
 from stack.moto import MotoServer

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from certloop.renewer.config import DEFAULT_ALERTNAMES
-from certloop.renewer.intake import PayloadError, parse_time, triage
+from certloop.renewer.errors import PayloadError
+from certloop.renewer.intake import parse_time, triage
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIGURED = {"shop", "blog", "api"}

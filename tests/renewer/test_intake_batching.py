@@ -15,8 +15,9 @@ import pytest
 
 from certloop.renewer import migrations
 from certloop.renewer.api import EnqueueBatcher
+from certloop.renewer.errors import StoreUnavailable
 from certloop.renewer.records import Enqueued, EnqueueItem, State
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.store import Store
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

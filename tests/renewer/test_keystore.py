@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from certloop.errors import ConfigError
-from certloop.renewer.keystore import Keystore, KeystoreError
+from certloop.renewer.errors import KeystoreError
+from certloop.renewer.keystore import Keystore
 
 KEY = bytes(range(32))
 

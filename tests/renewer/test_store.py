@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from certloop.renewer import migrations
+from certloop.renewer.errors import StoreUnavailable
 from certloop.renewer.records import LedgerEvent, State
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.store import Store
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

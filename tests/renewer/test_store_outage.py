@@ -26,7 +26,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.errors import StoreUnavailable
+from certloop.renewer.store import Store
 from certloop.renewer.worker import OutageLog
 from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
 from tests.support.servers import PrivatePostgres, ThreadedServer, private_postgres, silent
