@@ -19,6 +19,7 @@ from typing import Any
 import _jsonnet
 import yaml
 
+from certloop.alerting.errors import BuildError
 from certloop.exitcodes import ExitCode, UsageParser
 
 ALERTING_DIR = Path(__file__).resolve().parent
@@ -36,10 +37,6 @@ HEADER = (
 
 # Key order inside one rule, as Prometheus documents it.
 _RULE_KEYS = ("record", "alert", "expr", "for", "labels", "annotations")
-
-
-class BuildError(Exception):
-    """The mixin does not evaluate, or evaluates to something that is not a rule file."""
 
 
 def evaluate(config_patch: Mapping[str, Any] | None = None) -> dict[str, Any]:

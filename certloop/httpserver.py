@@ -46,7 +46,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
-from certloop.errors import ListenError
+from certloop.errors import HttpError, ListenError
 from certloop.httpconnections import (
     DEFAULT_MAX_CONNECTIONS,
     ConnectionServer,
@@ -56,7 +56,7 @@ from certloop.httpconnections import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_CONNECTIONS", "UNMATCHED", "Handler", "HttpError", "HttpServer", "Limits", "Observer", "Request",
+    "DEFAULT_MAX_CONNECTIONS", "UNMATCHED", "Handler", "HttpServer", "Limits", "Observer", "Request",
     "Response", "Router", "accepts_gzip", "tune_collector",
 ]
 
@@ -67,15 +67,6 @@ GZIP_OFF_LOOP = 256 * 1024  # bytes: larger bodies are compressed in a thread, t
 _GZIP_LEVEL = 1  # metrics text still shrinks ~10x at level 1, at a fraction of level 6's CPU
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 UNMATCHED = "other"  # the route of a request no route matched (404, 405, refused before routing)
-
-
-class HttpError(Exception):
-    """An answer given by raising (``Request.read`` raises it for 408/413/415/400)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Request:

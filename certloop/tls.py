@@ -35,12 +35,12 @@ from collections import Counter
 from dataclasses import dataclass
 from time import perf_counter
 
-from certloop.errors import FailureReason, ProbeError
+from certloop.errors import FailureReason, ProbeError, Refused, Unsupported
 from certloop.hostnames import parse_ip
 from certloop.hostnames import server_name as wire_name
 from certloop.plaintext import Negotiator, Plaintext
 from certloop.tlshandshake import SocketWatch, observation_context, observe_chain, openssl_handshake
-from certloop.tlsobserve import Observed, Refused, Unsupported
+from certloop.tlsobserve import Observed
 
 __all__ = ["DEFAULT_MAX_CHAIN_BYTES", "PATHS", "Presented", "fetch"]
 

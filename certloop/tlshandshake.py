@@ -24,8 +24,8 @@ import ssl
 from contextlib import suppress
 from functools import cache
 
-from certloop.errors import FailureReason, ProbeError
-from certloop.tlsobserve import Observed, Observer, Offer, Unsupported, offer_for, server_hello_version
+from certloop.errors import FailureReason, ProbeError, Unsupported
+from certloop.tlsobserve import Observed, Observer, Offer, offer_for, server_hello_version
 
 __all__ = ["SocketWatch", "observation_context", "observation_offer", "observe_chain", "openssl_handshake"]
 

@@ -48,6 +48,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from certloop.errors import Refused, Unsupported
 from certloop.tlswire import (
     ALERT,
     ALERT_NAMES,
@@ -74,11 +75,8 @@ from certloop.tlswire import (
     TLS13_SUITES,
     VERSION_NAMES,
     X25519,
-    ObserveError,
     Reader,
-    Refused,
     TrafficKeys,
-    Unsupported,
     certificate_list,
     expand_label,
     extension,
@@ -94,12 +92,9 @@ __all__ = [
     "SHARE_USES",
     "SIGNATURE_ALGORITHMS",
     "VERSION_NAMES",
-    "ObserveError",
     "Observed",
     "Observer",
     "Offer",
-    "Refused",
-    "Unsupported",
     "offer_for",
     "server_hello_version",
 ]

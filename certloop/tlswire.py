@@ -14,15 +14,15 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from certloop.errors import CertloopError
+from certloop.errors import Unsupported
 
 __all__ = [
     "ALERT", "ALERT_NAMES", "APPLICATION_DATA", "CERTIFICATE", "CERTIFICATE_REQUEST", "CHANGE_CIPHER_SPEC",
     "DERIVED", "ENCRYPTED_EXTENSIONS", "EXT_EC_POINT_FORMATS", "EXT_ENCRYPT_THEN_MAC", "EXT_EXTENDED_MASTER_SECRET",
     "EXT_KEY_SHARE", "EXT_PADDING", "EXT_RENEGOTIATION_INFO", "EXT_SERVER_NAME", "EXT_SIGNATURE_ALGORITHMS",
     "EXT_SUPPORTED_GROUPS", "EXT_SUPPORTED_VERSIONS", "HANDSHAKE", "HELLO_RETRY_RANDOM", "SECP256R1", "SERVER_HELLO",
-    "TLS13_SUITES", "VERSION_NAMES", "X25519", "ObserveError", "Reader", "Refused", "Suite", "TrafficKeys",
-    "Unsupported", "certificate_list", "expand_label", "extension", "parse_extensions", "u16s", "vector",
+    "TLS13_SUITES", "VERSION_NAMES", "X25519", "Reader", "Suite", "TrafficKeys", "certificate_list", "expand_label",
+    "extension", "parse_extensions", "u16s", "vector",
 ]
 
 VERSION_NAMES: Final[Mapping[int, str]] = {
@@ -56,31 +56,6 @@ def extension(kind: int, body: bytes) -> bytes:
 
 def u16s(values: Iterable[int]) -> bytes:
     return b"".join(v.to_bytes(2, "big") for v in values)
-
-
-
-class ObserveError(CertloopError):
-    """The fast path stopped; ``detail`` says why (short, safe to show)."""
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
-
-
-class Unsupported(ObserveError):
-    """Something this path does not handle: repeat the probe through OpenSSL."""
-
-
-class Refused(ObserveError):
-    """A final failure that OpenSSL would report the same way.
-
-    ``too_large`` is true for a certificate message over :data:`MAX_CERTIFICATE_MESSAGE` (the
-    ``chain_too_large`` reason); otherwise the server did not speak TLS (``handshake``).
-    """
-
-    def __init__(self, detail: str, *, too_large: bool = False) -> None:
-        self.too_large = too_large
-        super().__init__(detail)
 
 
 # -- TLS 1.3 key schedule (RFC 8446 section 7) ----------------------------------------------------

@@ -25,22 +25,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.verification import Store
 
-from certloop.errors import CertloopError
+from certloop.errors import TrustStoreError
 from certloop.facts import facts
 from certloop.x509 import parse_pem
 
-__all__ = ["TrustStore", "TrustStoreError", "claims_issuer", "issued_by", "signed_by"]
+__all__ = ["TrustStore", "claims_issuer", "issued_by", "signed_by"]
 
 DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-class TrustStoreError(CertloopError):
-    """A trust store could not be loaded: ``source`` names the bundle, ``message`` says why."""
-
-    def __init__(self, source: str, message: str) -> None:
-        self.source = source
-        self.message = message
-        super().__init__(f"{source}: {message}")
 
 
 _tokens = itertools.count(1)

@@ -25,7 +25,6 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import NamedTuple
 
 from cryptography import x509
@@ -34,13 +33,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certloop.cache import remember
-from certloop.errors import CertloopError
+from certloop.errors import FileError, FileReason
 from certloop.facts import note_der
 
 __all__ = [
     "MAX_FILE_BYTES",
-    "FileError",
-    "FileReason",
     "Parsed",
     "Problem",
     "certificates_in",
@@ -56,31 +53,6 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-
-
-class FileReason(StrEnum):
-    """Why a certificate file yielded no certificate. A fixed set: used as a metric label value."""
-
-    NOT_FOUND = "not_found"
-    PERMISSION_DENIED = "permission_denied"
-    NOT_A_FILE = "not_a_file"
-    SYMLINK_LOOP = "symlink_loop"
-    TOO_LARGE = "too_large"
-    EMPTY = "empty"
-    NO_CERTIFICATE = "no_certificate"
-    WRONG_PASSWORD = "wrong_password"  # noqa: S105 -- a reason label, not a secret
-    PARSE_ERROR = "parse_error"
-    UNREADABLE = "unreadable"
-
-
-class FileError(CertloopError):
-    """A certificate file could not be used at all. ``reason`` is from :class:`FileReason`."""
-
-    def __init__(self, path: str, reason: FileReason, detail: str = "") -> None:
-        self.path = path
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
 
 
 @dataclass(frozen=True, slots=True)

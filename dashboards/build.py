@@ -30,7 +30,7 @@ import _jsonnet
 import yaml
 
 from certloop.alerting.build import GENERATED_DIR as MIXIN_GENERATED_DIR
-from certloop.alerting.build import BuildError
+from certloop.alerting.errors import BuildError
 from certloop.dashboards import detail, exporter_health, host, overview, renewals, thresholds
 from certloop.dashboards import style as s
 from certloop.dashboards.thresholds import Thresholds

@@ -20,7 +20,8 @@ from typing import Any
 
 import _jsonnet
 
-from certloop.alerting.build import ALERTING_DIR, BuildError
+from certloop.alerting.build import ALERTING_DIR
+from certloop.alerting.errors import BuildError
 
 THRESHOLDS_LIB = "lib/dashboard_thresholds.libsonnet"
 # Sentinels are SENTINEL_BASE + field index: in declaration order, so ordered steps stay ordered.

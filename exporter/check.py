@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from certloop.config import parse_duration
-from certloop.errors import CertloopError, FailureReason, ProbeError
+from certloop.errors import CertloopError, FailureReason, FileError, FileReason, ProbeError
 from certloop.exitcodes import ExitCode, UsageParser
 from certloop.exporter.config import ExporterConfig, load_config, split_target
 from certloop.exporter.sources.paths import NameFilter
@@ -29,7 +29,7 @@ from certloop.probe import Names, addresses_of, probe_address, target_names
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
-from certloop.x509 import MAX_FILE_BYTES, FileError, FileReason, read_certificate_file
+from certloop.x509 import MAX_FILE_BYTES, read_certificate_file
 
 __all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
 

@@ -29,14 +29,14 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from certloop import __version__
-from certloop.errors import ConfigError
+from certloop.errors import ConfigError, TrustStoreError
 from certloop.exporter import metrics as m
 from certloop.exporter.collector import Inventory
 from certloop.exporter.config import ExporterConfig, load_config
 from certloop.exporter.sources import SOURCES, Context, ProbeCounter, Source
 from certloop.exporter.sources.base import utcnow
 from certloop.resolve import AddressCache, Resolver
-from certloop.truststore import TrustStore, TrustStoreError
+from certloop.truststore import TrustStore
 
 __all__ = ["Engine", "build_context"]
 

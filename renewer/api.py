@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certloop import __version__
-from certloop.errors import ConfigError
-from certloop.httpserver import Handler, HttpError, Request, Response
+from certloop.errors import ConfigError, HttpError
+from certloop.httpserver import Handler, Request, Response
 from certloop.landing import landing_page
 from certloop.renewer.access import Access, Permission, Principal
 from certloop.renewer.audit import AuditTrail

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certloop.errors import ConfigError
+from certloop.errors import ConfigError, TrustStoreError
 from certloop.hostnames import covers
 from certloop.renewer.context import RenewalContext
 from certloop.renewer.errors import IssuanceError, ValidationError
@@ -38,7 +38,7 @@ from certloop.renewer.issuers import ISSUERS
 from certloop.renewer.issuers.base import IssueContext
 from certloop.renewer.material import IssuedMaterial, split_pem
 from certloop.renewer.spec import CertificateSpec
-from certloop.truststore import TrustStore, TrustStoreError
+from certloop.truststore import TrustStore
 from certloop.verify import Verdict, verify_chain
 
 __all__ = [

@@ -26,8 +26,8 @@ from urllib.parse import parse_qs
 import jinja2
 
 from certloop import __version__
-from certloop.errors import FailureReason
-from certloop.httpserver import HttpError, Request, Response
+from certloop.errors import FailureReason, HttpError
+from certloop.httpserver import Request, Response
 from certloop.renewer.access import Permission, Principal
 from certloop.renewer.api import MAX_JOB_ID, Api, parse_job_id
 from certloop.renewer.csrf import WRONG, Csrf

@@ -9,7 +9,7 @@ file source keeps (:class:`Known`: stat key, DER, when the verdict next changes)
 series. The file source runs batches in a thread, or in forked worker processes on a first sweep.
 
 Every failure is data for that file only (``certloop_probe_success 0`` with a reason from
-:class:`certloop.x509.FileReason`); nothing else in the batch is lost.
+:class:`certloop.errors.FileReason`); nothing else in the batch is lost.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from typing import NamedTuple, TypeVar
 
 from cryptography import x509
 
+from certloop.errors import FileError, FileReason
 from certloop.exporter.report import ChainReport, Observation, TargetReport, assess, render
 from certloop.exporter.sources.paths import StatKey, key_of
 from certloop.facts import der_bytes
 from certloop.truststore import TrustStore
-from certloop.x509 import FileError, FileReason, certificates_in, load_der_chain, read_bounded, reason_for_errno
+from certloop.x509 import certificates_in, load_der_chain, read_bounded, reason_for_errno
 
 __all__ = ["Job", "Known", "Reader", "Result"]
 

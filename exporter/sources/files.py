@@ -16,7 +16,7 @@ results (rendered text, stat key, DER for later re-judging) while the event loop
 ``/metrics`` and ``/-/ready``. Smaller sweeps read in a worker thread.
 
 Every failure is data for that file only (``certloop_probe_success 0`` with a reason from
-:class:`certloop.x509.FileReason`); nothing else is lost.
+:class:`certloop.errors.FileReason`); nothing else is lost.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Hashable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 
-from certloop.errors import ConfigError
+from certloop.errors import ConfigError, FileError
 from certloop.exporter.config import FileGroup
 from certloop.exporter.metrics import Fragments
 from certloop.exporter.sources.base import Context, Put
@@ -52,7 +52,7 @@ from certloop.exporter.sources.paths import (
 )
 from certloop.exporter.sources.watch import DirectoryWatch, Resolution
 from certloop.facts import facts
-from certloop.x509 import FileError, read_certificate_file
+from certloop.x509 import read_certificate_file
 
 __all__ = ["FileSource", "leaf_fingerprint"]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from certloop.alerting.build import GENERATED_DIR, PROMETHEUS_RULE_FILE, RULES_FILE, BuildError, evaluate, render
+from certloop.alerting.build import GENERATED_DIR, PROMETHEUS_RULE_FILE, RULES_FILE, evaluate, render
+from certloop.alerting.errors import BuildError
 from tests.alerting.rules import ROOT, SEVERITIES, alerts, load_rules
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from certloop.alerting.build import BuildError, evaluate
+from certloop.alerting.build import evaluate
+from certloop.alerting.errors import BuildError
 from tests.alerting.rules import alerts
 
 THREE = {"critical", "warning", "info"}

@@ -23,10 +23,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certloop.errors import FailureReason, ProbeError
+from certloop.errors import FailureReason, ObserveError, ProbeError, Refused, Unsupported
 from certloop.tls import PATHS, Presented, fetch
 from certloop.tlshandshake import observation_offer
-from certloop.tlsobserve import SHARE_USES, Observed, ObserveError, Observer, Refused, Unsupported
+from certloop.tlsobserve import SHARE_USES, Observed, Observer
 from stack.nginx import Nginx, Site
 from stack.process import LOOPBACK, Process, free_port, port_open, require_binary, wait_until
 from tests.support import servers

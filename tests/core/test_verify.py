@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from certloop import verify as verify_mod
+from certloop.errors import TrustStoreError
 from certloop.facts import Role, facts
 from certloop.hostnames import covers, uncovered
-from certloop.truststore import TrustStore, TrustStoreError
+from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
 from tests.support.pki import Issued, Pki, build_cert, new_key, openssl_sha1_leaf
 

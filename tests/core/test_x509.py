@@ -13,15 +13,9 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from certloop.errors import FileError, FileReason
 from certloop.facts import Role, chain_roles, facts
-from certloop.x509 import (
-    FileError,
-    FileReason,
-    load_der_chain,
-    parse_certificates,
-    parse_pem,
-    read_certificate_file,
-)
+from certloop.x509 import load_der_chain, parse_certificates, parse_pem, read_certificate_file
 from tests.support.pki import Pki, build_cert
 
 

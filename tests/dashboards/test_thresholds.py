@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from certloop.alerting.build import BuildError, evaluate
+from certloop.alerting.build import evaluate
+from certloop.alerting.errors import BuildError
 from certloop.dashboards import build, thresholds
 from certloop.dashboards import style as s
 from certloop.dashboards.style import Query
