@@ -27,16 +27,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DnsClient", "DnsFailure"]
+from certloop.errors import DnsFailure
 
-
-class DnsFailure(Exception):
-    """No usable answer: ``kind`` is ``timeout``, ``servers`` (every server failed) or ``name``."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
+__all__ = ["DnsClient"]
 
 
 def _give_up(queries: tuple[asyncio.Future[Any], ...]) -> None:

@@ -11,6 +11,7 @@ message, so callers can branch on facts rather than parse text. The core's:
     │                                       the STARTTLS negotiators; handled by both daemons)
     ├── FileError(path, reason, detail)     a certificate file cannot be used, for a FileReason (certloop.x509)
     ├── TrustStoreError(source, message)    a trust store cannot be loaded (certloop.truststore)
+    ├── DnsFailure(kind, detail)            no usable DNS answer (certloop.dnsclient; resolve translates it)
     └── ObserveError(detail)                the observing TLS path stopped (certloop.tlsobserve)
         ├── Unsupported                     not handled there: repeat the probe through OpenSSL
         └── Refused(too_large)              final, as OpenSSL would report it
@@ -28,6 +29,7 @@ from enum import StrEnum
 __all__ = [
     "CertloopError",
     "ConfigError",
+    "DnsFailure",
     "FailureReason",
     "FileError",
     "FileReason",
@@ -148,6 +150,15 @@ class TrustStoreError(CertloopError):
         self.source = source
         self.message = message
         super().__init__(f"{source}: {message}")
+
+
+class DnsFailure(CertloopError):
+    """No usable DNS answer: ``kind`` is ``timeout``, ``servers`` (every server failed) or ``name``."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
 
 
 class ObserveError(CertloopError):

@@ -34,8 +34,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from certloop.dnsclient import DnsClient, DnsFailure
-from certloop.errors import FailureReason, ProbeError
+from certloop.dnsclient import DnsClient
+from certloop.errors import DnsFailure, FailureReason, ProbeError
 from certloop.hostnames import parse_ip
 from certloop.nameservice import NameserverSet, SystemNames
 
