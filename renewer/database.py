@@ -143,15 +143,22 @@ def abort_connection(dbapi_conn: Any) -> None:
     descriptor, so the driver still owns and closes its own); its wait returns at once and the
     connection is marked broken, which the pool discards. PyMySQL has no descriptor to reach and needs
     none: its socket timeouts already bound every read and write.
+
+    A connection its thread closed meanwhile (the pool discarding it after an error) has nothing left to
+    abort: the driver's own error for a closed connection (PEP 249's ``Connection.Error``) and the socket's
+    (already shut down, descriptor gone) end the abort quietly. Anything else is a bug and propagates.
     """
-    if isinstance(dbapi_conn, sqlite3.Connection):
-        dbapi_conn.interrupt()
+    try:
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            dbapi_conn.interrupt()
+            return
+        fileno = getattr(dbapi_conn, "fileno", None)
+        if fileno is None:
+            return
+        with socket.socket(fileno=os.dup(fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, getattr(dbapi_conn, "Error", OSError)):
         return
-    fileno = getattr(dbapi_conn, "fileno", None)
-    if fileno is None:
-        return
-    with socket.socket(fileno=os.dup(fileno())) as sock:
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 def create_engine(
