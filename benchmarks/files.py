@@ -167,7 +167,7 @@ def run(workdir: Path, *, n: int, resweeps: int, say: Callable[[str], None], fir
         try:
             took = _wait(ready, 60, "/-/ready")
             return process, took, session.get(f"{daemon.url}/metrics", timeout=30).text
-        except BaseException:
+        except BaseException:  # not swallowed: whatever ends the wait (a failure, Ctrl-C) stops the exporter first
             process.stop()
             raise
 
