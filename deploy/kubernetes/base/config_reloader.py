@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import signal
 import sys
@@ -66,7 +67,9 @@ def reload(url: str, token_file: Path | None, timeout: float) -> int | None:
             return status
     except urllib.error.HTTPError as exc:
         return exc.code
-    except (urllib.error.URLError, OSError):
+    # Not answered: URLError (refused, unresolvable), a timeout or a reset are all OSError; a reply that is
+    # not HTTP (something else on the port while the daemon restarts) is an HTTPException. Retried.
+    except (OSError, http.client.HTTPException):
         return None
 
 
