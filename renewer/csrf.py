@@ -48,6 +48,13 @@ class Csrf:
         self.max_age = max_age
         self.skew = skew
 
+    def rekey(self, secret: bytes) -> None:
+        """Use ``secret`` from now on (the shared one, once the database answers: see renewer.daemon).
+        Tokens issued under the previous key are refused from then on, as after a restart."""
+        if len(secret) < 16:
+            raise ValueError("the CSRF secret must be at least 16 bytes")
+        self._key = hmac.new(secret, _PURPOSE, hashlib.sha256).digest()
+
     def _mac(self, principal: Principal, issued: int) -> str:
         msg = f"{issued}\x00{principal.via}\x00{principal.name}\x00{principal.role or ''}".encode()
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()

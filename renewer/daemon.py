@@ -37,7 +37,7 @@ from certloop.renewer.routes import build_router
 from certloop.renewer.scheduler import SafetyNet
 from certloop.renewer.served import ServedLeaves
 from certloop.renewer.sharedsecret import shared_secret
-from certloop.renewer.store import Store
+from certloop.renewer.store import Store, StoreUnavailable
 from certloop.renewer.worker import Worker
 from certloop.webconfig import WebConfigFile, guard
 
@@ -175,8 +175,14 @@ class Daemon:
                   clock=self.clock, wake=worker.wake, reload=self.reload, served=served,
                   lifecycle=self.enable_lifecycle)
         # the status page's CSRF key: the same in every replica on this database and after a restart
-        secret = await store.call(shared_secret, store, "csrf", self.clock())
-        handler: Handler = build_router(api, Csrf(secret, self.clock))
+        csrf = Csrf(secrets.token_bytes(32), self.clock)
+        sharing: asyncio.Task[None] | None = None
+        try:
+            csrf.rekey(await store.call(shared_secret, store, "csrf", self.clock()))
+        except StoreUnavailable:  # the outage itself is reported by the store's callers and metrics
+            log.warning("status page forms use this process's own key until the database answers")
+            sharing = asyncio.create_task(self._share_csrf_key(store, csrf), name="csrf-key")
+        handler: Handler = build_router(api, csrf)
         ssl_context = tls_context(cfg)
         if self.web is not None:
             handler = guard(handler, self.web, basic_auth=False)  # people's passwords resolve to roles in Access
@@ -199,10 +205,30 @@ class Daemon:
             await worker.run(self.stop_event)
         finally:
             log.info("shutting down")
+            if sharing is not None:
+                sharing.cancel()
             self.safety_net.stop()
             await self.server.close()
             await served.close()
             await asyncio.to_thread(store.close)
+
+    async def _share_csrf_key(self, store: Store, csrf: Csrf) -> None:
+        """Keep asking for the replicas' shared CSRF key, then switch ``csrf`` to it.
+
+        A database that does not answer at start must not keep the renewer from serving (webhooks get
+        503 and are retried, /-/ready says why): until the key is read, forms carry this process's own
+        key, so they fail after a restart or on another replica ("reload the page"), never pass wrongly.
+        """
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                csrf.rekey(await store.call(shared_secret, store, "csrf", self.clock()))
+            except StoreUnavailable:
+                delay = min(delay * 2, 30.0)
+                continue
+            log.info("status page forms now use the key shared by every replica")
+            return
 
     async def _sighup(self) -> None:
         with contextlib.suppress(ConfigError):

@@ -37,6 +37,21 @@ class Clock:
         return self.now
 
 
+def test_rekey_switches_to_the_shared_key() -> None:
+    """A renewer that started while its database did not answer signs forms with its own key; once it
+    reads the shared key, tokens of every replica pass and its own earlier ones are refused."""
+    clock = Clock()
+    own = Csrf(b"o" * 32, clock)
+    early = own.token(OTTO)
+    replica = Csrf(b"s" * 32, clock).token(OTTO)
+    assert own.check(OTTO, replica) == WRONG
+    own.rekey(b"s" * 32)
+    assert own.check(OTTO, replica) is None
+    assert own.check(OTTO, early) == WRONG
+    with pytest.raises(ValueError):
+        own.rekey(b"short")
+
+
 def test_a_token_is_bound_to_its_principal_and_expires() -> None:
     clock = Clock()
     csrf = Csrf(b"k" * 32, clock)
