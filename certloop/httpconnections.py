@@ -15,7 +15,7 @@ must reject. What it does not do, and both daemons need facing the network, live
    (``idle_timeout``) bounds the wait for a first byte, on a new connection as between requests.
 3. **Write timeout.** While the transport's buffer is above its high-water mark (the client is not taking
    what we send), a timer runs; if the client takes nothing for ``write_timeout`` the connection is
-   aborted. A client that pipelines requests and never reads pins neither the connection nor a 26 MB
+   aborted. A client that pipelines requests and never reads pins neither the connection nor a large
    ``/metrics`` body (aiohttp already stops reading after 32 queued pipelined requests).
 4. **Connection cap.** Beyond ``max_connections`` open connections, the oldest connection that is not
    inside a request (idle keep-alive, or still sending its head) is closed to make room; only when every

@@ -97,7 +97,9 @@ def main(argv: Sequence[str]) -> int:
     tune_collector()
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
-        import uvloop  # the handshake-heavy hot path is ~20% cheaper on uvloop
+        # the handshake-heavy hot path is cheaper on uvloop (benchmarks/RESULTS.md, "TLS fetch: observing the
+        # chain instead of a full handshake")
+        import uvloop
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a declared dependency

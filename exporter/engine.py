@@ -223,6 +223,7 @@ class Engine:
         return b"".join(self.exposition_parts())
 
     def exposition_parts(self) -> tuple[bytes, ...]:
-        """The /metrics body in pieces, the inventory's cached bytes first (never copied per scrape: a
-        26 MB join costs 2-17 ms on the event loop, the upper end when the allocator maps fresh pages)."""
+        """The /metrics body in pieces, the inventory's cached bytes first, never copied per scrape: joining
+        a large inventory's body blocks the event loop for milliseconds (benchmarks/RESULTS.md, "HTTP
+        server: compression, large bodies, the collector")."""
         return self.inventory.data(), self.self_metrics().encode(), generate_latest(self._process)

@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 A = TypeVar("A")
 B = TypeVar("B")
 
-# Named tuples rather than frozen dataclasses: on a first sweep they cross between processes by the
-# ten thousand, and a tuple pickles in C, where a slotted dataclass runs Python code per object on
-# both sides (~4 us a file in all). They are as immutable.
+# Named tuples rather than frozen dataclasses: on a first sweep they cross between processes by the ten
+# thousand (why, and what must stay true: docs/architecture.md, "Value types").
 
 
 class Known(NamedTuple):
@@ -81,8 +80,9 @@ class Reader:
         """One :class:`Result` per job, in order, taking the whole batch through one stage at a time.
 
         Reading, parsing (Rust), verifying (OpenSSL) and rendering each keep their code and data hot
-        in the CPU caches while they run over the batch: ~30% less CPU per file than taking each
-        file through every stage in turn. A file's duration is the sum of its own stages.
+        in the CPU caches while they run over the batch, which costs less CPU per file than taking each
+        file through every stage in turn (benchmarks/RESULTS.md, "File inventory: stat, slices, batches,
+        snapshot"). A file's duration is the sum of its own stages.
         """
         run = _Run(jobs)
         todo: list[tuple[int, None]] = []

@@ -8,8 +8,9 @@ identifies a version and how directories are listed is :mod:`exporter.sources.pa
 inotify shows nothing could have changed is skipped (:mod:`exporter.sources.watch`); with
 ``--storage.path`` a restart starts from a snapshot (:mod:`exporter.sources.filestate`).
 
-Reading, verifying and rendering a file is CPU work (0.17-0.3 ms by machine, 0.06-0.08 ms of it one
-signature check), done in batches by :mod:`exporter.sources.filebatch`. A sweep with many files to
+Reading, verifying and rendering a file is CPU work, most of it the signature check (the figures:
+benchmarks/RESULTS.md, "File inventory: stat, slices, batches, snapshot"), done in batches by
+:mod:`exporter.sources.filebatch`. A sweep with many files to
 read (the first one) forks one worker process per core as soon as the listing has found enough of
 them, and hands out chunks while later directories are still listed; each chunk comes back as compact
 results (rendered text, stat key, DER for later re-judging) while the event loop keeps serving
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 256
 _POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
-_SLICE = 4096  # files stat'ed between two yields to the event loop (~10-15 ms here)
+_SLICE = 4096  # files stat'ed between two yields to the event loop: a slice must stay short next to a scrape
 _FIRST_SLICE = 1024  # the same while nothing is known yet: a first sweep's workers get their chunks sooner
 _CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
 
@@ -107,8 +108,8 @@ class FileSource:
         watch = self._watch
         if watch is not None and not self._restore and watch.quiet(now):
             return self._alive  # no event, nothing due: the last full sweep's answer stands
-        # Listing and stat'ing runs on the loop in slices of _SLICE files (~10-15 ms each), yielding in
-        # between, so /metrics keeps answering; the sweep's state is only ever touched on the loop.
+        # Listing and stat'ing runs on the loop in slices of _SLICE files, yielding in between, so /metrics
+        # keeps answering; the sweep's state is only ever touched on the loop.
         alive: set[Hashable] = set()
         jobs: list[Job] = []
         restored = await self._restored() if self._restore else {}

@@ -216,7 +216,8 @@ class Snapshots:
         """Write a snapshot if something changed, and ``SAVE_EVERY`` passed or ``force``.
 
         Unforced, the write runs in the background (a sweep, and readiness after the first one, do
-        not wait for ~36 MB to reach the disk), one at a time; ``force`` (stop, reload) waits for it.
+        not wait for a large inventory's snapshot to reach the disk), one at a time; ``force`` (stop,
+        reload) waits for it.
         """
         if self._writing is not None and not self._writing.done():
             if not force:

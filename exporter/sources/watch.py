@@ -1,6 +1,7 @@
 """Change notification for the file inventory: skip an idle sweep that nothing could have changed.
 
-A sweep stats every file (~3 µs each, ~35 ms for 10,000). On Linux the file source also keeps an
+A sweep stats every file (what that costs: benchmarks/RESULTS.md, "File inventory: stat, slices, batches,
+snapshot"). On Linux the file source also keeps an
 inotify watch on every directory that decides what its paths contain or resolve to: each directory
 it lists, the directory of each named file, and the directory holding every symlink met on the way
 (a ``live/`` link repointed by certbot, a Kubernetes ``..data`` swap, a symlinked root). A sweep
