@@ -29,7 +29,7 @@ from certloop.renewer.api import Api
 from certloop.renewer.config import RenewerConfig, load_config
 from certloop.renewer.context import RenewalContext
 from certloop.renewer.csrf import Csrf
-from certloop.renewer.errors import RenewerError
+from certloop.renewer.errors import RenewerError, StoreUnavailable
 from certloop.renewer.install import verify_resolver
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.metrics import RenewerMetrics
@@ -37,7 +37,7 @@ from certloop.renewer.routes import build_router
 from certloop.renewer.scheduler import SafetyNet
 from certloop.renewer.served import ServedLeaves
 from certloop.renewer.sharedsecret import shared_secret
-from certloop.renewer.store import Store, StoreUnavailable
+from certloop.renewer.store import Store
 from certloop.renewer.worker import Worker
 from certloop.webconfig import WebConfigFile, guard
 
