@@ -323,10 +323,12 @@ class Api:
         except StoreUnavailable:
             return Response.error(503, "job store unavailable; retry")
         cfg = self.config()
-        looks = await self.served.look(cfg.certificates)
+        installed = {spec.id: installed_facts(spec) for spec in cfg.certificates}
+        looks = await self.served.look(cfg.certificates, {k: v.fingerprint_sha256 if v else None
+                                                          for k, v in installed.items()})
         out = []
         for spec in cfg.certificates:
-            live = installed_facts(spec)
+            live = installed[spec.id]
             st = states.get(spec.id)
             job = open_jobs.get(spec.id)
             out.append({

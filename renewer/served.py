@@ -1,7 +1,7 @@
 """What each certificate's endpoints serve now, next to the leaf the renewer installed.
 
     served = ServedLeaves(lambda: config().status_page, verify_resolver(None), clock)   # the daemon's one
-    looks = await served.look(config().certificates)       # {certificate id: (EndpointLook, ...)}
+    looks = await served.look(specs, {"shop": fingerprint})  # {certificate id: (EndpointLook, ...)}
     judge(installed.fingerprint_sha256, looks["shop"])      # Judgement(state=Served.DRIFT, drift=True, ...)
 
 Where a certificate is served: its ``verify.endpoints``, the endpoints `renewer.install` proves a new
@@ -15,8 +15,9 @@ looking costs nothing, where a refresher would shake hands with every endpoint e
 page nobody reads; the price is that the first look after a quiet spell waits for the probes (at most
 ``probe_wait``) or shows the previous answer. How it stays bounded:
 
-- an answer younger than ``probe_interval`` is shown from memory; an older one starts one probe of that
-  endpoint, shared by every request that asks meanwhile (one task per endpoint, never two);
+- an answer younger than ``probe_interval`` is shown from memory, unless the installed leaf changed
+  since it was probed (a renewal); an older one starts one probe of that endpoint, shared by every
+  request that asks meanwhile (one task per endpoint, never two);
 - at most ``probe_concurrency`` endpoints are probed at once; each connect and handshake is bounded by
   ``probe_timeout`` and the whole probe, name lookup included, by ``2 x probe_timeout + 1s``;
 - a request waits at most ``probe_wait``. A probe not done by then keeps running in the background and
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -135,7 +136,8 @@ class ServedLeaves:
         self._settings = settings
         self._resolver = resolver
         self._clock = clock
-        self._answers: dict[_Key, tuple[float, EndpointLook]] = {}  # monotonic time answered, the answer
+        # monotonic time answered, the answer, the installed fingerprints it was probed for
+        self._answers: dict[_Key, tuple[float, EndpointLook, frozenset[str | None]]] = {}
         self._running: dict[_Key, asyncio.Task[EndpointLook]] = {}
         self._limit: tuple[int, asyncio.Semaphore] | None = None
         self.probes_started = 0  # tests and profiles look at it
@@ -144,22 +146,31 @@ class ServedLeaves:
         """How many endpoints' answers are remembered (bounded by the configured endpoints)."""
         return len(self._answers)
 
-    async def look(self, specs: Iterable[CertificateSpec]) -> dict[str, tuple[EndpointLook, ...]]:
-        """What each certificate's verify endpoints serve, waiting at most ``probe_wait`` for probes."""
+    async def look(self, specs: Iterable[CertificateSpec],
+                   installed: Mapping[str, str | None]) -> dict[str, tuple[EndpointLook, ...]]:
+        """What each certificate's verify endpoints serve, waiting at most ``probe_wait`` for probes.
+
+        ``installed``: each certificate's installed leaf fingerprint. An answer given while another leaf
+        was installed is stale whatever its age: right after a renewal the page shows the new leaf served
+        (or real drift), not the answer from before the install."""
         cfg = self._settings()
         endpoints = {spec.id: spec.verify.endpoints for spec in specs}
-        wanted = {_key(ep): ep for eps in endpoints.values() for ep in eps}
+        wanted: dict[_Key, tuple[VerifyEndpoint, frozenset[str | None]]] = {}
+        for cert_id, eps in endpoints.items():
+            for ep in eps:
+                _, seen = wanted.get(_key(ep), (ep, frozenset()))
+                wanted[_key(ep)] = (ep, seen | {installed.get(cert_id)})
         for stale in self._answers.keys() - wanted.keys():
             del self._answers[stale]
         now = time.monotonic()
         interval = cfg.probe_interval.total_seconds()
         waiting: list[asyncio.Task[EndpointLook]] = []
-        for key, ep in wanted.items():
+        for key, (ep, context) in wanted.items():
             answered = self._answers.get(key)
-            if answered is None or now - answered[0] >= interval:
+            if answered is None or now - answered[0] >= interval or answered[2] != context:
                 task = self._running.get(key)
                 if task is None:
-                    task = self._start(key, ep, cfg)
+                    task = self._start(key, ep, cfg, context)
                 waiting.append(task)
         if waiting:
             await asyncio.wait(waiting, timeout=cfg.probe_wait.total_seconds())
@@ -183,18 +194,19 @@ class ServedLeaves:
             self._limit = (size, asyncio.Semaphore(size))
         return self._limit[1]
 
-    def _start(self, key: _Key, ep: VerifyEndpoint, cfg: StatusPageConfig) -> asyncio.Task[EndpointLook]:
+    def _start(self, key: _Key, ep: VerifyEndpoint, cfg: StatusPageConfig,
+               context: frozenset[str | None]) -> asyncio.Task[EndpointLook]:
         self.probes_started += 1
         task = asyncio.create_task(self._probe(key, ep, cfg, self._semaphore(cfg.probe_concurrency)))
         self._running[key] = task
-        task.add_done_callback(lambda done: self._finished(key, done))
+        task.add_done_callback(lambda done: self._finished(key, done, context))
         return task
 
-    def _finished(self, key: _Key, task: asyncio.Task[EndpointLook]) -> None:
+    def _finished(self, key: _Key, task: asyncio.Task[EndpointLook], context: frozenset[str | None]) -> None:
         if self._running.get(key) is task:
             del self._running[key]
         if not task.cancelled() and task.exception() is None:
-            self._answers[key] = (time.monotonic(), task.result())
+            self._answers[key] = (time.monotonic(), task.result(), context)
 
     async def _probe(self, key: _Key, ep: VerifyEndpoint, cfg: StatusPageConfig,
                      limit: asyncio.Semaphore) -> EndpointLook:

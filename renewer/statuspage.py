@@ -122,10 +122,12 @@ class StatusPage:
         except StoreUnavailable:
             return self._error(503, "The job store is unavailable. Try again in a moment.", principal)
         cfg = api.config()
-        looks = await api.served.look(cfg.certificates)  # bounded by status_page.probe_wait
+        installed = {spec.id: installed_facts(spec) for spec in cfg.certificates}
+        looks = await api.served.look(cfg.certificates, {k: v.fingerprint_sha256 if v else None
+                                                         for k, v in installed.items()})  # within probe_wait
         rows: list[dict[str, Any]] = []
         for spec in cfg.certificates:
-            live = installed_facts(spec)
+            live = installed[spec.id]
             st = states.get(spec.id)
             job = last.get(spec.id)
             due = next_due(spec, live, now)

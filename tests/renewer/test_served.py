@@ -138,8 +138,9 @@ def test_a_dead_endpoint_never_holds_the_page_beyond_its_budget(
 
 
 def test_looks_within_the_interval_share_one_probe(drift: tuple[int, Issued, Path]) -> None:
-    """Two concurrent looks and a third inside probe_interval start one probe of the endpoint; past the
-    interval (a reload's new settings) a new one starts. Verdicts against the installed fingerprint."""
+    """Two concurrent looks and a third inside probe_interval start one probe of the endpoint; another
+    installed leaf (a renewal) or the interval passing (a reload's new settings) starts a new one.
+    Verdicts against the installed fingerprint."""
     port, served, _ = drift
     spec = validate_model(CertificateSpec, {
         "id": "shop", "domains": ["shop.example"], "issuer": {"type": "command", "argv": ["true"]},
@@ -147,20 +148,27 @@ def test_looks_within_the_interval_share_one_probe(drift: tuple[int, Issued, Pat
         "verify": _endpoint(port, "shop.example")})
     settings = [StatusPageConfig(probe_interval="1h")]  # type: ignore[arg-type]
 
+    installed: dict[str, str | None] = {"shop": served.fingerprint}
+
     async def scenario() -> None:
         leaves = ServedLeaves(lambda: settings[0], verify_resolver(None), lambda: datetime.now(UTC))
-        first, second = await asyncio.gather(leaves.look([spec]), leaves.look([spec]))
-        third = await leaves.look([spec])
+        first, second = await asyncio.gather(leaves.look([spec], installed), leaves.look([spec], installed))
+        third = await leaves.look([spec], installed)
         assert leaves.probes_started == 1
         for look in (first, second, third):
             (ep,) = look["shop"]
             assert ep.addresses[0].leaf is not None and ep.addresses[0].leaf.fingerprint_sha256 == served.fingerprint
         assert judge(served.fingerprint, third["shop"]).state is Served.SERVES_INSTALLED
         assert judge(None, third["shop"]).state is Served.DRIFT  # served, yet nothing installed
-        settings[0] = StatusPageConfig(probe_interval="0s")  # type: ignore[arg-type]
-        await leaves.look([spec])
+        installed["shop"] = "another leaf installed since"  # a renewal: the answer is stale, whatever its age
+        await leaves.look([spec], installed)
         assert leaves.probes_started == 2
-        assert await leaves.look([]) == {} and len(leaves) == 0  # forgotten with the config
+        await leaves.look([spec], installed)
+        assert leaves.probes_started == 2
+        settings[0] = StatusPageConfig(probe_interval="0s")  # type: ignore[arg-type]
+        await leaves.look([spec], installed)
+        assert leaves.probes_started == 3
+        assert await leaves.look([], {}) == {} and len(leaves) == 0  # forgotten with the config
         await leaves.close()
 
     asyncio.run(scenario())
