@@ -17,6 +17,7 @@ may use them, and a state-changing POST is audited whatever its answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from certloop.renewer.access import Permission, Principal
 from certloop.renewer.api import MAX_JOB_ID, Api, parse_job_id
 from certloop.renewer.csrf import WRONG, Csrf
 from certloop.renewer.errors import StoreUnavailable
+from certloop.renewer.i18n import LANGUAGES, Text, choose_language
 from certloop.renewer.records import OPEN_STATES, Job, JobEvent, State
 from certloop.renewer.scheduler import installed_facts, next_due
 from certloop.renewer.served import EndpointLook, judge
@@ -54,6 +56,12 @@ _HEADERS = [
     ("Cache-Control", "no-store"),
 ]
 MAX_FORM = 4096
+# catalogue keys (renewer/i18n.py) of the page's own messages
+_NOTHING = "nothing was queued"
+_CSRF_WRONG = ("This form did not come from this page (CSRF token missing or wrong). Reload the status page and "
+               "press the button again.")
+_CSRF_EXPIRED = ("This form is older than the {hours} hours a form is valid (CSRF token expired). Reload the "
+                 "status page and press the button again.")
 # why a probe of a served leaf failed, for people (the API gives the FailureReason value)
 _REASON_TEXT = {
     FailureReason.DNS: "the name did not resolve",
@@ -70,6 +78,14 @@ _REASON_TEXT = {
 
 def _days(when: datetime | None, now: datetime) -> float | None:
     return None if when is None else round((when - now).total_seconds() / 86400, 1)
+
+
+def _store_down(t: Text) -> str:
+    return t("The job store is unavailable. Try again in a moment.")
+
+
+def _no_job(t: Text) -> str:
+    return t("No such job.")
 
 
 def _served_lines(endpoints: tuple[EndpointLook, ...], installed: str | None, now: datetime) -> list[dict[str, Any]]:
@@ -97,12 +113,24 @@ class StatusPage:
     api: Api
     csrf: Csrf
 
-    def _html(self, template: str, status: int = 200, **context: Any) -> Response:
-        body = _ENV.get_template(template).render(version=__version__, **context)
-        return Response(status, body.encode(), "text/html; charset=utf-8", list(_HEADERS))
+    def _html(self, req: Request, template: str, status: int = 200, **context: Any) -> Response:
+        """Render ``template`` in the request's language (``?lang=``, else Accept-Language, else en).
+        ``q`` is the query that keeps a chosen language in links and form actions ("" when not chosen)."""
+        lang, chosen = choose_language(req.arg("lang"), req.headers.get("accept-language"))
+        body = _ENV.get_template(template).render(
+            version=__version__, _=Text(lang), lang=lang, q=f"?lang={lang}" if chosen else "", path=req.path,
+            **context)
+        response = Response(status, body.encode(), "text/html; charset=utf-8", list(_HEADERS))
+        response.headers.append(("Content-Language", "zh-CN" if lang == "zh" else "en"))
+        response.headers.append(("Vary", "Accept-Language"))
+        return response
 
-    def _error(self, status: int, message: str, principal: Principal | None = None) -> Response:
-        return self._html("error.html", status, status_code=status, message=message, principal=principal)
+    def _error(self, req: Request, status: int, message: Callable[[Text], str],
+               principal: Principal | None = None) -> Response:
+        """An error page; ``message`` words it in the page's language."""
+        lang, _chosen = choose_language(req.arg("lang"), req.headers.get("accept-language"))
+        return self._html(req, "error.html", status, status_code=status, message=message(Text(lang)),
+                          principal=principal)
 
     async def status(self, req: Request) -> Response:
         principal = req.principal if isinstance(req.principal, Principal) else None
@@ -120,7 +148,7 @@ class StatusPage:
                     trail = await api.store.call(api.store.events, last_job.id)
                     waiting[cert_id] = trail[-1].reason if trail else None
         except StoreUnavailable:
-            return self._error(503, "The job store is unavailable. Try again in a moment.", principal)
+            return self._error(req, 503, _store_down, principal)
         cfg = api.config()
         installed = {spec.id: installed_facts(spec) for spec in cfg.certificates}
         looks = await api.served.look(cfg.certificates, {k: v.fingerprint_sha256 if v else None
@@ -146,7 +174,7 @@ class StatusPage:
             })
         picture = timeline([(r["id"], r["not_after"], r["next_due"]) for r in rows], now)
         renewals = [j for j in recent if j.state not in OPEN_STATES][:20]
-        return self._html("status.html", principal=principal, now=now, rows=rows, timeline=picture,
+        return self._html(req, "status.html", principal=principal, now=now, rows=rows, timeline=picture,
                           reason_text={r.value: text for r, text in _REASON_TEXT.items()},
                           renewals=renewals, audit=audit, can_renew=bool(principal and principal.may("renew")),
                           csrf=self.csrf.token(principal) if principal else "")
@@ -155,19 +183,19 @@ class StatusPage:
         principal = req.principal if isinstance(req.principal, Principal) else None
         job_id = parse_job_id(req.params["id"])
         if job_id is None or job_id > MAX_JOB_ID:
-            return self._error(404, "No such job.", principal)
+            return self._error(req, 404, _no_job, principal)
         api, now = self.api, self.api.clock()
         try:
             job = await api.store.call(api.store.get_job, job_id)
             events: list[JobEvent] = await api.store.call(api.store.events, job_id) if job else []
         except StoreUnavailable:
-            return self._error(503, "The job store is unavailable. Try again in a moment.", principal)
+            return self._error(req, 503, _store_down, principal)
         if job is None:
-            return self._error(404, "No such job.", principal)
+            return self._error(req, 404, _no_job, principal)
         spec = api.config().spec(job.certificate)
         live = installed_facts(spec) if spec else None
         return self._html(
-            "job.html", principal=principal, job=job, events=events, open=job.state in OPEN_STATES,
+            req, "job.html", principal=principal, job=job, events=events, open=job.state in OPEN_STATES,
             not_after=live.not_after if live else None, days_left=_days(live.not_after if live else None, now),
             can_renew=bool(principal and principal.may("renew")) and job.state in {State.FAILED, State.ROLLED_BACK},
             csrf=self.csrf.token(principal) if principal else "",
@@ -195,11 +223,9 @@ class StatusPage:
         target = req.params["id"] if action == "renew" else f"job {req.params['id']}"
         refused = self.csrf.check(principal, await self._form(req, principal))
         if refused is not None:
-            why = ("did not come from this page (CSRF token missing or wrong)" if refused == WRONG
-                   else f"is older than the {self.csrf.max_age.total_seconds() / 3600:g} hours a form is valid "
-                        "(CSRF token expired)")
-            response = self._error(403, f"This form {why}. Reload the status page and press the button again.",
-                                   principal)
+            hours = f"{self.csrf.max_age.total_seconds() / 3600:g}"
+            response = self._error(req, 403, (lambda t: t(_CSRF_WRONG)) if refused == WRONG
+                                   else (lambda t: t(_CSRF_EXPIRED, hours=hours)), principal)
             await api.audit.record(api.audit_event(req, principal, action, 403, target, refused))
             return response
         answer = await (api.renew_now(req, req.params["id"]) if action == "renew"
@@ -208,12 +234,16 @@ class StatusPage:
         detail = (f"job {doc['job_id']}" + ("" if doc.get("created") else " (already open)")
                   if "job_id" in doc else str(doc.get("error")))
         if status >= 300 or doc.get("job_id") is None:
-            resp = self._error(status if status >= 300 else 409, str(doc.get("error", "nothing was queued")),
+            error = doc.get("error")
+            resp = self._error(req, status if status >= 300 else 409,
+                               (lambda t: t.phrase(str(error))) if error is not None else (lambda t: t(_NOTHING)),
                                principal)
         else:  # answered with the job it queued (or the open one): the browser goes to its page
-            resp = self._html("queued.html", 303, principal=principal, job_id=doc["job_id"],
+            resp = self._html(req, "queued.html", 303, principal=principal, job_id=doc["job_id"],
                               certificate=doc["certificate"], created=doc["created"])
-            resp.headers.append(("Location", f"/status/jobs/{doc['job_id']}"))
+            lang = req.arg("lang")
+            keep = f"?lang={lang}" if lang in LANGUAGES else ""
+            resp.headers.append(("Location", f"/status/jobs/{doc['job_id']}{keep}"))
         await api.audit.record(api.audit_event(req, principal, action, resp.status, target, detail + " (status page)"))
         return resp
 

@@ -35,6 +35,7 @@ class Bar:
 class Tick:
     x: float
     label: str
+    days: int  # from now: the page words the label in its language
 
 
 @dataclass(frozen=True)
@@ -64,5 +65,5 @@ def timeline(entries: Sequence[tuple[str, datetime | None, datetime | None]], no
                         days is not None and days <= 0, None if days is None else round(days, 1)))
     span_days = span / 86400
     step = next(s for s in (1, 7, 30, 90, 365, 3650) if span_days / s <= 10)  # at most ~10 ticks
-    ticks = tuple(Tick(x(now + timedelta(days=d)), f"+{d}d") for d in range(step, int(span_days) + 1, step))
+    ticks = tuple(Tick(x(now + timedelta(days=d)), f"+{d}d", d) for d in range(step, int(span_days) + 1, step))
     return Timeline(WIDTH, TOP + len(entries) * ROW + 10, LABEL, tuple(bars), ticks)

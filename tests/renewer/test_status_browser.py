@@ -154,3 +154,20 @@ def test_a_post_without_the_csrf_token_is_refused(renewer: RenewerProcess,
                             timeout=10).json()["jobs"]) == jobs_before
     assert any(e["actor"] == "otto" and e["status"] == 403 and e["detail"] == "CSRF token missing or wrong"
                for e in _audit(renewer))
+
+
+def test_the_chinese_page_in_the_browser(renewer: RenewerProcess, browser: Callable[[str], webdriver.Chrome]) -> None:
+    """?lang=zh: headings, columns, buttons and states in Chinese; the language is kept by the links."""
+    driver = browser("otto")
+    driver.get(renewer.url + "/status?lang=zh")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "证书"
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    header = driver.find_element(By.CSS_SELECTOR, "#certificates tr").text
+    for word in ("证书", "剩余天数", "当前在用", "下次续期"):
+        assert word in header, header
+    assert driver.find_element(By.ID, "renew-shop").text == "立即续期"
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "最近续期" in body and "审计记录" in body and "时间线" in body and "成功" in body
+    assert "Renew now" not in body and "Recent renewals" not in body
+    driver.find_element(By.LINK_TEXT, "English").click()
+    WebDriverWait(driver, 20, 0.2).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Certificates")
