@@ -379,35 +379,23 @@ def _job_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return out
 
 
-def test_every_failed_issuance_attempt_warns_once_and_the_terminal_failure_errors_once(
+@pytest.mark.parametrize(("lane", "outcome", "first", "last"), [
+    ("issuance", State.FAILED, "attempt 1 of 3 failed", "failed: issuance failed after 3"),
+    ("deploy", State.ROLLED_BACK, "deploy attempt 1 of 3 rolled back", "(after 3 deploy attempts)"),
+])
+def test_every_failed_attempt_warns_once_and_the_outcome_errors_once(
+    lane: str, outcome: State, first: str, last: str,
     make_setup: Callable[..., Setup], sqlite_store: Store, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Three failed attempts of a command that prints two stderr lines: two WARNING lines, one ERROR line,
-    each one record on one line with the stderr tail escaped into it; last_error keeps the tail too."""
-    setup = make_setup(["shop"])
-    setup.data["certificates"][0]["issuer"] = {"type": "command", "argv": [sys.executable, "-c", SHOUT]}
-    cfg, clock = load_config(setup.write()), Clock()
-    worker = make_worker(cfg, sqlite_store, clock)
-    sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
-    caplog.set_level("INFO", logger="certloop.renewer.worker")
-    for _ in range(3):
-        job = run_once(worker, sqlite_store, clock)
-        clock.now += timedelta(seconds=3)
-    assert job.state is State.FAILED
-    records = _job_records(caplog)
-    assert [level for level, _ in records] == ["WARNING", "WARNING", "ERROR"], records
-    for _, line in records:
-        assert "\n" not in line and "\x1b" not in line
-        assert "first line of trouble\\nsecond line: \\u001b[31mred" in line, line
-    assert "attempt 1 of 3 failed" in records[0][1] and "failed: issuance failed after 3" in records[2][1]
-    assert "second line" in (job.last_error or "")
-
-
-def test_every_failed_deploy_attempt_warns_once_and_rolled_back_errors_once(
-    make_setup: Callable[..., Setup], sqlite_store: Store, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A deploy step failing with two stderr lines, three deploy attempts: WARNING, WARNING, ERROR."""
-    setup = make_setup(["shop"], deploy=[[sys.executable, "-c", SHOUT]])
+    """Three failed attempts of a program that prints two stderr lines (the issuer's command, or a deploy
+    step): two WARNING lines, one ERROR line, each one record on one line with the stderr tail escaped into
+    it; last_error keeps the tail too."""
+    if lane == "issuance":
+        setup = make_setup(["shop"])
+        setup.data["certificates"][0]["issuer"] = {"type": "command", "argv": [sys.executable, "-c", SHOUT]}
+        setup.write()
+    else:
+        setup = make_setup(["shop"], deploy=[[sys.executable, "-c", SHOUT]])
     cfg, clock = load_config(setup.path), Clock()
     worker = make_worker(cfg, sqlite_store, clock)
     sqlite_store.enqueue("shop", trigger="alert", reason="test", now=clock())
@@ -415,8 +403,11 @@ def test_every_failed_deploy_attempt_warns_once_and_rolled_back_errors_once(
     for _ in range(3):
         job = run_once(worker, sqlite_store, clock)
         clock.now += timedelta(seconds=3)
-    assert job.state is State.ROLLED_BACK
+    assert job.state is outcome
     records = _job_records(caplog)
     assert [level for level, _ in records] == ["WARNING", "WARNING", "ERROR"], records
     for _, line in records:
-        assert "\n" not in line and "first line of trouble\\nsecond line" in line, line
+        assert "\n" not in line and "\x1b" not in line
+        assert "first line of trouble\\nsecond line: \\u001b[31mred" in line, line
+    assert first in records[0][1] and last in records[2][1]
+    assert "second line" in (job.last_error or "")
