@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from stack.process import LOOPBACK, NotReady, PeerApiError, Process, answers_ok, free_port, require_binary
+from stack.process import LOOPBACK, HttpPeer, NotReady, PeerApiError, require_binary
 
 START_TIMEOUT = 15.0
 HTTP_TIMEOUT = 5.0
@@ -35,7 +35,7 @@ def amtool(*args: str, check: bool = False, timeout: float = 60.0) -> subprocess
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
-class Alertmanager:
+class Alertmanager(HttpPeer):
     """One Alertmanager with ``config_yaml`` written to ``workdir/alertmanager.yml``."""
 
     def __init__(self, workdir: Path, config_yaml: str, *, name: str = "alertmanager") -> None:
@@ -44,34 +44,18 @@ class Alertmanager:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_yaml = config_yaml
         self.config_path = self.workdir / "alertmanager.yml"
-        self.name = name
-        self.port = 0
-        self.process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        super().__init__(name, self.workdir / "alertmanager.log")
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start on a free port (``--cluster.listen-address=`` disables gossip) and wait for ``/-/ready``."""
         self.config_path.write_text(self.config_yaml)
-        self.port = free_port()
-        argv = [
+        self.serve(lambda port: [
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{self.port}",
+            f"--web.listen-address={LOOPBACK}:{port}",
             "--cluster.listen-address=",
-        ]
-        self.process = Process(argv, name=self.name, log_path=self.workdir / "alertmanager.log").start()
-        self.process.wait_until(self._ready, timeout, f"{self.url}/-/ready")
-
-    def _ready(self) -> bool:
-        return answers_ok(f"{self.url}/-/ready")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        ], "/-/ready", timeout)
 
     def reload(self, config_yaml: str | None = None) -> None:
         """Optionally replace the config, then ``POST /-/reload``."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from stack.process import LOOPBACK, PeerApiError, Process, answers_ok, free_port, require_binary
+from stack.process import LOOPBACK, HttpPeer, PeerApiError, require_binary
 
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
@@ -27,26 +27,14 @@ class MotoError(PeerApiError):
     peer = "moto"
 
 
-class MotoServer:
+class MotoServer(HttpPeer):
     def __init__(self, workdir: Path) -> None:
         self.binary = require_binary("moto_server", "moto[server] (PyPI, the dev extra)")
         self.workdir = workdir.resolve()
-        self.port = 0
-        self.process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        super().__init__("moto", self.workdir / "moto.log")
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        self.port = free_port()
-        argv = [self.binary, "-H", LOOPBACK, "-p", str(self.port)]
-        self.process = Process(argv, name="moto", log_path=self.workdir / "moto.log").start()
-        self.process.wait_until(lambda: answers_ok(f"{self.url}/moto-api/"), timeout, f"{self.url}/moto-api/")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        self.serve(lambda port: [self.binary, "-H", LOOPBACK, "-p", str(port)], "/moto-api/", timeout)
 
     def aws_env(self) -> dict[str, str]:
         """The standard AWS variables that point boto3 (and the aws CLI) at this server."""

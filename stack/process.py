@@ -303,6 +303,41 @@ class Process:
         return f"Process(name={self.name!r}, pid={pid}, running={self.running})"
 
 
+class HttpPeer:
+    """A peer binary serving HTTP on a free loopback port (moto, Alertmanager, Prometheus): a subclass gives
+    the argv for a port and the path that answers 200 once the peer is ready.
+
+        self.serve(lambda port: [binary, f"--web.listen-address={LOOPBACK}:{port}"], "/-/ready", timeout)
+    """
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.port = 0  # chosen by serve()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234``."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
+    def serve(self, argv: Callable[[int], Sequence[str]], ready_path: str, timeout: float) -> None:
+        """Start ``argv(port)`` on a free port and wait until ``GET url + ready_path`` answers 200 (the
+        process exiting first ends the wait at once, with its log tail)."""
+        self.port = free_port()
+        self.process = Process(argv(self.port), name=self.name, log_path=self.log_path).start()
+        ready = f"{self.url}{ready_path}"
+        self.process.wait_until(lambda: answers_ok(ready), timeout, ready)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
 class Stoppable(Protocol):
     """Anything with ``stop()``: a :class:`Process` or a peer wrapper (Nginx, Prometheus, Pebble, ...)."""
 

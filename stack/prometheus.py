@@ -22,7 +22,7 @@ from typing import Any
 import requests
 import yaml
 
-from stack.process import LOOPBACK, NotReady, PeerApiError, Process, answers_ok, free_port, require_binary
+from stack.process import LOOPBACK, HttpPeer, NotReady, PeerApiError, require_binary
 
 START_TIMEOUT = 20.0
 HTTP_TIMEOUT = 5.0
@@ -42,7 +42,7 @@ def promtool(*args: str, check: bool = False, timeout: float = 60.0) -> subproce
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
-class Prometheus:
+class Prometheus(HttpPeer):
     """One Prometheus server; configuration is regenerated on :meth:`start` and :meth:`reload`."""
 
     def __init__(
@@ -65,16 +65,9 @@ class Prometheus:
         self.alertmanager_url = alertmanager_url
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
-        self.name = name
         self.extra_args = list(extra_args)
         self.config_path = self.workdir / "prometheus.yml"
-        self.port = 0
-        self.process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://{LOOPBACK}:{self.port}"
+        super().__init__(name, self.workdir / "prometheus.log")
 
     def config(self) -> dict[str, Any]:
         """The prometheus.yml content as a dict."""
@@ -105,30 +98,16 @@ class Prometheus:
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start on a free port and wait for ``/-/ready``."""
         self.write_config()
-        self.port = free_port()
-        argv = [
+        self.serve(lambda port: [
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{self.port}",
+            f"--web.listen-address={LOOPBACK}:{port}",
             "--web.enable-lifecycle",
             "--rules.alert.resend-delay=1s",
             "--log.level=info",
             *self.extra_args,
-        ]
-        self.process = Process(argv, name=self.name, log_path=self.workdir / "prometheus.log").start()
-        self.process.wait_until(self._ready, timeout, f"{self.url}/-/ready")
-
-    def _ready(self) -> bool:
-        return answers_ok(f"{self.url}/-/ready")
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        ], "/-/ready", timeout)
 
     def reload(self) -> None:
         """Rewrite the config and ``POST /-/reload`` (synchronous: returns once applied)."""
