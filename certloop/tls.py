@@ -11,7 +11,8 @@ injected time. Every failure leaves this module as a :class:`~certloop.errors.Pr
 with a short ``detail`` for humans. This module is the one seam where ``ssl``/socket/asyncio exceptions
 are translated.
 
-Cost (the exporter runs thousands of these per second on two cores): a non-blocking socket
+Cost matters here, as this runs once per address of every endpoint and every ``/probe`` (what it costs:
+benchmarks/RESULTS.md, "TLS fetch: observing the chain instead of a full handshake"): a non-blocking socket
 connected without name resolution or a thread hop (callers pass an IP from
 `certloop.resolve`, see :func:`_connect`), driven with ``sock_recv``/``sock_sendall``: no transport, no protocol
 object, no 256 KiB per-connection buffer as asyncio's SSL transport allocates. By default the
@@ -103,7 +104,7 @@ async def fetch(
     against ``handshake_timeout``. Raises :class:`ProbeError`.
 
     By default the chain is read by `certloop.tlsobserve` (no CertificateVerify check, no
-    Finished: ~4x less CPU); whatever that path cannot handle is repeated over a new connection
+    Finished: a fraction of the CPU of a handshake); whatever that path cannot handle is repeated over a new connection
     with a full OpenSSL handshake, within the same deadline. ``observe=False`` or an explicit
     ``context`` always uses OpenSSL. ``Presented.path`` says which path produced the result.
     """
