@@ -8,15 +8,15 @@
     send(flight.close_alert())                        # then close the socket
 
 This is the pure core of `certloop.tls.fetch`'s fast path (the I/O shell is in `certloop.tlshandshake`). A full
-OpenSSL client handshake costs ~1 ms of CPU here, mostly in the key exchange, the check of the
-server's CertificateVerify signature and the Finished messages. To *see* a certificate none of
-that is needed:
+OpenSSL client handshake spends its CPU mostly in the key exchange, the check of the server's
+CertificateVerify signature and the Finished messages (the figures: benchmarks/RESULTS.md, "TLS fetch:
+observing the chain instead of a full handshake"). To *see* a certificate none of that is needed:
 
 - TLS 1.0-1.2: the Certificate message is plaintext right behind ServerHello; it is read and
   the connection is dropped.
 - TLS 1.3: the server's flight is encrypted with keys from an (EC)DHE exchange. We offer
-  X25519 *and* P-256 key shares (the second share costs ~27 µs; a HelloRetryRequest would cost a
-  whole OpenSSL fallback; key pairs are reused for a few dozen hellos, see :data:`SHARE_USES`),
+  X25519 *and* P-256 key shares (the second share costs little next to a HelloRetryRequest, which
+  would cost a whole OpenSSL fallback; key pairs are reused for a few dozen hellos, see :data:`SHARE_USES`),
   run the key schedule up to the server handshake traffic secret and
   decrypt EncryptedExtensions and Certificate.
 
@@ -216,8 +216,9 @@ class _Shares:
 
 SHARE_USES: Final = 64
 SHARE_LIFETIME: Final = 10.0
-"""Key pairs are reused for at most this many hellos and seconds. Generating both costs ~80 µs,
-a tenth of a probe; reuse is harmless here: the keys only protect the server's handshake flight
+"""Key pairs are reused for at most this many hellos and seconds, because generating both is a visible
+part of a probe's CPU (benchmarks/RESULTS.md, "TLS fetch: observing the chain instead of a full
+handshake"); reuse is harmless here: the keys only protect the server's handshake flight
 (certificates, which are public), we send no secrets, and every server share is fresh, so every
 connection still gets its own traffic keys. (RFC 8446 advises fresh shares against tracking a
 client across connections; a monitoring probe announces itself anyway.)"""
