@@ -64,7 +64,9 @@ log = logging.getLogger(__name__)
 
 GZIP_MIN = 1400  # bytes: below about one packet, compressing saves nothing on the wire
 GZIP_OFF_LOOP = 256 * 1024  # bytes: larger bodies are compressed in a thread, the loop keeps serving
-_GZIP_LEVEL = 1  # metrics text still shrinks ~10x at level 1, at a fraction of level 6's CPU
+# Exposition text shrinks nearly as well at level 1 as at 6, for a fraction of the CPU (benchmarks/RESULTS.md,
+# "HTTP server: compression, large bodies, the collector").
+_GZIP_LEVEL = 1
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 UNMATCHED = "other"  # the route of a request no route matched (404, 405, refused before routing)
 
@@ -153,7 +155,7 @@ class Request:
 @dataclass
 class Response:
     """What a handler answers. ``more`` is written after ``body`` as it is: a large body in a few
-    pieces (a 26 MB ``/metrics``) goes out without first being copied into one."""
+    pieces (a large inventory's ``/metrics``) goes out without first being copied into one."""
 
     status: int = 200
     body: bytes = b""
@@ -236,8 +238,10 @@ def tune_collector() -> None:
 
     Every request in flight (a ``/probe`` waiting on its handshake, a webhook on the store) holds aiohttp's
     per-request objects; at the default threshold of 700 net allocations they trip a young collection every
-    few dozen requests and promote survivors toward full collections. 7,000 makes those collections ten
-    times rarer for a young generation of at most a few MB (benchmarks/RESULTS.md, "HTTP layer")."""
+    few dozen requests and promote survivors toward full collections. A threshold ten times the default makes
+    them rarer in proportion. What must stay true: the young generation holds only what the requests in
+    flight allocate, so it stays small and each collection short. What it saved: benchmarks/RESULTS.md,
+    "HTTP server: compression, large bodies, the collector" and "the HTTP layer on aiohttp"."""
     _, middle, old = gc.get_threshold()
     gc.set_threshold(7000, middle, old)
 
