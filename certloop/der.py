@@ -22,9 +22,8 @@ __all__ = ["TbsFields", "oid_contents", "raw_extensions", "simple_name_text", "t
 class TbsFields(NamedTuple):
     """Raw DER pieces of a certificate, sliced without decoding (whole elements unless noted).
 
-    A named tuple (immutable; building one is one tuple allocation) rather than a frozen
-    dataclass, whose ``__init__`` sets each of the thirteen fields through ``object.__setattr__``:
-    every certificate read builds one.
+    A named tuple, not a frozen dataclass: every certificate read builds one (why, and what must stay
+    true: docs/architecture.md, "Value types").
     """
 
     version: bytes  # the explicit [0] element, b"" for v1
