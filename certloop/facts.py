@@ -1,15 +1,17 @@
 """Certificate facts: what certloop reports about one certificate, and its role in a presented chain.
 
-    f = facts(cert)                                           # cached by certificate (DER equality)
+    caches = Caches()                                         # certloop.caches: one per daemon or run
+    f = facts(cert, caches)                                   # remembered by certificate (DER equality)
     print(f.subject, f.not_after, f.weak_crypto)
-    roles = chain_roles(chain)                                # (Role.LEAF, Role.INTERMEDIATE, ...)
+    roles = chain_roles(chain, caches)                        # (Role.LEAF, Role.INTERMEDIATE, ...)
 
-Pure. Certificates come from :mod:`certloop.x509` (files, blobs, presented chains).
+Pure, apart from what it remembers in the ``caches`` it is given (:class:`FactsCaches`: the maps
+below, bounded). Certificates come from :mod:`certloop.x509` (files, blobs, presented chains).
 
-Performance: :func:`facts` (about 35-45 us uncached, 1.3 us cached) keeps bounded caches keyed by the
+Performance: :func:`facts` (about 35-45 us uncached, 1.3 us cached) remembers its answers keyed by the
 certificate / its DER bytes, so re-probing an unchanged endpoint describes nothing twice. It decodes the
-extensions in one pass and caches names and keys by their DER (an issuer's name, a shared key: decoded
-once). :func:`der_bytes` and :func:`tbs_fields` share its DER cache.
+extensions in one pass and remembers names and keys by their DER (an issuer's name, a shared key:
+decoded once). :func:`der_bytes` and :func:`tbs_fields` share its DER map.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -26,10 +28,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from certloop.cache import remember
+from certloop.bounded import remember
 from certloop.der import TbsFields, simple_name_text, tbs_of
 
-__all__ = ["CertFacts", "Role", "chain_roles", "der_bytes", "facts", "note_der", "tbs_fields"]
+__all__ = ["CertFacts", "FactsCaches", "Role", "chain_roles", "der_bytes", "facts", "note_der", "tbs_fields"]
 
 
 class Role(StrEnum):
@@ -127,67 +129,79 @@ def _key_info(cert: x509.Certificate) -> tuple[str, int]:
     return "unknown", 0
 
 
-_DER_BY_ID: dict[int, tuple[x509.Certificate, bytes, TbsFields | None]] = {}
-_TBS_BY_DER: dict[bytes, TbsFields | None] = {}
+class FactsCaches(Protocol):
+    """What :func:`facts` and the DER helpers remember between calls, each map bounded.
+
+    :class:`certloop.caches.Caches` is the one a daemon (or ``certloop check``) makes and passes down;
+    a test makes a fresh one. Entries keyed by ``id(cert)`` hold the certificate itself, so that id
+    cannot be reused by another object while the entry lives.
+    """
+
+    facts_by_id: dict[int, tuple[x509.Certificate, CertFacts]]  # the same object again (one chain, a dozen asks)
+    facts_by_der: dict[bytes, CertFacts]  # an equal certificate in another object
+    der_by_id: dict[int, tuple[x509.Certificate, bytes, TbsFields | None]]  # its DER and TBS pieces
+    tbs_by_der: dict[bytes, TbsFields | None]
+    name_text: dict[bytes, str]  # an issuer's RFC 4514 text by its DER (shared by many leaves)
+    key_info: dict[bytes, tuple[str, int]]  # key type and bits by the SubjectPublicKeyInfo DER
 
 
-def _der_and_tbs(cert: x509.Certificate) -> tuple[bytes, TbsFields | None]:
+def _der_and_tbs(cert: x509.Certificate, caches: FactsCaches) -> tuple[bytes, TbsFields | None]:
     """DER and TBS pieces of ``cert``: by object identity first, then by the DER bytes.
 
     (A certificate object as a dictionary key costs ~3 us per lookup: it hashes and compares its
     DER each time. Identical DER in different objects is rare: parsers here reuse objects.)
     """
-    hit = _DER_BY_ID.get(id(cert))
+    by_id = caches.der_by_id
+    hit = by_id.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1], hit[2]
     der = cert.public_bytes(serialization.Encoding.DER)
+    by_der = caches.tbs_by_der
     try:
-        tbs = _TBS_BY_DER[der]
+        tbs = by_der[der]
     except KeyError:
-        tbs = remember(_TBS_BY_DER, der, tbs_of(der))
-    remember(_DER_BY_ID, id(cert), (cert, der, tbs))  # the entry holds cert: its id stays unique
+        tbs = remember(by_der, der, tbs_of(der))
+    remember(by_id, id(cert), (cert, der, tbs))  # the entry holds cert: its id stays unique
     return der, tbs
 
 
-def note_der(cert: x509.Certificate, der: bytes) -> None:
+def note_der(cert: x509.Certificate, der: bytes, caches: FactsCaches) -> None:
     """Record that ``der`` is the encoding ``cert`` was parsed from (a parser that has it already)."""
-    remember(_DER_BY_ID, id(cert), (cert, der, _TBS_BY_DER.get(der) or remember(_TBS_BY_DER, der, tbs_of(der))))
+    by_der = caches.tbs_by_der
+    remember(caches.der_by_id, id(cert), (cert, der, by_der.get(der) or remember(by_der, der, tbs_of(der))))
 
 
-def tbs_fields(cert: x509.Certificate) -> TbsFields | None:
-    """The raw TBS pieces of ``cert`` (cached by certificate), None when the DER walk fails."""
-    return _der_and_tbs(cert)[1]
+def tbs_fields(cert: x509.Certificate, caches: FactsCaches) -> TbsFields | None:
+    """The raw TBS pieces of ``cert`` (remembered by certificate), None when the DER walk fails."""
+    return _der_and_tbs(cert, caches)[1]
 
 
-def der_bytes(cert: x509.Certificate) -> bytes:
-    """The DER encoding of ``cert`` (cached by certificate, like its facts)."""
-    return _der_and_tbs(cert)[0]
+def der_bytes(cert: x509.Certificate, caches: FactsCaches) -> bytes:
+    """The DER encoding of ``cert`` (remembered by certificate, like its facts)."""
+    return _der_and_tbs(cert, caches)[0]
 
 
-_NAME_TEXT: dict[bytes, str] = {}
-_KEY_INFO: dict[bytes, tuple[str, int]] = {}
-
-
-def _name_text(raw: bytes | None, cert: x509.Certificate, subject: bool) -> str:
-    """RFC 4514 text of a name, cached by its DER (an issuer is shared by many leaves)."""
-    found = _NAME_TEXT.get(raw) if raw is not None else None
+def _name_text(raw: bytes | None, cert: x509.Certificate, subject: bool, names: dict[bytes, str]) -> str:
+    """RFC 4514 text of a name, remembered in ``names`` by its DER (an issuer is shared by many leaves)."""
+    found = names.get(raw) if raw is not None else None
     if found is not None or raw is None:
         return found or (cert.subject if subject else cert.issuer).rfc4514_string()
     found = simple_name_text(raw)  # the plain case straight from the DER, without Name objects
     if found is None:
         found = (cert.subject if subject else cert.issuer).rfc4514_string()
     if not subject:  # issuers repeat (one per intermediate); a leaf's subject is seen once
-        remember(_NAME_TEXT, raw, found)
+        remember(names, raw, found)
     return found
 
 
-def _compute_facts(cert: x509.Certificate) -> CertFacts:
-    der, tbs = _der_and_tbs(cert)
+def _compute_facts(cert: x509.Certificate, caches: FactsCaches) -> CertFacts:
+    der, tbs = _der_and_tbs(cert, caches)
     if tbs is None:
         key_type, key_bits = _key_info(cert)
     else:
-        found = _KEY_INFO.get(tbs.spki)  # a key shared by many certificates is decoded once
-        key_type, key_bits = found if found is not None else remember(_KEY_INFO, tbs.spki, _key_info(cert))
+        keys = caches.key_info
+        found = keys.get(tbs.spki)  # a key shared by many certificates is decoded once
+        key_type, key_bits = found if found is not None else remember(keys, tbs.spki, _key_info(cert))
     sig = _signature_name(cert)
     try:
         extensions = cert.extensions
@@ -212,8 +226,9 @@ def _compute_facts(cert: x509.Certificate) -> CertFacts:
         or sig.startswith(_WEAK_SIG_PREFIXES)
     )
     aki_id = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
-    subject = _name_text(tbs.subject if tbs else None, cert, True)
-    issuer = _name_text(tbs.issuer if tbs else None, cert, False)
+    names = caches.name_text
+    subject = _name_text(tbs.subject if tbs else None, cert, True, names)
+    issuer = _name_text(tbs.issuer if tbs else None, cert, False, names)
     # equal names have equal RFC 4514 texts, so different texts settle the (costly) name comparison
     self_issued = subject == issuer and cert.subject == cert.issuer
     return CertFacts(
@@ -236,35 +251,33 @@ def _compute_facts(cert: x509.Certificate) -> CertFacts:
     )
 
 
-_FACTS_BY_DER: dict[bytes, CertFacts] = {}
-_FACTS_BY_ID: dict[int, tuple[x509.Certificate, CertFacts]] = {}
-
-
-def facts(cert: x509.Certificate) -> CertFacts:
-    """The :class:`CertFacts` of ``cert``, cached by its DER (equal certificates, equal facts).
+def facts(cert: x509.Certificate, caches: FactsCaches) -> CertFacts:
+    """The :class:`CertFacts` of ``cert``, remembered in ``caches`` by its DER (equal certificates, equal facts).
 
     One chain asks for its facts a dozen times: the same object is found first by identity (the
-    entry holds the certificate, so its id cannot be reused while cached), in ~0.5 us.
+    entry holds the certificate, so its id cannot be reused while remembered), in ~0.5 us.
     """
-    hit = _FACTS_BY_ID.get(id(cert))
+    by_id = caches.facts_by_id
+    hit = by_id.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1]
-    der = _der_and_tbs(cert)[0]
-    found = _FACTS_BY_DER.get(der)
+    der = _der_and_tbs(cert, caches)[0]
+    by_der = caches.facts_by_der
+    found = by_der.get(der)
     if found is None:
-        found = remember(_FACTS_BY_DER, der, _compute_facts(cert))
-    remember(_FACTS_BY_ID, id(cert), (cert, found))
+        found = remember(by_der, der, _compute_facts(cert, caches))
+    remember(by_id, id(cert), (cert, found))
     return found
 
 
-def chain_roles(chain: Sequence[x509.Certificate]) -> tuple[Role, ...]:
+def chain_roles(chain: Sequence[x509.Certificate], caches: FactsCaches) -> tuple[Role, ...]:
     """Roles of a presented chain: position 0 is the leaf, a self-issued CA at the end is the root."""
     roles: list[Role] = []
     for i, cert in enumerate(chain):
         if i == 0:
             roles.append(Role.LEAF)
             continue
-        f = facts(cert)
+        f = facts(cert, caches)
         is_last = i == len(chain) - 1
         roles.append(Role.ROOT if is_last and f.self_issued and (f.is_ca or cert.version is x509.Version.v1)
                      else Role.INTERMEDIATE)

@@ -6,6 +6,8 @@
     server_name("straße.example")                     # "xn--strae-oqa.example"; ValueError if unsendable
 
 Pure. An IP address matches only IP SANs and a host name only DNS SANs; the subject CN is never used.
+A hot path passes the :class:`certloop.facts.CertFacts` it has (their SANs are decoded already); a
+certificate is read here, for a caller that judges one now and then.
 :func:`certloop.verify.verify_chain` decides ``hostname_mismatch`` with :func:`covers` rather than with
 ``cryptography``'s verifier, so the verdict and the ``hostname_match`` fact agree.
 
@@ -24,7 +26,7 @@ from ipaddress import IPv4Address, IPv6Address
 import idna
 from cryptography import x509
 
-from certloop.facts import CertFacts, facts
+from certloop.facts import CertFacts
 
 __all__ = ["covers", "parse_ip", "server_name", "uncovered"]
 
@@ -79,11 +81,11 @@ def _normalise(name: str) -> str:
 
 
 def _names(subject: x509.Certificate | CertFacts | Iterable[str]) -> tuple[list[str], list[IPv4Address | IPv6Address]]:
-    if isinstance(subject, x509.Certificate):
-        subject = facts(subject)
-    if isinstance(subject, CertFacts):
-        ips = [_unscoped(ip) for ip in (parse_ip(a) for a in subject.ip_addresses) if ip is not None]
-        return [_normalise(n) for n in subject.dns_names], ips
+    if isinstance(subject, x509.Certificate | CertFacts):
+        dns_names, ip_addresses = (_san_values(subject) if isinstance(subject, x509.Certificate)
+                                   else (subject.dns_names, subject.ip_addresses))
+        ips = [_unscoped(ip) for ip in (parse_ip(a) for a in ip_addresses) if ip is not None]
+        return [_normalise(n) for n in dns_names], ips
     dns: list[str] = []
     ips = []
     for entry in subject:
@@ -93,6 +95,16 @@ def _names(subject: x509.Certificate | CertFacts | Iterable[str]) -> tuple[list[
         else:
             dns.append(_normalise(entry))
     return dns, ips
+
+
+def _san_values(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The DNS and the IP SAN values of ``cert``, as :func:`certloop.facts.facts` reads them (none when
+    the extensions do not decode)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return [], []
+    return san.get_values_for_type(x509.DNSName), [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
 
 
 def _dns_match(pattern: str, name: str) -> bool:

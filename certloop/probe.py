@@ -1,7 +1,7 @@
 """Probe a TLS target: resolve the name, fetch every address with the original SNI, decode each chain.
 
     names = target_names("shop.example")                # Names(sni="shop.example", verified="shop.example")
-    results = await probe_all("shop.example", 443, resolver=resolver, connect_timeout=2.0)
+    results = await probe_all("shop.example", 443, resolver=resolver, caches=caches, connect_timeout=2.0)
     # [Probed(address="127.0.0.1", chain=(leaf, ...), ...), Probed(address="127.0.0.2", error=ProbeError(...))]
 
 The one probe path of certloop: the exporter's inventory and ``/probe``, ``certloop check`` and the
@@ -42,7 +42,7 @@ from certloop.hostnames import parse_ip
 from certloop.hostnames import server_name as wire_name
 from certloop.plaintext import Negotiator
 from certloop.tls import Presented, fetch
-from certloop.x509 import load_der_chain
+from certloop.x509 import ParseCaches, load_der_chain
 
 __all__ = [
     "Names",
@@ -131,12 +131,17 @@ async def probe_address(
     address: str,
     port: int,
     names: Names,
+    caches: ParseCaches,
     *,
     starttls: Negotiator | str | None = None,
     connect_timeout: float = 5.0,
     handshake_timeout: float = 5.0,
 ) -> Probed:
-    """Fetch and decode the chain ``address:port`` presents for ``names.sni``; failures are data."""
+    """Fetch and decode the chain ``address:port`` presents for ``names.sni``; failures are data.
+
+    ``caches`` (the caller's :class:`certloop.caches.Caches`) remembers decoded certificates: an
+    unchanged chain is decoded once.
+    """
     try:
         presented = await fetch(
             address, port, server_name=names.verified, starttls=starttls,
@@ -146,7 +151,7 @@ async def probe_address(
         return Probed(address, port, names, time.perf_counter(), error=exc)
     try:
         # malformed fields surface lazily (names, extensions) as ValueError: data, not a bug
-        chain = tuple(load_der_chain(presented.chain_der))
+        chain = tuple(load_der_chain(presented.chain_der, caches))
     except ValueError:
         error = ProbeError(FailureReason.HANDSHAKE, "a presented certificate does not decode",
                            address=address, port=port)
@@ -159,6 +164,7 @@ async def probe_all(
     port: int,
     *,
     resolver: Resolver,
+    caches: ParseCaches,
     server_name: str | None = None,
     ip_protocol: str = "both",
     starttls: Negotiator | str | None = None,
@@ -172,7 +178,7 @@ async def probe_all(
     """
     names = target_names(host, server_name)
     addresses = await addresses_of(host, resolver, ip_protocol, names)
-    return await probe_addresses(addresses, port, names, starttls=starttls, connect_timeout=connect_timeout,
+    return await probe_addresses(addresses, port, names, caches, starttls=starttls, connect_timeout=connect_timeout,
                                  handshake_timeout=handshake_timeout)
 
 
@@ -180,6 +186,7 @@ async def probe_addresses(
     addresses: Sequence[str],
     port: int,
     names: Names,
+    caches: ParseCaches,
     *,
     starttls: Negotiator | str | None = None,
     connect_timeout: float = 5.0,
@@ -187,10 +194,10 @@ async def probe_addresses(
 ) -> list[Probed]:
     """:func:`probe_address` for each of ``addresses`` at once (one address: no task is made)."""
     if len(addresses) == 1:
-        return [await probe_address(addresses[0], port, names, starttls=starttls,
+        return [await probe_address(addresses[0], port, names, caches, starttls=starttls,
                                     connect_timeout=connect_timeout, handshake_timeout=handshake_timeout)]
     return list(await asyncio.gather(*(
-        probe_address(a, port, names, starttls=starttls, connect_timeout=connect_timeout,
+        probe_address(a, port, names, caches, starttls=starttls, connect_timeout=connect_timeout,
                       handshake_timeout=handshake_timeout)
         for a in addresses
     )))

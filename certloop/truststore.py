@@ -1,9 +1,9 @@
 """Trust anchors: the CA certificates a chain is verified against, and the issuer links between certificates.
 
-    trust = TrustStore.system()                       # OpenSSL's default bundle, else Debian's; loaded once
-    trust = TrustStore.from_file("ca.pem")            # TrustStoreError when unreadable or without a CA
-    leaf in trust                                     # by fingerprint
-    trust.issuers_of(cert)                            # anchors that issued it: name, key id and signature
+    trust = TrustStore.system(caches)                 # OpenSSL's default bundle, else Debian's; once per caches
+    trust = TrustStore.from_file("ca.pem", caches)    # TrustStoreError when unreadable or without a CA
+    facts(leaf, caches).fingerprint_sha256 in trust   # is this very certificate an anchor?
+    trust.issuers_of(cert, caches)                    # anchors that issued it: name, key id and signature
 
 A store is read-only once built (thread-safe) and carries what :mod:`certloop.verify` keys its verdict
 caches by: a ``token`` naming the store and the sorted validity ``boundaries`` of its anchors. The issuer
@@ -20,21 +20,29 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.verification import Store
 
 from certloop.errors import TrustStoreError
-from certloop.facts import facts
-from certloop.x509 import parse_pem
+from certloop.facts import FactsCaches, facts
+from certloop.x509 import ParseCaches, parse_pem
 
-__all__ = ["TrustStore", "claims_issuer", "issued_by", "signed_by"]
+__all__ = ["TrustCaches", "TrustStore", "claims_issuer", "issued_by", "signed_by"]
 
 DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 _tokens = itertools.count(1)
+
+
+class TrustCaches(ParseCaches, Protocol):
+    """What loading stores remembers: parsed PEM blocks, and the system bundle once it was read."""
+
+    system_trust: TrustStore | None
 
 
 class TrustStore:
@@ -50,46 +58,50 @@ class TrustStore:
         with warnings.catch_warnings():
             # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
             warnings.simplefilter("ignore")
-            all_facts = [facts(c) for c in self.certificates]
-        self._fingerprints = frozenset(f.fingerprint_sha256 for f in all_facts)
+            # the SHA-256 of the DER, as CertFacts.fingerprint_sha256 writes it
+            self._fingerprints = frozenset(c.fingerprint(hashes.SHA256()).hex() for c in self.certificates)
+            self.boundaries: list[datetime] = sorted(
+                {d for c in self.certificates for d in (c.not_valid_before_utc, c.not_valid_after_utc)}
+            )
         self._by_subject: dict[x509.Name, list[x509.Certificate]] = {}
         for cert in self.certificates:
             self._by_subject.setdefault(cert.subject, []).append(cert)
-        self.boundaries: list[datetime] = sorted(
-            {d for f in all_facts for d in (f.not_before, f.not_after)}
-        )
 
     @classmethod
-    def from_pem(cls, data: bytes, *, source: str = "<memory>") -> TrustStore:
+    def from_pem(cls, data: bytes, caches: ParseCaches, *, source: str = "<memory>") -> TrustStore:
         with warnings.catch_warnings():
             # Real bundles hold a few old roots cryptography warns about (e.g. negative serials).
             warnings.simplefilter("ignore")
-            certificates = parse_pem(data).certificates
+            certificates = parse_pem(data, caches).certificates
         return cls(certificates, source=source)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
+    def from_file(cls, path: str | os.PathLike[str], caches: ParseCaches) -> TrustStore:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise TrustStoreError(os.fspath(path), exc.strerror or str(exc)) from exc
-        return cls.from_pem(data, source=os.fspath(path))
+        return cls.from_pem(data, caches, source=os.fspath(path))
 
     @classmethod
-    def system(cls) -> TrustStore:
-        """The operating system's bundle (OpenSSL's default CA file, else Debian's), loaded once."""
-        global _SYSTEM
-        if _SYSTEM is None:
+    def system(cls, caches: TrustCaches) -> TrustStore:
+        """The operating system's bundle (OpenSSL's default CA file, else Debian's), read once per ``caches``.
+
+        One store for the life of the caches (a daemon's): its token, and so every verdict remembered
+        against it, survives config reloads.
+        """
+        if caches.system_trust is None:
             paths = ssl.get_default_verify_paths()
             candidates = [p for p in (paths.cafile, paths.openssl_cafile, DEBIAN_BUNDLE) if p]
             found = next((p for p in candidates if os.path.isfile(p)), None)
             if found is None:
                 raise TrustStoreError(", ".join(candidates), "no system CA bundle found")
-            _SYSTEM = cls.from_file(found)
-        return _SYSTEM
+            caches.system_trust = cls.from_file(found, caches)
+        return caches.system_trust
 
-    def __contains__(self, cert: x509.Certificate) -> bool:
-        return facts(cert).fingerprint_sha256 in self._fingerprints
+    def __contains__(self, fingerprint: str) -> bool:
+        """Is the certificate with this SHA-256 fingerprint (hex, ``CertFacts.fingerprint_sha256``) an anchor?"""
+        return fingerprint in self._fingerprints
 
     def __len__(self) -> int:
         return len(self.certificates)
@@ -98,31 +110,28 @@ class TrustStore:
         """Anchors whose subject is ``name``."""
         return self._by_subject.get(name, [])
 
-    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
+    def issuers_of(self, cert: x509.Certificate, caches: FactsCaches) -> list[x509.Certificate]:
         """Anchors that issued ``cert`` (name, key identifier and signature all match)."""
-        return [c for c in self._by_subject.get(cert.issuer, []) if issued_by(cert, c)]
+        return [c for c in self._by_subject.get(cert.issuer, []) if issued_by(cert, c, caches)]
 
     @property
     def store(self) -> Store:
         return self._store
 
 
-_SYSTEM: TrustStore | None = None
-
-
 # ------------------------------------------------------------------------------------- issuer links
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate, caches: FactsCaches) -> bool:
     """``issuer`` claims ``cert`` (:func:`claims_issuer`) and its key made the signature (:func:`signed_by`)."""
-    return claims_issuer(cert, issuer) and signed_by(cert, issuer)
+    return claims_issuer(cert, issuer, caches) and signed_by(cert, issuer)
 
 
-def claims_issuer(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def claims_issuer(cert: x509.Certificate, issuer: x509.Certificate, caches: FactsCaches) -> bool:
     """Issuer name equals the candidate's subject and key identifiers (when both present) agree."""
     if cert.issuer != issuer.subject:
         return False
-    cf, inf = facts(cert), facts(issuer)
+    cf, inf = facts(cert, caches), facts(issuer, caches)
     return cf.aki is None or inf.ski is None or cf.aki == inf.ski
 
 

@@ -1,8 +1,8 @@
 """Verification verdicts, offline and at an injected time.
 
-    verdict = verify_chain(chain, trust=trust, at=now, hostname="shop.example")   # trust: certloop.truststore
-    if verdict is Verdict.OK: ...
-    earliest_expiry(chain)                            # leaf + intermediates, presented root excluded
+    verdict = verify_chain(chain, trust=trust, at=now, hostname="shop.example", caches=caches)
+    if verdict is Verdict.OK: ...                     # trust: certloop.truststore; caches: certloop.caches
+    earliest_expiry(chain_facts, chain_roles(chain, caches))   # leaf + intermediates, presented root excluded
 
 Path building and signature checks come from ``cryptography.x509.verification``. It raises one
 generic ``VerificationError``, so when it fails the cause is classified here, deterministically, in
@@ -12,9 +12,10 @@ weak algorithm, path length, key usage) is ``invalid``. Hostname coverage is dec
 :func:`certloop.hostnames.covers` (RFC 6125) rather than by the library, so the verdict and the
 ``hostname_match`` fact agree.
 
-Verdicts are cached by (chain fingerprints, hostname, trust store, position of ``at`` among every
-validity boundary of the chain and of the store): the verdict is a function of exactly those
-inputs, so a cached verdict can never outlive a ``not_before``/``not_after`` boundary.
+Verdicts are remembered in the given ``caches`` (:class:`VerifyCaches`) by (chain fingerprints,
+hostname, trust store, position of ``at`` among every validity boundary of the chain and of the
+store): the verdict is a function of exactly those inputs, so a remembered verdict can never outlive
+a ``not_before``/``not_after`` boundary, and what the caches hold never changes a verdict, only its cost.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -37,14 +39,14 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from certloop.bounded import VERDICTS, remember
 from certloop.der import oid_contents, raw_extensions
-from certloop.facts import CertFacts, Role, chain_roles, der_bytes, facts, tbs_fields
+from certloop.facts import CertFacts, FactsCaches, Role, der_bytes, facts, tbs_fields
 from certloop.hostnames import covers
 from certloop.truststore import TrustStore, claims_issuer, signed_by
 
-__all__ = ["Verdict", "earliest_expiry", "verify_chain"]
+__all__ = ["UpperChain", "Verdict", "VerifyCaches", "earliest_expiry", "verify_chain"]
 
-_CACHE_SIZE = 50_000
 _SIGNATURE_BUDGET = 32  # signature checks when classifying one chain: a hostile chain stays cheap
 
 
@@ -62,9 +64,27 @@ class Verdict(StrEnum):
     INVALID = "invalid"
 
 
-# ------------------------------------------------------------------------------------------ verify
+@dataclass(frozen=True, slots=True)
+class UpperChain:
+    """What the upper-chain shortcut (below) knows about the presented certificates above a leaf."""
 
-_VERDICTS: dict[tuple[object, ...], Verdict] = {}
+    eligible: bool  # no name or policy constraints above, nothing undecodable
+    bounds: list[datetime]  # their validity boundaries, sorted
+    issuer_subject: bytes  # chain[1]'s subject DER (b"" when it does not decode)
+    issuer_key: object  # chain[1]'s public key, decoded once (None when it does not decode)
+
+
+class VerifyCaches(FactsCaches, Protocol):
+    """What :func:`verify_chain` remembers between calls (:class:`certloop.caches.Caches` is the one kept)."""
+
+    verdicts: dict[tuple[object, ...], Verdict]  # by chain, name, store and validity bucket
+    upper: dict[tuple[object, ...], Verdict]  # by leaf shape under one presented upper chain
+    upper_info: dict[tuple[object, ...], UpperChain]  # by upper chain and store
+    signature_params: dict[bytes, object]  # a signature algorithm's decoded parameters
+    paths_built: int  # how often the full path builder ran: what the maps above did not save
+
+
+# ------------------------------------------------------------------------------------------ verify
 
 
 def _server_eku(_policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
@@ -86,7 +106,8 @@ _CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
 
 
 def verify_chain(
-    chain: Sequence[x509.Certificate], *, trust: TrustStore, at: datetime, hostname: str | None = None
+    chain: Sequence[x509.Certificate], *, trust: TrustStore, at: datetime, hostname: str | None = None,
+    caches: VerifyCaches,
 ) -> Verdict:
     """Verify a presented chain (leaf first) against ``trust`` at ``at`` (aware), optionally for a name."""
     if not chain:
@@ -94,7 +115,9 @@ def verify_chain(
     if at.tzinfo is None:
         raise ValueError("at must be timezone-aware")
     at = at.astimezone(UTC).replace(microsecond=0)  # certificate times have whole seconds
-    chain_facts = [facts(c) for c in chain]
+    chain_facts = []
+    for cert in chain:  # a loop: a comprehension naming caches costs a closure cell (certloop.caches)
+        chain_facts.append(facts(cert, caches))
     chain_bounds = sorted(d for f in chain_facts for d in (f.not_before, f.not_after))
     key = (
         tuple(f.fingerprint_sha256 for f in chain_facts),
@@ -105,29 +128,30 @@ def verify_chain(
         bisect.bisect_left(trust.boundaries, at),
         bisect.bisect_right(trust.boundaries, at),
     )
-    found = _VERDICTS.get(key)
+    verdicts = caches.verdicts
+    found = verdicts.get(key)
     if found is None:
-        found = _verify_uncached(chain, trust, at, hostname)
-        if len(_VERDICTS) >= _CACHE_SIZE:
-            for old in list(_VERDICTS)[: _CACHE_SIZE // 10]:
-                _VERDICTS.pop(old, None)
-        _VERDICTS[key] = found
+        found = remember(verdicts, key, _verify_uncached(chain, chain_facts[0], trust, at, hostname, caches), VERDICTS)
     return found
 
 
 def _verify_uncached(
-    chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, hostname: str | None
+    chain: Sequence[x509.Certificate], lf: CertFacts, trust: TrustStore, at: datetime, hostname: str | None,
+    caches: VerifyCaches,
 ) -> Verdict:
-    verdict = _verify_shortcut(chain, trust, at)
+    verdict = _verify_shortcut(chain, trust, at, caches)
     if verdict is None:
-        verdict = _verify_reference(chain, trust, at)
-    if verdict is Verdict.OK and hostname and not covers(chain[0], hostname):
+        verdict = _verify_reference(chain, trust, at, caches)
+    if verdict is Verdict.OK and hostname and not covers(lf, hostname):
         return Verdict.HOSTNAME_MISMATCH
     return verdict
 
 
-def _verify_reference(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict:
+def _verify_reference(
+    chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, caches: VerifyCaches
+) -> Verdict:
     """The full path: build and check with ``cryptography.x509.verification``, classify a failure."""
+    caches.paths_built += 1
     verifier = (
         PolicyBuilder()
         .store(trust.store)
@@ -138,7 +162,7 @@ def _verify_reference(chain: Sequence[x509.Certificate], trust: TrustStore, at: 
     try:
         verifier.verify(chain[0], list(chain[1:]))
     except VerificationError:
-        return _classify(chain, trust, at)
+        return _classify(chain, trust, at, caches)
     return Verdict.OK
 
 
@@ -154,10 +178,6 @@ def _verify_reference(chain: Sequence[x509.Certificate], trust: TrustStore, at: 
 # Anything outside that argument (no presented issuer, a self-issued or trusted leaf, name or policy
 # constraints above, an undecodable field, a bad signature) takes the reference path.
 
-_UPPER: dict[tuple[object, ...], Verdict] = {}
-_UPPER_INFO: dict[tuple[object, ...], _Upper] = {}
-
-
 _SHAPE_VALUES = frozenset(oid_contents(o) for o in (
     ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.KEY_USAGE,
     ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.EXTENDED_KEY_USAGE,
@@ -168,66 +188,63 @@ _UPPER_REFUSED = frozenset({
 })  # they make the result depend on the leaf's names or policies: the shortcut stays away
 
 
-def _verify_shortcut(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict | None:
+def _verify_shortcut(
+    chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, caches: VerifyCaches
+) -> Verdict | None:
     """The verdict without path building when provably equal to the reference's, else None."""
     leaf = chain[0]
-    lf = facts(leaf)
+    lf = facts(leaf, caches)
     if at < lf.not_before:  # the reference rejects any leaf outside its dates and classifies by them first
         return Verdict.NOT_YET_VALID
     if at > lf.not_after:
         return Verdict.EXPIRED
-    if lf.self_issued or len(chain) < 2 or leaf in trust:
+    if lf.self_issued or len(chain) < 2 or lf.fingerprint_sha256 in trust:
         return None
-    upper = tuple(facts(c).fingerprint_sha256 for c in chain[1:])
-    info = _upper_info(chain, upper, trust)
-    shape = _leaf_shape(leaf, lf) if info.eligible else None
+    above = []
+    for cert in chain[1:]:  # a loop: see verify_chain
+        above.append(facts(cert, caches).fingerprint_sha256)
+    upper = tuple(above)
+    info = _upper_info(chain, upper, trust, caches)
+    shape = _leaf_shape(leaf, lf, caches) if info.eligible else None
     if shape is None:
         return None
     bounds = info.bounds
     key = (shape, upper, trust.token, bisect.bisect_left(bounds, at), bisect.bisect_right(bounds, at),
            bisect.bisect_left(trust.boundaries, at), bisect.bisect_right(trust.boundaries, at))
-    signed = _signature_ok(leaf, info.issuer_subject, info.issuer_key)
+    signed = _signature_ok(leaf, info.issuer_subject, info.issuer_key, caches)
     if signed is None:
         signed = signed_by(leaf, chain[1])
     if not signed:
         return None  # the reference classifies a broken signature
-    known = _UPPER.get(key)
+    known = caches.upper.get(key)
     if known is not None:
         return known
-    verdict = _verify_reference(chain, trust, at)
+    verdict = _verify_reference(chain, trust, at, caches)
     if lf.not_before < at < lf.not_after:  # strictly inside: the dates played no part in it
-        if len(_UPPER) >= _CACHE_SIZE:
-            for old in list(_UPPER)[: _CACHE_SIZE // 10]:
-                _UPPER.pop(old, None)
-        _UPPER[key] = verdict
+        remember(caches.upper, key, verdict, VERDICTS)
     return verdict
 
 
-@dataclass(frozen=True, slots=True)
-class _Upper:
-    """What the shortcut knows about the presented certificates above a leaf."""
-
-    eligible: bool  # no name or policy constraints above, nothing undecodable
-    bounds: list[datetime]  # their validity boundaries, sorted
-    issuer_subject: bytes  # chain[1]'s subject DER (b"" when it does not decode)
-    issuer_key: object  # chain[1]'s public key, decoded once (None when it does not decode)
-
-
-def _upper_info(chain: Sequence[x509.Certificate], upper: tuple[str, ...], trust: TrustStore) -> _Upper:
+def _upper_info(
+    chain: Sequence[x509.Certificate], upper: tuple[str, ...], trust: TrustStore, caches: VerifyCaches
+) -> UpperChain:
     key = (upper, trust.token)
-    found = _UPPER_INFO.get(key)
+    found = caches.upper_info.get(key)
     if found is None:
         anchors = [a for c in chain for a in trust.by_subject(c.issuer)]
         eligible = all(_unconstrained(c) for c in (*chain[1:], *anchors))
-        bounds = sorted(d for c in chain[1:] for d in (facts(c).not_before, facts(c).not_after))
-        tbs = tbs_fields(chain[1])
+        bounds: list[datetime] = []
+        for cert in chain[1:]:  # a loop: see verify_chain
+            f = facts(cert, caches)
+            bounds += (f.not_before, f.not_after)
+        bounds.sort()
+        tbs = tbs_fields(chain[1], caches)
         try:
             issuer_key: object = chain[1].public_key()
         except (ValueError, UnsupportedAlgorithm):
             issuer_key = None
-        if len(_UPPER_INFO) >= _CACHE_SIZE:
-            _UPPER_INFO.clear()
-        found = _UPPER_INFO[key] = _Upper(eligible, bounds, tbs.subject if tbs else b"", issuer_key)
+        found = remember(caches.upper_info, key, UpperChain(eligible, bounds, tbs.subject if tbs else b"", issuer_key),
+                         VERDICTS)
     return found
 
 
@@ -238,9 +255,9 @@ def _unconstrained(cert: x509.Certificate) -> bool:
         return False
 
 
-def _leaf_shape(leaf: x509.Certificate, lf: CertFacts) -> tuple[object, ...] | None:
+def _leaf_shape(leaf: x509.Certificate, lf: CertFacts, caches: FactsCaches) -> tuple[object, ...] | None:
     """What the reference's leaf checks depend on besides signature, dates, names and key bits."""
-    tbs = tbs_fields(leaf)
+    tbs = tbs_fields(leaf, caches)
     if tbs is None or not tbs.serial or tbs.trailer:
         return None
     try:
@@ -263,19 +280,18 @@ def _leaf_shape(leaf: x509.Certificate, lf: CertFacts) -> tuple[object, ...] | N
     )
 
 
-_PARAMS: dict[bytes, object] = {}
-
-
-def _signature_ok(leaf: x509.Certificate, issuer_subject: bytes, issuer_key: object) -> bool | None:
+def _signature_ok(
+    leaf: x509.Certificate, issuer_subject: bytes, issuer_key: object, caches: VerifyCaches
+) -> bool | None:
     """Did the issuer's key make the leaf's signature (names equal byte for byte)? None: cannot tell here."""
-    tbs = tbs_fields(leaf)
+    tbs = tbs_fields(leaf, caches)
     verify = getattr(issuer_key, "verify", None)
     if tbs is None or tbs.issuer != issuer_subject or verify is None:
         return None
-    params = _PARAMS.get(tbs.signature)
-    if params is None:
-        params = _PARAMS[tbs.signature] = leaf.signature_algorithm_parameters  # a handful of algorithms
-    signed = der_bytes(leaf)[tbs.span[0] : tbs.span[1]]  # = leaf.tbs_certificate_bytes, without a re-encoding
+    params = caches.signature_params.get(tbs.signature)
+    if params is None:  # a handful of algorithms (None itself, for Ed25519, is looked up each time: cheap)
+        params = remember(caches.signature_params, tbs.signature, leaf.signature_algorithm_parameters, 64)
+    signed = der_bytes(leaf, caches)[tbs.span[0] : tbs.span[1]]  # = leaf.tbs_certificate_bytes, without a re-encoding
     try:
         if params is None:  # Ed25519, Ed448
             verify(leaf.signature, signed)
@@ -290,14 +306,14 @@ def _signature_ok(leaf: x509.Certificate, issuer_subject: bytes, issuer_key: obj
     return True
 
 
-def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime) -> Verdict:
+def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, caches: FactsCaches) -> Verdict:
     leaf = chain[0]
-    lf = facts(leaf)
+    lf = facts(leaf, caches)
     if at < lf.not_before:
         return Verdict.NOT_YET_VALID
     if at > lf.not_after:
         return Verdict.EXPIRED
-    if leaf in trust:
+    if lf.fingerprint_sha256 in trust:
         # Pinned: the served certificate itself is a configured anchor (``ca_file`` holding that
         # very certificate, the usual way to watch an internal service). OpenSSL, Python's ssl and
         # Go trust it as it is; the Web PKI policy refuses such leaves (CA:TRUE, no SAN, v1), but
@@ -305,28 +321,28 @@ def _classify(chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime
         return Verdict.OK
     if lf.self_issued and signed_by(leaf, leaf):
         return Verdict.SELF_SIGNED
-    path = _presented_path(chain)
+    path = _presented_path(chain, caches)
     if path is None:
         return Verdict.INVALID  # a presented issuer matches by name and key id, but not by signature
     for cert in path[1:]:
-        f = facts(cert)
-        if cert in trust:
+        f = facts(cert, caches)
+        if f.fingerprint_sha256 in trust:
             break  # from here the store's copy is the anchor
         if at > f.not_after:
             return Verdict.INTERMEDIATE_EXPIRED
         if at < f.not_before:
             return Verdict.INVALID
     top = path[-1]
-    if top in trust or trust.issuers_of(top):
+    if facts(top, caches).fingerprint_sha256 in trust or trust.issuers_of(top, caches):
         return Verdict.INVALID  # reaches an anchor, yet rejected: signature, algorithm, constraints
-    if facts(top).self_issued:
+    if facts(top, caches).self_issued:
         return Verdict.UNKNOWN_AUTHORITY  # a presented root the store does not trust
     if len(path) == 1:
         return Verdict.INCOMPLETE_CHAIN  # the leaf alone, its issuer neither sent nor trusted
     return Verdict.UNKNOWN_AUTHORITY  # intermediates sent, their root is not trusted
 
 
-def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate] | None:
+def _presented_path(chain: Sequence[x509.Certificate], caches: FactsCaches) -> list[x509.Certificate] | None:
     """Follow issuer links from the leaf through the presented certificates (any order).
 
     None when a presented certificate claims to be the issuer (name and key identifier) but its key
@@ -335,9 +351,9 @@ def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate]
     path = [chain[0]]
     remaining = list(chain[1:])
     budget = _SIGNATURE_BUDGET
-    while remaining and not facts(path[-1]).self_issued:
+    while remaining and not facts(path[-1], caches).self_issued:
         current = path[-1]
-        claimed = [c for c in remaining if claims_issuer(current, c)][:budget]
+        claimed = [c for c in remaining if claims_issuer(current, c, caches)][:budget]
         budget -= len(claimed)
         issuer = next((c for c in claimed if signed_by(current, c)), None)
         if issuer is None:
@@ -347,11 +363,9 @@ def _presented_path(chain: Sequence[x509.Certificate]) -> list[x509.Certificate]
     return path
 
 
-def earliest_expiry(
-    chain: Sequence[x509.Certificate], roles: Sequence[Role] | None = None
-) -> datetime | None:
-    """Earliest ``not_after`` over the leaf and the intermediates (a presented root is not relied on)."""
+def earliest_expiry(chain: Sequence[CertFacts], roles: Sequence[Role]) -> datetime | None:
+    """Earliest ``not_after`` over the leaf and the intermediates (a presented root is not relied on),
+    from the facts of a chain and its roles (:func:`certloop.facts.chain_roles`)."""
     if not chain:
         return None
-    roles = roles if roles is not None else chain_roles(chain)
-    return min(facts(c).not_after for c, r in zip(chain, roles, strict=True) if r is not Role.ROOT)
+    return min(f.not_after for f, r in zip(chain, roles, strict=True) if r is not Role.ROOT)

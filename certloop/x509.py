@@ -4,16 +4,18 @@ Pure apart from :func:`read_certificate_file` and :func:`read_bounded`, which to
 (one open, ``fstat`` and a bounded read). Parsing never lets one bad entry hide the others: every parser returns
 the certificates it could read plus a :class:`Problem` per entry it could not.
 
-    parsed = read_certificate_file("/etc/ssl/shop.pem")      # raises FileError when nothing usable
+    parsed = read_certificate_file("/etc/ssl/shop.pem", caches)   # FileError when nothing usable
     parsed.certificates, parsed.keys, parsed.problems         # in order; a key count; per-entry problems
-    chain = load_der_chain(presented.chain_der)               # a chain as sent in a TLS handshake
+    chain = load_der_chain(presented.chain_der, caches)       # a chain as sent in a TLS handshake
     to_pem(chain)                                             # and back to PEM text
 
 What each certificate says (subject, dates, key, role in the chain) is :mod:`certloop.facts`.
 
-Performance: :func:`load_der_chain` and the PEM parser keep bounded caches keyed by the DER bytes / the
-PEM block, so re-probing an unchanged endpoint parses nothing twice: the same PEM block in many files (an
-intermediate in every fullchain) and identical binary contents (:func:`certificates_in`) parse once.
+Performance: :func:`load_der_chain` and the PEM parser remember what they parsed in the ``caches`` they
+are given (:class:`ParseCaches`, bounded maps keyed by the DER bytes / the PEM block; the daemon's
+:class:`certloop.caches.Caches`), so re-probing an unchanged endpoint parses nothing twice: the same PEM
+block in many files (an intermediate in every fullchain) and identical binary contents
+(:func:`certificates_in`) parse once.
 """
 
 from __future__ import annotations
@@ -25,19 +27,20 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certloop.cache import remember
+from certloop.bounded import remember
 from certloop.errors import FileError, FileReason
-from certloop.facts import note_der
+from certloop.facts import FactsCaches, note_der
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "ParseCaches",
     "Parsed",
     "Problem",
     "certificates_in",
@@ -73,6 +76,17 @@ class Parsed(NamedTuple):
     problems: tuple[Problem, ...] = ()
 
 
+class ParseCaches(FactsCaches, Protocol):
+    """What the parsers remember between calls (:class:`certloop.caches.Caches` is the one kept).
+
+    A parser that decodes a PEM block itself notes the DER for :mod:`certloop.facts`, hence the base.
+    """
+
+    der: dict[bytes, x509.Certificate]  # a DER certificate (a presented chain, a .der file)
+    pem: dict[bytes, x509.Certificate]  # a PEM block (an intermediate in every fullchain)
+    content: dict[tuple[bytes, bytes | None], Parsed]  # a binary file by (SHA-256, password)
+
+
 # --------------------------------------------------------------------------------------------- parsing
 
 _BEGIN = b"-----BEGIN "
@@ -106,7 +120,7 @@ def _pem_blocks(data: bytes) -> Iterator[tuple[bytes, bytes | None]]:
         pos = data.find(_BEGIN, end + len(end_marker))
 
 
-def parse_pem(data: bytes) -> Parsed:
+def parse_pem(data: bytes, caches: ParseCaches) -> Parsed:
     """Every ``CERTIFICATE`` block of a PEM text, in order; keys are counted, other blocks ignored.
 
     Text between blocks (comments, garbage, ``openssl x509 -text`` output) is skipped. A block
@@ -117,13 +131,15 @@ def parse_pem(data: bytes) -> Parsed:
     problems: list[Problem] = []
     keys = 0
     index = 0
+    seen = caches.pem
     for label, block in _pem_blocks(data):
         if label in _CERT_LABELS:
             if block is None:
                 problems.append(Problem(index, "certificate", FileReason.PARSE_ERROR, "no END line"))
             else:
                 try:
-                    certs.append(_pem_cached(block, label))
+                    cert = seen.get(block)
+                    certs.append(cert if cert is not None else _pem_parsed(block, label, caches))
                 except ValueError as exc:
                     problems.append(Problem(index, "certificate", FileReason.PARSE_ERROR, _short(exc)))
             index += 1
@@ -132,10 +148,10 @@ def parse_pem(data: bytes) -> Parsed:
     return Parsed(tuple(certs), keys, tuple(problems))
 
 
-def parse_der(data: bytes) -> Parsed:
+def parse_der(data: bytes, caches: ParseCaches) -> Parsed:
     """A single DER-encoded certificate."""
     try:
-        return Parsed((_der_cached(bytes(data)),))
+        return Parsed((_der_cached(bytes(data), caches.der),))
     except ValueError as exc:
         return Parsed((), 0, (Problem(0, "der", FileReason.PARSE_ERROR, _short(exc)),))
 
@@ -154,7 +170,7 @@ def parse_pkcs12(data: bytes, password: bytes | None) -> Parsed:
     return Parsed(tuple(certs), 1 if p12.key is not None else 0)
 
 
-def parse_certificates(data: bytes, *, password: bytes | None = None) -> Parsed:
+def parse_certificates(data: bytes, caches: ParseCaches, *, password: bytes | None = None) -> Parsed:
     """Detect the format (PEM, DER certificate, PKCS#12) and parse.
 
     PEM is recognised by its armour; a binary blob is tried as a DER certificate, then as PKCS#12
@@ -163,8 +179,8 @@ def parse_certificates(data: bytes, *, password: bytes | None = None) -> Parsed:
     if not data.strip():
         return Parsed((), 0, (Problem(0, "file", FileReason.EMPTY),))
     if b"-----BEGIN " in data:
-        return parse_pem(data)
-    der = parse_der(data)
+        return parse_pem(data, caches)
+    der = parse_der(data, caches)
     if der.certificates:
         return der
     p12 = parse_pkcs12(data, password)
@@ -176,7 +192,8 @@ def parse_certificates(data: bytes, *, password: bytes | None = None) -> Parsed:
 
 
 def read_certificate_file(
-    path: str | os.PathLike[str], *, password: bytes | None = None, max_bytes: int = MAX_FILE_BYTES
+    path: str | os.PathLike[str], caches: ParseCaches, *, password: bytes | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Parsed:
     """Read and parse a certificate file, reading at most ``max_bytes`` (+1 to detect larger files).
 
@@ -185,7 +202,7 @@ def read_certificate_file(
     """
     name = os.fspath(path)
     data, _ = read_bounded(name, max_bytes)
-    return certificates_in(name, data, password=password)
+    return certificates_in(name, data, caches, password=password)
 
 
 def read_bounded(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
@@ -225,33 +242,30 @@ def read_bounded(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     return data, st
 
 
-_CONTENT_CACHE: dict[tuple[bytes, bytes | None], Parsed] = {}
-
-
-def certificates_in(name: str, data: bytes, *, password: bytes | None = None) -> Parsed:
+def certificates_in(name: str, data: bytes, caches: ParseCaches, *, password: bytes | None = None) -> Parsed:
     """:func:`parse_certificates` for a file's bytes; FileError (naming ``name``) when none is usable.
 
     Identical binary contents (DER, PKCS#12: a keystore copied to several places, whose password
     derivation alone costs milliseconds) parse once, by their SHA-256. PEM text is not hashed whole:
-    its blocks are cached one by one (:func:`_pem_cached`), so identical text costs one scan and a
+    its blocks are remembered one by one (:func:`parse_pem`), so identical text costs one scan and a
     lookup per block, while hashing every file read would cost more than that scan (about a fifth
     of parsing a leaf-plus-CA file, counted with callgrind).
     """
     if b"-----BEGIN " in data:
-        parsed = parse_pem(data)
+        parsed = parse_pem(data, caches)
         key = None
     else:
         key = (hashlib.sha256(data).digest(), password)
-        cached = _CONTENT_CACHE.get(key)
+        cached = caches.content.get(key)
         if cached is not None:
             return cached
-        parsed = parse_certificates(data, password=password)
+        parsed = parse_certificates(data, caches, password=password)
     if not parsed.certificates:
         if parsed.problems:
             first = parsed.problems[0]
             raise FileError(name, first.reason, first.detail)
         raise FileError(name, FileReason.NO_CERTIFICATE)
-    return parsed if key is None else remember(_CONTENT_CACHE, key, parsed)
+    return parsed if key is None else remember(caches.content, key, parsed)
 
 
 def reason_for_errno(code: int) -> FileReason:
@@ -273,35 +287,28 @@ def _short(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------------- caches
 
-_DER_CACHE: dict[bytes, x509.Certificate] = {}
 
-
-def _der_cached(der: bytes) -> x509.Certificate:
-    cert = _DER_CACHE.get(der)
+def _der_cached(der: bytes, seen: dict[bytes, x509.Certificate]) -> x509.Certificate:
+    cert = seen.get(der)
     if cert is None:
-        cert = remember(_DER_CACHE, der, x509.load_der_x509_certificate(der))
+        cert = remember(seen, der, x509.load_der_x509_certificate(der))
     return cert
 
 
-_PEM_CACHE: dict[bytes, x509.Certificate] = {}
-
-
-def _pem_cached(block: bytes, label: bytes) -> x509.Certificate:
-    """A PEM block's certificate; the same block in many files (a shared intermediate) parses once."""
-    cert = _PEM_CACHE.get(block)
+def _pem_parsed(block: bytes, label: bytes, caches: ParseCaches) -> x509.Certificate:
+    """A PEM block's certificate, parsed and remembered: the same block in many files (a shared
+    intermediate) parses once."""
+    cert = _pem_plain(block, label, caches)
     if cert is None:
-        cert = _pem_plain(block, label)
-        if cert is None:
-            pem = block if label == b"CERTIFICATE" else block.replace(label, b"CERTIFICATE")
-            cert = x509.load_pem_x509_certificate(pem)
-        remember(_PEM_CACHE, block, cert)
-    return cert
+        pem = block if label == b"CERTIFICATE" else block.replace(label, b"CERTIFICATE")
+        cert = x509.load_pem_x509_certificate(pem)
+    return remember(caches.pem, block, cert)
 
 
 _LINE_BREAKS = bytes.maketrans(b"", b"")
 
 
-def _pem_plain(block: bytes, label: bytes) -> x509.Certificate | None:
+def _pem_plain(block: bytes, label: bytes, caches: FactsCaches) -> x509.Certificate | None:
     """The certificate of a plain PEM block (no headers, only base64 lines), decoded here; else None.
 
     Decoding the base64 here and parsing DER costs half of ``load_pem_x509_certificate`` and gives
@@ -320,16 +327,24 @@ def _pem_plain(block: bytes, label: bytes) -> x509.Certificate | None:
         cert = x509.load_der_x509_certificate(der)
     except (binascii.Error, ValueError):
         return None
-    note_der(cert, der)
+    note_der(cert, der, caches)
     return cert
 
 
-def load_der_chain(chain_der: Iterable[bytes]) -> tuple[x509.Certificate, ...]:
+def load_der_chain(chain_der: Iterable[bytes], caches: ParseCaches) -> tuple[x509.Certificate, ...]:
     """Parse a presented chain (DER, leaf first), reusing certificates seen before.
 
     Raises ``ValueError`` for an undecodable certificate (the TLS layer decides what that means).
     """
-    return tuple(_der_cached(bytes(d)) for d in chain_der)
+    seen = caches.der
+    chain = []
+    for der in chain_der:  # a loop: a comprehension naming seen costs a closure cell (certloop.caches)
+        der = bytes(der)
+        cert = seen.get(der)
+        if cert is None:
+            cert = remember(seen, der, x509.load_der_x509_certificate(der))
+        chain.append(cert)
+    return tuple(chain)
 
 
 def to_pem(certs: Iterable[x509.Certificate]) -> bytes:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from certloop.caches import Caches
 from certloop.config import parse_duration
 from certloop.errors import CertloopError, FailureReason, FileError, FileReason, ProbeError
 from certloop.exitcodes import ExitCode, UsageParser
@@ -206,10 +207,10 @@ def load_check_config(path: str, *, expand_env: bool = False) -> tuple[list[Endp
 # ------------------------------------------------------------------------------------------ probing
 
 
-def file_rows(spec: FileSpec, *, now: datetime, thresholds: Thresholds) -> list[Row]:
+def file_rows(spec: FileSpec, caches: Caches, *, now: datetime, thresholds: Thresholds) -> list[Row]:
     """One row per certificate in the file, judged by its dates; one failure row when unreadable."""
     try:
-        parsed = read_certificate_file(spec.path, password=spec.password, max_bytes=spec.max_bytes)
+        parsed = read_certificate_file(spec.path, caches, password=spec.password, max_bytes=spec.max_bytes)
     except FileError as exc:
         if spec.from_listing and exc.reason in {FileReason.NO_CERTIFICATE, FileReason.EMPTY}:
             return []
@@ -218,7 +219,7 @@ def file_rows(spec: FileSpec, *, now: datetime, thresholds: Thresholds) -> list[
         return [Row(spec.path, "file", status, reason)]
     rows = []
     for position, cert in enumerate(parsed.certificates):
-        f = facts(cert)
+        f = facts(cert, caches)
         verdict = (Verdict.NOT_YET_VALID if now < f.not_before
                    else Verdict.EXPIRED if now > f.not_after else Verdict.OK)
         status, reason = decide(verdict, f.not_after, now=now, thresholds=thresholds)
@@ -234,10 +235,12 @@ class Prober:
     """Resolves and probes endpoints with bounded concurrency; ``clock`` gives the verification time."""
 
     def __init__(
-        self, settings: Settings, trust: TrustStore, resolver: Resolver, clock: Callable[[], datetime]
+        self, settings: Settings, trust: TrustStore, resolver: Resolver, clock: Callable[[], datetime],
+        caches: Caches,
     ) -> None:
         self.settings = settings
         self.trust = trust
+        self.caches = caches
         self._trusts: dict[str, TrustStore] = {}
         self.clock = clock
         self._resolver = resolver
@@ -256,7 +259,7 @@ class Prober:
     async def _probe(self, ep: Endpoint, address: str, names: Names, base: dict[str, Any]) -> Row:
         async with self._slots:
             probed = await probe_address(
-                address, ep.port, names, starttls=ep.starttls,
+                address, ep.port, names, self.caches, starttls=ep.starttls,
                 connect_timeout=ep.connect_timeout or self.settings.connect_timeout,
                 handshake_timeout=ep.handshake_timeout or self.settings.handshake_timeout,
             )
@@ -265,10 +268,11 @@ class Prober:
             return self._failure(ep, address, str(failed), base)
         now = self.clock()
         chain = list(probed.chain)
+        caches = self.caches
         try:
-            verdict = verify_chain(chain, trust=self._trust(ep), at=now, hostname=names.verified)
-            expiry = earliest_expiry(chain, chain_roles(chain))
-            leaf = facts(chain[0])
+            verdict = verify_chain(chain, trust=self._trust(ep), at=now, hostname=names.verified, caches=caches)
+            expiry = earliest_expiry([facts(c, caches) for c in chain], chain_roles(chain, caches))
+            leaf = facts(chain[0], caches)
         except ValueError:  # a field that decodes lazily and does not: as the exporter says it
             return self._failure(ep, address, str(FailureReason.HANDSHAKE), base)
         status, reason = decide(verdict, expiry, now=now, thresholds=self.settings.thresholds)
@@ -283,7 +287,7 @@ class Prober:
         if ep.ca_file is None:
             return self.trust
         if ep.ca_file not in self._trusts:
-            self._trusts[ep.ca_file] = TrustStore.from_file(ep.ca_file)
+            self._trusts[ep.ca_file] = TrustStore.from_file(ep.ca_file, self.caches)
         return self._trusts[ep.ca_file]
 
     def _failure(self, ep: Endpoint, address: str | None, reason: str, base: dict[str, Any]) -> Row:
@@ -312,14 +316,15 @@ class Progress:
 
 async def collect(
     endpoints: Sequence[Endpoint], files: Sequence[FileSpec], settings: Settings, trust: TrustStore | None,
-    *, clock: Callable[[], datetime], progress: Progress,
+    *, clock: Callable[[], datetime], progress: Progress, caches: Caches,
 ) -> list[Row]:
     """Every row, in the order the items were given (files are read while endpoints are probed).
 
-    ``trust`` may be None only when there is no endpoint (files are judged by their dates).
+    ``trust`` may be None only when there is no endpoint (files are judged by their dates). ``caches``
+    is the run's: an intermediate shared by many files or endpoints is parsed and described once.
     """
     resolver = Resolver(settings.resolver or None, timeout=settings.connect_timeout)
-    prober = Prober(settings, trust, resolver, clock) if endpoints and trust is not None else None
+    prober = Prober(settings, trust, resolver, clock, caches) if endpoints and trust is not None else None
 
     async def one_endpoint(ep: Endpoint) -> list[Row]:
         assert prober is not None
@@ -328,7 +333,7 @@ async def collect(
         return rows
 
     async def one_file(spec: FileSpec) -> list[Row]:
-        rows = await asyncio.to_thread(file_rows, spec, now=clock(), thresholds=settings.thresholds)
+        rows = await asyncio.to_thread(file_rows, spec, caches, now=clock(), thresholds=settings.thresholds)
         progress.step()
         return rows
 
@@ -396,6 +401,7 @@ def run(
     endpoints: list[Endpoint] = []
     files: list[FileSpec] = []
     config: ExporterConfig | None = None
+    caches = Caches()  # what this run parses, describes and verifies, remembered for the run
     try:
         if args.config:
             endpoints, files, config = load_check_config(args.config)
@@ -433,7 +439,7 @@ def run(
         print(f"certloop check: {exc}", file=err)
         return ExitCode.USAGE
     try:
-        trust = (TrustStore.from_file(settings.ca_file) if settings.ca_file else TrustStore.system()) \
+        trust = (TrustStore.from_file(settings.ca_file, caches) if settings.ca_file else TrustStore.system(caches)) \
             if endpoints else None
     except CertloopError as exc:  # the bundle of --ca-file (usage) or of the config's global.ca_file
         print(f"certloop check: {exc}", file=err)
@@ -444,7 +450,7 @@ def run(
         return ExitCode.USAGE
     progress = Progress(err, len(endpoints) + len(files))
     try:
-        rows = asyncio.run(collect(endpoints, files, settings, trust, clock=now_fn, progress=progress))
+        rows = asyncio.run(collect(endpoints, files, settings, trust, clock=now_fn, progress=progress, caches=caches))
     finally:
         progress.close()
     now = now_fn()

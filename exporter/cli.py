@@ -26,6 +26,7 @@ from certloop.errors import CertloopError, ConfigError, ListenError
 from certloop.exitcodes import ExitCode, UsageParser
 from certloop.exporter.config import ExporterConfig, load_config, split_target
 from certloop.exporter.engine import Engine, build_context
+from certloop.exporter.report import ExporterCaches
 from certloop.exporter.server import ProbeWorkers, build_server, serve_worker
 from certloop.exporter.sources import ProbeCounter
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, HttpServer, tune_collector
@@ -75,7 +76,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         config = load_config(args.config_file, expand_env=args.expand_env)
         if args.check:
-            build_context(config, ProbeCounter())
+            build_context(config, ProbeCounter(), ExporterCaches())
             print(f"{args.config_file}: OK ({len(config.endpoints)} endpoint groups, {len(config.files)} file groups)")
     except ConfigError as exc:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)

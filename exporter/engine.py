@@ -33,6 +33,7 @@ from certloop.errors import ConfigError, TrustStoreError
 from certloop.exporter import metrics as m
 from certloop.exporter.collector import Inventory
 from certloop.exporter.config import ExporterConfig, load_config
+from certloop.exporter.report import ExporterCaches
 from certloop.exporter.sources import SOURCES, Context, ProbeCounter, Source
 from certloop.exporter.sources.base import utcnow
 from certloop.resolve import AddressCache, Resolver
@@ -44,16 +45,19 @@ log = logging.getLogger(__name__)
 
 
 def build_context(
-    config: ExporterConfig, counter: ProbeCounter, clock: Callable[[], datetime] = utcnow,
+    config: ExporterConfig, counter: ProbeCounter, caches: ExporterCaches, clock: Callable[[], datetime] = utcnow,
     state_dir: str | None = None,
 ) -> Context:
-    """Load the trust stores and the resolver a config names; raises ConfigError naming the bad key."""
+    """Load the trust stores and the resolver a config names; raises ConfigError naming the bad key.
+
+    ``counter`` and ``caches`` are the process's, carried from one config to the next.
+    """
     stores: dict[str | None, TrustStore] = {}
     wanted: list[tuple[str, str | None]] = [("global.ca_file", config.global_.ca_file)]
     wanted += [(f"modules.{name}.ca_file", mod.ca_file) for name, mod in config.modules.items() if mod.ca_file]
     for where, path in wanted:
         try:
-            store = TrustStore.from_file(path) if path else TrustStore.system()
+            store = TrustStore.from_file(path, caches) if path else TrustStore.system(caches)
         except TrustStoreError as exc:
             raise ConfigError(where, f"cannot load trust store: {exc.message}") from exc
         stores[path] = store
@@ -61,7 +65,7 @@ def build_context(
             stores[None] = store
     # A fresh AddressCache per config load: answers from the old `resolver:` must not outlive it.
     resolver = Resolver(config.global_.resolver or None, cache=AddressCache())
-    return Context(config, stores, resolver, counter, clock, state_dir)
+    return Context(config, stores, resolver, counter, caches, clock, state_dir)
 
 
 class Engine:
@@ -84,6 +88,7 @@ class Engine:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.inventory = Inventory()
         self.counter = ProbeCounter()
+        self.caches = ExporterCaches()  # what parsing, verifying and rendering remember, for the process's life
         self.sweeps: dict[str, tuple[float, float]] = {}  # kind -> (end unix time, duration)
         self._done: set[str] = set()
         self._ready_event = asyncio.Event()
@@ -98,7 +103,7 @@ class Engine:
             if config_path is None:
                 raise ValueError("give a config path or a config")
             config = load_config(config_path, expand_env=expand_env)
-        self.ctx = build_context(config, self.counter, clock, state_dir)
+        self.ctx = build_context(config, self.counter, self.caches, clock, state_dir)
         self.reload_ok = True
         self.reload_time = time.time()
 
@@ -127,8 +132,8 @@ class Engine:
     async def _reload(self) -> tuple[bool, str]:
         assert self.config_path is not None
         try:
-            ctx = build_context(load_config(self.config_path, expand_env=self.expand_env), self.counter, self.clock,
-                                self.state_dir)
+            ctx = build_context(load_config(self.config_path, expand_env=self.expand_env), self.counter, self.caches,
+                                self.clock, self.state_dir)
         except ConfigError as exc:
             self.reload_ok = False
             log.error("config reload rejected, keeping the running config: %s", exc)

@@ -57,7 +57,7 @@ class ProbeHandler:
                 handshake_timeout=min(spec.handshake_timeout, half),
             )
         report = await probe_endpoint(spec, ctx)
-        return Response(200, render_probe(render(report, cache=True)), m.CONTENT_TYPE)
+        return Response(200, render_probe(render(report, ctx.caches, reuse=True)), m.CONTENT_TYPE)
 
 
 def _budget(header: str | None) -> float | None:

@@ -1,9 +1,10 @@
 """What one probe saw, as frozen data, and its rendering into exposition text fragments (pure).
 
-    chain = assess(certs, trust=trust, at=now, hostname="shop.example")   # verdict, expiry, roles
+    caches = ExporterCaches()            # the engine's, kept for the life of the process
+    chain = assess(certs, trust=trust, at=now, hostname="shop.example", caches=caches)  # verdict, expiry, roles
     obs = Observation("endpoint", "shop.example:443", "127.0.0.1", success=True, duration=0.004, chain=chain)
     report = TargetReport("endpoint", "shop.example:443", (("certificate", "shop"),), (obs,))
-    fragments = render(report)           # {metric name: sample lines}, merged by the collector
+    fragments = render(report, caches)   # {metric name: sample lines}, merged by the collector
 
 A :class:`ChainReport` knows until when its verdict holds (``valid_until``, the next validity boundary
 of the chain or the trust store), so an unchanged file is re-verified only when time crosses one.
@@ -22,13 +23,32 @@ from typing import NamedTuple
 
 from cryptography import x509
 
+from certloop.bounded import remember
+from certloop.caches import Caches
 from certloop.exporter import metrics as m
 from certloop.facts import CertFacts, Role, chain_roles, facts
 from certloop.metricspec import MetricSpec
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
 
-__all__ = ["ChainReport", "Observation", "TargetReport", "assess", "render"]
+__all__ = ["ChainReport", "ExporterCaches", "Observation", "TargetReport", "assess", "render"]
+
+
+class ExporterCaches(Caches):
+    """The core's :class:`certloop.caches.Caches` plus the rendered text the exporter reuses.
+
+    The engine makes one for the life of the process (config reloads keep it) and hands it to every
+    source and to ``/probe`` through their context; a test makes a fresh one.
+    """
+
+    __slots__ = ("chain_lines", "tails")
+
+    def __init__(self) -> None:
+        super().__init__()
+        # a certificate's per-position lines without the target prefix, by (fingerprint, position, role)
+        self.tails: dict[tuple[str, int, Role], tuple[tuple[str, str], ...]] = {}
+        # /probe: a chain's whole lines by (prefix, fingerprints, verdict)
+        self.chain_lines: dict[tuple[str, tuple[str, ...], Verdict], tuple[tuple[str, str], ...]] = {}
 
 
 class ChainReport(NamedTuple):
@@ -46,15 +66,19 @@ class ChainReport(NamedTuple):
 
 
 def assess(
-    chain: Sequence[x509.Certificate], *, trust: TrustStore, at: datetime, hostname: str | None = None
+    chain: Sequence[x509.Certificate], *, trust: TrustStore, at: datetime, hostname: str | None = None,
+    caches: Caches,
 ) -> ChainReport:
-    """Facts, roles and the verdict of ``chain`` at ``at`` (verdicts are cached by the core)."""
-    all_facts = tuple(facts(c) for c in chain)
-    roles = chain_roles(chain)
-    verdict = verify_chain(chain, trust=trust, at=at, hostname=hostname)
+    """Facts, roles and the verdict of ``chain`` at ``at`` (all remembered in ``caches``)."""
+    found = []
+    for cert in chain:  # a loop: a comprehension naming caches costs a closure cell (certloop.caches)
+        found.append(facts(cert, caches))
+    all_facts = tuple(found)
+    roles = chain_roles(chain, caches)
+    verdict = verify_chain(chain, trust=trust, at=at, hostname=hostname, caches=caches)
     bounds = sorted({d for f in all_facts for d in (f.not_before, f.not_after)})
     later = [b[bisect.bisect_right(b, at)] for b in (bounds, trust.boundaries) if bisect.bisect_right(b, at) < len(b)]
-    return ChainReport(all_facts, roles, verdict, earliest_expiry(chain, roles), min(later) if later else None)
+    return ChainReport(all_facts, roles, verdict, earliest_expiry(all_facts, roles), min(later) if later else None)
 
 
 class Observation(NamedTuple):
@@ -94,14 +118,12 @@ def consistency(observations: Sequence[Observation]) -> bool | None:
     return len(leaves) == 1 if leaves else None
 
 
+_TAILS = 50_000  # certificates' lines remembered (three per certificate and position)
+_CHAIN_LINES = 10_000  # /probe: chains' lines remembered
+
+
 def _bool(value: bool) -> float:
     return 1.0 if value else 0.0
-
-
-_CHAIN_CACHE: dict[tuple[str, tuple[str, ...], Verdict], tuple[tuple[str, str], ...]] = {}
-_CHAIN_CACHE_SIZE = 10_000
-_TAILS: dict[tuple[str, int, Role], tuple[tuple[str, str], ...]] = {}
-_TAILS_SIZE = 50_000
 
 
 def _tail(spec: MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> tuple[str, str]:
@@ -110,14 +132,16 @@ def _tail(spec: MetricSpec, extra: Sequence[tuple[str, str]], value: float) -> t
     return spec.name, line[line.index("\0") + 1 :]
 
 
-def _cert_tails(f: CertFacts, position: int, role: Role) -> tuple[tuple[str, str], ...]:
+def _cert_tails(
+    f: CertFacts, position: int, role: Role, tails: dict[tuple[str, int, Role], tuple[tuple[str, str], ...]]
+) -> tuple[tuple[str, str], ...]:
     """A certificate's per-position lines without the target prefix: shared by every file naming it.
 
     Written out directly (a leaf is rendered once per file, so this is on the cold-start path); the
     text is exactly what :func:`exporter.metrics.sample` writes, which a test checks.
     """
     key = (f.fingerprint_sha256, position, role)
-    found = _TAILS.get(key)
+    found = tails.get(key)
     if found is None:
         esc, num = m.escape, m.format_value
         pos = f',position="{position}",role="{esc(role.value)}"'
@@ -132,60 +156,50 @@ def _cert_tails(f: CertFacts, position: int, role: Role) -> tuple[tuple[str, str
                 f'signature_algorithm="{esc(f.signature_algorithm)}"}} 1\n'
             )),
         )
-        if len(_TAILS) >= _TAILS_SIZE:
-            for old in list(_TAILS)[: _TAILS_SIZE // 10]:
-                del _TAILS[old]
-        _TAILS[key] = found
+        found = remember(tails, key, found, _TAILS)
     return found
 
 
-_VERDICT_TAILS: dict[Verdict, tuple[tuple[str, str], ...]] = {}
+_VERDICT_TAILS: dict[Verdict, tuple[tuple[str, str], ...]] = {
+    verdict: (
+        _tail(m.VERIFY_OK, (), _bool(verdict is Verdict.OK)),
+        _tail(m.VERIFY_VERDICT, (("verdict", verdict.value),), 1),
+    )
+    for verdict in Verdict
+}  # a constant table: nine verdicts, two lines each
 
 
-def _verdict_tails(verdict: Verdict) -> tuple[tuple[str, str], ...]:
-    found = _VERDICT_TAILS.get(verdict)
-    if found is None:
-        found = _VERDICT_TAILS[verdict] = (
-            _tail(m.VERIFY_OK, (), _bool(verdict is Verdict.OK)),
-            _tail(m.VERIFY_VERDICT, (("verdict", verdict.value),), 1),
-        )
-    return found
-
-
-def _chain_lines(prefix: str, chain: ChainReport, cache: bool) -> tuple[tuple[str, str], ...]:
+def _chain_lines(
+    prefix: str, chain: ChainReport, caches: ExporterCaches, reuse: bool
+) -> tuple[tuple[str, str], ...]:
     """(metric name, sample line) pairs that depend only on the chain and the labels.
 
-    With ``cache`` (``/probe``), re-probing an endpoint that serves the same chain renders these
+    With ``reuse`` (``/probe``), re-probing an endpoint that serves the same chain renders these
     once: facts, roles and expiry follow from the certificates, so fingerprints plus the verdict
-    are the key. The inventory keeps its rendered text anyway, so it does not cache twice. Either
+    are the key. The inventory keeps its rendered text anyway, so it does not remember twice. Either
     way each certificate's lines are rendered once without the prefix (:func:`_cert_tails`).
     """
     key = (prefix, tuple(f.fingerprint_sha256 for f in chain.facts), chain.verdict)
-    found = _CHAIN_CACHE.get(key) if cache else None
+    found = caches.chain_lines.get(key) if reuse else None
     if found is not None:
         return found
-    tails = list(_verdict_tails(chain.verdict))
+    tails = list(_VERDICT_TAILS[chain.verdict])
     if chain.expiry is not None:  # as _tail(m.CHAIN_EXPIRY, (), value) writes it
         tails.append((m.CHAIN_EXPIRY.name, f"}} {m.format_value(chain.expiry.timestamp())}\n"))
+    cert_tails = caches.tails
     for position, (f, role) in enumerate(zip(chain.facts, chain.roles, strict=True)):
-        tails.extend(_cert_tails(f, position, role))
+        tails.extend(_cert_tails(f, position, role, cert_tails))
     if prefix:
         lines = tuple((name, f"{name}{{{prefix}{tail}") for name, tail in tails)
     else:  # an empty prefix: "name{extra} v" or "name v", exactly as m.sample writes them
         lines = tuple((name, f"{name}{{{tail[1:]}" if tail[0] == "," else f"{name}{tail[1:]}") for name, tail in tails)
-    if not cache:
-        return lines
-    if len(_CHAIN_CACHE) >= _CHAIN_CACHE_SIZE:
-        for old in list(_CHAIN_CACHE)[: _CHAIN_CACHE_SIZE // 10]:
-            del _CHAIN_CACHE[old]
-    _CHAIN_CACHE[key] = lines
-    return lines
+    return remember(caches.chain_lines, key, lines, _CHAIN_LINES) if reuse else lines
 
 
-def render(report: TargetReport, *, cache: bool = False) -> dict[str, bytes]:
+def render(report: TargetReport, caches: ExporterCaches, *, reuse: bool = False) -> dict[str, bytes]:
     """Sample lines per metric name for one target (the families are merged by the caller).
 
-    ``cache=True`` reuses the chain's rendered lines from earlier calls (the ``/probe`` hot path).
+    ``reuse=True`` reuses the chain's rendered lines from earlier calls (the ``/probe`` hot path).
     """
     out: dict[str, list[str]] = {}
 
@@ -208,7 +222,7 @@ def render(report: TargetReport, *, cache: bool = False) -> dict[str, bytes]:
         if obs.hostname_match is not None:
             add(m.HOSTNAME_MATCH, prefix, (), _bool(obs.hostname_match))
         if obs.chain is not None:
-            for name, line in _chain_lines(prefix, obs.chain, cache):
+            for name, line in _chain_lines(prefix, obs.chain, caches, reuse):
                 out.setdefault(name, []).append(line)
     if report.consistent is not None:
         base = m.label_text((("source", report.source), ("target", report.target)))

@@ -38,6 +38,7 @@ from certloop.exporter import metrics as m
 from certloop.exporter.config import load_config
 from certloop.exporter.engine import Engine, build_context
 from certloop.exporter.probe import ProbeHandler
+from certloop.exporter.report import ExporterCaches
 from certloop.exporter.sources import ProbeCounter
 from certloop.exporter.sources.base import Context
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer, Observer, Request, Response, Router
@@ -222,7 +223,8 @@ class WorkerContext:
 
     def reload(self) -> None:
         try:
-            self.ctx = build_context(load_config(self.config_path, expand_env=self.expand_env), self.ctx.counter)
+            self.ctx = build_context(load_config(self.config_path, expand_env=self.expand_env), self.ctx.counter,
+                                     self.ctx.caches)
         except Exception:  # the main process validated this file; a race with an edit is logged
             log.exception("probe worker %d: config reload failed, keeping the running config", os.getpid())
 
@@ -269,8 +271,9 @@ async def serve_worker(config_path: str, host: str, port: int, main: tuple[str, 
                        max_connections: int = DEFAULT_MAX_CONNECTIONS, web: WebConfigFile | None = None, *,
                        expand_env: bool = False) -> int:
     """Run one probe worker until SIGTERM/SIGINT or until its parent (the main process) is gone."""
-    worker = WorkerContext(config_path, build_context(load_config(config_path, expand_env=expand_env), ProbeCounter()),
-                           expand_env)
+    worker = WorkerContext(
+        config_path, build_context(load_config(config_path, expand_env=expand_env), ProbeCounter(), ExporterCaches()),
+        expand_env)
     forward = Forwarder(main)
     server = build_worker_server(worker, forward, max_connections, web)
     await server.start(host, port)

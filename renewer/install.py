@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certloop.atomicfile import Replacement, fsync_dir, write_atomic, write_atomic_many
+from certloop.caches import Caches
 from certloop.errors import FailureReason, ProbeError
 from certloop.probe import addresses_of, probe_address, target_names
 from certloop.renewer.context import RenewalContext
@@ -238,7 +239,7 @@ async def served_fingerprint(
     and ``check``'s rules for SNI): we compare fingerprints here, trust was
     :func:`renewer.pipeline.validate`'s job.
     """
-    probed = await probe_address(address, port, target_names(address, server_name),
+    probed = await probe_address(address, port, target_names(address, server_name), Caches(),
                                  connect_timeout=limit, handshake_timeout=limit)
     if probed.error is not None:
         raise probed.error

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from certloop.caches import Caches
 from certloop.errors import ConfigError, TrustStoreError
 from certloop.hostnames import covers
 from certloop.renewer.context import RenewalContext
@@ -202,13 +203,14 @@ def validate(
                 f"the chain does not build: {parent.subject.rfc4514_string()} did not issue "
                 f"{child.subject.rfc4514_string()}"
             ) from exc
+    caches = Caches()  # one chain, judged once: nothing worth keeping afterwards
     if trust is None and spec.trust_bundle is not None:
         try:
-            trust = TrustStore.from_file(spec.trust_bundle)
+            trust = TrustStore.from_file(spec.trust_bundle, caches)
         except TrustStoreError as exc:
             raise ValidationError(f"cannot load trust_bundle {spec.trust_bundle}: {exc}") from exc
     if trust is not None:
-        verdict = verify_chain([leaf, *chain], trust=trust, at=now)
+        verdict = verify_chain([leaf, *chain], trust=trust, at=now, caches=caches)
         if verdict is not Verdict.OK:
             raise ValidationError(f"the chain does not verify to the configured trust: {verdict.value}")
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from certloop.caches import Caches
 from certloop.errors import CertloopError
 from certloop.facts import CertFacts, facts
 from certloop.renewer.config import RenewerConfig
@@ -31,10 +32,11 @@ def installed_facts(spec: CertificateSpec) -> CertFacts | None:
     if path is None:
         return None
     try:
-        parsed = read_certificate_file(path)
+        caches = Caches()  # one file read now and then: nothing worth keeping between reads
+        parsed = read_certificate_file(path, caches)
     except CertloopError:
         return None
-    return facts(parsed.certificates[0])
+    return facts(parsed.certificates[0], caches)
 
 
 def next_due(spec: CertificateSpec, live: CertFacts | None, now: datetime) -> datetime:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from certloop.caches import Caches
 from certloop.errors import FailureReason, ProbeError
 from certloop.facts import CertFacts, facts
 from certloop.probe import Probed, Resolver, probe_all
@@ -117,12 +118,12 @@ def _key(ep: VerifyEndpoint) -> _Key:
     return (ep.host, ep.port, ep.server_name)
 
 
-def _address(probed: Probed) -> ServedAddress:
+def _address(probed: Probed, caches: Caches) -> ServedAddress:
     if probed.error is not None:
         return ServedAddress(probed.address, reason=probed.error.reason, detail=probed.error.detail)
     if not probed.chain:
         return ServedAddress(probed.address, reason=FailureReason.NO_CERTIFICATE, detail="no certificate presented")
-    return ServedAddress(probed.address, leaf=facts(probed.chain[0]))
+    return ServedAddress(probed.address, leaf=facts(probed.chain[0], caches))
 
 
 class ServedLeaves:
@@ -141,6 +142,7 @@ class ServedLeaves:
         self._running: dict[_Key, asyncio.Task[EndpointLook]] = {}
         self._limit: tuple[int, asyncio.Semaphore] | None = None
         self.probes_started = 0  # tests and profiles look at it
+        self._caches = Caches()  # the same chains come back at every probe: decoded and described once
 
     def __len__(self) -> int:
         """How many endpoints' answers are remembered (bounded by the configured endpoints)."""
@@ -215,9 +217,9 @@ class ServedLeaves:
         async with limit:
             try:
                 probed = await asyncio.wait_for(
-                    probe_all(ep.host, ep.port, resolver=self._resolver, server_name=ep.server_name,
-                              connect_timeout=timeout, handshake_timeout=timeout), whole)
-                addresses = tuple(_address(p) for p in probed)
+                    probe_all(ep.host, ep.port, resolver=self._resolver, caches=self._caches,
+                              server_name=ep.server_name, connect_timeout=timeout, handshake_timeout=timeout), whole)
+                addresses = tuple(_address(p, self._caches) for p in probed)
             except ProbeError as exc:  # no address to blame: the name, the server name
                 addresses = (ServedAddress(None, reason=exc.reason, detail=exc.detail),)
             except TimeoutError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from certloop.caches import Caches
 from tests.support.pki import Pki
 
 
@@ -11,6 +12,12 @@ from tests.support.pki import Pki
 def pki() -> Pki:
     """A fresh root + intermediate CA for this test."""
     return Pki()
+
+
+@pytest.fixture
+def caches() -> Caches:
+    """What parsing, describing and verifying remember: a fresh one per test, as a daemon makes one."""
+    return Caches()
 
 # Real-peer fixtures (nginx, pebble, Prometheus, Alertmanager) live in tests/support/fixtures.py.
 pytest_plugins = ["tests.support.fixtures"]

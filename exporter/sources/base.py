@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from certloop.exporter.config import ExporterConfig
+from certloop.exporter.report import ExporterCaches
 from certloop.truststore import TrustStore
 
 __all__ = ["Context", "ProbeCounter", "Put", "Resolver", "Source", "utcnow"]
@@ -44,12 +45,14 @@ class Resolver(Protocol):
 
 @dataclass(frozen=True)
 class Context:
-    """What sources and /probe share: config, trust stores by ``ca_file`` (None: the default), resolver."""
+    """What sources and /probe share: config, trust stores by ``ca_file`` (None: the default), resolver,
+    and what the process remembers (``caches``: the engine's, kept across reloads like ``counter``)."""
 
     config: ExporterConfig
     trust_stores: Mapping[str | None, TrustStore]
     resolver: Resolver
     counter: ProbeCounter
+    caches: ExporterCaches
     clock: Callable[[], datetime] = utcnow
     state_dir: str | None = None  # --storage.path: where sources keep what survives a restart
 

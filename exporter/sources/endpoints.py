@@ -99,8 +99,8 @@ async def probe_endpoint(
     want: str | None = None
     if spec.expect_file is not None:
         want = leaf_fingerprint(spec.expect_file, expected if expected is not None else {},
-                                ctx.config.global_.max_file_bytes)
-    probed = await probe_addresses(addresses, spec.port, spec.names, starttls=spec.starttls,
+                                ctx.config.global_.max_file_bytes, ctx.caches)
+    probed = await probe_addresses(addresses, spec.port, spec.names, ctx.caches, starttls=spec.starttls,
                                    connect_timeout=spec.connect_timeout, handshake_timeout=spec.handshake_timeout)
     observations = tuple(_observe(spec, ctx, p, want, started) for p in probed)
     return TargetReport("endpoint", spec.target, spec.labels, observations, consistency(observations))
@@ -114,7 +114,8 @@ def _observe(spec: EndpointSpec, ctx: Context, probed: Probed, want: str | None,
         return Observation("endpoint", spec.target, probed.address, False, probed.finished - started,
                            reason=str(reason))
     try:
-        chain = assess(probed.chain, trust=spec.trust, at=ctx.clock(), hostname=probed.names.verified)
+        chain = assess(probed.chain, trust=spec.trust, at=ctx.clock(), hostname=probed.names.verified,
+                       caches=ctx.caches)
     except ValueError:  # a field that decodes lazily (names, extensions) and does not
         log.debug("undecodable certificate from %s at %s", spec.target, probed.address, exc_info=True)
         ctx.counter.add("endpoint", False)
@@ -125,7 +126,7 @@ def _observe(spec: EndpointSpec, ctx: Context, probed: Probed, want: str | None,
     return Observation(
         "endpoint", spec.target, probed.address, True, probed.finished - started,
         chain=chain,
-        hostname_match=covers(probed.chain[0], probed.names.verified) if probed.names.verified else None,
+        hostname_match=covers(chain.facts[0], probed.names.verified) if probed.names.verified else None,
         tls_version=presented.tls_version,
         cipher=presented.cipher,
         expect_file=spec.expect_file,
@@ -162,7 +163,8 @@ class EndpointSource:
         async def worker() -> None:
             for spec in pending:  # shared iterator: each spec is taken by exactly one worker
                 try:
-                    put(spec.target, render(await probe_endpoint(spec, self.ctx, expected=self._expected)))
+                    report = await probe_endpoint(spec, self.ctx, expected=self._expected)
+                    put(spec.target, render(report, self.ctx.caches))
                 except Exception:  # a bug for one target must not blind the exporter to all others
                     log.exception("probe of %s failed unexpectedly; keeping its last result", spec.target)
 

@@ -1,6 +1,6 @@
 """Reading certificate files in batches: what is kept per file, and the read itself, stage by stage.
 
-    reader = Reader(trust, max_bytes)
+    reader = Reader(trust, max_bytes, caches)
     results = reader.batch(jobs, now)        # one Result per Job, in order; never raises for a file
 
 A :class:`Job` is a file to read (new or changed since the last sweep) or, with ``known`` set, a file
@@ -23,7 +23,7 @@ from typing import NamedTuple, TypeVar
 from cryptography import x509
 
 from certloop.errors import FileError, FileReason
-from certloop.exporter.report import ChainReport, Observation, TargetReport, assess, render
+from certloop.exporter.report import ChainReport, ExporterCaches, Observation, TargetReport, assess, render
 from certloop.exporter.sources.paths import StatKey, key_of
 from certloop.facts import der_bytes
 from certloop.truststore import TrustStore
@@ -70,11 +70,13 @@ class Result(NamedTuple):
 
 
 class Reader:
-    """Reads, verifies and renders files against one trust store, with one size bound."""
+    """Reads, verifies and renders files against one trust store, with one size bound, remembering in
+    ``caches`` (the engine's)."""
 
-    def __init__(self, trust: TrustStore, max_bytes: int) -> None:
+    def __init__(self, trust: TrustStore, max_bytes: int, caches: ExporterCaches) -> None:
         self.trust = trust
         self.max_bytes = max_bytes
+        self.caches = caches
 
     def batch(self, jobs: list[Job], now: datetime) -> list[Result]:
         """One :class:`Result` per job, in order, taking the whole batch through one stage at a time.
@@ -84,7 +86,8 @@ class Reader:
         file through every stage in turn (benchmarks/RESULTS.md, "File inventory: stat, slices, batches,
         snapshot"). A file's duration is the sum of its own stages.
         """
-        run = _Run(jobs)
+        run = _Run(jobs, self.caches)
+        caches = self.caches
         todo: list[tuple[int, None]] = []
         for i, job in enumerate(jobs):
             if job.known is None:
@@ -93,14 +96,14 @@ class Reader:
                 run.judge(i, lambda job: self._judge(job, now))
         data = run.stage(todo, lambda job, i, _: self._read(run, job, i))
         certs = run.stage(data, self._parse)
-        chains = run.stage(certs, lambda _job, _, chain: (chain, assess(chain, trust=self.trust, at=now)))
+        chains = run.stage(certs, lambda _job, _, chain: (chain, assess(chain, trust=self.trust, at=now,
+                                                                        caches=caches)))
         for i, result in run.stage(chains, lambda job, i, done: self._done(run, job, i, *done)):
             run.out[i] = result
         return [r for r in run.out if r is not None]
 
-    @staticmethod
-    def _parse(job: Job, _i: int, data: bytes) -> tuple[x509.Certificate, ...]:
-        return certificates_in(job.path, data, password=job.password).certificates
+    def _parse(self, job: Job, _i: int, data: bytes) -> tuple[x509.Certificate, ...]:
+        return certificates_in(job.path, data, self.caches, password=job.password).certificates
 
     def _read(self, run: _Run, job: Job, i: int) -> bytes:
         key = run.keys[i]
@@ -111,34 +114,39 @@ class Reader:
         return data
 
     def _done(self, run: _Run, job: Job, i: int, certs: tuple[x509.Certificate, ...], chain: ChainReport) -> Result:
-        ders = tuple(der_bytes(c) for c in certs)
+        caches = self.caches
+        ders = []
+        for cert in certs:  # a loop: a comprehension naming caches costs a closure cell (certloop.caches)
+            ders.append(der_bytes(cert, caches))
         duration = run.spent[i]  # reading, parsing and verifying (rendering is not the file's)
         obs = Observation("file", job.path, "", True, duration, chain=chain)
-        known = Known(run.keys[i], chain.valid_until, ders, job.labels, duration, job.password is not None)
-        return Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, True)
+        known = Known(run.keys[i], chain.valid_until, tuple(ders), job.labels, duration, job.password is not None)
+        return Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,)), caches), True, True)
 
     def _judge(self, job: Job, now: datetime) -> Result:
         """Re-judge an unchanged file at a new time from the certificates kept in memory."""
         old = job.known
         assert old is not None
-        chain = assess(load_der_chain(old.ders), trust=self.trust, at=now)
+        caches = self.caches
+        chain = assess(load_der_chain(old.ders, caches), trust=self.trust, at=now, caches=caches)
         obs = Observation("file", job.path, "", True, old.duration, chain=chain)
         known = Known(old.stat, chain.valid_until, old.ders, old.labels, old.duration, old.secret)
-        return Result(job.path, known, render(TargetReport("file", job.path, old.labels, (obs,))), False, True)
+        return Result(job.path, known, render(TargetReport("file", job.path, old.labels, (obs,)), caches), False, True)
 
 
-def failed(job: Job, key: StatKey, reason: FileReason, duration: float) -> Result:
+def failed(job: Job, key: StatKey, reason: FileReason, duration: float, caches: ExporterCaches) -> Result:
     """The result of a file that could not be read or used."""
     obs = Observation("file", job.path, "", False, duration, reason=reason.value)
     known = Known(key, None, (), job.labels, duration, job.password is not None)
-    return Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,))), True, False)
+    return Result(job.path, known, render(TargetReport("file", job.path, job.labels, (obs,)), caches), True, False)
 
 
 class _Run:
     """One batch in progress: per file its stat key, time spent so far and, once decided, its result."""
 
-    def __init__(self, jobs: list[Job]) -> None:
+    def __init__(self, jobs: list[Job], caches: ExporterCaches) -> None:
         self.jobs = jobs
+        self.caches = caches
         self.keys: list[StatKey] = [job.stat for job in jobs]
         self.spent = [0.0] * len(jobs)
         self.out: list[Result | None] = [None] * len(jobs)
@@ -150,7 +158,7 @@ class _Run:
             self.out[i] = work(job)
         except Exception:  # a bug for one file must not blind the exporter to all others
             log.exception("reading %s failed unexpectedly", job.path)
-            self.out[i] = failed(job, self.keys[i], FileReason.UNREADABLE, 0.0)
+            self.out[i] = failed(job, self.keys[i], FileReason.UNREADABLE, 0.0, self.caches)
 
     def stage(self, items: list[tuple[int, A]], work: Callable[[Job, int, A], B]) -> list[tuple[int, B]]:
         """``work`` on each file still in play, timed; a file that fails gets its Result and drops out."""
@@ -162,9 +170,9 @@ class _Run:
                 kept.append((i, work(job, i, value)))
             except (FileError, ValueError) as exc:  # malformed fields surface lazily as ValueError: data
                 reason = exc.reason if isinstance(exc, FileError) else FileReason.PARSE_ERROR
-                self.out[i] = failed(job, self.keys[i], reason, self.spent[i] + pc() - started)
+                self.out[i] = failed(job, self.keys[i], reason, self.spent[i] + pc() - started, self.caches)
             except Exception:  # a bug for one file must not blind the exporter to all others
                 log.exception("reading %s failed unexpectedly", job.path)
-                self.out[i] = failed(job, self.keys[i], FileReason.UNREADABLE, 0.0)
+                self.out[i] = failed(job, self.keys[i], FileReason.UNREADABLE, 0.0, self.caches)
             self.spent[i] += pc() - started
         return kept

@@ -38,6 +38,7 @@ from datetime import datetime
 from certloop.errors import ConfigError, FileError
 from certloop.exporter.config import FileGroup
 from certloop.exporter.metrics import Fragments
+from certloop.exporter.report import ExporterCaches
 from certloop.exporter.sources.base import Context, Put
 from certloop.exporter.sources.filebatch import Job, Known, Reader, Result
 from certloop.exporter.sources.filestate import Snapshots, from_micros
@@ -79,7 +80,7 @@ class FileSource:
         self.ctx = ctx
         self.interval = ctx.config.global_.files_interval.total_seconds()
         self.max_bytes = ctx.config.global_.max_file_bytes
-        self.reader = Reader(ctx.trust, self.max_bytes)
+        self.reader = Reader(ctx.trust, self.max_bytes, ctx.caches)
         self._groups: list[tuple[FileGroup, NameFilter, tuple[tuple[str, str], ...], bytes | None]] = []
         for i, group in enumerate(ctx.config.files):
             try:
@@ -371,18 +372,21 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def leaf_fingerprint(path: str, cache: dict[str, tuple[StatKey, str | None]], max_bytes: int) -> str | None:
-    """SHA-256 fingerprint of the first certificate in ``path`` (``expect_file``), re-read only on change."""
+def leaf_fingerprint(
+    path: str, seen: dict[str, tuple[StatKey, str | None]], max_bytes: int, caches: ExporterCaches
+) -> str | None:
+    """SHA-256 fingerprint of the first certificate in ``path`` (``expect_file``), re-read only on change
+    (``seen``: the caller's by path)."""
     key = stat_key(path)
-    found = cache.get(path)
+    found = seen.get(path)
     if found is not None and found[0] == key:
         return found[1]
     fingerprint: str | None = None
     if key[0] >= 0:
         try:
-            parsed = read_certificate_file(path, max_bytes=max_bytes)
-            fingerprint = facts(parsed.certificates[0]).fingerprint_sha256
+            parsed = read_certificate_file(path, caches, max_bytes=max_bytes)
+            fingerprint = facts(parsed.certificates[0], caches).fingerprint_sha256
         except FileError:
             fingerprint = None
-    cache[path] = (key, fingerprint)
+    seen[path] = (key, fingerprint)
     return fingerprint

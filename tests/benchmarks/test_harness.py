@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from certloop.caches import Caches
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -47,7 +49,7 @@ def test_quick_run_prints_ratios_for_every_scenario(tmp_path: Path) -> None:
     assert "MET: alert to served < 10 s" in text
 
 
-def test_benchmark_leaves_are_valid_web_pki_certificates(tmp_path: Path) -> None:
+def test_benchmark_leaves_are_valid_web_pki_certificates(tmp_path: Path, caches: Caches) -> None:
     """The targets both exporters probe carry what a public CA's leaf carries (SAN, EKU, AKI; the CA
     its key usage), so certloop is measured on the path production chains take (verdict ok), not on
     the slower one that classifies a failure."""
@@ -63,6 +65,6 @@ def test_benchmark_leaves_are_valid_web_pki_certificates(tmp_path: Path) -> None
     for kind in ("ecdsa", "rsa"):
         issued = next(iter(minter.issue_many(["site00001.bench"], kind)))
         chain = x509.load_pem_x509_certificates(issued.chain_path.read_bytes())
-        trust = TrustStore.from_file(str(minter.ca_path))
-        verdict = verify_chain(chain, trust=trust, at=datetime.now(UTC), hostname="site00001.bench")
+        trust = TrustStore.from_file(str(minter.ca_path), caches)
+        verdict = verify_chain(chain, trust=trust, at=datetime.now(UTC), hostname="site00001.bench", caches=caches)
         assert verdict is Verdict.OK, (kind, verdict)

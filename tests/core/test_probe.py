@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certloop.caches import Caches
 from certloop.errors import FailureReason, ProbeError
 from certloop.hostnames import covers, parse_ip
 from certloop.probe import Names, addresses_of, probe_all, target_names
@@ -68,7 +69,7 @@ def test_a_zoned_literal_matches_an_ip_san_without_its_zone() -> None:
 
 
 def test_probe_all_probes_every_address_with_the_original_sni(
-    challtestsrv: ChallTestSrv, nginx: Nginx, tmp_path: Path
+    challtestsrv: ChallTestSrv, nginx: Nginx, tmp_path: Path, caches: Caches
 ) -> None:
     """One name, two addresses serving different leaves: each probed with SNI shop.example and
     labelled by address; an address with no server is a failure attributed to that address."""
@@ -85,7 +86,7 @@ def test_probe_all_probes_every_address_with_the_original_sni(
     challtestsrv.add_a("shop.example", ["127.0.0.1", "127.0.0.2", "127.0.0.3"])
     resolver = Resolver([challtestsrv.dns_address])
 
-    results = asyncio.run(probe_all("shop.example", port, resolver=resolver, connect_timeout=2.0))
+    results = asyncio.run(probe_all("shop.example", port, resolver=resolver, caches=caches, connect_timeout=2.0))
 
     assert [r.address for r in results] == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     one, two, three = results
@@ -98,15 +99,16 @@ def test_probe_all_probes_every_address_with_the_original_sni(
     assert three.error is not None and three.error.reason is FailureReason.REFUSED and three.error.port == port
 
 
-def test_probe_all_without_an_address_of_the_family_is_dns(challtestsrv: ChallTestSrv) -> None:
+def test_probe_all_without_an_address_of_the_family_is_dns(challtestsrv: ChallTestSrv, caches: Caches) -> None:
     """A name with only IPv4 addresses probed as ip6 has no address to attribute a failure to: dns."""
     challtestsrv.add_a("v4only.example", ["127.0.0.1"])
     with pytest.raises(ProbeError) as caught:
-        asyncio.run(probe_all("v4only.example", 443, resolver=Resolver([challtestsrv.dns_address]), ip_protocol="ip6"))
+        asyncio.run(probe_all("v4only.example", 443, resolver=Resolver([challtestsrv.dns_address]), caches=caches,
+                              ip_protocol="ip6"))
     assert caught.value.reason is FailureReason.DNS
 
 
-def test_probe_all_on_an_ip_literal_sends_no_sni_unless_asked(nginx: Nginx, tmp_path: Path) -> None:
+def test_probe_all_on_an_ip_literal_sends_no_sni_unless_asked(nginx: Nginx, tmp_path: Path, caches: Caches) -> None:
     """An IP target (bare or bracketed) is probed once without SNI; an explicit server_name is honoured."""
     pki = Pki()
     default, named = pki.leaf(["default.example"]), pki.leaf(["shop.example"])
@@ -116,8 +118,8 @@ def test_probe_all_on_an_ip_literal_sends_no_sni_unless_asked(nginx: Nginx, tmp_
         nginx.add_site([f"{name}.example"], paths["fullchain"], paths["key"], [(LOOPBACK, port)], default=is_default)
     nginx.start()
     resolver = Resolver()
-    [plain] = asyncio.run(probe_all(LOOPBACK, port, resolver=resolver))
-    [sni] = asyncio.run(probe_all(LOOPBACK, port, resolver=resolver, server_name="shop.example"))
+    [plain] = asyncio.run(probe_all(LOOPBACK, port, resolver=resolver, caches=caches))
+    [sni] = asyncio.run(probe_all(LOOPBACK, port, resolver=resolver, caches=caches, server_name="shop.example"))
     assert plain.presented is not None and sni.presented is not None
     assert plain.presented.server_name is None and plain.names == Names(None, None)
     assert plain.chain[0] == default.cert

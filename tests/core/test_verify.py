@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from certloop import verify as verify_mod
+from certloop.caches import Caches
 from certloop.errors import TrustStoreError
-from certloop.facts import Role, facts
+from certloop.facts import Role, chain_roles, facts
 from certloop.hostnames import covers, uncovered
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, earliest_expiry, verify_chain
@@ -28,93 +28,100 @@ def fixed_pki(request: pytest.FixtureRequest) -> Pki:
     return Pki(now=NOW, key_kind=request.param)
 
 
+def _expiry(chain: list, caches: Caches) -> datetime | None:  # type: ignore[type-arg]
+    return earliest_expiry([facts(c, caches) for c in chain], chain_roles(chain, caches))
+
+
 def _trust(pki: Pki) -> TrustStore:
     return TrustStore([pki.root])
 
 
-def test_valid_chain_is_ok(fixed_pki: Pki) -> None:
+def test_valid_chain_is_ok(fixed_pki: Pki, caches: Caches) -> None:
     """A complete chain to a trusted root, within its dates and covering the name, is ok."""
     leaf = fixed_pki.leaf(["shop.example"], key_kind="rsa2048")
     trust = _trust(fixed_pki)
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="shop.example") is Verdict.OK
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW) is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="shop.example", caches=caches) is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, caches=caches) is Verdict.OK
     # the root may be sent too
-    assert verify_chain([*_chain(leaf), fixed_pki.root], trust=trust, at=NOW) is Verdict.OK
+    assert verify_chain([*_chain(leaf), fixed_pki.root], trust=trust, at=NOW, caches=caches) is Verdict.OK
 
 
-def test_expired_and_not_yet_valid_leaf(fixed_pki: Pki) -> None:
+def test_expired_and_not_yet_valid_leaf(fixed_pki: Pki, caches: Caches) -> None:
     """Before not_before the leaf is not_yet_valid, after not_after expired; both ends are inclusive."""
     leaf = fixed_pki.leaf(["shop.example"], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=5))
     trust, chain = _trust(fixed_pki), _chain(leaf)
-    na, nb = facts(leaf.cert).not_after, facts(leaf.cert).not_before
-    assert verify_chain(chain, trust=trust, at=na) is Verdict.OK
-    assert verify_chain(chain, trust=trust, at=na + timedelta(seconds=1)) is Verdict.EXPIRED
-    assert verify_chain(chain, trust=trust, at=nb) is Verdict.OK
-    assert verify_chain(chain, trust=trust, at=nb - timedelta(seconds=1)) is Verdict.NOT_YET_VALID
+    na, nb = facts(leaf.cert, caches).not_after, facts(leaf.cert, caches).not_before
+    assert verify_chain(chain, trust=trust, at=na, caches=caches) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=na + timedelta(seconds=1), caches=caches) is Verdict.EXPIRED
+    assert verify_chain(chain, trust=trust, at=nb, caches=caches) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=nb - timedelta(seconds=1), caches=caches) is Verdict.NOT_YET_VALID
 
 
-def test_self_signed_leaf(fixed_pki: Pki) -> None:
+def test_self_signed_leaf(fixed_pki: Pki, caches: Caches) -> None:
     """A self-signed leaf is self_signed, unless it is itself in the trust store (pinned)."""
     ss = fixed_pki.self_signed(["self.example"])
-    assert verify_chain([ss.cert], trust=_trust(fixed_pki), at=NOW) is Verdict.SELF_SIGNED
-    assert verify_chain([ss.cert], trust=TrustStore([ss.cert]), at=NOW, hostname="self.example") is Verdict.OK
+    assert verify_chain([ss.cert], trust=_trust(fixed_pki), at=NOW, caches=caches) is Verdict.SELF_SIGNED
+    pinned = TrustStore([ss.cert])
+    assert verify_chain([ss.cert], trust=pinned, at=NOW, hostname="self.example", caches=caches) is Verdict.OK
 
 
-def test_unknown_authority(fixed_pki: Pki) -> None:
+def test_unknown_authority(fixed_pki: Pki, caches: Caches) -> None:
     """A chain from a CA the store does not hold is unknown_authority, with or without its root sent."""
     other = Pki(now=NOW, name="other")
     leaf = other.leaf(["shop.example"])
     trust = _trust(fixed_pki)
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW) is Verdict.UNKNOWN_AUTHORITY
-    assert verify_chain([*_chain(leaf), other.root], trust=trust, at=NOW) is Verdict.UNKNOWN_AUTHORITY
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, caches=caches) is Verdict.UNKNOWN_AUTHORITY
+    assert verify_chain([*_chain(leaf), other.root], trust=trust, at=NOW, caches=caches) is Verdict.UNKNOWN_AUTHORITY
 
 
-def test_missing_intermediate_is_incomplete_chain(fixed_pki: Pki) -> None:
+def test_missing_intermediate_is_incomplete_chain(fixed_pki: Pki, caches: Caches) -> None:
     """A leaf sent without its intermediate, whose issuer the store lacks, is incomplete_chain."""
     leaf = fixed_pki.leaf(["shop.example"])
-    assert verify_chain([leaf.cert], trust=_trust(fixed_pki), at=NOW) is Verdict.INCOMPLETE_CHAIN
+    assert verify_chain([leaf.cert], trust=_trust(fixed_pki), at=NOW, caches=caches) is Verdict.INCOMPLETE_CHAIN
     # a store that holds the intermediate itself completes the chain
     both = TrustStore([fixed_pki.root, fixed_pki.intermediate.cert])
-    assert verify_chain([leaf.cert], trust=both, at=NOW) is Verdict.OK
+    assert verify_chain([leaf.cert], trust=both, at=NOW, caches=caches) is Verdict.OK
 
 
-def test_intermediate_expiring_before_the_leaf(fixed_pki: Pki) -> None:
+def test_intermediate_expiring_before_the_leaf(fixed_pki: Pki, caches: Caches) -> None:
     """An intermediate expiring before the leaf: ok before, intermediate_expired after it ends."""
     short = fixed_pki.issue_intermediate(days=10, name="short-lived intermediate")
     leaf = fixed_pki.leaf(["shop.example"], issuer=short, days=60)
     trust = _trust(fixed_pki)
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW + timedelta(days=5)) is Verdict.OK
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW + timedelta(days=11)) is Verdict.INTERMEDIATE_EXPIRED
-    assert earliest_expiry(_chain(leaf)) == facts(short.cert).not_after
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW + timedelta(days=5), caches=caches) is Verdict.OK
+    later = NOW + timedelta(days=11)
+    assert verify_chain(_chain(leaf), trust=trust, at=later, caches=caches) is Verdict.INTERMEDIATE_EXPIRED
+    assert _expiry(_chain(leaf), caches) == facts(short.cert, caches).not_after
 
 
-def test_hostname_mismatch(fixed_pki: Pki) -> None:
+def test_hostname_mismatch(fixed_pki: Pki, caches: Caches) -> None:
     """A valid chain for another name is hostname_mismatch; the verdict for the right name is ok."""
     leaf = fixed_pki.leaf(["shop.example", "*.cdn.example.net"])
     trust = _trust(fixed_pki)
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="other.example") is Verdict.HOSTNAME_MISMATCH
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="a.cdn.example.net") is Verdict.OK
-    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="SHOP.example.") is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="other.example",
+                        caches=caches) is Verdict.HOSTNAME_MISMATCH
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="a.cdn.example.net", caches=caches) is Verdict.OK
+    assert verify_chain(_chain(leaf), trust=trust, at=NOW, hostname="SHOP.example.", caches=caches) is Verdict.OK
 
 
-def test_expiry_takes_precedence_over_hostname(fixed_pki: Pki) -> None:
+def test_expiry_takes_precedence_over_hostname(fixed_pki: Pki, caches: Caches) -> None:
     """An expired leaf for the wrong name reports expired: the date problem comes first."""
     leaf = fixed_pki.leaf(["shop.example"], days=1)
     assert verify_chain(_chain(leaf), trust=_trust(fixed_pki), at=NOW + timedelta(days=2),
-                        hostname="nope.example") is Verdict.EXPIRED
+                        hostname="nope.example", caches=caches) is Verdict.EXPIRED
 
 
-def test_weak_signature_is_invalid(tmp_path: Path) -> None:
+def test_weak_signature_is_invalid(tmp_path: Path, caches: Caches) -> None:
     """A SHA-1 signed leaf under a trusted root is invalid (the library refuses SHA-1), and weak."""
     pki = Pki()
     cert = openssl_sha1_leaf(pki.intermediate, ["sha1.example"], tmp_path)
-    assert facts(cert).signature_algorithm == "sha1-ecdsa"
-    assert facts(cert).weak_crypto
+    assert facts(cert, caches).signature_algorithm == "sha1-ecdsa"
+    assert facts(cert, caches).weak_crypto
     chain = [cert, pki.intermediate.cert]
-    assert verify_chain(chain, trust=_trust(pki), at=datetime.now(UTC)) is Verdict.INVALID
+    assert verify_chain(chain, trust=_trust(pki), at=datetime.now(UTC), caches=caches) is Verdict.INVALID
 
 
-def test_forged_issuer_is_invalid() -> None:
+def test_forged_issuer_is_invalid(caches: Caches) -> None:
     """A leaf naming the presented intermediate (name and key id) but signed by another key is invalid."""
     pki = Pki(now=NOW)
     impostor = new_key()
@@ -123,51 +130,54 @@ def test_forged_issuer_is_invalid() -> None:
         not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=30), ca=False,
         names=["forged.example"],
     )
-    verdict = verify_chain([cert, pki.intermediate.cert], trust=_trust(pki), at=NOW)
+    verdict = verify_chain([cert, pki.intermediate.cert], trust=_trust(pki), at=NOW, caches=caches)
     assert verdict is Verdict.INVALID
 
 
-def test_empty_chain_and_naive_time(fixed_pki: Pki) -> None:
+def test_empty_chain_and_naive_time(fixed_pki: Pki, caches: Caches) -> None:
     """No certificate is invalid; a naive datetime is refused."""
-    assert verify_chain([], trust=_trust(fixed_pki), at=NOW) is Verdict.INVALID
+    assert verify_chain([], trust=_trust(fixed_pki), at=NOW, caches=caches) is Verdict.INVALID
     with pytest.raises(ValueError, match="aware"):
-        verify_chain([fixed_pki.root], trust=_trust(fixed_pki), at=datetime(2026, 1, 1))
+        verify_chain([fixed_pki.root], trust=_trust(fixed_pki), at=datetime(2026, 1, 1), caches=caches)
 
 
-def test_cached_verdict_never_outlives_a_boundary() -> None:
+def test_cached_verdict_never_outlives_a_boundary(caches: Caches) -> None:
     """The verdict cache hits for the same window but recomputes across a not_after boundary."""
     pki = Pki(now=NOW)
     leaf = pki.leaf(["cache.example"], days=3)
     trust, chain = _trust(pki), _chain(leaf)
-    verify_mod._VERDICTS.clear()
-    assert verify_chain(chain, trust=trust, at=NOW) is Verdict.OK
-    assert verify_chain(chain, trust=trust, at=NOW + timedelta(hours=1)) is Verdict.OK
-    assert len(verify_mod._VERDICTS) == 1  # same window: one entry
-    end = facts(leaf.cert).not_after
-    assert verify_chain(chain, trust=trust, at=end) is Verdict.OK
-    assert verify_chain(chain, trust=trust, at=end + timedelta(seconds=1)) is Verdict.EXPIRED
+    assert verify_chain(chain, trust=trust, at=NOW, caches=caches) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=NOW + timedelta(hours=1), caches=caches) is Verdict.OK
+    assert len(caches.verdicts) == 1  # same window: one entry
+    assert caches.paths_built == 1
+    end = facts(leaf.cert, caches).not_after
+    assert verify_chain(chain, trust=trust, at=end, caches=caches) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=end + timedelta(seconds=1), caches=caches) is Verdict.EXPIRED
+    assert len(caches.verdicts) == 3  # the boundary itself is a window, and after it another
 
 
 def test_system_trust_store_loads_once() -> None:
-    """The system store holds the Debian bundle's roots, loaded once, and does not trust a test root."""
-    store = TrustStore.system()
-    assert store is TrustStore.system()
+    """The system store holds the Debian bundle's roots, loaded once per caches, and does not trust a test root."""
+    caches = Caches()
+    store = TrustStore.system(caches)
+    assert store is TrustStore.system(caches) is caches.system_trust
+    assert TrustStore.system(Caches()) is not store  # another process's caches read it again
     assert len(store) > 50
     pki = Pki(now=NOW)
     leaf = pki.leaf(["shop.example"])
-    assert verify_chain([*_chain(leaf), pki.root], trust=store, at=NOW) is Verdict.UNKNOWN_AUTHORITY
+    assert verify_chain([*_chain(leaf), pki.root], trust=store, at=NOW, caches=caches) is Verdict.UNKNOWN_AUTHORITY
 
 
-def test_trust_store_from_file(tmp_path: Path) -> None:
+def test_trust_store_from_file(tmp_path: Path, caches: Caches) -> None:
     """A CA bundle file is a trust store; a file without certificates is a TrustStoreError."""
     pki = Pki(now=NOW)
-    store = TrustStore.from_file(pki.write_root(tmp_path / "ca.pem"))
-    assert verify_chain(_chain(pki.leaf(["f.example"])), trust=store, at=NOW) is Verdict.OK
+    store = TrustStore.from_file(pki.write_root(tmp_path / "ca.pem"), caches)
+    assert verify_chain(_chain(pki.leaf(["f.example"])), trust=store, at=NOW, caches=caches) is Verdict.OK
     (tmp_path / "empty.pem").write_text("nothing")
     with pytest.raises(TrustStoreError):
-        TrustStore.from_file(tmp_path / "empty.pem")
+        TrustStore.from_file(tmp_path / "empty.pem", caches)
     with pytest.raises(TrustStoreError):
-        TrustStore.from_file(tmp_path / "missing.pem")
+        TrustStore.from_file(tmp_path / "missing.pem", caches)
 
 
 @pytest.mark.parametrize(
@@ -203,29 +213,29 @@ def test_covers_rfc6125(sans: list[str], name: str, expected: bool) -> None:
     assert covers(sans, name) is expected
 
 
-def test_covers_certificate_ignores_common_name(pki: Pki) -> None:
+def test_covers_certificate_ignores_common_name(pki: Pki, caches: Caches) -> None:
     """A certificate's SANs decide coverage; a CN that is not also a SAN does not count."""
     leaf = pki.leaf(["a.example", "127.0.0.1"], cn="cn-only.example")
     assert covers(leaf.cert, "a.example")
-    assert covers(facts(leaf.cert), "127.0.0.1")
+    assert covers(facts(leaf.cert, caches), "127.0.0.1")
     assert not covers(leaf.cert, "cn-only.example")
     assert uncovered(leaf.cert, ["a.example", "b.example", "127.0.0.1", "::1"]) == ("b.example", "::1")
 
 
-def test_earliest_expiry_excludes_presented_root() -> None:
+def test_earliest_expiry_excludes_presented_root(caches: Caches) -> None:
     """The earliest expiry covers leaf and intermediates but not a presented root (a trust anchor)."""
     pki = Pki(now=NOW)
     leaf = pki.leaf(["e.example"], days=30)
     chain = [leaf.cert, pki.intermediate.cert, pki.root]
-    assert earliest_expiry(chain) == facts(leaf.cert).not_after
-    assert earliest_expiry(chain, [Role.LEAF, Role.INTERMEDIATE, Role.ROOT]) == facts(leaf.cert).not_after
-    assert earliest_expiry([]) is None
+    assert _expiry(chain, caches) == facts(leaf.cert, caches).not_after
+    assert chain_roles(chain, caches) == (Role.LEAF, Role.INTERMEDIATE, Role.ROOT)
+    assert earliest_expiry([], []) is None
     # a root presented at the end that expires first does not count
     old_root_pki = Pki(now=NOW - timedelta(days=3640))
-    assert earliest_expiry([leaf.cert, old_root_pki.root]) == facts(leaf.cert).not_after
+    assert _expiry([leaf.cert, old_root_pki.root], caches) == facts(leaf.cert, caches).not_after
 
 
-def test_hostile_chain_of_lookalike_issuers_is_cheap() -> None:
+def test_hostile_chain_of_lookalike_issuers_is_cheap(caches: Caches) -> None:
     """A chain padded with 60 look-alike intermediates (the issuer's name, other keys) is judged
     quickly, and as incomplete: none of them is the leaf's issuer (key identifiers differ)."""
     import time
@@ -233,27 +243,27 @@ def test_hostile_chain_of_lookalike_issuers_is_cheap() -> None:
     pki = Pki(now=NOW)
     leaf = pki.leaf(["pad.example"])
     fakes = [
-        build_cert(subject=facts(pki.intermediate.cert).subject.removeprefix("CN="), key=new_key(),
+        build_cert(subject=facts(pki.intermediate.cert, caches).subject.removeprefix("CN="), key=new_key(),
                    issuer_cert=pki.root, issuer_key=pki.root_key, not_before=NOW - timedelta(days=1),
                    not_after=NOW + timedelta(days=30), ca=True, path_length=0)
         for _ in range(60)
     ]
     started = time.monotonic()
-    verdict = verify_chain([leaf.cert, *fakes], trust=_trust(pki), at=NOW)
+    verdict = verify_chain([leaf.cert, *fakes], trust=_trust(pki), at=NOW, caches=caches)
     assert time.monotonic() - started < 2
     assert verdict is Verdict.INCOMPLETE_CHAIN
 
 
-def test_cache_keeps_ip_and_dns_spellings_apart() -> None:
+def test_cache_keeps_ip_and_dns_spellings_apart(caches: Caches) -> None:
     """'127.0.0.1' (an IP, matched against IP SANs) and '127.0.0.1.' (a DNS name) are cached apart."""
     pki = Pki(now=NOW)
     leaf = pki.leaf(["127.0.0.1"])
     chain, trust = _chain(leaf), _trust(pki)
-    assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1") is Verdict.OK
-    assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1.") is Verdict.HOSTNAME_MISMATCH
+    assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1", caches=caches) is Verdict.OK
+    assert verify_chain(chain, trust=trust, at=NOW, hostname="127.0.0.1.", caches=caches) is Verdict.HOSTNAME_MISMATCH
 
 
-def test_pinned_leaf_is_ok_whatever_its_extensions(fixed_pki: Pki) -> None:
+def test_pinned_leaf_is_ok_whatever_its_extensions(fixed_pki: Pki, caches: Caches) -> None:
     """A leaf that is itself a trust anchor is ok, even when the Web PKI policy refuses it as a leaf
     (CA:TRUE and no key usage, as ``openssl req -x509`` makes it); dates and names still count."""
     key = new_key()
@@ -261,10 +271,11 @@ def test_pinned_leaf_is_ok_whatever_its_extensions(fixed_pki: Pki) -> None:
                         not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=30), ca=True,
                         names=["internal.example"])
     trust = TrustStore([pinned])
-    assert verify_chain([pinned], trust=_trust(fixed_pki), at=NOW) is Verdict.SELF_SIGNED
-    assert verify_chain([pinned], trust=trust, at=NOW, hostname="internal.example") is Verdict.OK
-    assert verify_chain([pinned], trust=trust, at=NOW, hostname="other.example") is Verdict.HOSTNAME_MISMATCH
-    assert verify_chain([pinned], trust=trust, at=NOW + timedelta(days=31)) is Verdict.EXPIRED
+    assert verify_chain([pinned], trust=_trust(fixed_pki), at=NOW, caches=caches) is Verdict.SELF_SIGNED
+    assert verify_chain([pinned], trust=trust, at=NOW, hostname="internal.example", caches=caches) is Verdict.OK
+    assert verify_chain([pinned], trust=trust, at=NOW, hostname="other.example",
+                        caches=caches) is Verdict.HOSTNAME_MISMATCH
+    assert verify_chain([pinned], trust=trust, at=NOW + timedelta(days=31), caches=caches) is Verdict.EXPIRED
 
 
 def test_idna_2008_names() -> None:

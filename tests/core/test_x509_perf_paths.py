@@ -1,31 +1,30 @@
 """The fast paths of certloop.x509, certloop.facts and certloop.verify give exactly the reference results.
 
 ``verify_chain`` reuses the verdict of an earlier leaf with the same shape under the same presented
-upper chain (one signature check instead of path building); ``facts`` slices the DER and caches names
-and keys. These tests compare both with the plain ``cryptography`` computations on many chains.
+upper chain (one signature check instead of path building); ``facts`` slices the DER and remembers
+names and keys. These tests compare both with what a fresh :class:`Caches` gives (the full path
+builder, nothing remembered) and with plain ``cryptography`` computations, on many chains, and see
+the caches at work through their public counters: ``paths_built`` and the size of each map.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
-from certloop import facts as facts_mod
-from certloop import verify as verify_mod
+from certloop.caches import Caches
 from certloop.der import oid_contents, raw_extensions, simple_name_text, tbs_of
-from certloop.facts import facts
-from certloop.hostnames import covers
+from certloop.facts import CertFacts, der_bytes, facts, tbs_fields
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict, verify_chain
 from certloop.x509 import parse_pem, to_pem
@@ -36,10 +35,11 @@ Chain = list[x509.Certificate]
 
 
 def _reference(chain: Chain, trust: TrustStore, at: datetime, hostname: str | None) -> Verdict:
-    """The full path: cryptography's path builder, classification on failure, then the hostname."""
-    verdict = verify_mod._verify_reference(chain, trust, at.replace(microsecond=0))
-    if verdict is Verdict.OK and hostname and not covers(chain[0], hostname):
-        return Verdict.HOSTNAME_MISMATCH
+    """The full path: with nothing remembered, cryptography's path builder decides (classified on failure)."""
+    fresh = Caches()
+    verdict = verify_chain(chain, trust=trust, at=at, hostname=hostname, caches=fresh)
+    # the path builder ran, except for a leaf outside its dates: those are judged by the dates alone
+    assert fresh.paths_built == (0 if verdict in {Verdict.EXPIRED, Verdict.NOT_YET_VALID} else 1)
     return verdict
 
 
@@ -150,87 +150,77 @@ TIMES = (
 )
 
 
-@pytest.fixture
-def fresh_caches() -> None:
-    verify_mod._VERDICTS.clear()
-    verify_mod._UPPER.clear()
-    verify_mod._UPPER_INFO.clear()
-
-
-def test_verdicts_equal_the_reference_path(fresh_caches: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every chain, time and host name gets the reference verdict, and the shortcut really ran."""
+def test_verdicts_equal_the_reference_path(caches: Caches) -> None:
+    """Every chain, time and host name gets the verdict the full path gives, though one shared
+    :class:`Caches` answered most of them without building a path (the shortcut really ran)."""
     cases = list(_cases())
-    shortcut_hits = [0]
-    real_shortcut = verify_mod._verify_shortcut
-
-    def counted(chain: Chain, trust: TrustStore, at: datetime) -> Verdict | None:
-        before = len(verify_mod._UPPER)
-        found = real_shortcut(chain, trust, at)
-        shortcut_hits[0] += found is not None and len(verify_mod._UPPER) == before
-        return found
-
-    monkeypatch.setattr(verify_mod, "_verify_shortcut", counted)
     seen: set[Verdict] = set()
     for at in TIMES:
         for name, trust, chain in cases:
-            leaf_names = facts(chain[0]).dns_names
+            leaf_names = facts(chain[0], caches).dns_names
             hostnames = [None, "nomatch.example", *leaf_names[:1]]
             if len(leaf_names) > 1:
                 hostnames.append(leaf_names[1].replace("*", "x"))
             for hostname in hostnames:
                 expected = _reference(chain, trust, at, hostname)
-                got = verify_chain(chain, trust=trust, at=at, hostname=hostname)
+                got = verify_chain(chain, trust=trust, at=at, hostname=hostname, caches=caches)
                 assert got is expected, (name, at, hostname)
                 seen.add(got)
-    assert shortcut_hits[0] >= 30, f"the upper-chain shortcut answered only {shortcut_hits[0]} times"
+    # every verdict the shared caches computed is remembered once; those without a path came from the
+    # dates or the upper-chain shortcut (about 4 in 5 here; with the dates alone, fewer than half)
+    without_a_path = len(caches.verdicts) - caches.paths_built
+    assert 3 * without_a_path >= 2 * len(caches.verdicts), (without_a_path, len(caches.verdicts))
+    assert len(caches.upper) > 0
     assert {Verdict.OK, Verdict.EXPIRED, Verdict.NOT_YET_VALID, Verdict.UNKNOWN_AUTHORITY,
             Verdict.INCOMPLETE_CHAIN, Verdict.SELF_SIGNED, Verdict.HOSTNAME_MISMATCH,
             Verdict.INTERMEDIATE_EXPIRED, Verdict.INVALID} <= seen
 
 
-def _counting_reference(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls = [0]
-    real: Callable[..., Verdict] = verify_mod._verify_reference
-
-    def counted(*args: Any) -> Verdict:
-        calls[0] += 1
-        return real(*args)
-
-    monkeypatch.setattr(verify_mod, "_verify_reference", counted)
-    return calls
-
-
-def test_second_leaf_under_known_intermediate_skips_path_building(
-    fresh_caches: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Leaves of one shape under one intermediate: the first runs the reference, the others do not."""
+def test_second_leaf_under_known_intermediate_skips_path_building(caches: Caches) -> None:
+    """Leaves of one shape under one intermediate: the first builds a path, the others do not."""
     pki = Pki(now=NOW)
     trust = TrustStore([pki.root])
-    calls = _counting_reference(monkeypatch)
     # Random serials are 159 bits; one in 128 encodes a byte shorter, which is another leaf shape
     # (the Web PKI rules look at the serial's length): keep the test to one shape.
     leaves = [leaf for leaf in (pki.leaf([f"n{i}.example"]) for i in range(40))
               if leaf.cert.serial_number.bit_length() > 152][:5]
     assert len(leaves) == 5
     for leaf in leaves:
-        assert verify_chain([leaf.cert, pki.intermediate.cert], trust=trust, at=NOW) is Verdict.OK
-    assert calls[0] == 1
+        assert verify_chain([leaf.cert, pki.intermediate.cert], trust=trust, at=NOW, caches=caches) is Verdict.OK
+    assert caches.paths_built == 1
+    assert (len(caches.verdicts), len(caches.upper)) == (5, 1)  # five chains judged, one shape learnt
     # a forged leaf of the same shape fails its signature check and goes the reference way
     forged = _custom_leaf(pki.intermediate, ["forged.example"], sign_key=new_key(),
                           eku=[ExtendedKeyUsageOID.SERVER_AUTH])
-    assert verify_chain([forged, pki.intermediate.cert], trust=trust, at=NOW) is Verdict.INVALID
-    assert calls[0] == 2
-    # once the intermediate has expired, the cached verdict no longer applies: a new bucket
+    assert verify_chain([forged, pki.intermediate.cert], trust=trust, at=NOW, caches=caches) is Verdict.INVALID
+    assert caches.paths_built == 2
+    # once the intermediate has expired, the remembered verdict no longer applies: a new bucket
     later = NOW + timedelta(days=366)
     leaf = pki.leaf(["late.example"], not_before=NOW, not_after=NOW + timedelta(days=500))
-    assert verify_chain([leaf.cert, pki.intermediate.cert], trust=trust, at=later) is Verdict.INTERMEDIATE_EXPIRED
-    assert calls[0] == 3
+    verdict = verify_chain([leaf.cert, pki.intermediate.cert], trust=trust, at=later, caches=caches)
+    assert verdict is Verdict.INTERMEDIATE_EXPIRED
+    assert caches.paths_built == 3
 
 
 # ------------------------------------------------------------------------------------------- facts
 
 
-def _reference_facts(cert: x509.Certificate) -> facts_mod.CertFacts:
+def _signature_name(cert: x509.Certificate) -> str:
+    """The signature algorithm as certloop names it, from cryptography's public accessors."""
+    oid = cert.signature_algorithm_oid
+    if oid in {SignatureAlgorithmOID.ED25519, SignatureAlgorithmOID.ED448}:
+        return "ed25519" if oid == SignatureAlgorithmOID.ED25519 else "ed448"
+    algorithm = cert.signature_hash_algorithm
+    assert algorithm is not None
+    if oid == SignatureAlgorithmOID.RSASSA_PSS:
+        return f"{algorithm.name}-rsapss"
+    if oid.dotted_string.startswith("1.2.840.10045.4."):  # ecdsa-with-*
+        return f"{algorithm.name}-ecdsa"
+    assert oid.dotted_string.startswith("1.2.840.113549.1.1."), oid  # PKCS #1 *WithRSAEncryption
+    return f"{algorithm.name}-rsa"
+
+
+def _reference_facts(cert: x509.Certificate) -> CertFacts:
     """CertFacts computed field by field with plain cryptography calls (the pre-optimisation way)."""
     def ext(kind: type[x509.ExtensionType]) -> Any:
         try:
@@ -250,8 +240,8 @@ def _reference_facts(cert: x509.Certificate) -> facts_mod.CertFacts:
         key_type, bits = "unknown", 0
     san, ski, aki, bc = (ext(k) for k in (x509.SubjectAlternativeName, x509.SubjectKeyIdentifier,
                                           x509.AuthorityKeyIdentifier, x509.BasicConstraints))
-    sig = facts_mod._signature_name(cert)
-    return facts_mod.CertFacts(
+    sig = _signature_name(cert)
+    return CertFacts(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
         serial=f"{cert.serial_number:x}",
@@ -272,7 +262,7 @@ def _reference_facts(cert: x509.Certificate) -> facts_mod.CertFacts:
     )
 
 
-def test_facts_equal_plain_cryptography(tmp_path: Path) -> None:
+def test_facts_equal_plain_cryptography(tmp_path: Path, caches: Caches) -> None:
     """Facts of EC/RSA roots, intermediates, leaves (IP SANs, no SAN, weak keys) match field by field."""
     pki = Pki(now=NOW)
     rsa_pki = Pki(now=NOW, key_kind="rsa2048")
@@ -286,29 +276,36 @@ def test_facts_equal_plain_cryptography(tmp_path: Path) -> None:
         openssl_sha1_leaf(rsa_pki.intermediate, ["sha1.example"], tmp_path),
     ]
     for cert in certs:
-        # a fresh object from the same DER (caches are keyed by content, so both paths are exercised)
+        # a fresh object from the same DER: found by its content in the shared caches, computed anew in fresh ones
         again = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))
-        assert facts(cert) == _reference_facts(cert)
-        assert facts_mod._compute_facts(again) == _reference_facts(again)
-    assert facts(pki.root).fingerprint_sha256 == hashlib.sha256(
+        assert facts(cert, caches) == _reference_facts(cert)
+        assert facts(again, caches) is facts(cert, caches)
+        assert facts(again, Caches()) == _reference_facts(again)
+    assert len(caches.facts_by_der) == len(certs)
+    assert facts(pki.root, caches).fingerprint_sha256 == hashlib.sha256(
         pki.root.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def test_same_pem_block_in_many_files_parses_once() -> None:
-    """An intermediate repeated across bundles yields one certificate object (parsed once), equal facts."""
+def test_same_pem_block_in_many_files_parses_once(caches: Caches) -> None:
+    """An intermediate repeated across bundles yields one certificate object (parsed once), equal facts;
+    reading the same bundles again parses nothing."""
     pki = Pki(now=NOW)
     bundles = [to_pem([pki.leaf([f"b{i}.example"]).cert, pki.intermediate.cert]) for i in range(3)]
-    parsed = [parse_pem(b).certificates for b in bundles]
+    parsed = [parse_pem(b, caches).certificates for b in bundles]
     assert parsed[0][1] is parsed[1][1] is parsed[2][1]
     assert len({c[0] for c in parsed}) == 3
-    assert facts(parsed[0][1]) == _reference_facts(pki.intermediate.cert)
+    assert len(caches.pem) == 4  # three leaves, one intermediate
+    again = [parse_pem(b, caches).certificates for b in bundles]
+    assert all(a is b for old, new in zip(parsed, again, strict=True) for a, b in zip(old, new, strict=True))
+    assert len(caches.pem) == 4
+    assert facts(parsed[0][1], caches) == _reference_facts(pki.intermediate.cert)
 
 
-def test_tbs_fields_slice_the_der() -> None:
+def test_tbs_fields_slice_the_der(caches: Caches) -> None:
     """The DER walk finds the issuer/subject/key elements that cryptography itself encodes."""
     pki = Pki(now=NOW)
     leaf = pki.leaf(["walk.example"]).cert
-    tbs = facts_mod.tbs_fields(leaf)
+    tbs = tbs_fields(leaf, caches)
     assert tbs is not None
     assert tbs.issuer == leaf.issuer.public_bytes()
     assert tbs.subject == leaf.subject.public_bytes()
@@ -352,31 +349,28 @@ def _pem_variants(pem: bytes) -> Iterator[tuple[str, bytes]]:
 
 def test_pem_decoded_here_equals_cryptographys_pem_loader() -> None:
     """A plain block is decoded here (base64, then DER) and must give what load_pem_x509_certificate gives:
-    the same certificate, the same DER for facts, or an error. Anything unusual goes to cryptography."""
-    from certloop import x509 as x509_mod
+    the same certificate, the same DER for facts, or an error. Anything unusual goes to cryptography.
 
+    Which way a block went shows in a fresh :class:`Caches`: the block decoded here leaves its DER
+    noted for :mod:`certloop.facts` (``der_by_id``), the one cryptography parsed does not."""
     pki = Pki(now=NOW)
+    decoded_here = {"plain", "crlf", "one long line"}  # nothing but base64 lines after the BEGIN line
     for cert in (pki.leaf(["pem.example"]).cert, pki.leaf(["rsa.example"], key_kind="rsa2048").cert, pki.root):
         pem = cert.public_bytes(serialization.Encoding.PEM)
         for name, variant in _pem_variants(pem):
-            x509_mod._PEM_CACHE.clear()
             try:
                 expected: x509.Certificate | str = x509.load_pem_x509_certificate(variant)
             except ValueError as exc:
                 expected = type(exc).__name__
-            got = parse_pem(variant)
+            fresh = Caches()
+            got = parse_pem(variant, fresh)
             if isinstance(expected, str):
                 assert not got.certificates and got.problems, name
-            else:
-                assert got.certificates == (expected,), name
-                assert facts_mod.der_bytes(got.certificates[0]) == expected.public_bytes(
-                    serialization.Encoding.DER), name
-                assert facts(got.certificates[0]) == _reference_facts(expected), name
-        plain = x509_mod._pem_plain(pem, b"CERTIFICATE")
-        assert plain == cert  # the plain block took the fast path
-        assert x509_mod._pem_plain(pem.replace(b"\n", b"\r\n"), b"CERTIFICATE") == cert
-        assert x509_mod._pem_plain(next(v for n, v in _pem_variants(pem) if n == "header line"),
-                                   b"CERTIFICATE") is None
+                continue
+            assert got.certificates == (expected,), name
+            assert len(fresh.der_by_id) == (1 if name in decoded_here else 0), name
+            assert der_bytes(got.certificates[0], fresh) == expected.public_bytes(serialization.Encoding.DER), name
+            assert facts(got.certificates[0], fresh) == _reference_facts(expected), name
 
 
 def _named(attributes: list[list[x509.NameAttribute]]) -> x509.Certificate:
@@ -389,7 +383,7 @@ def _named(attributes: list[list[x509.NameAttribute]]) -> x509.Certificate:
     )
 
 
-def test_name_text_from_der_equals_cryptography() -> None:
+def test_name_text_from_der_equals_cryptography(caches: Caches) -> None:
     """Subjects/issuers written from the DER match rfc4514_string() for plain and awkward names alike."""
     from cryptography.x509.name import _ASN1Type
 
@@ -418,7 +412,7 @@ def test_name_text_from_der_equals_cryptography() -> None:
     for attributes in names:
         cert = _named(attributes)
         expected = cert.subject.rfc4514_string()
-        assert facts(cert).subject == facts(cert).issuer == expected
+        assert facts(cert, caches).subject == facts(cert, caches).issuer == expected
         fast = simple_name_text(cert.subject.public_bytes())
         assert fast is None or fast == expected, expected
     assert simple_name_text(_named(names[0]).subject.public_bytes()) == "CN=site00001.bench"  # the fast path ran

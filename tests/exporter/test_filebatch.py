@@ -9,6 +9,7 @@ import pytest
 
 from certloop.exporter import metrics as m
 from certloop.exporter import report as report_mod
+from certloop.exporter.report import ExporterCaches
 from certloop.exporter.sources import filebatch
 from certloop.exporter.sources.filebatch import Job, Reader, Result
 from certloop.exporter.sources.paths import stat_key
@@ -39,10 +40,11 @@ def test_each_file_in_a_batch_keeps_its_own_outcome(
     missing = tmp_path / "missing.pem"
     buggy = pki.leaf(["buggy.example"]).write(tmp_path, "buggy")["fullchain"]
     order = [goods[0], garbage, goods[1], big, missing, goods[2], buggy, goods[3]]
-    trust = TrustStore.from_pem(pki.root_pem)
+    caches = ExporterCaches()
+    trust = TrustStore.from_pem(pki.root_pem, caches)
     now = datetime.now(UTC)
 
-    alone = _by_path(Reader(trust, 65_536).batch(_jobs(goods), now))
+    alone = _by_path(Reader(trust, 65_536, caches).batch(_jobs(goods), now))
 
     real_assess = report_mod.assess
 
@@ -52,7 +54,7 @@ def test_each_file_in_a_batch_keeps_its_own_outcome(
         return real_assess(chain, **kwargs)
 
     monkeypatch.setattr(filebatch, "assess", assess_with_a_bug)
-    results = Reader(trust, 65_536).batch(_jobs(order), now)
+    results = Reader(trust, 65_536, caches).batch(_jobs(order), now)
 
     assert [r.path for r in results] == [str(p) for p in order]
     outcome = {r.path: (r.success, r.fragments.get(m.PROBE_FAILURE.name, b"")) for r in results}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from certloop.exporter import metrics as m
-from certloop.exporter.report import Observation, TargetReport, assess, render
+from certloop.exporter.report import ExporterCaches, Observation, TargetReport, assess, render
 from certloop.metricspec import MetricSpec
 from certloop.truststore import TrustStore
 from certloop.verify import Verdict
@@ -47,9 +47,10 @@ def _reference_render(report: TargetReport) -> dict[str, bytes]:
 
 
 def test_render_equals_line_by_line_samples() -> None:
-    """Per-certificate cached lines give byte-identical exposition, escaping included, for any target."""
+    """Per-certificate remembered lines give byte-identical exposition, escaping included, for any target."""
     pki = Pki(now=NOW, name='odd "quoted" \\ name')
     trust = TrustStore([pki.root])
+    caches = ExporterCaches()
     chains = [
         [pki.leaf(["shop.example", "127.0.0.1"]).cert, pki.intermediate.cert, pki.root],
         [pki.leaf(["other.example"]).cert, pki.intermediate.cert],
@@ -57,7 +58,9 @@ def test_render_equals_line_by_line_samples() -> None:
     ]
     for chain in chains:
         for target, labels in (("/etc/ssl/a.pem", ()), ('/odd/"x"\\.pem', (("team", "web"), ("env", 'a"b')))):
-            for cache in (False, True):
-                obs = Observation("file", target, "", True, 0.00123, chain=assess(chain, trust=trust, at=NOW))
+            for reuse in (False, True, True):  # the last one reuses what the one before remembered
+                obs = Observation("file", target, "", True, 0.00123,
+                                  chain=assess(chain, trust=trust, at=NOW, caches=caches))
                 report = TargetReport("file", target, labels, (obs,))
-                assert render(report, cache=cache) == _reference_render(report)
+                assert render(report, caches, reuse=reuse) == _reference_render(report)
+    assert len(caches.chain_lines) == 6  # three chains, two targets each

@@ -18,6 +18,7 @@ import pytest
 
 from certloop.exporter.config import parse_config
 from certloop.exporter.engine import build_context
+from certloop.exporter.report import ExporterCaches
 from certloop.exporter.sources import ProbeCounter
 from certloop.exporter.sources import watch as watch_module
 from certloop.exporter.sources.files import FileSource
@@ -28,7 +29,7 @@ class Sweeper:
     """One FileSource and what its sweeps reported, per path."""
 
     def __init__(self, config: Mapping[str, Any], clock: Callable[[], datetime] | None = None) -> None:
-        ctx = build_context(parse_config(dict(config)), ProbeCounter(), *([clock] if clock else []))
+        ctx = build_context(parse_config(dict(config)), ProbeCounter(), ExporterCaches(), *([clock] if clock else []))
         self.source = FileSource(ctx)
         self.seen: dict[Hashable, bytes] = {}
         self.alive: set[Hashable] = set()

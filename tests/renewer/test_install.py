@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from certloop import atomicfile
+from certloop.caches import Caches
 from certloop.config import validate_model
 from certloop.renewer import install, pipeline
 from certloop.renewer.context import RenewalContext
@@ -363,10 +364,10 @@ def _spec_for(tmp_path: Path, **extra: object) -> CertificateSpec:
     return validate_model(CertificateSpec, doc)
 
 
-def test_validate_accepts_good_material(tmp_path: Path, pki: Pki) -> None:
+def test_validate_accepts_good_material(tmp_path: Path, pki: Pki, caches: Caches) -> None:
     """A matching key, full coverage, enough lifetime and a chain to the trusted root pass."""
     good = pki.leaf([DOMAIN, "www.shop.example"], days=30)
-    trust = TrustStore.from_pem(pki.root_pem)
+    trust = TrustStore.from_pem(pki.root_pem, caches)
     pipeline.validate(_material(good), _spec_for(tmp_path), now=datetime.now(UTC), trust=trust)
 
 
@@ -383,7 +384,7 @@ def test_validate_accepts_good_material(tmp_path: Path, pki: Pki) -> None:
         ("wrong_key_type", "key is rsa2048, but key_type is ec256"),
     ],
 )
-def test_validate_rejects(tmp_path: Path, pki: Pki, case: str, message: str) -> None:
+def test_validate_rejects(tmp_path: Path, pki: Pki, caches: Caches, case: str, message: str) -> None:
     """Each defect is rejected with a reason naming it."""
     names = [DOMAIN, "www.shop.example"]
     good = pki.leaf(names, days=30)
@@ -401,7 +402,7 @@ def test_validate_rejects(tmp_path: Path, pki: Pki, case: str, message: str) -> 
     elif case == "broken_chain":
         m = IssuedMaterial(good.pem, Pki().intermediate.pem, good.key_pem)
     elif case == "untrusted":
-        trust = TrustStore.from_pem(Pki().root_pem)
+        trust = TrustStore.from_pem(Pki().root_pem, caches)
     elif case == "wrong_key_type":
         m = _material(pki.leaf(names, days=30, key_kind="rsa2048"))
     elif case == "garbage_key":

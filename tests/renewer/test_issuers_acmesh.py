@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from certloop.caches import Caches
 from certloop.config import validate_model
 from certloop.renewer import pipeline
 from certloop.renewer.context import RenewalContext
@@ -49,7 +50,7 @@ def test_issue_passes_the_documented_flags_and_reads_staging(
     record = standin_env(monkeypatch, tmp_path, pki)
     spec, ctx = _spec(tmp_path, ca_bundle="/etc/pebble.pem"), _ctx(tmp_path)
     material = asyncio.run(pipeline.issue(spec, ctx))
-    pipeline.validate(material, spec, now=datetime.now(UTC), trust=TrustStore.from_pem(pki.root_pem))
+    pipeline.validate(material, spec, now=datetime.now(UTC), trust=TrustStore.from_pem(pki.root_pem, Caches()))
     (call,) = recorded(record)
     argv = call["argv"]
     assert isinstance(argv, list)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from certloop.caches import Caches
 from certloop.config import validate_model
 from certloop.errors import ConfigError
 from certloop.renewer import pipeline
@@ -60,7 +61,7 @@ def test_httpsok_renews_the_pair_named_in_the_nginx_config(
     spec, record = _setup(tmp_path, pki, nginx, monkeypatch)
     ctx = _ctx(tmp_path)
     material = asyncio.run(pipeline.issue(spec, ctx))
-    pipeline.validate(material, spec, now=datetime.now(UTC), trust=TrustStore.from_pem(pki.root_pem))
+    pipeline.validate(material, spec, now=datetime.now(UTC), trust=TrustStore.from_pem(pki.root_pem, Caches()))
     (call,) = recorded(record)
     home = ctx.data_dir / "issuers" / "httpsok" / "shop"
     assert call["argv"] == ["-m", "-r"] and call["home"] == str(home)
