@@ -41,10 +41,12 @@ class ExporterCaches(Caches):
     source and to ``/probe`` through their context; a test makes a fresh one.
     """
 
-    __slots__ = ("chain_lines", "tails")
+    __slots__ = ("chain_lines", "probe_bodies", "tails")
 
     def __init__(self) -> None:
         super().__init__()
+        # /probe: a whole one-address answer, split around its duration, by everything else it shows
+        self.probe_bodies: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
         # a certificate's per-position lines without the target prefix, by (fingerprint, position, role)
         self.tails: dict[tuple[str, int, Role], tuple[tuple[str, str], ...]] = {}
         # /probe: a chain's whole lines by (prefix, fingerprints, verdict)

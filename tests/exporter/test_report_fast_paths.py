@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from certloop.exporter import metrics as m
@@ -64,3 +65,30 @@ def test_render_equals_line_by_line_samples() -> None:
                 report = TargetReport("file", target, labels, (obs,))
                 assert render(report, caches, reuse=reuse) == _reference_render(report)
     assert len(caches.chain_lines) == 6  # three chains, two targets each
+
+
+def test_a_probe_answer_kept_around_its_duration_equals_a_fresh_render() -> None:
+    """/probe's kept answer text (certloop.exporter.probe.probe_body) is byte-identical to rendering the
+    report afresh, for any duration and whatever else varies, labels that look like a sample included;
+    and a change in anything shown other than the duration gives a different answer, not a stale one."""
+    from certloop.exporter.probe import probe_body, render_probe
+
+    pki = Pki(now=NOW)
+    trust = TrustStore([pki.root])
+    caches = ExporterCaches()
+    chains = [[pki.leaf(["shop.example"]).cert, pki.intermediate.cert], [pki.self_signed(["self.example"]).cert]]
+    seen: set[bytes] = set()
+    for chain in chains:
+        judged = assess(chain, trust=trust, at=NOW, hostname="shop.example", caches=caches)
+        for labels in ((), (("team", "} 0.125\n"), ("env", 'a"b'))):
+            for tls in (("TLS 1.3", "TLS_AES_128_GCM_SHA256"), ("TLS 1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")):
+                for hostname_match in (True, False):
+                    for duration in (0.125, 0.0023, 1.0, 7.5e-05, 0.125):
+                        obs = Observation("endpoint", "127.0.0.1:443", "127.0.0.1", True, duration, chain=judged,
+                                          hostname_match=hostname_match, tls_version=tls[0], cipher=tls[1])
+                        report = TargetReport("endpoint", "127.0.0.1:443", labels, (obs,), True)
+                        fresh = render_probe(render(report, ExporterCaches(), reuse=True))
+                        assert probe_body(report, caches) == fresh
+                        seen.add(re.sub(rb"(certloop_probe_duration_seconds\{[^\n]*\} )[^\n]*", rb"\1D", fresh))
+    assert len(seen) == 2 * 2 * 2 * 2  # every combination other than the duration answered differently
+    assert 0 < len(caches.probe_bodies) <= len(seen)
