@@ -7,6 +7,7 @@ against a real nginx on 127.0.0.1 and 127.0.0.2 and a real pebble-challtestsrv f
 from __future__ import annotations
 
 import asyncio
+import random
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def test_one_ip_literal_rule(host: str, literal: str | None) -> None:
     if literal is not None:
         assert asyncio.run(addresses_of(host, Resolver(["127.0.0.1:9"]))) == [literal]  # never asked
         assert asyncio.run(Resolver(["127.0.0.1:9"]).resolve(host)) == [literal]
+
+
+def test_the_dotted_quad_fast_path_reads_exactly_what_ipaddress_reads() -> None:
+    """parse_ip reads dotted quads with inet_pton; over a corpus of near-misses (leading zeros, short
+    and long forms, signs, spaces, non-ASCII digits, NUL, hex, overflow) it accepts exactly what
+    ipaddress accepts, as the same address."""
+    rng = random.Random(1234)
+    pieces = ["0", "00", "01", "1", "9", "10", "99", "100", "255", "256", "999", "0x1", "+1", "-1", " 1", "1 ",
+              "\u0661", "\uff11", "", "1\x00", "4294967296", "a"]
+    corpus = {".".join(rng.choice(pieces) for _ in range(rng.choice((3, 4, 4, 4, 5)))) for _ in range(4000)}
+    corpus |= {f"{a}.{b}.{c}.{d}" for a in (0, 1, 127, 255) for b in (0, 255) for c in (0, 9) for d in (0, 1, 255)}
+    for text in sorted(corpus):
+        try:
+            expected: object = ip_address(text)
+        except ValueError:
+            expected = None
+        assert parse_ip(text) == expected, repr(text)
 
 
 @pytest.mark.parametrize(("host", "server_name", "names"), [
