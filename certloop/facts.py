@@ -8,10 +8,10 @@
 Pure, apart from what it remembers in the ``caches`` it is given (:class:`FactsCaches`: the maps
 below, bounded). Certificates come from :mod:`certloop.x509` (files, blobs, presented chains).
 
-Performance: :func:`facts` (about 35-45 us uncached, 1.3 us cached) remembers its answers keyed by the
-certificate / its DER bytes, so re-probing an unchanged endpoint describes nothing twice. It decodes the
-extensions in one pass and remembers names and keys by their DER (an issuer's name, a shared key:
-decoded once). :func:`der_bytes` and :func:`tbs_fields` share its DER map.
+Performance: :func:`facts` remembers its answers keyed by the certificate / its DER bytes, so re-probing
+an unchanged endpoint describes nothing twice (what a hit saves: benchmarks/RESULTS.md, "Certificate
+facts caches"). It decodes the extensions in one pass and remembers names and keys by their DER (an
+issuer's name, a shared key: decoded once). :func:`der_bytes` and :func:`tbs_fields` share its DER map.
 """
 
 from __future__ import annotations
@@ -45,10 +45,8 @@ class Role(StrEnum):
 class CertFacts(NamedTuple):
     """What certloop reports about one certificate. Datetimes are aware UTC.
 
-    A named tuple (immutable; building one is one tuple allocation) rather than a frozen
-    dataclass: one is built per certificate read, and a frozen dataclass's ``__init__`` sets each
-    of its sixteen fields through ``object.__setattr__``, which costs more than reading most of
-    them out of the certificate.
+    A named tuple, not a frozen dataclass: one is built per certificate read (why, and what must stay
+    true: docs/architecture.md, "Value types").
     """
 
     subject: str
@@ -148,8 +146,9 @@ class FactsCaches(Protocol):
 def _der_and_tbs(cert: x509.Certificate, caches: FactsCaches) -> tuple[bytes, TbsFields | None]:
     """DER and TBS pieces of ``cert``: by object identity first, then by the DER bytes.
 
-    (A certificate object as a dictionary key costs ~3 us per lookup: it hashes and compares its
-    DER each time. Identical DER in different objects is rare: parsers here reuse objects.)
+    (A certificate object as a dictionary key is slow: it hashes and compares its DER on every lookup;
+    benchmarks/RESULTS.md, "Certificate facts caches". Identical DER in different objects is rare:
+    parsers here reuse objects.)
     """
     by_id = caches.der_by_id
     hit = by_id.get(id(cert))
@@ -255,7 +254,7 @@ def facts(cert: x509.Certificate, caches: FactsCaches) -> CertFacts:
     """The :class:`CertFacts` of ``cert``, remembered in ``caches`` by its DER (equal certificates, equal facts).
 
     One chain asks for its facts a dozen times: the same object is found first by identity (the
-    entry holds the certificate, so its id cannot be reused while remembered), in ~0.5 us.
+    entry holds the certificate, so its id cannot be reused while remembered), the cheapest lookup.
     """
     by_id = caches.facts_by_id
     hit = by_id.get(id(cert))
