@@ -18,7 +18,8 @@ from typing import TypeVar
 __all__ = ["CERTIFICATES", "VERDICTS", "remember"]
 
 CERTIFICATES = 16_384
-"""Entries per map keyed by certificate (~2-3 KB each with their DER): bounds memory, fits an inventory."""
+"""Entries per map keyed by certificate: bounds memory (what an entry takes: benchmarks/RESULTS.md,
+"Certificate facts caches") and fits an inventory."""
 VERDICTS = 50_000
 """Entries per map keyed by chain and time window (a verdict is a few bytes)."""
 
