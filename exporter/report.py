@@ -9,9 +9,8 @@
 A :class:`ChainReport` knows until when its verdict holds (``valid_until``, the next validity boundary
 of the chain or the trust store), so an unchanged file is re-verified only when time crosses one.
 
-The report types are named tuples: immutable like frozen dataclasses, but built with one tuple
-allocation instead of an ``object.__setattr__`` per field (a first sweep builds a few per file, tens of thousands
-in a row).
+The report types are named tuples, not frozen dataclasses: a first sweep builds a few per file, tens of
+thousands in a row (why, and what must stay true: docs/architecture.md, "Value types").
 """
 
 from __future__ import annotations
