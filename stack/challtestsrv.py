@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from stack.process import LOOPBACK, PeerApiError, Process, port_open, require_binary
+from stack.process import LOOPBACK, Peer, PeerApiError, Process, port_open, require_binary
 
 START_TIMEOUT = 10.0
 
@@ -33,7 +33,7 @@ def _fqdn(host: str) -> str:
     return host if host.endswith(".") else host + "."
 
 
-class ChallTestSrv:
+class ChallTestSrv(Peer):
     """DNS on ``127.0.0.1:dns_port`` (UDP and TCP), management HTTP on ``127.0.0.1:management_port``."""
 
     def __init__(
@@ -45,7 +45,6 @@ class ChallTestSrv:
         self.workdir = workdir.resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.default_ipv4 = default_ipv4
-        self.process: Process | None = None
 
     @property
     def dns_address(self) -> str:
@@ -75,10 +74,6 @@ class ChallTestSrv:
             timeout,
             f"management {self.management_url} and DNS {self.dns_address} (tcp)",
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
     def _post(self, endpoint: str, payload: dict[str, Any]) -> None:
         try:

@@ -23,12 +23,12 @@ from typing import Any, Self
 import requests
 import yaml
 
-from stack.process import LOOPBACK, Process, StackError, answers_ok, free_port
+from stack.process import LOOPBACK, Peer, Process, StackError, answers_ok, free_port
 
 START_TIMEOUT = 30.0
 
 
-class CertloopDaemon:
+class CertloopDaemon(Peer):
     """``certloop exporter`` or ``certloop renewer`` with its YAML written from ``config``."""
 
     def __init__(self, component: str, workdir: Path, config: Mapping[str, Any], *,
@@ -43,7 +43,6 @@ class CertloopDaemon:
         self.extra_args = extra_args
         self.config_path = self.workdir / f"{component}.yml"
         self.port = free_port()
-        self.process: Process | None = None
 
     @classmethod
     def exporter(cls, workdir: Path, config: Mapping[str, Any], **kwargs: Any) -> Self:
@@ -93,10 +92,6 @@ class CertloopDaemon:
     def _ready(self) -> bool:
         return answers_ok(f"{self.url}/-/ready")
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
-
     def reload(self, config: Mapping[str, Any] | None = None) -> None:
         """Optionally replace the config, rewrite the file and send SIGHUP (the daemon reloads async)."""
         if self.process is None:
@@ -111,7 +106,3 @@ class CertloopDaemon:
         response = requests.get(f"{self.url}/metrics", timeout=10)
         response.raise_for_status()
         return response.text
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()

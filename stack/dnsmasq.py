@@ -19,13 +19,13 @@ import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stack.process import LOOPBACK, Process, free_port, port_open, require_binary
+from stack.process import LOOPBACK, Peer, Process, free_port, port_open, require_binary
 
 START_TIMEOUT = 10.0
 _QUERY = re.compile(r"query\[(\w+)\] (\S+) from ")
 
 
-class Dnsmasq:
+class Dnsmasq(Peer):
     """DNS over UDP and TCP on ``listen:port`` for the names in ``names`` (name -> addresses)."""
 
     def __init__(
@@ -47,7 +47,6 @@ class Dnsmasq:
         self.log_queries = log_queries
         self.hosts_path = self.workdir / "names.hosts"
         self.log_path = self.workdir / "dnsmasq.log"
-        self.process: Process | None = None
         self.set_names(names)
 
     @property
@@ -94,7 +93,3 @@ class Dnsmasq:
             return []
         found = [(m.group(1), m.group(2)) for m in _QUERY.finditer(text)]
         return [q for q in found if name is None or q[1] == name]
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()

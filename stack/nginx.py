@@ -23,6 +23,7 @@ from pathlib import Path
 from stack.process import (
     LOOPBACK,
     NotReady,
+    Peer,
     Process,
     StackError,
     children_of,
@@ -78,7 +79,7 @@ class Site:
         return "\n".join(lines)
 
 
-class Nginx:
+class Nginx(Peer):
     """nginx with prefix ``workdir``; add sites, then :meth:`start`; change them, then :meth:`reload`."""
 
     def __init__(self, workdir: Path, *, name: str = "nginx") -> None:
@@ -92,7 +93,6 @@ class Nginx:
         self.error_log = self.prefix / "logs" / "error.log"
         self.pid_path = self.prefix / "nginx.pid"
         self.sites: list[Site] = []
-        self.process: Process | None = None
         for sub in ("logs", "tmp"):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
 
@@ -228,10 +228,6 @@ class Nginx:
         )
 
     @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
-
-    @property
     def master_pid(self) -> int:
         if self.process is None:
             raise StackError(f"{self.name}: not started")
@@ -281,11 +277,6 @@ class Nginx:
                 return log.read().decode(errors="replace")
         except OSError:
             return ""
-
-    def stop(self) -> None:
-        """Stop the master (SIGTERM, then SIGKILL after a bound); workers exit with it."""
-        if self.process is not None:
-            self.process.stop()
 
     def url(self, port: int, host: str = LOOPBACK, scheme: str = "https") -> str:
         return f"{scheme}://{host}:{port}/"

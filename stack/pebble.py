@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from stack.process import LOOPBACK, PeerApiError, Process, answers_ok, free_port, require_binary
+from stack.process import LOOPBACK, Peer, PeerApiError, Process, answers_ok, free_port, require_binary
 
 START_TIMEOUT = 15.0
 
@@ -90,7 +90,7 @@ def mint_server_certificate(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-class Pebble:
+class Pebble(Peer):
     """pebble with ACME on a free port and the management interface on another; restartable."""
 
     def __init__(
@@ -118,7 +118,6 @@ class Pebble:
         self.config_path = self.workdir / "pebble-config.json"
         self.ca_bundle_path, self._cert_path, self._key_path = mint_server_certificate(self.workdir / "https")
         self.trust_bundle_path = self.workdir / "issuing-root.pem"
-        self.process: Process | None = None
 
     @property
     def directory_url(self) -> str:
@@ -159,14 +158,6 @@ class Pebble:
 
     def _ready(self) -> bool:
         return answers_ok(self.directory_url, verify=str(self.ca_bundle_path))
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
     def directory(self) -> dict[str, object]:
         """The ACME directory object."""

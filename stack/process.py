@@ -303,7 +303,22 @@ class Process:
         return f"Process(name={self.name!r}, pid={pid}, running={self.running})"
 
 
-class HttpPeer:
+class Peer:
+    """A peer run as one supervised :class:`Process` (None until started): whether it runs, and stop()."""
+
+    process: Process | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after a bound; its children with it); nothing if never started."""
+        if self.process is not None:
+            self.process.stop()
+
+
+class HttpPeer(Peer):
     """A peer binary serving HTTP on a free loopback port (moto, Alertmanager, Prometheus): a subclass gives
     the argv for a port and the path that answers 200 once the peer is ready.
 
@@ -314,16 +329,11 @@ class HttpPeer:
         self.name = name
         self.log_path = log_path
         self.port = 0  # chosen by serve()
-        self.process: Process | None = None
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:41234``."""
         return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
 
     def serve(self, argv: Callable[[int], Sequence[str]], ready_path: str, timeout: float) -> None:
         """Start ``argv(port)`` on a free port and wait until ``GET url + ready_path`` answers 200 (the
@@ -332,10 +342,6 @@ class HttpPeer:
         self.process = Process(argv(self.port), name=self.name, log_path=self.log_path).start()
         ready = f"{self.url}{ready_path}"
         self.process.wait_until(lambda: answers_ok(ready), timeout, ready)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 class Stoppable(Protocol):
