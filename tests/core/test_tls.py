@@ -276,20 +276,18 @@ def test_cancelling_a_probe_propagates_and_releases_the_socket(run: Runner) -> N
         async def go() -> tuple[str, int]:
             before = _open_fds()
             task = asyncio.ensure_future(fetch(LOOPBACK, silent.getsockname()[1], handshake_timeout=30))
-            await asyncio.sleep(0)  # let it connect and wait for the server's flight
-            for _ in range(100):
-                if _open_fds() > before:
-                    break
-                await asyncio.sleep(0.01)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                outcome = "cancelled"
-            except BaseException as exc:  # the test reports what else came out
-                outcome = type(exc).__name__
-            else:
-                outcome = "returned"
+            # Accepted: the probe connected and waits for the server's flight, which never comes.
+            accepted, _ = await asyncio.wait_for(asyncio.to_thread(silent.accept), 10)
+            with accepted:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    outcome = "cancelled"
+                except BaseException as exc:  # the test reports what else came out
+                    outcome = type(exc).__name__
+                else:
+                    outcome = "returned"
             return outcome, _open_fds() - before
 
         outcome, leaked = run(go())
@@ -310,7 +308,7 @@ def test_a_timed_out_probe_leaves_the_caller_able_to_await(run: Runner) -> None:
                 await fetch(LOOPBACK, silent.getsockname()[1], handshake_timeout=0.2)
             except ProbeError as exc:
                 reason = exc.reason
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the await under test: no stray CancelledError arrives here
             task = asyncio.current_task()
             return reason, task is not None and task.cancelling() == 0
 
