@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ __all__ = [
     "format_duration",
     "load_model",
     "parse_duration",
+    "parse_listen_address",
     "resolve_secret",
     "validate_model",
 ]
@@ -63,6 +65,34 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f'expected a duration like "5s", "1h30m" or "21d", got {text!r}')
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART_RE.findall(text.strip()))
     return timedelta(seconds=seconds)
+
+
+_LISTEN_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``[ipv6]:port`` or ``:port`` into (host, port): where a daemon listens, the one rule
+    for both daemons' ``--web.listen-address`` and the renewer's ``listen``.
+
+    ``:port`` means every interface (``0.0.0.0``), as Prometheus reads it; port 0 picks a free one. Raises
+    ValueError with a readable message, never a traceback later at start.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f'expected "host:port", got {text!r}')
+    if not host:
+        return "0.0.0.0", int(port)  # noqa: S104 - ":PORT" means every interface, by the user's choice
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"expected an IPv6 address in brackets, got {text!r}") from None
+        return host[1:-1], int(port)
+    if ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets ([::1]:port), got {text!r}")
+    if not _LISTEN_HOST.fullmatch(host):
+        raise ValueError(f"invalid host {host!r} in {text!r}")
+    return host, int(port)
 
 
 def format_duration(value: timedelta) -> str:

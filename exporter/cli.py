@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from certloop import __version__, logs
+from certloop.config import parse_listen_address
 from certloop.errors import CertloopError, ConfigError, ListenError
 from certloop.exitcodes import ExitCode, UsageParser
 from certloop.exporter.config import ExporterConfig, load_config, split_target
@@ -82,7 +83,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"certloop exporter: invalid config: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     try:
-        host, port = _listen_address(args.listen)
+        host, port = parse_listen_address(args.listen)
     except ValueError as exc:
         print(f"certloop exporter: --web.listen-address: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -132,19 +133,6 @@ def main(argv: Sequence[str]) -> int:
     except (CertloopError, OSError) as exc:
         print(f"certloop exporter: {exc}", file=sys.stderr)
         return ExitCode.FAILURE
-
-
-def _listen_address(text: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (every interface, as Prometheus reads it); port 0 is allowed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected host:port, got {text!r}")
-    if not host:
-        return "0.0.0.0", int(port)  # noqa: S104 - ":PORT" means every interface, by the user's choice
-    if int(port) == 0:
-        return host.strip("[]"), 0
-    found, number = split_target(text)
-    return found, number
 
 
 def _storage_problem(path: str) -> str | None:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from certloop import __version__, logs
+from certloop.config import parse_listen_address
 from certloop.errors import CertloopError, ConfigError, ListenError
 from certloop.exitcodes import ExitCode, UsageParser, VerifyExit
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, tune_collector
@@ -39,6 +40,14 @@ __all__ = ["main"]
 log = logging.getLogger("renewer")
 
 
+def _listen(text: str) -> str:
+    try:
+        parse_listen_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -52,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config.check", dest="config_check", action="store_true", help="validate the config and exit")
     p.add_argument("--config.expand-env", dest="expand_env", action="store_true",
                    help="expand ${VAR} and ${VAR:-default} in every string of the config file ($$ writes a $)")
-    p.add_argument("--web.listen-address", dest="listen", help="host:port to serve on (overrides `listen`)")
+    p.add_argument("--web.listen-address", dest="listen", type=_listen,
+                   help="host:port to serve on (overrides `listen`)")
     logs.add_flags(p)
     p.add_argument("--version", action="version", version=f"certloop renewer {__version__}")
     p.add_argument("--web.config.file", dest="web_config", metavar="FILE",

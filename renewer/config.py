@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from certloop.config import SECRET, Duration, StrictModel, load_model, resolve_secret
+from certloop.config import SECRET, Duration, StrictModel, load_model, parse_listen_address, resolve_secret
 from certloop.errors import ConfigError
 from certloop.renewer.spec import CertificateSpec
 
@@ -313,9 +313,7 @@ class RenewerConfig(StrictModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        _host, sep, port = v.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError(f'expected "host:port", got {v!r}')
+        parse_listen_address(v)  # its ValueError names what is wrong
         return v
 
     @field_validator("certificates")
@@ -338,11 +336,11 @@ class RenewerConfig(StrictModel):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"  # noqa: S104 - ":10794" means all
+        return parse_listen_address(self.listen)[0]
 
     @property
     def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return parse_listen_address(self.listen)[1]
 
     def spec(self, certificate_id: str) -> CertificateSpec | None:
         for spec in self.certificates:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from certloop.config import parse_listen_address
 from certloop.errors import ConfigError
 from certloop.httpserver import DEFAULT_MAX_CONNECTIONS, Handler, HttpServer
 from certloop.renewer import migrations
@@ -190,11 +191,12 @@ class Daemon:
         self.server = HttpServer(handler, max_body=max(cfg.max_body * 4, 4 << 20),
                                  ssl_context=ssl_context, server_header="certloop-renewer",
                                  max_connections=self.max_connections, observer=self.metrics.http)
-        host, _, port = self.listen.rpartition(":")
-        await self.server.start(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - ":10794" means all
+        host, port = parse_listen_address(self.listen)  # ":10794" means every interface
+        await self.server.start(host, port)
         self.metrics.config_reload_ok.set(1)
         scheme = "https" if self.server.ssl_context else "http"
-        log.info("listening on %s://%s:%d (owner %s)", scheme, host or "0.0.0.0", self.server.port, self.owner)  # noqa: S104
+        shown = f"[{host}]" if ":" in host else host
+        log.info("listening on %s://%s:%d (owner %s)", scheme, shown, self.server.port, self.owner)
         self.safety_net = SafetyNet(store, self.config, self.clock, worker.wake)
         self.safety_net.start()
         loop = asyncio.get_running_loop()
