@@ -38,7 +38,7 @@ from datetime import datetime
 from certloop.errors import ConfigError, FileError
 from certloop.exporter.config import FileGroup
 from certloop.exporter.metrics import Fragments
-from certloop.exporter.report import ExporterCaches
+from certloop.exporter.report import ExporterCaches, Observation
 from certloop.exporter.sources.base import Context, Put
 from certloop.exporter.sources.filebatch import Job, Known, Reader, Result
 from certloop.exporter.sources.filestate import Snapshots, from_micros
@@ -76,7 +76,9 @@ class FileSource:
 
     kind = "files"
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, watch: bool = True) -> None:
+        """``watch=False``: no inotify watch even when ``global.files_watch`` asks for one (a one-shot
+        listing, :meth:`listed`, has no next sweep to skip)."""
         self.ctx = ctx
         self.interval = ctx.config.global_.files_interval.total_seconds()
         self.max_bytes = ctx.config.global_.max_file_bytes
@@ -93,7 +95,7 @@ class FileSource:
         self._fragments: dict[str, Fragments] = {}  # what was last put per path (kept for the snapshot)
         self._state = Snapshots(ctx) if ctx.state_dir else None
         self._restore = self._state is not None  # the first sweep starts from the snapshot
-        self._watch = DirectoryWatch() if ctx.config.global_.files_watch else None
+        self._watch = DirectoryWatch() if watch and ctx.config.global_.files_watch else None
         self._alive: set[Hashable] = set()  # what the last full sweep found (a skipped sweep's answer)
         self.full_sweeps = 0  # sweeps that listed and stat'ed (the others were skipped: nothing changed)
 
@@ -182,31 +184,59 @@ class FileSource:
         caller can let the loop run and feed workers; with a
         ``plan``, record the directories to watch for changes."""
         listings: dict[tuple[int, str], Listing] = {}
-        for index, (group, _, labels, password) in enumerate(self._groups):
+        for index, (group, _, _, _) in enumerate(self._groups):
             for pattern in group.paths:
-                if GLOB_CHARS & set(pattern):
-                    head = os.path.dirname(pattern)
-                    if plan is not None and GLOB_CHARS & set(head):
-                        plan.broken = f"{pattern} has a wildcard in a directory"
-                    elif plan is not None:
-                        plan.root(head)  # a new match appears there
-                    for match in sorted(glob.glob(pattern, recursive=group.recursive)):
-                        if os.path.isdir(match):
-                            yield from self._scan_directory(
-                                match, index, listings, now, alive, jobs, plan)
-                        else:
-                            if plan is not None and os.path.islink(match):
-                                plan.link(match)
-                            key = stat_key(match)
-                            if key != VANISHED or os.path.lexists(match):  # else removed since matched
-                                self._consider(match, key, labels, password, now, alive, jobs)
-                elif os.path.isdir(pattern):
-                    yield from self._scan_directory(pattern, index, listings, now, alive, jobs, plan)
-                else:
-                    if plan is not None:
-                        plan.link(pattern)  # its directory, and where its symlinks lead
-                    self._consider(pattern, stat_key(pattern), labels, password, now, alive, jobs)
+                yield from self._scan_pattern(pattern, index, listings, now, alive, jobs, plan)
         self._listings = listings  # those of directories that are gone are dropped
+
+    def _scan_pattern(
+        self, pattern: str, index: int, listings: dict[tuple[int, str], Listing], now: datetime,
+        alive: set[Hashable], jobs: list[Job], plan: Resolution | None,
+    ) -> Iterator[None]:
+        """:meth:`_scan` for one path, glob or directory of group ``index``."""
+        group, _, labels, password = self._groups[index]
+        if GLOB_CHARS & set(pattern):
+            head = os.path.dirname(pattern)
+            if plan is not None and GLOB_CHARS & set(head):
+                plan.broken = f"{pattern} has a wildcard in a directory"
+            elif plan is not None:
+                plan.root(head)  # a new match appears there
+            for match in sorted(glob.glob(pattern, recursive=group.recursive)):
+                if os.path.isdir(match):
+                    yield from self._scan_directory(match, index, listings, now, alive, jobs, plan)
+                else:
+                    if plan is not None and os.path.islink(match):
+                        plan.link(match)
+                    key = stat_key(match)
+                    if key != VANISHED or os.path.lexists(match):  # else removed since matched
+                        self._consider(match, key, labels, password, now, alive, jobs)
+        elif os.path.isdir(pattern):
+            yield from self._scan_directory(pattern, index, listings, now, alive, jobs, plan)
+        else:
+            if plan is not None:
+                plan.link(pattern)  # its directory, and where its symlinks lead
+            self._consider(pattern, stat_key(pattern), labels, password, now, alive, jobs)
+
+    def listed(self, now: datetime) -> list[Job]:
+        """Every file the groups name now, as a sweep lists them, in the order the groups and their
+        paths are given (the files of one directory or glob by path); a file named twice once, as the
+        first group names it. On a source that has not swept (a file it knows unchanged is no job).
+        ``certloop check`` lists through this, so it sees the files the exporter sees."""
+        alive: set[Hashable] = set()
+        jobs: list[Job] = []
+        listings: dict[tuple[int, str], Listing] = {}
+        for index, (group, _, _, _) in enumerate(self._groups):
+            for pattern in group.paths:
+                start = len(jobs)
+                for _ in self._scan_pattern(pattern, index, listings, now, alive, jobs, None):
+                    pass
+                jobs[start:] = sorted(jobs[start:], key=_job_path)
+        return jobs
+
+    def judge(self, jobs: list[Job], now: datetime) -> list[Observation]:
+        """The jobs' files read and judged as a sweep judges them (the verdict its series carry), one
+        observation each, in order; nothing is kept. For ``certloop check``, with :meth:`listed`."""
+        return [judged.observation for judged in self.reader.judge(jobs, now)]
 
     def _consider(
         self, path: str, key: StatKey, labels: tuple[tuple[str, str], ...], password: bytes | None,
