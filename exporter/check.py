@@ -1,38 +1,41 @@
 """``certloop check``: look at endpoints and certificate files now and print what a human needs.
 
-The I/O shell around the pure parts: arguments and an optional config file become
-:class:`Endpoint`/:class:`FileSpec` items; endpoints are resolved (every address) and probed with
-bounded concurrency through :mod:`certloop.tls`; files are read with the bounded reader; each
-certificate becomes a :class:`exporter.table.Row` whose status is :func:`exporter.table.decide`.
+The I/O shell around the pure parts: arguments and an optional config file become endpoints and
+the exporter's ``files:`` groups; endpoints are resolved (every address) and probed with bounded
+concurrency through :mod:`certloop.probe`; files are listed, read and judged by the exporter's own file
+source (:meth:`exporter.sources.files.FileSource.listed` and ``judge``), so a file's verdict here is the
+one its ``certloop_verify_verdict`` series carries. Each endpoint address and each file becomes a
+:class:`exporter.table.Row` whose status is :func:`exporter.table.decide`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from certloop.caches import Caches
 from certloop.config import parse_duration
-from certloop.errors import CertloopError, FailureReason, FileError, FileReason, ProbeError
+from certloop.errors import CertloopError, FailureReason, FileReason, ProbeError
 from certloop.exitcodes import ExitCode, UsageParser
-from certloop.exporter.config import ExporterConfig, load_config, split_target
-from certloop.exporter.sources.paths import NameFilter
+from certloop.exporter.config import ExporterConfig, FileGroup, load_config, split_target
+from certloop.exporter.report import ExporterCaches, Observation
+from certloop.exporter.sources.base import Context, ProbeCounter
+from certloop.exporter.sources.filebatch import Job
+from certloop.exporter.sources.files import FileSource
 from certloop.exporter.table import Row, Thresholds, decide, exit_code, render_json, render_table
 from certloop.facts import chain_roles, facts
 from certloop.probe import Names, addresses_of, probe_address, target_names
 from certloop.resolve import Resolver, parse_nameserver
 from certloop.truststore import TrustStore
-from certloop.verify import Verdict, earliest_expiry, verify_chain
-from certloop.x509 import MAX_FILE_BYTES, read_certificate_file
+from certloop.verify import earliest_expiry, verify_chain
 
-__all__ = ["Endpoint", "FileSpec", "main", "parse_target", "run"]
+__all__ = ["Endpoint", "file_row", "main", "parse_target", "run"]
 
 _DEFAULT_PORT = 443
 # File reasons that mean "could not get at the file" (UNREACHABLE); the others describe its content (INVALID).
@@ -41,29 +44,36 @@ _ACCESS_REASONS = {
     FileReason.SYMLINK_LOOP, FileReason.UNREADABLE,
 }
 _CERT_SUFFIXES = (".pem", ".crt", ".cer", ".cert", ".der", ".p12", ".pfx")
+_FILE_BATCH = 64  # files judged per trip to the worker thread: progress moves, the stages stay batched
 
 _EPILOG = """\
 targets:
   host:port, host (port 443), [v6addr]:port, the path of an existing certificate file
-  (PEM bundle, DER or PKCS#12) or a directory (its certificate files; keys are left out).
-  Every A/AAAA address of a host is probed, one row each.
+  (PEM bundle, DER or PKCS#12) or a directory (the files the exporter takes from it: *.pem,
+  *.crt, *.cer, *.cert, *.der, *.p12, *.pfx). Every A/AAAA address of a host is probed, one row
+  each; every file is one row.
 
 --config FILE checks the endpoints and files of an exporter config file, read and validated by
 the exporter's own config model (`certloop config schema exporter`): a file the exporter refuses
 is refused here with the same message. Endpoints take their group's and module's server_name,
-starttls, ca_file, ip_protocol and timeouts; files their group's include/exclude, recursive and
-password, and global.max_file_bytes. Files found by expanding a glob or directory that hold no
-certificate (keys) are left out. Flags win over the config.
+starttls, ca_file, ip_protocol and timeouts; files are listed and judged by the exporter's own
+file source (globs, directories, recursive, include/exclude, password, global.max_file_bytes).
+Flags win over the config.
 
 status:
   OK, WARN (expires within --warn), CRIT (within --crit), EXPIRED (leaf or intermediate),
   INVALID (reason: not_yet_valid, unknown_authority, incomplete_chain, self_signed,
-  hostname_mismatch, invalid, or a file content problem), UNREACHABLE (reason: dns, connect,
-  refused, timeout, handshake, starttls, no_certificate, chain_too_large, bad_server_name (a
-  name that cannot be sent: an empty label, a label over 63 characters, a NUL ...), or a file
-  access problem). Internationalised names are sent as IDNA 2008 (UTS 46) A-labels.
-  Endpoints are verified against the trust store (--ca-file, else the system store) for the
-  server name; files are judged by their dates only.
+  hostname_mismatch, invalid, or a file content problem: no_certificate, empty, parse_error,
+  too_large, ...), UNREACHABLE (reason: dns, connect, refused, timeout, handshake, starttls,
+  no_certificate, chain_too_large, bad_server_name (a name that cannot be sent: an empty label,
+  a label over 63 characters, a NUL ...), or a file access problem: not_found,
+  permission_denied, ...). Internationalised names are sent as IDNA 2008 (UTS 46) A-labels.
+  Endpoints are verified against the trust store (--ca-file, else the config's global.ca_file,
+  else the system store; a module's ca_file for its endpoints) for the server name. A file is
+  judged as the exporter judges it: its certificates as one chain, leaf first, verified against
+  the same trust store for no name, expiry the earliest of leaf and intermediates. So a file
+  holding only a leaf is INVALID (incomplete_chain): check the full-chain file; a key in a .pem
+  file found in a directory is INVALID (no_certificate), as the exporter reports it.
 
 exit codes:
   0  every certificate OK
@@ -91,16 +101,6 @@ class Endpoint:
     ip_protocol: str = "both"
     connect_timeout: float | None = None
     handshake_timeout: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FileSpec:
-    """One certificate file. ``from_listing``: found by a glob/directory, so a key file is skipped."""
-
-    path: str
-    password: bytes | None = None
-    from_listing: bool = False
-    max_bytes: int = MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -144,32 +144,13 @@ def _looks_like_path(text: str) -> bool:
 # ------------------------------------------------------------------------------------------ config
 
 
-def _expand(pattern: str, recursive: bool, wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, bool]]:
-    """(path, from_listing) for a path, a glob or a directory, as the exporter's file source lists them:
-    files in a directory or matched by a glob pass ``wanted`` (the group's include/exclude)."""
-    matches = sorted(glob.glob(pattern, recursive=recursive)) if glob.has_magic(pattern) else [pattern]
-    for match in matches:
-        if os.path.isdir(match):
-            try:
-                walker = os.walk(match) if recursive else [(match, [], os.listdir(match))]
-            except OSError:  # unlistable: reading it reports why, as a row
-                yield match, False
-                continue
-            for root, _, names in walker:
-                for name in sorted(names):
-                    path = os.path.join(root, name)
-                    if os.path.isfile(path) and (wanted is None or wanted(name)):
-                        yield path, True
-        elif not glob.has_magic(pattern) or wanted is None or wanted(os.path.basename(match)):
-            yield match, glob.has_magic(pattern)
-
-
-def load_check_config(path: str, *, expand_env: bool = False) -> tuple[list[Endpoint], list[FileSpec], ExporterConfig]:
-    """The endpoints and files of an exporter config file, read by the exporter's own model.
+def load_check_config(path: str, *, expand_env: bool = False) -> tuple[list[Endpoint], ExporterConfig]:
+    """The endpoints of an exporter config file, and the config itself, read by the exporter's model.
 
     The same file the exporter accepts, with the same errors for what it refuses (unknown keys
     included); each endpoint takes its group's and module's settings as the exporter's
-    ``spec_for`` combines them, each file group its include/exclude, password and size bound.
+    ``spec_for`` combines them. Its ``files:`` groups are listed at run time by the exporter's file
+    source (:func:`file_source`).
     """
     config = load_config(path, expand_env=expand_env)
     g = config.global_
@@ -191,44 +172,42 @@ def load_check_config(path: str, *, expand_env: bool = False) -> tuple[list[Endp
                 connect_timeout=(module.connect_timeout or g.connect_timeout).total_seconds(),
                 handshake_timeout=(module.handshake_timeout or g.handshake_timeout).total_seconds(),
             ))
-    files: list[FileSpec] = []
-    named: set[str] = set()
-    for i, fgroup in enumerate(config.files):
-        password = config.file_password(i)
-        wanted = NameFilter(fgroup)
-        for pattern in fgroup.paths:
-            for p, listed in _expand(pattern, fgroup.recursive, wanted):
-                if p not in named:  # named by an earlier group: that group's settings win
-                    named.add(p)
-                    files.append(FileSpec(p, password, listed, g.max_file_bytes))
-    return endpoints, files, config
+    return endpoints, config
+
+
+def file_source(
+    config: ExporterConfig | None, paths: Sequence[str], trust: TrustStore, caches: ExporterCaches,
+    clock: Callable[[], datetime],
+) -> FileSource:
+    """The exporter's file source over the config's ``files:`` groups plus one group for the PATH
+    arguments (the exporter's defaults: a directory's files by the default include)."""
+    base = config if config is not None else ExporterConfig()
+    groups = [*base.files, FileGroup(paths=list(paths))] if paths else list(base.files)
+    config = base.model_copy(update={"files": groups})
+    ctx = Context(config, {None: trust}, Resolver(), ProbeCounter(), caches, clock)  # files resolve no name
+    return FileSource(ctx, watch=False)
 
 
 # ------------------------------------------------------------------------------------------ probing
 
 
-def file_rows(spec: FileSpec, caches: Caches, *, now: datetime, thresholds: Thresholds) -> list[Row]:
-    """One row per certificate in the file, judged by its dates; one failure row when unreadable."""
-    try:
-        parsed = read_certificate_file(spec.path, caches, password=spec.password, max_bytes=spec.max_bytes)
-    except FileError as exc:
-        if spec.from_listing and exc.reason in {FileReason.NO_CERTIFICATE, FileReason.EMPTY}:
-            return []
-        status, reason = decide(None, None, now=now, thresholds=thresholds, failure=str(exc.reason),
-                                unreachable=exc.reason in _ACCESS_REASONS)
-        return [Row(spec.path, "file", status, reason)]
-    rows = []
-    for position, cert in enumerate(parsed.certificates):
-        f = facts(cert, caches)
-        verdict = (Verdict.NOT_YET_VALID if now < f.not_before
-                   else Verdict.EXPIRED if now > f.not_after else Verdict.OK)
-        status, reason = decide(verdict, f.not_after, now=now, thresholds=thresholds)
-        rows.append(Row(
-            spec.path, "file", status, reason, position=position, subject=f.subject, issuer=f.issuer,
-            not_before=f.not_before, not_after=f.not_after, leaf_not_after=f.not_after, verdict=verdict,
-            fingerprint_sha256=f.fingerprint_sha256,
-        ))
-    return rows
+def file_row(obs: Observation, *, now: datetime, thresholds: Thresholds) -> Row:
+    """A file's row from the exporter's observation of it: the chain's verdict and earliest expiry
+    (the leaf's facts shown), or the failure's reason (UNREACHABLE when the file could not be got
+    at, INVALID when its content is the problem)."""
+    chain = obs.chain
+    if chain is None:
+        reason = obs.reason or FileReason.UNREADABLE.value
+        status, why = decide(None, None, now=now, thresholds=thresholds, failure=reason,
+                             unreachable=reason in _ACCESS_REASONS)
+        return Row(obs.target, "file", status, why)
+    leaf = chain.facts[0]
+    status, why = decide(chain.verdict, chain.expiry, now=now, thresholds=thresholds)
+    return Row(
+        obs.target, "file", status, why, subject=leaf.subject, issuer=leaf.issuer, not_before=leaf.not_before,
+        not_after=chain.expiry, leaf_not_after=leaf.not_after, verdict=chain.verdict,
+        fingerprint_sha256=leaf.fingerprint_sha256,
+    )
 
 
 class Prober:
@@ -315,29 +294,36 @@ class Progress:
 
 
 async def collect(
-    endpoints: Sequence[Endpoint], files: Sequence[FileSpec], settings: Settings, trust: TrustStore | None,
-    *, clock: Callable[[], datetime], progress: Progress, caches: Caches,
+    endpoints: Sequence[Endpoint], files: FileSource | None, jobs: Sequence[Job], settings: Settings,
+    trust: TrustStore, *, clock: Callable[[], datetime], progress: Progress, caches: Caches,
 ) -> list[Row]:
-    """Every row, in the order the items were given (files are read while endpoints are probed).
+    """Every row: the endpoints in the order given, then the ``jobs`` (what ``files`` listed) in order.
 
-    ``trust`` may be None only when there is no endpoint (files are judged by their dates). ``caches``
-    is the run's: an intermediate shared by many files or endpoints is parsed and described once.
+    Files are judged in a worker thread, a batch at a time as the exporter's sweep judges them, while
+    endpoints are probed. ``caches`` is the run's: an intermediate shared by many files or endpoints
+    is parsed and described once.
     """
     resolver = Resolver(settings.resolver or None, timeout=settings.connect_timeout)
-    prober = Prober(settings, trust, resolver, clock, caches) if endpoints and trust is not None else None
+    prober = Prober(settings, trust, resolver, clock, caches)
 
     async def one_endpoint(ep: Endpoint) -> list[Row]:
-        assert prober is not None
         rows = await prober.endpoint_rows(ep)
         progress.step()
         return rows
 
-    async def one_file(spec: FileSpec) -> list[Row]:
-        rows = await asyncio.to_thread(file_rows, spec, caches, now=clock(), thresholds=settings.thresholds)
-        progress.step()
+    async def all_files() -> list[Row]:
+        rows: list[Row] = []
+        if files is None:
+            return rows
+        now = clock()
+        for start in range(0, len(jobs), _FILE_BATCH):
+            batch = list(jobs[start : start + _FILE_BATCH])
+            for obs in await asyncio.to_thread(files.judge, batch, now):
+                rows.append(file_row(obs, now=now, thresholds=settings.thresholds))
+                progress.step()
         return rows
 
-    results = await asyncio.gather(*(one_endpoint(e) for e in endpoints), *(one_file(f) for f in files))
+    results = await asyncio.gather(*(one_endpoint(e) for e in endpoints), all_files())
     return [row for group in results for row in group]
 
 
@@ -399,22 +385,19 @@ def run(
         print("certloop check: --concurrency must be at least 1", file=err)
         return ExitCode.USAGE
     endpoints: list[Endpoint] = []
-    files: list[FileSpec] = []
+    paths: list[str] = []
     config: ExporterConfig | None = None
-    caches = Caches()  # what this run parses, describes and verifies, remembered for the run
+    caches = ExporterCaches()  # what this run parses, describes and verifies, remembered for the run
     try:
         if args.config:
-            endpoints, files, config = load_check_config(args.config)
+            endpoints, config = load_check_config(args.config)
     except (ValueError, CertloopError) as exc:  # what the exporter refuses in the same file
         print(f"certloop check: {exc}", file=err)
         return ExitCode.CONFIG
     try:
         for item in args.items:
-            if os.path.isdir(item):  # as a directory in the config: its certificate files, keys left out
-                files.extend(FileSpec(p, None, listed) for p, listed in _expand(item, False))
-                continue
-            if _looks_like_path(item):
-                files.append(FileSpec(item))
+            if os.path.isdir(item) or _looks_like_path(item):  # listed as a path in a files: group
+                paths.append(item)
                 continue
             host, port = parse_target(item)
             endpoints.append(Endpoint(item, host, port))
@@ -438,19 +421,24 @@ def run(
     except (ValueError, CertloopError) as exc:
         print(f"certloop check: {exc}", file=err)
         return ExitCode.USAGE
-    try:
-        trust = (TrustStore.from_file(settings.ca_file, caches) if settings.ca_file else TrustStore.system(caches)) \
-            if endpoints else None
-    except CertloopError as exc:  # the bundle of --ca-file (usage) or of the config's global.ca_file
-        print(f"certloop check: {exc}", file=err)
-        return ExitCode.USAGE if args.ca_file else ExitCode.CONFIG if settings.ca_file else ExitCode.FAILURE
-    if not endpoints and not files:
+    has_files = bool(paths) or (config is not None and bool(config.files))
+    jobs: list[Job] = []
+    if endpoints or has_files:
+        try:
+            trust = TrustStore.from_file(settings.ca_file, caches) if settings.ca_file else TrustStore.system(caches)
+        except CertloopError as exc:  # the bundle of --ca-file (usage) or of the config's global.ca_file
+            print(f"certloop check: {exc}", file=err)
+            return ExitCode.USAGE if args.ca_file else ExitCode.CONFIG if settings.ca_file else ExitCode.FAILURE
+        files = file_source(config, paths, trust, caches, now_fn) if has_files else None
+        jobs = files.listed(now_fn()) if files is not None else []
+    if not endpoints and not jobs:  # also: the config's files name nothing that exists
         parser.print_usage(err)
         print("certloop check: nothing to check (give TARGET, PATH or --config)", file=err)
         return ExitCode.USAGE
-    progress = Progress(err, len(endpoints) + len(files))
+    progress = Progress(err, len(endpoints) + len(jobs))
     try:
-        rows = asyncio.run(collect(endpoints, files, settings, trust, clock=now_fn, progress=progress, caches=caches))
+        rows = asyncio.run(collect(endpoints, files, jobs, settings, trust, clock=now_fn, progress=progress,
+                                   caches=caches))
     finally:
         progress.close()
     now = now_fn()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certloop.exporter.check import load_check_config, parse_target, run
 from certloop.exporter.table import Row, Status, Thresholds, decide, exit_code, render_table
@@ -115,11 +115,17 @@ def test_table_colour_only_when_asked() -> None:
 # ------------------------------------------------------------------------------------- files, golden
 
 
+def _det_key(seed: int) -> ec.EllipticCurvePrivateKey:
+    return ec.derive_private_key(seed * 7919 + 104729, ec.SECP256R1())
+
+
 def _det_cert(seed: int, subject: str, issuer: str, issuer_seed: int, nb: datetime, na: datetime,
               names: list[str], ca: bool = False) -> x509.Certificate:
-    """A byte-for-byte reproducible certificate (Ed25519 keys from fixed seeds, fixed serial)."""
-    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
-    issuer_key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([issuer_seed]) * 32)
+    """A byte-for-byte reproducible certificate (P-256 keys from fixed scalars, RFC 6979 signatures,
+    a fixed serial) with the extensions the Web PKI policy asks of a CA and of a server leaf."""
+    key, issuer_key = _det_key(seed), _det_key(issuer_seed)
+    usage = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+                           "encipher_only", "decipher_only"), False)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -127,10 +133,15 @@ def _det_cert(seed: int, subject: str, issuer: str, issuer_seed: int, nb: dateti
         .public_key(key.public_key()).serial_number(seed * 1000 + 7)
         .not_valid_before(nb).not_valid_after(na)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=ca, crl_sign=ca, **usage), critical=True)
     )
+    if not ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-    return builder.sign(issuer_key, None)
+    return builder.sign(issuer_key, hashes.SHA256(), ecdsa_deterministic=True)
 
 
 def _pem(*certs: x509.Certificate) -> bytes:
@@ -138,12 +149,18 @@ def _pem(*certs: x509.Certificate) -> bytes:
 
 
 def _golden_files(directory: Path) -> list[str]:
+    """Reproducible files, judged as the exporter judges files: against ``root.pem`` (written here,
+    for ``--ca-file``), the file's certificates as one chain. Returns the names to check, in order."""
     root = _det_cert(1, "golden root", "golden root", 1, NOW - timedelta(days=100), NOW + timedelta(days=3000),
                      [], ca=True)
+    (directory / "root.pem").write_bytes(_pem(root))
+    stranger = _det_cert(10, "stranger root", "stranger root", 10, NOW - timedelta(days=100),
+                         NOW + timedelta(days=3000), [], ca=True)
 
-    def leaf(seed: int, name: str, nb_days: float, na_days: float) -> x509.Certificate:
-        return _det_cert(seed, name, "golden root", 1, NOW + timedelta(days=nb_days), NOW + timedelta(days=na_days),
-                         [name])
+    def leaf(seed: int, name: str, nb_days: float, na_days: float, issuer: str = "golden root",
+             issuer_seed: int = 1) -> x509.Certificate:
+        return _det_cert(seed, name, issuer, issuer_seed, NOW + timedelta(days=nb_days),
+                         NOW + timedelta(days=na_days), [name])
 
     files = {
         "ok.pem": _pem(leaf(2, "ok.example", -10, 90)),
@@ -152,6 +169,9 @@ def _golden_files(directory: Path) -> list[str]:
         "expired.pem": _pem(leaf(5, "expired.example", -90, -1)),
         "future.pem": _pem(leaf(6, "future.example", 5, 95)),
         "bundle.pem": _pem(leaf(7, "bundle.example", -1, 60)) + b"\n# garbage \x00\n" + _pem(root),
+        "self.pem": _pem(leaf(8, "self.example", -1, 60, "self.example", 8)),
+        "stranger.pem": _pem(leaf(9, "stranger.example", -1, 60, "stranger root", 10), stranger),
+        "orphan.pem": _pem(leaf(11, "orphan.example", -1, 60, "stranger root", 10)),
         "garbage.pem": b"this is not a certificate\n",
         "empty.pem": b"",
     }
@@ -161,13 +181,15 @@ def _golden_files(directory: Path) -> list[str]:
 
 
 def test_golden_json_on_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--output json` over reproducible files at a fixed clock equals the committed golden document.
+    """`--output json` over reproducible files at a fixed clock equals the committed golden document:
+    one row per file, in the order given, with the exporter's verdict for it.
 
     Regenerate with CERTLOOP_UPDATE_GOLDEN=1 after an intended change, and review the diff."""
     monkeypatch.chdir(tmp_path)
     names = _golden_files(tmp_path)
     out = io.StringIO()
-    code = run(["--output", "json", *names], clock=lambda: NOW, stdout=out, stderr=io.StringIO())
+    code = run(["--output", "json", "--ca-file", "root.pem", *names], clock=lambda: NOW, stdout=out,
+               stderr=io.StringIO())
     assert code == 2
     if os.environ.get("CERTLOOP_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
@@ -177,17 +199,26 @@ def test_golden_json_on_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_file_statuses_in_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plain table over the same files shows each status with its reason and no colour when piped."""
+    """The plain table over the same files shows each status with its reason and no colour when piped.
+    A file is verified as the exporter verifies it (its certificates as one chain, against the trust
+    store): a bundle holding its root is OK, a self-signed or foreign leaf INVALID. Before: files were
+    judged by their dates only, so those two were OK."""
     monkeypatch.chdir(tmp_path)
     names = _golden_files(tmp_path)
     out = io.StringIO()
-    run(names, clock=lambda: NOW, stdout=out, stderr=io.StringIO())
-    by_target = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
+    run(["--ca-file", "root.pem", *names], clock=lambda: NOW, stdout=out, stderr=io.StringIO())
+    lines = out.getvalue().splitlines()[1:]
+    by_target = {line.split()[0]: line for line in lines}
+    assert [line.split()[0] for line in lines] == names  # one row per file, in the order given
     assert by_target["ok.pem"].endswith(" OK")
     assert by_target["warn.pem"].endswith(" WARN")
     assert by_target["crit.pem"].endswith(" CRIT")
     assert by_target["expired.pem"].endswith("EXPIRED (expired)")
     assert by_target["future.pem"].endswith("INVALID (not_yet_valid)")
+    assert by_target["bundle.pem"].endswith(" OK")
+    assert by_target["self.pem"].endswith("INVALID (self_signed)")
+    assert by_target["stranger.pem"].endswith("INVALID (unknown_authority)")
+    assert by_target["orphan.pem"].endswith("INVALID (incomplete_chain)")  # a leaf without its issuer
     assert by_target["garbage.pem"].endswith("INVALID (no_certificate)")
     assert by_target["empty.pem"].endswith("INVALID (empty)")
     assert by_target["missing.pem"].endswith("UNREACHABLE (not_found)")
@@ -198,9 +229,11 @@ def test_only_warnings_exit_1_and_all_ok_exit_0(tmp_path: Path) -> None:
     """Exit code 1 when the worst certificate is WARN, 0 when every one is OK."""
     _golden_files(tmp_path)
     quiet = {"clock": lambda: NOW, "stdout": io.StringIO(), "stderr": io.StringIO()}
-    assert run([str(tmp_path / "ok.pem"), str(tmp_path / "warn.pem")], **quiet) == 1  # type: ignore[arg-type]
-    assert run([str(tmp_path / "ok.pem")], **quiet) == 0  # type: ignore[arg-type]
-    assert run(["--warn", "5d", "--crit", "1d", str(tmp_path / "warn.pem")], **quiet) == 0  # type: ignore[arg-type]
+    ca = ["--ca-file", str(tmp_path / "root.pem")]
+    assert run([*ca, str(tmp_path / "ok.pem"), str(tmp_path / "warn.pem")], **quiet) == 1  # type: ignore[arg-type]
+    assert run([*ca, str(tmp_path / "ok.pem")], **quiet) == 0  # type: ignore[arg-type]
+    assert run([*ca, "--warn", "5d", "--crit", "1d", str(tmp_path / "warn.pem")], **quiet) == 0  # type: ignore[arg-type]
+    assert run([str(tmp_path / "ok.pem")], **quiet) == 2  # type: ignore[arg-type]  # the system store: unknown_authority
 
 
 def test_usage_errors_exit_64(tmp_path: Path) -> None:
@@ -250,7 +283,7 @@ def test_config_is_the_exporters_model(tmp_path: Path, pki: Pki) -> None:
         f"  - {{paths: ['{tmp_path}/p.p12'], password_file: '{tmp_path}/pw'}}\n"
     )
     config.write_text(endpoints_part + files_part)
-    endpoints, files, model = load_check_config(str(config))
+    endpoints, model = load_check_config(str(config))
     assert [(e.host, e.port, e.server_name, e.starttls, e.ca_file, e.ip_protocol, e.connect_timeout,
              e.handshake_timeout) for e in endpoints] == [
         ("shop.example", 443, "shop.example", None, None, "both", 2.0, 5.0),
@@ -258,19 +291,25 @@ def test_config_is_the_exporters_model(tmp_path: Path, pki: Pki) -> None:
         ("mx.example", 25, None, "smtp", str(ca), "ip4", 2.0, 3.0),
     ]
     assert model.global_.resolver == ["127.0.0.1:53"]
-    assert sorted(Path(f.path).name for f in files) == ["a.crt", "a.fullchain.pem", "p.p12"]
-    assert files[-1].password == b"pw" and {f.max_bytes for f in files} == {4096}
-    # run the file part: a.key named explicitly is reported; p.p12 opens with its password file
+    # run the file part: the directory's files by the group's include/exclude (a.key and a.chain.pem
+    # left out), a.key named explicitly is reported, p.p12 opens with its password file, and a file
+    # over global.max_file_bytes is too_large
+    (tmp_path / "big.pem").write_bytes(pki.leaf(["big.example"]).fullchain_pem + b"#" * 4096)
     files_only = tmp_path / "files.yml"
-    files_only.write_text(files_part)
+    files_only.write_text(f"global: {{max_file_bytes: 4096, ca_file: '{ca}'}}\n" + files_part
+                          + f"  - {{paths: ['{tmp_path}/big.pem']}}\n")
     out = io.StringIO()
     code = run(["--config", str(files_only), "--output", "json", str(certs / "a.key")], stdout=out,
                stderr=io.StringIO())
     results = json.loads(out.getvalue())["results"]
     targets = [(Path(r["target"]).name, r["status"], r["reason"]) for r in results]
-    assert ("a.key", "INVALID", "no_certificate") in targets
-    assert sum(1 for t in targets if t[0] == "a.key") == 1
-    assert ("p.p12", "OK", None) in targets
+    assert targets == [
+        ("a.crt", "INVALID", "incomplete_chain"),  # the leaf alone: its intermediate is not in the file
+        ("a.fullchain.pem", "OK", None),
+        ("p.p12", "OK", None),
+        ("big.pem", "INVALID", "too_large"),
+        ("a.key", "INVALID", "no_certificate"),
+    ]
     assert code == 2
     # what the exporter refuses, check refuses, with the exporter's message
     config.write_text(endpoints_part + "something_else: {ignored: true}\n")
@@ -395,7 +434,7 @@ def test_unreachable_endpoint_and_mixed_run(tmp_path: Path, pki: Pki) -> None:
         with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
             probe.bind(("127.0.0.1", 0))
             closed = probe.getsockname()[1]
-        code, rows = _json([f"127.0.0.1:{port}", f"127.0.0.1:{closed}", str(paths["cert"]),
+        code, rows = _json([f"127.0.0.1:{port}", f"127.0.0.1:{closed}", str(paths["fullchain"]),
                             "--server-name", "shop.example", "--ca-file", str(ca), "--timeout", "2s"])
     assert code == 2
     assert [(r["kind"], r["status"], r["reason"]) for r in rows] == [
@@ -408,6 +447,7 @@ def test_terminal_gets_colour_and_progress_unless_no_color(tmp_path: Path, pki: 
     """On a terminal (a pty) the status is coloured and a progress line is drawn on stderr; NO_COLOR
     turns colour off."""
     a, b = pki.leaf(["a.example"]).write(tmp_path, "a"), pki.leaf(["b.example"]).write(tmp_path, "b")
+    ca = pki.write_root(tmp_path / "ca.pem")
 
     def on_pty() -> tuple[str, str]:
         results = []
@@ -415,7 +455,7 @@ def test_terminal_gets_colour_and_progress_unless_no_color(tmp_path: Path, pki: 
             master, slave = os.openpty()
             results.append((master, open(slave, "w", encoding="utf-8")))  # noqa: SIM115 -- closed below
         (out_m, out), (err_m, err) = results
-        run([str(a["cert"]), str(b["cert"])], stdout=out, stderr=err)
+        run([str(a["fullchain"]), str(b["fullchain"]), "--ca-file", str(ca)], stdout=out, stderr=err)
         out.close()
         err.close()
         texts = [os.read(out_m, 65536).decode(), os.read(err_m, 65536).decode()]
@@ -435,9 +475,10 @@ def test_terminal_gets_colour_and_progress_unless_no_color(tmp_path: Path, pki: 
 def test_cli_piped_output_is_plain(tmp_path: Path, pki: Pki) -> None:
     """`certloop check FILE` as a subprocess with stdout piped: a plain table and exit 0."""
     paths = pki.leaf(["p.example"], days=90).write(tmp_path, "p")
+    ca = pki.write_root(tmp_path / "ca.pem")
     done = subprocess.run(
-        [sys.executable, "-m", "certloop.cli", "check", str(paths["cert"])], cwd=REPO, capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, "-m", "certloop.cli", "check", str(paths["fullchain"]), "--ca-file", str(ca)], cwd=REPO,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "\x1b[" not in done.stdout and "p.example" in done.stdout
@@ -535,17 +576,22 @@ def test_internationalised_name_is_sent_as_idna_2008(tmp_path: Path, pki: Pki) -
 
 
 def test_directory_argument_checks_its_certificate_files(tmp_path: Path, pki: Pki) -> None:
-    """``certloop check /etc/nginx/certs/`` (the README's example) checks the certificate files in the
-    directory, leaving keys out, as a directory in the config does. Before: UNREACHABLE (not_a_file)."""
+    """``certloop check /etc/nginx/certs/`` (the README's example) checks the files the exporter takes
+    from the directory (the default include: keys named *.key left out), one row per file, by path.
+    Before: UNREACHABLE (not_a_file)."""
     certs = tmp_path / "certs"
     a, b = pki.leaf(["a.example"], days=90), pki.leaf(["b.example"], days=3)
     a.write(certs, "a")
-    (certs / "b.pem").write_bytes(b.pem)
-    code, rows = _json([f"{certs}/"])
-    found = {(Path(str(r["target"])).name, r["status"]) for r in rows}
-    assert ("b.pem", "CRIT") in found and ("a.crt", "OK") in found
-    assert not any(name.endswith(".key") for name, _ in found)
-    assert all(r["kind"] == "file" and r["reason"] != "not_a_file" for r in rows)
+    (certs / "b.pem").write_bytes(b.fullchain_pem)
+    ca = pki.write_root(tmp_path / "ca.pem")
+    code, rows = _json([f"{certs}/", "--ca-file", str(ca)])
+    assert [(Path(str(r["target"])).name, r["status"], r["reason"]) for r in rows] == [
+        ("a.chain.pem", "INVALID", "invalid"),  # the intermediate alone, judged as a chain
+        ("a.crt", "INVALID", "incomplete_chain"),
+        ("a.fullchain.pem", "OK", None),
+        ("b.pem", "CRIT", None),
+    ]
+    assert all(r["kind"] == "file" for r in rows)
     assert code == 2
 
 
