@@ -40,10 +40,13 @@ class ExporterCaches(Caches):
     source and to ``/probe`` through their context; a test makes a fresh one.
     """
 
-    __slots__ = ("chain_lines", "probe_bodies", "tails")
+    __slots__ = ("chain_lines", "judged", "probe_bodies", "tails")
 
     def __init__(self) -> None:
         super().__init__()
+        # endpoints: a presented chain's judgement and hostname match, by (chain DER, trust, verified name),
+        # with the instant it was made (it holds from then until the report's valid_until)
+        self.judged: dict[tuple[object, ...], tuple[ChainReport, bool | None, datetime]] = {}
         # /probe: a whole one-address answer, split around its duration, by everything else it shows
         self.probe_bodies: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
         # a certificate's per-position lines without the target prefix, by (fingerprint, position, role)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from certloop.bounded import VERDICTS, remember
 from certloop.errors import FailureReason, ProbeError
 from certloop.exporter.config import DEFAULT_MODULE, ModuleConfig, split_target
 from certloop.exporter.report import Observation, TargetReport, assess, consistency, render
@@ -113,20 +114,31 @@ def _observe(spec: EndpointSpec, ctx: Context, probed: Probed, want: str | None,
         ctx.counter.add("endpoint", False)
         return Observation("endpoint", spec.target, probed.address, False, probed.finished - started,
                            reason=str(reason))
-    try:
-        chain = assess(probed.chain, trust=spec.trust, at=ctx.clock(), hostname=probed.names.verified,
-                       caches=ctx.caches)
-    except ValueError:  # a field that decodes lazily (names, extensions) and does not
-        log.debug("undecodable certificate from %s at %s", spec.target, probed.address, exc_info=True)
-        ctx.counter.add("endpoint", False)
-        return Observation("endpoint", spec.target, probed.address, False, probed.finished - started,
-                           reason=FailureReason.HANDSHAKE.value)
-    ctx.counter.add("endpoint", True)
     presented = probed.presented
+    verified = probed.names.verified
+    now = ctx.clock()
+    # The judgement of a chain holds from when it was made until its valid_until (the next instant at
+    # which a certificate or trust anchor of it starts or stops being valid): an endpoint re-probed
+    # while it serves the same chain is judged by one dictionary hit.
+    key = (presented.chain_der, spec.trust.token, verified)
+    judged = ctx.caches.judged.get(key)
+    if judged is not None and judged[2] <= now and (judged[0].valid_until is None or now < judged[0].valid_until):
+        chain, match = judged[0], judged[1]
+    else:
+        try:
+            chain = assess(probed.chain, trust=spec.trust, at=now, hostname=verified, caches=ctx.caches)
+        except ValueError:  # a field that decodes lazily (names, extensions) and does not
+            log.debug("undecodable certificate from %s at %s", spec.target, probed.address, exc_info=True)
+            ctx.counter.add("endpoint", False)
+            return Observation("endpoint", spec.target, probed.address, False, probed.finished - started,
+                               reason=FailureReason.HANDSHAKE.value)
+        match = covers(chain.facts[0], verified) if verified else None
+        remember(ctx.caches.judged, key, (chain, match, now), VERDICTS)
+    ctx.counter.add("endpoint", True)
     return Observation(
         "endpoint", spec.target, probed.address, True, probed.finished - started,
         chain=chain,
-        hostname_match=covers(chain.facts[0], probed.names.verified) if probed.names.verified else None,
+        hostname_match=match,
         tls_version=presented.tls_version,
         cipher=presented.cipher,
         expect_file=spec.expect_file,

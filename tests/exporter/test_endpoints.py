@@ -196,3 +196,44 @@ def test_hanging_peer_never_blocks_metrics(scene: Scene, hanging_server: int) ->
     assert value(text, "certloop_probe_success", target=hang) == 0
     assert value(text, "certloop_verify_verdict", target=f"127.0.0.1:{scene.port}", verdict="ok") == 1
     assert value(text, "certloop_probe_failure_reason", target="nonexistent.invalid:443", reason="dns") == 1
+
+
+def test_a_remembered_judgement_ends_where_the_chain_changes_state(scene: Scene) -> None:
+    """An endpoint re-probed while it serves the same chain is judged once (ExporterCaches.judged), and
+    never past the instant its verdict can change: the same leaf probed after its expiry is 'expired',
+    with another verified name it is judged for that name, and a reloaded trust store judges afresh."""
+    import asyncio
+
+    from certloop.exporter.config import parse_config
+    from certloop.exporter.engine import build_context
+    from certloop.exporter.report import ExporterCaches
+    from certloop.exporter.sources.base import ProbeCounter
+    from certloop.exporter.sources.endpoints import probe_endpoint, spec_for
+
+    config = parse_config({"global": {"ca_file": str(scene.root)}})
+    caches = ExporterCaches()
+    leaf = scene.leaves["valid"].cert
+    now = [datetime.now(UTC)]
+    ctx = build_context(config, ProbeCounter(), caches, clock=lambda: now[0])
+
+    def probe(server_name: str, context: object = None) -> tuple[str, bool | None]:
+        use = context or ctx
+        spec = spec_for(use, f"127.0.0.1:{scene.port}", config.module("default"), server_name=server_name)
+        report = asyncio.run(probe_endpoint(spec, use))
+        (obs,) = report.observations
+        assert obs.chain is not None, obs
+        return obs.chain.verdict.value, obs.hostname_match
+
+    assert probe("valid.test") == ("ok", True)
+    assert probe("valid.test") == ("ok", True) and len(caches.judged) == 1  # the second is a hit
+    assert probe("other.valid.test")[1] is False  # nginx's default site, judged for the name asked
+    now[0] = leaf.not_valid_after_utc + timedelta(seconds=1)
+    assert probe("valid.test") == ("expired", True)
+    now[0] = datetime.now(UTC)
+    assert probe("valid.test") == ("ok", True)  # the clock went back: judged afresh, not from the later entry
+    other_root = Pki().write_root(scene.workdir / "other-root.pem")
+    other = parse_config({"global": {"ca_file": str(other_root)}})
+    reloaded = build_context(other, ProbeCounter(), caches, clock=lambda: now[0])  # a reload, another CA
+    spec = spec_for(reloaded, f"127.0.0.1:{scene.port}", other.module("default"), server_name="valid.test")
+    (obs,) = asyncio.run(probe_endpoint(spec, reloaded)).observations
+    assert obs.chain is not None and obs.chain.verdict.value != "ok"
