@@ -62,18 +62,21 @@ Flags win over the config.
 
 status:
   OK, WARN (expires within --warn), CRIT (within --crit), EXPIRED (leaf or intermediate),
-  INVALID (reason: not_yet_valid, unknown_authority, incomplete_chain, self_signed,
-  hostname_mismatch, invalid, or a file content problem: no_certificate, empty, parse_error,
-  too_large, ...), UNREACHABLE (reason: dns, connect, refused, timeout, handshake, starttls,
+  INVALID (reason: not_yet_valid; for an endpoint also unknown_authority, incomplete_chain,
+  self_signed, hostname_mismatch, invalid; for a file a content problem: no_certificate, empty,
+  parse_error, too_large, ...), UNREACHABLE (reason: dns, connect, refused, timeout, handshake, starttls,
   no_certificate, chain_too_large, bad_server_name (a name that cannot be sent: an empty label,
   a label over 63 characters, a NUL ...), or a file access problem: not_found,
   permission_denied, ...). Internationalised names are sent as IDNA 2008 (UTS 46) A-labels.
   Endpoints are verified against the trust store (--ca-file, else the config's global.ca_file,
   else the system store; a module's ca_file for its endpoints) for the server name. A file is
   judged as the exporter judges it: its certificates as one chain, leaf first, verified against
-  the same trust store for no name, expiry the earliest of leaf and intermediates. So a file
-  holding only a leaf is INVALID (incomplete_chain): check the full-chain file; a key in a .pem
-  file found in a directory is INVALID (no_certificate), as the exporter reports it.
+  the same trust store for no name, expiry the earliest of leaf and intermediates. Its status
+  follows the file alerts, which do not fire on a file's verdict: EXPIRED (leaf or intermediate),
+  INVALID (not_yet_valid), INVALID/UNREACHABLE when it cannot be read, else OK/WARN/CRIT by the
+  time left with any other verdict shown as the reason: a file holding only a leaf is
+  OK (incomplete_chain), a self-signed one OK (self_signed). A key in a .pem file found in a
+  directory is INVALID (no_certificate), as the exporter reports it.
 
 exit codes:
   0  every certificate OK
@@ -202,7 +205,7 @@ def file_row(obs: Observation, *, now: datetime, thresholds: Thresholds) -> Row:
                              unreachable=reason in _ACCESS_REASONS)
         return Row(obs.target, "file", status, why)
     leaf = chain.facts[0]
-    status, why = decide(chain.verdict, chain.expiry, now=now, thresholds=thresholds)
+    status, why = decide(chain.verdict, chain.expiry, now=now, thresholds=thresholds, kind="file")
     return Row(
         obs.target, "file", status, why, subject=leaf.subject, issuer=leaf.issuer, not_before=leaf.not_before,
         not_after=chain.expiry, leaf_not_after=leaf.not_after, verdict=chain.verdict,

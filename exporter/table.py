@@ -82,28 +82,36 @@ def decide(
     thresholds: Thresholds,
     failure: str | None = None,
     unreachable: bool = True,
+    kind: str = "endpoint",
 ) -> tuple[Status, str | None]:
-    """The status and its reason.
+    """The status and its reason: the alert rules' policy (alerting/), per ``kind`` of target.
 
     A failure (``failure`` set) is UNREACHABLE (or INVALID when ``unreachable`` is false, e.g. a file
-    that holds no certificate). An expired leaf or intermediate is EXPIRED; any other verdict but ok
-    is INVALID with the verdict as reason; an ok chain is CRIT / WARN / OK by the time left until
-    ``expiry``, inclusive thresholds (exactly 7 days left with ``--crit 7d`` is CRIT).
+    that holds no certificate). An expired leaf or intermediate is EXPIRED; not_yet_valid is INVALID.
+    An endpoint's other verdicts but ok are INVALID with the verdict as reason, as
+    CertloopCertificateVerificationFailing and CertloopCertificateHostnameMismatch alert on them. A
+    file's are not alerted on (a leaf-only ``cert.pem``, a self-signed or internal-CA file is judged
+    by its dates), so a ``kind="file"`` row with such a verdict takes its status from the time left
+    and keeps the verdict as its reason, so the user still sees it. An ok chain is CRIT / WARN / OK
+    by the time left until ``expiry``, inclusive thresholds (exactly 7 days left with ``--crit 7d``
+    is CRIT).
     """
     if failure is not None:
         return (Status.UNREACHABLE if unreachable else Status.INVALID), failure
     if verdict in {Verdict.EXPIRED, Verdict.INTERMEDIATE_EXPIRED}:
         return Status.EXPIRED, str(verdict)
-    if verdict is not Verdict.OK or expiry is None:
-        return Status.INVALID, str(verdict or Verdict.INVALID)
+    note = None if verdict is Verdict.OK else str(verdict or Verdict.INVALID)
+    by_dates = verdict is Verdict.OK or (kind == "file" and verdict not in {None, Verdict.NOT_YET_VALID})
+    if not by_dates or expiry is None:
+        return Status.INVALID, note or str(Verdict.INVALID)
     left = expiry - now
     if left <= timedelta(0):
         return Status.EXPIRED, str(Verdict.EXPIRED)
     if left <= thresholds.crit:
-        return Status.CRIT, None
+        return Status.CRIT, note
     if left <= thresholds.warn:
-        return Status.WARN, None
-    return Status.OK, None
+        return Status.WARN, note
+    return Status.OK, note
 
 
 def exit_code(rows: Sequence[Row]) -> CheckExit:
@@ -171,7 +179,7 @@ def _short_name(rfc4514: str | None, width: int = 40) -> str:
 
 
 def _status_text(row: Row) -> str:
-    return f"{row.status} ({row.reason})" if row.reason and row.status not in {Status.OK} else str(row.status)
+    return f"{row.status} ({row.reason})" if row.reason else str(row.status)  # a file's OK (self_signed) too
 
 
 def render_table(rows: Sequence[Row], *, now: datetime, colour: bool = False) -> str:

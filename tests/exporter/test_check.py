@@ -55,9 +55,33 @@ TH = Thresholds(warn=timedelta(days=21), crit=timedelta(days=7))
 )
 def test_decide(verdict: Verdict | None, days: float | None, failure: str | None,
                 expected: tuple[Status, str | None]) -> None:
-    """Status from verdict, time left and thresholds: invalid beats time left, thresholds inclusive."""
+    """Status of an endpoint from verdict, time left and thresholds: invalid beats time left (the
+    endpoint verification alert), thresholds inclusive."""
     expiry = NOW + timedelta(days=days) if days is not None else None
     assert decide(verdict, expiry, now=NOW, thresholds=TH, failure=failure) == expected
+
+
+@pytest.mark.parametrize(
+    ("verdict", "days", "expected"),
+    [
+        (Verdict.OK, 90, (Status.OK, None)),
+        (Verdict.INCOMPLETE_CHAIN, 90, (Status.OK, "incomplete_chain")),
+        (Verdict.SELF_SIGNED, 21, (Status.WARN, "self_signed")),
+        (Verdict.UNKNOWN_AUTHORITY, 3, (Status.CRIT, "unknown_authority")),
+        (Verdict.INVALID, 90, (Status.OK, "invalid")),
+        (Verdict.HOSTNAME_MISMATCH, 90, (Status.OK, "hostname_mismatch")),
+        (Verdict.INCOMPLETE_CHAIN, None, (Status.INVALID, "incomplete_chain")),
+        (Verdict.NOT_YET_VALID, 90, (Status.INVALID, "not_yet_valid")),
+        (Verdict.EXPIRED, -1, (Status.EXPIRED, "expired")),
+        (Verdict.INTERMEDIATE_EXPIRED, 30, (Status.EXPIRED, "intermediate_expired")),
+    ],
+)
+def test_decide_file_follows_the_file_alerts(verdict: Verdict, days: float | None,
+                                             expected: tuple[Status, str | None]) -> None:
+    """A file's verdict alerts only for expiry and not_yet_valid (no verification alert for files), so
+    any other verdict is judged by the time left and kept as the reason; the thresholds are the same."""
+    expiry = NOW + timedelta(days=days) if days is not None else None
+    assert decide(verdict, expiry, now=NOW, thresholds=TH, kind="file") == expected
 
 
 def test_decide_file_content_problem_is_invalid() -> None:
@@ -201,8 +225,8 @@ def test_golden_json_on_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_file_statuses_in_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plain table over the same files shows each status with its reason and no colour when piped.
     A file is verified as the exporter verifies it (its certificates as one chain, against the trust
-    store): a bundle holding its root is OK, a self-signed or foreign leaf INVALID. Before: files were
-    judged by their dates only, so those two were OK."""
+    store): a self-signed, foreign or leaf-only file keeps that verdict as its reason, its status by
+    the time left as the file alerts have it."""
     monkeypatch.chdir(tmp_path)
     names = _golden_files(tmp_path)
     out = io.StringIO()
@@ -216,9 +240,9 @@ def test_file_statuses_in_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert by_target["expired.pem"].endswith("EXPIRED (expired)")
     assert by_target["future.pem"].endswith("INVALID (not_yet_valid)")
     assert by_target["bundle.pem"].endswith(" OK")
-    assert by_target["self.pem"].endswith("INVALID (self_signed)")
-    assert by_target["stranger.pem"].endswith("INVALID (unknown_authority)")
-    assert by_target["orphan.pem"].endswith("INVALID (incomplete_chain)")  # a leaf without its issuer
+    assert by_target["self.pem"].endswith(" OK (self_signed)")
+    assert by_target["stranger.pem"].endswith(" OK (unknown_authority)")
+    assert by_target["orphan.pem"].endswith(" OK (incomplete_chain)")  # a leaf without its issuer
     assert by_target["garbage.pem"].endswith("INVALID (no_certificate)")
     assert by_target["empty.pem"].endswith("INVALID (empty)")
     assert by_target["missing.pem"].endswith("UNREACHABLE (not_found)")
@@ -233,7 +257,8 @@ def test_only_warnings_exit_1_and_all_ok_exit_0(tmp_path: Path) -> None:
     assert run([*ca, str(tmp_path / "ok.pem"), str(tmp_path / "warn.pem")], **quiet) == 1  # type: ignore[arg-type]
     assert run([*ca, str(tmp_path / "ok.pem")], **quiet) == 0  # type: ignore[arg-type]
     assert run([*ca, "--warn", "5d", "--crit", "1d", str(tmp_path / "warn.pem")], **quiet) == 0  # type: ignore[arg-type]
-    assert run([str(tmp_path / "ok.pem")], **quiet) == 2  # type: ignore[arg-type]  # the system store: unknown_authority
+    assert run([str(tmp_path / "ok.pem")], **quiet) == 0  # type: ignore[arg-type]  # the system store: OK (unknown_authority)
+    assert run([str(tmp_path / "crit.pem")], **quiet) == 2  # type: ignore[arg-type]  # CRIT (unknown_authority)
 
 
 def test_usage_errors_exit_64(tmp_path: Path) -> None:
@@ -304,7 +329,7 @@ def test_config_is_the_exporters_model(tmp_path: Path, pki: Pki) -> None:
     results = json.loads(out.getvalue())["results"]
     targets = [(Path(r["target"]).name, r["status"], r["reason"]) for r in results]
     assert targets == [
-        ("a.crt", "INVALID", "incomplete_chain"),  # the leaf alone: its intermediate is not in the file
+        ("a.crt", "OK", "incomplete_chain"),  # the leaf alone: its intermediate is not in the file
         ("a.fullchain.pem", "OK", None),
         ("p.p12", "OK", None),
         ("big.pem", "INVALID", "too_large"),
@@ -586,8 +611,8 @@ def test_directory_argument_checks_its_certificate_files(tmp_path: Path, pki: Pk
     ca = pki.write_root(tmp_path / "ca.pem")
     code, rows = _json([f"{certs}/", "--ca-file", str(ca)])
     assert [(Path(str(r["target"])).name, r["status"], r["reason"]) for r in rows] == [
-        ("a.chain.pem", "INVALID", "invalid"),  # the intermediate alone, judged as a chain
-        ("a.crt", "INVALID", "incomplete_chain"),
+        ("a.chain.pem", "OK", "invalid"),  # the intermediate alone, judged as a chain
+        ("a.crt", "OK", "incomplete_chain"),
         ("a.fullchain.pem", "OK", None),
         ("b.pem", "CRIT", None),
     ]
@@ -606,3 +631,29 @@ def test_an_ip_target_without_server_name_verifies_no_name_as_the_exporter_does(
         assert rows[0].get("server_name") is None
         code, rows = _json([f"127.0.0.1:{port}", "--server-name", "127.0.0.1", "--ca-file", str(ca)])
         assert (rows[0]["status"], rows[0]["reason"]) == ("INVALID", "hostname_mismatch")
+
+
+def test_leaf_only_and_self_signed_files_are_judged_by_time_left(tmp_path: Path, pki: Pki) -> None:
+    """``certloop check /etc/letsencrypt/live/x/cert.pem`` (the leaf alone) and a self-signed file are
+    OK far from expiry, their verdict shown as the reason (no alert fires on a file's verdict); the
+    same self-signed file 3 days from expiry is CRIT. Before: INVALID (incomplete_chain / self_signed),
+    exit 2, for certificates that are fine."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(pki.leaf(["x.example"], days=90).pem)
+    own = tmp_path / "internal.pem"
+    own.write_bytes(pki.self_signed(["internal.example"], days=90).pem)
+    code, rows = _json([str(cert), str(own), "--ca-file", str(ca)])
+    assert (code, [(r["status"], r["reason"], r["verdict"]) for r in rows]) == (0, [
+        ("OK", "incomplete_chain", "incomplete_chain"), ("OK", "self_signed", "self_signed"),
+    ])
+    out = io.StringIO()
+    assert run([str(cert), str(own), "--ca-file", str(ca)], stdout=out, stderr=io.StringIO()) == 0
+    lines = out.getvalue().splitlines()[1:]
+    assert lines[0].startswith(str(cert)) and lines[0].endswith(" OK (incomplete_chain)")
+    assert lines[1].startswith(str(own)) and lines[1].endswith(" OK (self_signed)")
+    later = pki.now + timedelta(days=87)
+    code, rows = _json([str(own), "--ca-file", str(ca)], clock=lambda: later)
+    assert (code, [(r["status"], r["reason"], r["verdict"]) for r in rows]) == (2, [
+        ("CRIT", "self_signed", "self_signed"),
+    ])
