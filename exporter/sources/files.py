@@ -32,7 +32,8 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Hashable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from certloop.errors import ConfigError, FileError
@@ -56,15 +57,28 @@ from certloop.exporter.sources.watch import DirectoryWatch, Resolution
 from certloop.facts import facts
 from certloop.x509 import read_certificate_file
 
-__all__ = ["FileSource", "leaf_fingerprint"]
+__all__ = ["FileSource", "Workers", "leaf_fingerprint"]
 
 log = logging.getLogger(__name__)
 
 _BATCH = 256
-_POOL_MIN = 1024  # files to read in one sweep that are worth forking worker processes for
 _SLICE = 4096  # files stat'ed between two yields to the event loop: a slice must stay short next to a scrape
-_FIRST_SLICE = 1024  # the same while nothing is known yet: a first sweep's workers get their chunks sooner
-_CHUNK = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """How a sweep spreads reading over forked worker processes; the defaults suit an inventory.
+
+    A sweep with at least ``min_files`` files to read (a first one) forks ``processes`` workers (0: one
+    per core this process may run on; fewer than two: none) and hands them ``chunk`` files at a time
+    while the listing goes on; until something is known, the listing yields to the loop every
+    ``first_slice`` files, so the first chunks leave early.
+    """
+
+    processes: int = 0
+    min_files: int = 1024  # files to read in one sweep that are worth forking worker processes for
+    chunk: int = 128  # files per worker task: small enough to spread evenly, large enough to amortise a round trip
+    first_slice: int = 1024  # files stat'ed between two yields on a first sweep (later ones: _SLICE)
 
 
 def _job_path(job: Job) -> str:
@@ -76,10 +90,12 @@ class FileSource:
 
     kind = "files"
 
-    def __init__(self, ctx: Context, *, watch: bool = True) -> None:
+    def __init__(self, ctx: Context, *, watch: bool = True, workers: Workers = Workers()) -> None:
         """``watch=False``: no inotify watch even when ``global.files_watch`` asks for one (a one-shot
-        listing, :meth:`listed`, has no next sweep to skip)."""
+        listing, :meth:`listed`, has no next sweep to skip). ``workers``: when and how reading is
+        spread over worker processes."""
         self.ctx = ctx
+        self.workers = workers
         self.interval = ctx.config.global_.files_interval.total_seconds()
         self.max_bytes = ctx.config.global_.max_file_bytes
         self.reader = Reader(ctx.trust, self.max_bytes, ctx.caches)
@@ -98,6 +114,9 @@ class FileSource:
         self._watch = DirectoryWatch() if watch and ctx.config.global_.files_watch else None
         self._alive: set[Hashable] = set()  # what the last full sweep found (a skipped sweep's answer)
         self.full_sweeps = 0  # sweeps that listed and stat'ed (the others were skipped: nothing changed)
+        # what the last full sweep did, for tests and profiles:
+        self.listings_reused = 0  # directories whose listing it reused (settled and unchanged)
+        self.read_while_listing = 0  # files it handed to worker processes before its listing ended
 
     async def close(self) -> None:
         """Write the snapshot if anything changed since the last one (on stop and before a reload)."""
@@ -118,19 +137,22 @@ class FileSource:
         restored = await self._restored() if self._restore else {}
         plan = Resolution() if watch is not None and watch.available else None
         self.full_sweeps += 1
+        self.listings_reused = self.read_while_listing = 0
+        processes = self.workers.processes or _cores()
+        pool_at = self.workers.min_files if processes > 1 else None  # files to read that start workers
         pool: _Pool | None = None
         try:
             for _ in self._scan(now, alive, jobs, plan):
-                if pool is None and len(jobs) >= _POOL_MIN and _cores() > 1:
-                    pool = _Pool(self, now)  # a large sweep: workers start on what is listed so far
+                if pool is None and pool_at is not None and len(jobs) >= pool_at:
+                    pool = _Pool(self, now, processes)  # a large sweep: workers start on what is listed so far
                 if pool is not None:
                     pool.feed(jobs)
                 await asyncio.sleep(0)
             for path, fragments in restored.items():  # unchanged since the snapshot: served as stored
                 if path in alive:
                     put(path, fragments)
-            if pool is None and len(jobs) >= _POOL_MIN and _cores() > 1:
-                pool = _Pool(self, now)
+            if pool is None and pool_at is not None and len(jobs) >= pool_at:
+                pool = _Pool(self, now, processes)
             if pool is not None:
                 pool.feed(jobs, final=True)
                 await pool.finish(put)
@@ -180,7 +202,7 @@ class FileSource:
         self, now: datetime, alive: set[Hashable], jobs: list[Job], plan: Resolution | None = None,
     ) -> Iterator[None]:
         """Fill ``alive`` (paths that exist now) and ``jobs`` (to read: new or changed; to re-judge:
-        time passed), yielding every :data:`_SLICE` files (:data:`_FIRST_SLICE` on a first sweep) so the
+        time passed), yielding every :data:`_SLICE` files (``workers.first_slice`` on a first sweep) so the
         caller can let the loop run and feed workers; with a
         ``plan``, record the directories to watch for changes."""
         listings: dict[tuple[int, str], Listing] = {}
@@ -269,7 +291,7 @@ class FileSource:
         recursive = group.recursive
         known = self._known
         stat = os.stat
-        slice_ = _SLICE if known else _FIRST_SLICE
+        slice_ = _SLICE if known else self.workers.first_slice
         budget = slice_
         flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
         stack = [root]
@@ -285,6 +307,8 @@ class FileSource:
                 listing = self._listings.get((index, directory))
                 if listing is None or listing[0] != dir_key:
                     listing = list_directory(directory, fd, dir_key, recursive, wanted)
+                else:
+                    self.listings_reused += 1
                 if listing[3]:
                     listings[(index, directory)] = listing
                 if plan is not None:
@@ -332,27 +356,39 @@ class _Pool:
 
     Fed while the scan is still listing (the first chunks are read as later directories are
     stat'ed); the event loop only merges finished chunks, so ``/metrics`` and ``/-/ready`` keep
-    answering. If the pool breaks (a worker killed), the chunks it did not finish are read in-process.
+    answering. If the pool breaks (a worker killed), the chunks it did not finish, and those listed
+    after it broke, are read in-process.
     """
 
-    def __init__(self, source: FileSource, now: datetime) -> None:
+    def __init__(self, source: FileSource, now: datetime, processes: int) -> None:
         self.source, self.now = source, now
         self.sent = 0
         self.chunk_of: dict[asyncio.Future[list[Result]], list[Job]] = {}
+        self.unsent: list[list[Job]] = []  # chunks refused by a pool already broken
+        self.broken: BaseException | None = None
         self.executor = ProcessPoolExecutor(
-            _cores(), mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(source,)
+            processes, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(source,)
         )
 
     def feed(self, jobs: list[Job], *, final: bool = False) -> None:
         """Submit the jobs listed since the last call, in whole chunks (and the rest when ``final``)."""
-        while len(jobs) - self.sent >= _CHUNK or (final and self.sent < len(jobs)):
-            chunk = jobs[self.sent : self.sent + _CHUNK]
+        size = self.source.workers.chunk
+        while len(jobs) - self.sent >= size or (final and self.sent < len(jobs)):
+            chunk = jobs[self.sent : self.sent + size]
             self.sent += len(chunk)
-            self.chunk_of[asyncio.wrap_future(self.executor.submit(_read_chunk, chunk, self.now))] = chunk
+            try:
+                future = self.executor.submit(_read_chunk, chunk, self.now)
+            except BrokenExecutor as exc:  # a worker died while the listing went on
+                self.broken = self.broken or exc
+                self.unsent.append(chunk)
+                continue
+            self.chunk_of[asyncio.wrap_future(future)] = chunk
+            if not final:
+                self.source.read_while_listing += len(chunk)
 
     async def finish(self, put: Put) -> None:
         waiting = set(self.chunk_of)
-        left: list[list[Job]] = []
+        left = list(self.unsent)
         while waiting:
             done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
@@ -360,9 +396,10 @@ class _Pool:
                 if error is None:
                     self.source._apply(future.result(), put)
                 else:  # a broken pool fails every pending chunk at once; each is read here instead
-                    if not left:
-                        log.warning("file workers failed (%s); reading their files in-process", error)
+                    self.broken = self.broken or error
                     left.append(self.chunk_of[future])
+        if left:
+            log.warning("file workers failed (%s); reading their files in-process", self.broken)
         self.close()
         for chunk in left:
             self.source._apply(await asyncio.to_thread(self.source._read_batch, chunk, self.now), put)

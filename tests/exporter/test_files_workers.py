@@ -1,25 +1,34 @@
-"""Large file sweeps in forked worker processes give exactly what the in-process path gives."""
+"""Large file sweeps in forked worker processes give exactly what the in-process path gives.
+
+Everything here goes through the file source's public seams: its ``workers`` settings (when and how
+reading is spread over processes), what a sweep puts, the probe counters, and what the last sweep
+reports (``listings_reused``, ``read_while_listing``). A worker that dies is a real process killed with
+SIGKILL; a directory that has settled is one whose mtime lies in the past.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import signal
+import time
 from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from certloop.exporter import metrics as m
 from certloop.exporter.engine import Engine
-from certloop.exporter.sources import files as files_mod
-from certloop.exporter.sources import paths as paths_mod
-from certloop.exporter.sources.files import FileSource
+from certloop.exporter.sources.files import FileSource, Workers
 from tests.support.pki import Pki
 
 Fragments = dict[Hashable, dict[str, bytes]]
+
+IN_PROCESS = Workers(processes=1)  # one process: never forks
+POOLED = Workers(processes=2, min_files=1, chunk=8, first_slice=8)  # forks for any sweep, chunks go out early
 
 
 def _tree(pki: Pki, root: Path) -> None:
@@ -37,38 +46,40 @@ def _tree(pki: Pki, root: Path) -> None:
     (root / "empty.crt").write_bytes(b"")
 
 
-def _source(tmp_path: Path, root: Path, pki: Pki, clock: Callable[[], datetime]) -> FileSource:
+def _source(
+    tmp_path: Path, root: Path, pki: Pki, clock: Callable[[], datetime], workers: Workers, *, watch: bool = True,
+) -> FileSource:
     config = tmp_path / "exporter.yml"
     config.write_text(yaml.safe_dump({
         "global": {"ca_file": str(pki.write_root(tmp_path / "root.pem"))},
         "files": [{"paths": [str(root)], "recursive": True, "labels": {"team": "web"}}],
     }))
-    return FileSource(Engine(config, clock=clock).ctx)
+    return FileSource(Engine(config, clock=clock).ctx, workers=workers, watch=watch)
+
+
+def _put_into(seen: Fragments) -> Callable[[Hashable, Mapping[str, bytes]], None]:
+    def put(key: Hashable, fragments: Mapping[str, bytes]) -> None:
+        seen[key] = {k: v for k, v in fragments.items() if k != m.PROBE_DURATION.name}  # timings differ
+    return put
 
 
 def _sweep(source: FileSource) -> tuple[Fragments, set[Hashable]]:
     seen: Fragments = {}
-
-    def put(key: Hashable, fragments: Mapping[str, bytes]) -> None:
-        seen[key] = {k: v for k, v in fragments.items() if k != m.PROBE_DURATION.name}  # timings differ
-
-    alive = asyncio.run(source.sweep(put))
+    alive = asyncio.run(source.sweep(_put_into(seen)))
     return seen, alive
 
 
-def test_worker_processes_match_the_in_process_path(
-    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_worker_processes_match_the_in_process_path(pki: Pki, tmp_path: Path) -> None:
     """Same targets, same series (verdicts, facts, failures), same probe counts, either way."""
     root = tmp_path / "certs"
     _tree(pki, root)
     now = datetime.now(UTC)
-    in_process = _source(tmp_path, root, pki, lambda: now)
+    in_process = _source(tmp_path, root, pki, lambda: now, IN_PROCESS)
     expected, alive_expected = _sweep(in_process)
-    monkeypatch.setattr(files_mod, "_POOL_MIN", 1)
-    monkeypatch.setattr(files_mod, "_cores", lambda: 2)
-    pooled = _source(tmp_path, root, pki, lambda: now)
+    assert in_process.read_while_listing == 0
+    pooled = _source(tmp_path, root, pki, lambda: now, POOLED)
     got, alive = _sweep(pooled)
+    assert pooled.read_while_listing > 0  # the workers did read
     assert alive == alive_expected
     assert got == expected
     assert len(got) == len(alive) > 40
@@ -76,17 +87,14 @@ def test_worker_processes_match_the_in_process_path(
     assert in_process.ctx.counter.counts[("file", "failure")] >= 2
 
 
-def test_verdicts_follow_the_clock_after_a_worker_sweep(
-    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_verdicts_follow_the_clock_after_a_worker_sweep(pki: Pki, tmp_path: Path) -> None:
     """Certificates read in a worker are kept (as DER) so the parent re-judges them without reading."""
     root = tmp_path / "certs"
     _tree(pki, root)
     clock = [datetime.now(UTC)]
-    monkeypatch.setattr(files_mod, "_POOL_MIN", 1)
-    monkeypatch.setattr(files_mod, "_cores", lambda: 2)
-    source = _source(tmp_path, root, pki, lambda: clock[0])
+    source = _source(tmp_path, root, pki, lambda: clock[0], POOLED)
     first, _ = _sweep(source)
+    assert source.read_while_listing > 0
     reads = dict(source.ctx.counter.counts)
     target = str(root / "soon.fullchain.pem")
     assert b'verdict="ok"' in first[target][m.VERIFY_VERDICT.name]
@@ -97,43 +105,60 @@ def test_verdicts_follow_the_clock_after_a_worker_sweep(
     assert source.ctx.counter.counts == reads  # re-judged from memory, not read again
 
 
-def test_a_broken_worker_pool_falls_back_to_reading_in_process(
-    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_worker_killed_while_listing_costs_time_not_data(
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A worker that dies (killed, out of memory) costs time, not data: every file is still reported."""
+    """Workers killed (SIGKILL, as the out-of-memory killer does) as soon as they exist, while the
+    listing goes on: the chunks they took and those listed after are read in-process; every file is
+    still reported, as the in-process path reports it. A chunk listed after the deaths is either
+    refused by the broken pool at once or failed by it a moment later, depending on how soon the pool
+    noticed: both must end the same (the first once made the sweep raise)."""
     root = tmp_path / "certs"
     _tree(pki, root)
     now = datetime.now(UTC)
-    monkeypatch.setattr(files_mod, "_POOL_MIN", 1)
-    monkeypatch.setattr(files_mod, "_cores", lambda: 2)
-    expected, _ = _sweep(_source(tmp_path, root, pki, lambda: now))
-    parent, real = os.getpid(), FileSource._read_batch
+    expected, _ = _sweep(_source(tmp_path, root, pki, lambda: now, IN_PROCESS))
+    source = _source(tmp_path, root, pki, lambda: now, Workers(processes=2, min_files=4, chunk=4, first_slice=4))
+    before = {p.pid for p in multiprocessing.active_children()}
+    killed: list[int] = []
 
-    def die_in_workers(self: FileSource, batch: list[Any], at: datetime) -> list[Any]:
-        if os.getpid() != parent:
-            os._exit(3)
-        return real(self, batch, at)
+    async def sweep_and_kill() -> tuple[Fragments, set[Hashable]]:
+        async def killer() -> None:
+            while not killed:  # runs whenever the listing yields to the loop
+                for child in multiprocessing.active_children():
+                    if child.pid is not None and child.pid not in before:
+                        os.kill(child.pid, signal.SIGKILL)
+                        killed.append(child.pid)
+                        child.join(30)  # dead before the listing goes on
+                await asyncio.sleep(0)
 
-    monkeypatch.setattr(FileSource, "_read_batch", die_in_workers)
-    source = _source(tmp_path, root, pki, lambda: now)
-    got, alive = _sweep(source)
+        seen: Fragments = {}
+        task = asyncio.create_task(killer())
+        try:
+            return seen, await source.sweep(_put_into(seen))
+        finally:
+            task.cancel()
+
+    got, alive = asyncio.run(sweep_and_kill())
+    assert killed, "no worker process was started"
     assert "file workers failed" in caplog.text
     assert got == expected
     assert len(alive) == len(got)
 
 
-def test_reused_directory_listings_still_see_every_change(
-    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reused_directory_listings_still_see_every_change(pki: Pki, tmp_path: Path) -> None:
     """Reusing a settled directory's listing misses nothing: added, removed, rewritten files all show."""
-    monkeypatch.setattr(paths_mod, "SETTLED", -1.0)  # every listing counts as settled at once
     root = tmp_path / "certs"
     _tree(pki, root)
+    directories = [root, root / "d0", root / "d1", root / "d2"]
+    settled = time.time() - 60  # well past paths.SETTLED: these listings may be reused
+    for directory in directories:
+        os.utime(directory, (settled, settled))
     now = datetime.now(UTC)
-    source = _source(tmp_path, root, pki, lambda: now)
+    source = _source(tmp_path, root, pki, lambda: now, IN_PROCESS, watch=False)  # every sweep lists
     _, alive = _sweep(source)
-    assert source._listings  # the listings are kept for reuse
+    assert source.listings_reused == 0  # nothing listed before
     assert _sweep(source) == ({}, alive)  # nothing changed: nothing rendered again
+    assert source.listings_reused == len(directories)
     added = root / "d1" / "added.pem"
     added.write_bytes(pki.leaf(["added.example"]).fullchain_pem)
     (root / "d2" / "host2.crt").unlink()
@@ -141,35 +166,21 @@ def test_reused_directory_listings_still_see_every_change(
     renewed = pki.leaf(["host0.example"], days=300)
     rewritten.write_bytes(renewed.fullchain_pem)  # in place: the directory itself does not change
     changed, alive_now = _sweep(source)
+    assert source.listings_reused == 2  # the root and d0, unchanged; d1 and d2 were listed again
     assert set(changed) == {str(added), str(rewritten)}
     assert str(root / "d2" / "host2.crt") not in alive_now
     assert renewed.fingerprint.encode() in changed[str(rewritten)][m.CERT_INFO.name]
 
 
-def test_workers_start_while_the_scan_is_still_listing(
-    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_workers_start_while_the_scan_is_still_listing(pki: Pki, tmp_path: Path) -> None:
     """A large first sweep hands whole chunks to the workers as soon as they are listed, not after the
     last directory: reading overlaps listing. The outcome is the in-process one."""
     root = tmp_path / "certs"
     _tree(pki, root)
     now = datetime.now(UTC)
-    expected, _ = _sweep(_source(tmp_path, root, pki, lambda: now))
-    monkeypatch.setattr(files_mod, "_POOL_MIN", 4)
-    monkeypatch.setattr(files_mod, "_FIRST_SLICE", 4)  # a first scan yields every 4 files
-    monkeypatch.setattr(files_mod, "_CHUNK", 4)
-    monkeypatch.setattr(files_mod, "_cores", lambda: 2)
-    fed: list[tuple[int, int, bool]] = []
-    real_feed = files_mod._Pool.feed
-
-    def feed(pool: Any, jobs: list[Any], *, final: bool = False) -> None:
-        real_feed(pool, jobs, final=final)
-        fed.append((len(jobs), pool.sent, final))
-
-    monkeypatch.setattr(files_mod._Pool, "feed", feed)
-    got, alive = _sweep(_source(tmp_path, root, pki, lambda: now))
+    expected, _ = _sweep(_source(tmp_path, root, pki, lambda: now, IN_PROCESS))
+    source = _source(tmp_path, root, pki, lambda: now, Workers(processes=2, min_files=4, chunk=4, first_slice=4))
+    got, alive = _sweep(source)
     assert got == expected
     total = len(alive)
-    early = [(listed, sent) for listed, sent, final in fed if not final and sent > 0]
-    assert early and early[0][0] < total / 2  # chunks went out with under half the files listed
-    assert fed[-1] == (total, total, True)
+    assert total / 2 <= source.read_while_listing <= total  # most chunks went out while listing went on
