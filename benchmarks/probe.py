@@ -203,7 +203,7 @@ def blackbox_setup(variant: Variant, targets: Targets) -> tuple[dict[str, object
 
 def run_variant(
     variant: Variant, workdir: Path, minter: Minter, *, rounds: int, per_round: int, concurrency: int,
-    say: Callable[[str], None],
+    say: Callable[[str], None], probe_workers: int = 0,
 ) -> Table:
     """Both exporters against one nginx, interleaved A/B then B/A for ``rounds`` rounds."""
     with serve_targets(variant, workdir, minter) as (targets, web), \
@@ -212,8 +212,9 @@ def run_variant(
                                        "jitter": "0s"}
         if names.resolver:
             settings["resolver"] = list(names.resolver)
+        workers = ("--web.probe-workers", str(probe_workers)) if probe_workers else ()
         exporter = start_exporter(workdir / f"certloop-probe-{variant.layout}", {"global": settings},
-                                  prefix=names.prefix)
+                                  prefix=names.prefix, extra_args=workers)
         modules, box_paths = blackbox_setup(variant, targets)
         box = Blackbox.start(workdir / f"blackbox-probe-{variant.layout}", modules, prefix=names.prefix)
         try:
@@ -241,7 +242,7 @@ def run_variant(
                     tally.loads.append(load)
                     say(f"  {variant.label} round {r + 1} {side}: {load.rate:.0f} probes/s, p99 {ms(load.p99)} ms, "
                         f"failures {load.failures + load.socket_errors}")
-            peaks = {name: procstat.peak_rss_mb(side[3].pid) for name, side in sides.items()}
+            peaks = {name: procstat.family_peak_rss_mb(side[3].pid) for name, side in sides.items()}
         finally:
             box.stop()
             exporter.stop()
@@ -293,12 +294,13 @@ def variants(ns: list[int], layouts: Sequence[Layout], keys: list[KeyKind]) -> l
 
 
 def run(workdir: Path, *, ns: list[int], keys: list[KeyKind], rounds: int, seconds: int,
-        concurrency: int, say: Callable[[str], None], layouts: Sequence[Layout] = LAYOUTS) -> list[Table]:
+        concurrency: int, say: Callable[[str], None], layouts: Sequence[Layout] = LAYOUTS,
+        probe_workers: int = 0) -> list[Table]:
     minter = Minter(workdir / "pki")
     tables = []
     for variant in variants(ns, layouts, keys):
         say(f"probe: {variant.label}")
         table = run_variant(variant, workdir, minter, rounds=rounds, per_round=seconds, concurrency=concurrency,
-                            say=say)
+                            say=say, probe_workers=probe_workers)
         tables.append(table)
     return tables

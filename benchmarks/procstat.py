@@ -6,8 +6,8 @@
     peak_rss_mb(pid)                     # VmHWM: the high-water mark of resident memory
 
 A descendant that exits between two readings loses its CPU time from the second one; the exporters
-under test run as one process each (blackbox_exporter and certloop never fork per probe), and nginx
-workers live as long as the master, so this is exact for what we measure.
+under test never fork per probe (certloop's probe workers, when asked for, live as long as the
+exporter) and nginx workers live as long as the master, so this is exact for what we measure.
 """
 
 from __future__ import annotations
@@ -70,6 +70,17 @@ def _status_kb(pid: int, key: str) -> int:
 def peak_rss_mb(pid: int) -> float:
     """VmHWM of ``pid`` (not its children) in MiB."""
     return _status_kb(pid, "VmHWM") / 1024
+
+
+def family_peak_rss_mb(pid: int) -> float:
+    """Summed VmHWM of ``pid`` and its live descendants in MiB (an exporter with probe workers)."""
+    total = 0
+    for member in family(pid):
+        try:
+            total += _status_kb(member, "VmHWM")
+        except OSError:
+            continue
+    return total / 1024
 
 
 def rss_mb(pid: int) -> float:

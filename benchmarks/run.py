@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rsa", action="store_true", help="also RSA leaves in /probe (default: ECDSA and RSA unless quick)")
     p.add_argument("--key", action="append", choices=["ecdsa", "rsa"],
                    help="/probe leaf key types (repeatable; overrides --rsa and the default)")
+    p.add_argument("--probe-workers", type=int, default=0, metavar="N",
+                   help="start certloop with --web.probe-workers N (default 0: one process, as shipped); CPU and "
+                        "peak RSS then count every process")
     p.add_argument("--layout", action="append", choices=list(probe.LAYOUTS),
                    help="/probe target layouts (repeatable; default all: ports, sni = IP targets; hosts, dns = "
                         "name targets resolved through a private hosts file or a DNS server)")
@@ -115,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = work / name
             if name == "probe":
                 got = probe.run(where, ns=ns, keys=keys, rounds=rounds, seconds=seconds,
-                                concurrency=args.concurrency, say=say, layouts=args.layout or probe.LAYOUTS)
+                                concurrency=args.concurrency, say=say, layouts=args.layout or probe.LAYOUTS,
+                                probe_workers=args.probe_workers)
             elif name == "sweep":
                 got = sweep.run(where, n=args.sweep_n or (200 if quick else 5000), rounds=rounds,
                                 concurrency=args.concurrency, say=say)
