@@ -76,7 +76,8 @@ status:
   INVALID (not_yet_valid), INVALID/UNREACHABLE when it cannot be read, else OK/WARN/CRIT by the
   time left with any other verdict shown as the reason: a file holding only a leaf is
   OK (incomplete_chain), a self-signed one OK (self_signed). A key in a .pem file found in a
-  directory is INVALID (no_certificate), as the exporter reports it.
+  directory is INVALID (no_certificate), as the exporter reports it. A chain with weak crypto
+  (RSA < 2048, EC < 256, a SHA-1/MD5 signature) is at least WARN (weak_crypto), endpoint or file.
 
 exit codes:
   0  every certificate OK
@@ -205,7 +206,8 @@ def file_row(obs: Observation, *, now: datetime, thresholds: Thresholds) -> Row:
                              unreachable=reason in _ACCESS_REASONS)
         return Row(obs.target, "file", status, why)
     leaf = chain.facts[0]
-    status, why = decide(chain.verdict, chain.expiry, now=now, thresholds=thresholds, kind="file")
+    status, why = decide(chain.verdict, chain.expiry, now=now, thresholds=thresholds, kind="file",
+                         weak=any(f.weak_crypto for f in chain.facts))
     return Row(
         obs.target, "file", status, why, subject=leaf.subject, issuer=leaf.issuer, not_before=leaf.not_before,
         not_after=chain.expiry, leaf_not_after=leaf.not_after, verdict=chain.verdict,
@@ -253,11 +255,13 @@ class Prober:
         caches = self.caches
         try:
             verdict = verify_chain(chain, trust=self._trust(ep), at=now, hostname=names.verified, caches=caches)
-            expiry = earliest_expiry([facts(c, caches) for c in chain], chain_roles(chain, caches))
-            leaf = facts(chain[0], caches)
+            described = [facts(c, caches) for c in chain]
+            expiry = earliest_expiry(described, chain_roles(chain, caches))
+            leaf = described[0]
         except ValueError:  # a field that decodes lazily and does not: as the exporter says it
             return self._failure(ep, address, str(FailureReason.HANDSHAKE), base)
-        status, reason = decide(verdict, expiry, now=now, thresholds=self.settings.thresholds)
+        status, reason = decide(verdict, expiry, now=now, thresholds=self.settings.thresholds,
+                                weak=any(f.weak_crypto for f in described))
         return Row(
             ep.target, "endpoint", status, reason, address=address, subject=leaf.subject, issuer=leaf.issuer,
             not_before=leaf.not_before, not_after=expiry, leaf_not_after=leaf.not_after, verdict=verdict,

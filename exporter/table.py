@@ -83,6 +83,7 @@ def decide(
     failure: str | None = None,
     unreachable: bool = True,
     kind: str = "endpoint",
+    weak: bool = False,
 ) -> tuple[Status, str | None]:
     """The status and its reason: the alert rules' policy (alerting/), per ``kind`` of target.
 
@@ -94,7 +95,8 @@ def decide(
     by its dates), so a ``kind="file"`` row with such a verdict takes its status from the time left
     and keeps the verdict as its reason, so the user still sees it. An ok chain is CRIT / WARN / OK
     by the time left until ``expiry``, inclusive thresholds (exactly 7 days left with ``--crit 7d``
-    is CRIT).
+    is CRIT). A chain with weak crypto (``weak``: a certificate of it is, per
+    CertloopCertificateWeakCrypto, whose severity is warning) is at least WARN, reason ``weak_crypto``.
     """
     if failure is not None:
         return (Status.UNREACHABLE if unreachable else Status.INVALID), failure
@@ -109,8 +111,8 @@ def decide(
         return Status.EXPIRED, str(Verdict.EXPIRED)
     if left <= thresholds.crit:
         return Status.CRIT, note
-    if left <= thresholds.warn:
-        return Status.WARN, note
+    if left <= thresholds.warn or weak:
+        return Status.WARN, note or ("weak_crypto" if weak else None)
     return Status.OK, note
 
 

@@ -84,6 +84,17 @@ def test_decide_file_follows_the_file_alerts(verdict: Verdict, days: float | Non
     assert decide(verdict, expiry, now=NOW, thresholds=TH, kind="file") == expected
 
 
+@pytest.mark.parametrize("kind", ["endpoint", "file"])
+def test_weak_crypto_is_at_least_warn(kind: str) -> None:
+    """A chain with weak crypto is WARN (weak_crypto) when it would be OK, as CertloopCertificateWeakCrypto
+    (severity warning) alerts for endpoints and files; a worse status stays."""
+    far, near = NOW + timedelta(days=90), NOW + timedelta(days=3)
+    assert decide(Verdict.OK, far, now=NOW, thresholds=TH, kind=kind, weak=True) == (Status.WARN, "weak_crypto")
+    assert decide(Verdict.OK, near, now=NOW, thresholds=TH, kind=kind, weak=True) == (Status.CRIT, None)
+    assert decide(Verdict.OK, far, now=NOW, thresholds=TH, kind=kind, weak=False) == (Status.OK, None)
+    assert decide(Verdict.EXPIRED, far, now=NOW, thresholds=TH, kind=kind, weak=True)[0] is Status.EXPIRED
+
+
 def test_decide_file_content_problem_is_invalid() -> None:
     """A failure that is not about reaching the target (e.g. a file without certificate) is INVALID."""
     assert decide(None, None, now=NOW, thresholds=TH, failure="no_certificate", unreachable=False) == (
@@ -657,3 +668,14 @@ def test_leaf_only_and_self_signed_files_are_judged_by_time_left(tmp_path: Path,
     assert (code, [(r["status"], r["reason"], r["verdict"]) for r in rows]) == (2, [
         ("CRIT", "self_signed", "self_signed"),
     ])
+
+
+def test_a_weak_key_file_is_warn(tmp_path: Path, pki: Pki) -> None:
+    """A valid chain whose leaf has an RSA-1024 key is WARN (weak_crypto), exit 1, where the exporter's
+    CertloopCertificateWeakCrypto (severity warning) fires; the same chain with a strong key is OK."""
+    ca = pki.write_root(tmp_path / "ca.pem")
+    weak, strong = tmp_path / "weak.pem", tmp_path / "strong.pem"
+    weak.write_bytes(pki.leaf(["weak.example"], days=90, key_kind="rsa1024").fullchain_pem)
+    strong.write_bytes(pki.leaf(["strong.example"], days=90).fullchain_pem)
+    code, rows = _json([str(weak), str(strong), "--ca-file", str(ca)])
+    assert (code, [(r["status"], r["reason"]) for r in rows]) == (1, [("WARN", "weak_crypto"), ("OK", None)])
