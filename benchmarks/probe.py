@@ -19,6 +19,12 @@ must resolve, in a private mount namespace the benchmark creates, both exporters
 
 Name variants start both exporters fresh and skip the warm-up, so the first lookup of every name
 is counted (at N = 5,000 most names are probed only a few times in a run).
+
+nginx itself is warmed before either exporter runs (:func:`warm_server`: every target handshaken
+``SERVER_WARM_PASSES`` times by Python's ``ssl``, a client that is neither side). Each nginx worker
+does per-key set-up on its first handshake with a key, which cost it 0.16 ms more per probe over a
+cold N = 5,000 round than over a warm one (benchmarks/RESULTS.md): without the warm pass that cost
+fell on whichever exporter probed first, certloop in round 1.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import ssl
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,6 +51,7 @@ Layout = Literal["ports", "sni", "hosts", "dns"]
 LAYOUTS: tuple[Layout, ...] = ("ports", "sni", "hosts", "dns")
 NAME_LAYOUTS = ("hosts", "dns")
 DNS_TTL = 300  # seconds: a common TTL for a web name; longer than a benchmark run, as in production
+SERVER_WARM_PASSES = 3  # handshakes per target before measuring: each of nginx's two workers sees every key
 GOALS = {"ports": 1.5, "sni": 1.5, "hosts": 1.3, "dns": 1.3}  # probes/s, certloop/blackbox (issue 11: 1 and 1b)
 CERTLOOP_SUCCESS = "certloop_probe_success{[^\n]*} 1\n"
 BLACKBOX_SUCCESS = "\nprobe_success 1\n"
@@ -108,8 +117,10 @@ def _unique_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def serve_targets(variant: Variant, workdir: Path, minter: Minter) -> Iterator[tuple[Targets, BenchNginx]]:
-    """nginx serving the variant's N targets (started, and stopped on exit)."""
+def serve_targets(
+    variant: Variant, workdir: Path, minter: Minter, warm_passes: int = SERVER_WARM_PASSES
+) -> Iterator[tuple[Targets, BenchNginx]]:
+    """nginx serving the variant's N targets (started, warmed by :func:`warm_server`, and stopped on exit)."""
     web = BenchNginx(workdir / f"nginx-{variant.layout}-{variant.key}-{variant.n}", targets=variant.n)
     # ports: one leaf on N ports; every other layout: N names with a leaf each on one port
     names = bench_names(variant.n)
@@ -125,9 +136,40 @@ def serve_targets(variant: Variant, workdir: Path, minter: Minter) -> Iterator[t
         endpoints = tuple((port, name) for name in names)
     web.start(timeout=120)
     try:
-        yield Targets(endpoints, minter.ca_path), web
+        targets = Targets(endpoints, minter.ca_path)
+        if warm_passes:
+            warm_server(targets, warm_passes)
+        yield targets, web
     finally:
         web.stop()
+
+
+def warm_server(targets: Targets, passes: int = SERVER_WARM_PASSES, threads: int = 8) -> int:
+    """Handshake every target ``passes`` times (no verification, SNI as given); the handshakes done.
+
+    Which nginx worker accepts a connection is the kernel's choice, so a key reaches both workers
+    only with some probability; after three passes nginx spent 7 % more per probe in the first measured
+    round than in a later one, against 36 % with no warm pass (benchmarks/RESULTS.md).
+    Raises RuntimeError naming the first target that does not complete a handshake.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    def handshake(endpoint: tuple[int, str | None]) -> None:
+        port, name = endpoint
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname=name):
+                pass
+        except OSError as exc:
+            raise RuntimeError(f"warming nginx: {LOOPBACK}:{port} (server name {name}): {exc}") from exc
+
+    work = list(targets.endpoints) * passes
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(handshake, work):
+            pass
+    return len(work)
 
 
 @contextlib.contextmanager
@@ -203,10 +245,10 @@ def blackbox_setup(variant: Variant, targets: Targets) -> tuple[dict[str, object
 
 def run_variant(
     variant: Variant, workdir: Path, minter: Minter, *, rounds: int, per_round: int, concurrency: int,
-    say: Callable[[str], None], probe_workers: int = 0,
+    say: Callable[[str], None], probe_workers: int = 0, server_warm_passes: int = SERVER_WARM_PASSES,
 ) -> Table:
     """Both exporters against one nginx, interleaved A/B then B/A for ``rounds`` rounds."""
-    with serve_targets(variant, workdir, minter) as (targets, web), \
+    with serve_targets(variant, workdir, minter, server_warm_passes) as (targets, web), \
             name_service(variant, targets, workdir) as names:
         settings: dict[str, object] = {"ca_file": str(targets.ca_path), "interval": "24h", "files_interval": "24h",
                                        "jitter": "0s"}
@@ -235,12 +277,16 @@ def run_variant(
                     dns0 = procstat.cpu_seconds(names.dns_pid) if names.dns_pid else 0.0
                     load = run_wrk(url, paths, seconds=per_round, workdir=workdir, connections=concurrency,
                                    success=success)
-                    tally.cpu += procstat.cpu_seconds(tally.pid) - cpu0
-                    tally.server_cpu += procstat.cpu_seconds(web.master_pid) - web0
+                    cpu = procstat.cpu_seconds(tally.pid) - cpu0
+                    server = procstat.cpu_seconds(web.master_pid) - web0
+                    tally.cpu += cpu
+                    tally.server_cpu += server
                     if names.dns_pid:
                         tally.dns_cpu += procstat.cpu_seconds(names.dns_pid) - dns0
                     tally.loads.append(load)
+                    per = 1000 / load.requests if load.requests else 0.0
                     say(f"  {variant.label} round {r + 1} {side}: {load.rate:.0f} probes/s, p99 {ms(load.p99)} ms, "
+                        f"exporter {cpu * per:.3f} and nginx {server * per:.3f} ms CPU per probe, "
                         f"failures {load.failures + load.socket_errors}")
             peaks = {name: procstat.family_peak_rss_mb(side[3].pid) for name, side in sides.items()}
         finally:
@@ -295,12 +341,12 @@ def variants(ns: list[int], layouts: Sequence[Layout], keys: list[KeyKind]) -> l
 
 def run(workdir: Path, *, ns: list[int], keys: list[KeyKind], rounds: int, seconds: int,
         concurrency: int, say: Callable[[str], None], layouts: Sequence[Layout] = LAYOUTS,
-        probe_workers: int = 0) -> list[Table]:
+        probe_workers: int = 0, server_warm_passes: int = SERVER_WARM_PASSES) -> list[Table]:
     minter = Minter(workdir / "pki")
     tables = []
     for variant in variants(ns, layouts, keys):
         say(f"probe: {variant.label}")
         table = run_variant(variant, workdir, minter, rounds=rounds, per_round=seconds, concurrency=concurrency,
-                            say=say, probe_workers=probe_workers)
+                            say=say, probe_workers=probe_workers, server_warm_passes=server_warm_passes)
         tables.append(table)
     return tables

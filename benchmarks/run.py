@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-workers", type=int, default=0, metavar="N",
                    help="start certloop with --web.probe-workers N (default 0: one process, as shipped); CPU and "
                         "peak RSS then count every process")
+    p.add_argument("--server-warm-passes", type=int, default=probe.SERVER_WARM_PASSES, metavar="K",
+                   help=f"/probe: handshake every target K times before measuring (default "
+                        f"{probe.SERVER_WARM_PASSES}; 0: nginx's first use of each key falls on the side that probes "
+                        f"first, as before this flag)")
     p.add_argument("--layout", action="append", choices=list(probe.LAYOUTS),
                    help="/probe target layouts (repeatable; default all: ports, sni = IP targets; hosts, dns = "
                         "name targets resolved through a private hosts file or a DNS server)")
@@ -119,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "probe":
                 got = probe.run(where, ns=ns, keys=keys, rounds=rounds, seconds=seconds,
                                 concurrency=args.concurrency, say=say, layouts=args.layout or probe.LAYOUTS,
-                                probe_workers=args.probe_workers)
+                                probe_workers=args.probe_workers, server_warm_passes=args.server_warm_passes)
             elif name == "sweep":
                 got = sweep.run(where, n=args.sweep_n or (200 if quick else 5000), rounds=rounds,
                                 concurrency=args.concurrency, say=say)

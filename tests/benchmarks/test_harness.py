@@ -68,3 +68,21 @@ def test_benchmark_leaves_are_valid_web_pki_certificates(tmp_path: Path, caches:
         trust = TrustStore.from_file(str(minter.ca_path), caches)
         verdict = verify_chain(chain, trust=trust, at=datetime.now(UTC), hostname="site00001.bench", caches=caches)
         assert verdict is Verdict.OK, (kind, verdict)
+
+
+def test_warm_server_handshakes_every_target_and_names_a_dead_one(tmp_path: Path) -> None:
+    """The neutral warm-up before a /probe variant reaches every target ``passes`` times through real
+    nginx (SNI names included), and a target that cannot be handshaken stops the run by name instead
+    of leaving a cold server to whichever exporter probes first."""
+    import pytest
+
+    from benchmarks.pki import Minter
+    from benchmarks.probe import Targets, Variant, serve_targets, warm_server
+    from stack.process import free_port
+
+    with serve_targets(Variant("sni", "ecdsa", 3), tmp_path, Minter(tmp_path / "pki")) as (targets, _):
+        assert warm_server(targets, passes=2, threads=2) == 6
+        assert len({name for _, name in targets.endpoints} - {None}) == 3
+        dead = free_port()
+        with pytest.raises(RuntimeError, match=rf"warming nginx: 127\.0\.0\.1:{dead} \(server name x\.bench\)"):
+            warm_server(Targets(((dead, "x.bench"),), targets.ca_path), passes=1, threads=1)
