@@ -21,10 +21,11 @@ Name variants start both exporters fresh and skip the warm-up, so the first look
 is counted (at N = 5,000 most names are probed only a few times in a run).
 
 nginx itself is warmed before either exporter runs (:func:`warm_server`: every target handshaken
-``SERVER_WARM_PASSES`` times by Python's ``ssl``, a client that is neither side). Each nginx worker
-does per-key set-up on its first handshake with a key, which cost it 0.16 ms more per probe over a
-cold N = 5,000 round than over a warm one (benchmarks/RESULTS.md): without the warm pass that cost
-fell on whichever exporter probed first, certloop in round 1.
+``SERVER_WARM_PASSES`` times by Python's ``ssl``, a client that is neither side). An nginx worker
+does set-up work on its first handshake with a server block's key: at N = 5,000 RSA names it spent
+0.457 ms per probe in certloop's first round and 0.315 ms in its second (benchmarks/RESULTS.md).
+Without the warm pass that one-time cost fell on the first rounds, most of it on the side that
+probed first; it is the server's, not either exporter's.
 """
 
 from __future__ import annotations
@@ -148,8 +149,8 @@ def warm_server(targets: Targets, passes: int = SERVER_WARM_PASSES, threads: int
     """Handshake every target ``passes`` times (no verification, SNI as given); the handshakes done.
 
     Which nginx worker accepts a connection is the kernel's choice, so a key reaches both workers
-    only with some probability; after three passes nginx spent 7 % more per probe in the first measured
-    round than in a later one, against 36 % with no warm pass (benchmarks/RESULTS.md).
+    only with some probability; after three passes nginx spent 3 % more per probe in certloop's first
+    measured round than in its second, against 45 % with no warm pass (benchmarks/RESULTS.md).
     Raises RuntimeError naming the first target that does not complete a handshake.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
