@@ -9,10 +9,12 @@ Everything else is real: the daemons, the sidecar script as the pod runs it, HTT
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +70,11 @@ def processes() -> Iterator[list[Process]]:
 def reloader(tmp_path: Path, watch: Path, url: str, *extra: str) -> Process:
     return Process([sys.executable, str(RELOADER), f"--watch-dir={watch}", f"--reload-url={url}",
                     "--interval=200ms", *extra], name="config-reloader", log_path=tmp_path / "reloader.log")
+
+
+def events(log: Path) -> list[dict[str, object]]:
+    """The sidecar's JSON log lines, oldest first (the supervisor's own ``--- start`` line skipped)."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
 
 def test_exporter_picks_up_a_changed_configmap(tmp_path: Path, pki: Pki, processes: list[Process]) -> None:
@@ -165,6 +172,63 @@ def test_renewer_reload_without_the_token_is_refused(tmp_path: Path, processes: 
     volume.update({"renewer.yml": config + "no_such_key: 1\n"})
     wait_until(lambda: log.read_text().count('"status": 401') == 2, 30, "the change's reload to be refused")
     assert "config_last_reload_successful 1.0" in metrics(port)
+
+
+def test_an_unreadable_token_file_is_logged_and_retried_not_fatal(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    """The Secret is not mounted yet when the sidecar starts, then a directory stands where the token should
+    be: the sidecar keeps running, logs each distinct error once (the path and the OS error, never the
+    token) and sends nothing; once the token reads, it says so and the waiting reload reaches the renewer."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "token").write_text(TOKEN + "\n")
+    (secrets / "keystore-key").write_text(KEY)
+    mounted = tmp_path / "sidecar-secrets"  # the sidecar's own mount of the Secret: empty at first
+    mounted.mkdir()
+    token_file = mounted / "token"
+    port = free_port()
+    good = (f"listen: 127.0.0.1:{port}\nauth: {{token_file: {secrets / 'token'}}}\n"
+            f"data_dir: {tmp_path / 'data'}\nkeystore: {{key_file: {secrets / 'keystore-key'}}}\ncertificates: []\n")
+    volume = ConfigMapVolume(tmp_path / "config", {"renewer.yml": good})
+    processes.append(Process([str(CERTLOOP), "renewer", f"--config.file={volume.root / 'renewer.yml'}",
+                              "--web.enable-lifecycle"], name="renewer", log_path=tmp_path / "renewer.log").start())
+    wait_for_port("127.0.0.1", port, timeout=60)
+
+    def reload_ok() -> str:
+        found = re.search(r"^certloop_renewer_config_last_reload_successful (\S+)$", metrics(port), re.MULTILINE)
+        return found.group(1) if found else "missing"
+
+    log = tmp_path / "reloader.log"
+    sidecar = reloader(tmp_path, volume.root, f"http://127.0.0.1:{port}/-/reload", f"--token-file={token_file}")
+    processes.append(sidecar.start())
+
+    def unreadable() -> list[dict[str, object]]:
+        return [e for e in events(log) if e["event"] == "token_unreadable"]
+
+    sidecar.wait_until(lambda: len(unreadable()) == 1, 30, "the missing token file to be logged")
+    assert unreadable()[0]["file"] == str(token_file)
+    assert unreadable()[0]["error"] == "No such file or directory"
+    volume.update({"renewer.yml": good + "no_such_key: 1\n"})  # waits for a token; the renewer will refuse it
+    time.sleep(1.0)  # five ticks on the same error: one line, and still running
+    assert len(unreadable()) == 1 and sidecar.running
+
+    (mounted / "..wrong").mkdir()
+    token_file.symlink_to("..wrong")  # a directory in the token's place: another error, logged once more
+    sidecar.wait_until(lambda: len(unreadable()) == 2, 30, "the changed error to be logged")
+    assert unreadable()[1]["error"] == "Is a directory"
+    assert reload_ok() == "1.0", "nothing reached the renewer while the token was unreadable"
+
+    (mounted / "..right").write_text(TOKEN + "\n")
+    (mounted / "token_tmp").symlink_to("..right")
+    os.replace(mounted / "token_tmp", token_file)  # swapped in atomically, as the kubelet does
+    wait_until(lambda: reload_ok() == "0.0", 30, "the waiting reload to reach the renewer (which refuses it)")
+    sidecar.wait_until(lambda: any(e["event"] == "reload_rejected" for e in events(log)), 10, "the refusal logged")
+    assert [e["event"] for e in events(log)] == [
+        "watching", "token_unreadable", "token_unreadable", "token_readable", "reload_rejected"]
+    assert events(log)[-1]["status"] == 500, "the config refused, the token accepted (a wrong one is 401)"
+    assert TOKEN not in log.read_text()
+    assert sidecar.running
 
 
 def test_reloader_refuses_a_missing_directory(tmp_path: Path) -> None:

@@ -16,6 +16,10 @@ What must stay true:
 - A rejected config (HTTP 500: the daemon keeps the old one and says why) is logged once, not
   retried; an unreachable daemon (starting, restarting) is retried on the next tick until it answers.
 - The token is read from its file on every attempt (a rotated Secret is picked up) and never logged.
+- A token file that cannot be read (the Secret not mounted yet, wrong permissions, a directory in its
+  place) is not fatal: the tick logs ``token_unreadable`` with the path and the OS error, sends nothing,
+  and the next tick tries again. The same error is logged once, a different one again, and the recovery
+  once (``token_readable``), so a pod waiting for its Secret neither crash-loops nor floods its log.
 """
 
 from __future__ import annotations
@@ -56,11 +60,29 @@ def log(event: str, **fields: object) -> None:
           flush=True)
 
 
-def reload(url: str, token_file: Path | None, timeout: float) -> int | None:
+class TokenUnreadable(Exception):
+    """The token file could not be read; ``error`` says why (the OS error text) and holds no secret."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__(error)
+
+
+def read_token(token_file: Path) -> str:
+    """The bearer token, read afresh. Raises :class:`TokenUnreadable` (what went wrong, never the content)."""
+    try:
+        return token_file.read_text().strip()
+    except OSError as exc:
+        raise TokenUnreadable(exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:  # its message quotes a byte of the file: say where, not what
+        raise TokenUnreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def reload(url: str, token: str | None, timeout: float) -> int | None:
     """POST the reload; the HTTP status, or None when the daemon could not be reached."""
     request = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 - main() allows http(s) only
-    if token_file is not None:
-        request.add_header("Authorization", "Bearer " + token_file.read_text().strip())
+    if token is not None:
+        request.add_header("Authorization", "Bearer " + token)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL is our own flag
             status: int = response.status
@@ -104,13 +126,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     applied: str | None = None  # unknown which version the daemon read: reload once it answers
+    token_error: str | None = None  # the token file's last logged error, None while it reads
     log("watching", dir=str(args.watch_dir), url=args.reload_url)
     while not stopping:
         current = digest(args.watch_dir)
         if current == applied:
             time.sleep(args.interval)
             continue
-        status = reload(args.reload_url, args.token_file, timeout=max(args.interval, 10.0))
+        token = None
+        if args.token_file is not None:
+            try:
+                token = read_token(args.token_file)
+            except TokenUnreadable as exc:
+                if exc.error != token_error:
+                    log("token_unreadable", file=str(args.token_file), error=exc.error)
+                    token_error = exc.error
+                time.sleep(args.interval)  # retried on the next tick: a Secret may be mounted late
+                continue
+            if token_error is not None:
+                log("token_readable", file=str(args.token_file))
+                token_error = None
+        status = reload(args.reload_url, token, timeout=max(args.interval, 10.0))
         if status is None:
             log("reload_unreachable", url=args.reload_url)  # retried on the next tick
             time.sleep(args.interval)
