@@ -25,6 +25,8 @@ comprehension naming it makes it a closure cell, allocated on every call of the 
 
 from __future__ import annotations
 
+from itertools import count
+
 from cryptography import x509
 
 from certloop.der import TbsFields
@@ -42,7 +44,7 @@ class Caches:
     :attr:`paths_built` show them at work."""
 
     __slots__ = (
-        "content", "der", "der_by_id", "facts_by_der", "facts_by_id", "key_info", "name_text", "paths_built",
+        "content", "der", "der_by_id", "facts_by_der", "facts_by_id", "key_info", "name_text", "path_builds",
         "pem", "signature_params", "system_trust", "tbs_by_der", "upper", "upper_info", "verdicts",
     )
 
@@ -65,4 +67,12 @@ class Caches:
         self.upper: dict[tuple[object, ...], Verdict] = {}
         self.upper_info: dict[tuple[object, ...], UpperChain] = {}
         self.signature_params: dict[bytes, object] = {}
-        self.paths_built = 0  # a statistic: threads sharing the object may lose an increment
+        self.path_builds = count()  # advanced by certloop.verify; read it as paths_built
+
+    @property
+    def paths_built(self) -> int:
+        """How often the full path builder ran, exact also with threads sharing the object: each build is one
+        ``next()`` on :attr:`path_builds`, a single call into C that holds the GIL throughout (a ``+= 1`` on
+        an attribute is a read and a write that a thread switch may separate)."""
+        # a count has no read but its repr, "count(N)": N is the number of next() calls so far
+        return int(repr(self.path_builds)[len("count("):-1])

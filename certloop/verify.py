@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import count
 from typing import Protocol
 
 from cryptography import x509
@@ -81,7 +82,8 @@ class VerifyCaches(FactsCaches, Protocol):
     upper: dict[tuple[object, ...], Verdict]  # by leaf shape under one presented upper chain
     upper_info: dict[tuple[object, ...], UpperChain]  # by upper chain and store
     signature_params: dict[bytes, object]  # a signature algorithm's decoded parameters
-    paths_built: int  # how often the full path builder ran: what the maps above did not save
+    path_builds: count[int]  # advanced once per full path build (what the maps above did not save); one
+    # next() on a count is atomic, so threads sharing the caches lose no build, with no lock
 
 
 # ------------------------------------------------------------------------------------------ verify
@@ -151,7 +153,7 @@ def _verify_reference(
     chain: Sequence[x509.Certificate], trust: TrustStore, at: datetime, caches: VerifyCaches
 ) -> Verdict:
     """The full path: build and check with ``cryptography.x509.verification``, classify a failure."""
-    caches.paths_built += 1
+    next(caches.path_builds)
     verifier = (
         PolicyBuilder()
         .store(trust.store)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
+from certloop import verify
 from certloop.caches import Caches
 from certloop.errors import TrustStoreError
 from certloop.facts import Role, chain_roles, facts
@@ -154,6 +160,46 @@ def test_cached_verdict_never_outlives_a_boundary(caches: Caches) -> None:
     assert verify_chain(chain, trust=trust, at=end, caches=caches) is Verdict.OK
     assert verify_chain(chain, trust=trust, at=end + timedelta(seconds=1), caches=caches) is Verdict.EXPIRED
     assert len(caches.verdicts) == 3  # the boundary itself is a window, and after it another
+
+
+def test_paths_built_is_exact_with_threads_sharing_the_caches() -> None:
+    """Threads sharing one :class:`Caches` (the exporter's probe workers do) lose no count of a path build.
+
+    CPython with the GIL switches threads only at calls and backward jumps, so the race in a ``+= 1`` on
+    an attribute (read, add, write) hardly shows by itself. A per-instruction tracer in the verifier's
+    frames hands the GIL over before every instruction: there a read-add-write count loses builds on
+    every run, while one ``next()`` on a count, a single call into C, loses none."""
+    pki = Pki(now=NOW)
+    trust, chain = _trust(pki), _chain(pki.self_signed(["self.example"]))  # self-issued: always the full path
+    caches = Caches()
+    workers, each = 4, 50
+    start = threading.Barrier(workers)
+
+    def every_instruction(frame: FrameType, event: str, arg: object) -> object:
+        time.sleep(0)  # before each instruction: the GIL goes to another thread if one waits
+        return every_instruction
+
+    def in_the_verifier(frame: FrameType, event: str, arg: object) -> object:
+        if frame.f_code.co_filename != verify.__file__:
+            return None
+        frame.f_trace_opcodes = True
+        return every_instruction
+
+    def work(worker: int) -> None:
+        start.wait(10)
+        sys.settrace(in_the_verifier)
+        try:
+            for i in range(each):  # a name per call: a new verdict, so one full path build each
+                name = f"w{worker}-{i}.example"
+                assert verify_chain(chain, trust=trust, at=NOW, hostname=name, caches=caches) is Verdict.SELF_SIGNED
+        finally:
+            sys.settrace(None)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for done in [pool.submit(work, w) for w in range(workers)]:
+            done.result()
+    assert len(caches.verdicts) == workers * each
+    assert caches.paths_built == workers * each
 
 
 def test_system_trust_store_loads_once() -> None:
