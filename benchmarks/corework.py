@@ -1,6 +1,7 @@
 """Instruction counts of certloop's per-certificate core work, for A/B between two trees.
 
     python -m benchmarks.corework --tree /tmp/before --tree .
+    python -m benchmarks.corework --quick --tree .     # a smoke run: the harness works, numbers are rough
 
 Two workloads, each run under callgrind at two sizes so that start-up and set-up cancel out:
 
@@ -25,9 +26,19 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
-PASSES = (5, 15)  # probe: passes over the 200 chains; the difference is 2,000 probes
-SETS = (2, 3)  # files: sets of 200 new files read; the difference is 200 files
+
+class Size(NamedTuple):
+    """How much work each of the two runs per workload does; their difference is what is reported."""
+
+    leaves: int  # chains presented to the probe workload, and files in each set
+    passes: tuple[int, int]  # probe: passes over the chains
+    sets: tuple[int, int]  # files: sets of new files read
+
+
+FULL = Size(200, (5, 15), (2, 3))  # differences: 2,000 probes, 200 files
+QUICK = Size(10, (1, 2), (1, 2))  # differences: 10 probes, 10 files (tests/benchmarks/test_corework.py)
 
 _WORKLOAD = r'''
 import inspect, pathlib, sys
@@ -73,10 +84,10 @@ else:
 _FILES = r'''
 import pathlib, sys
 from tests.support.pki import Pki
-work = pathlib.Path(sys.argv[1])
+work, sets, leaves = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 pki = Pki()
-for s in range(3):
-    for i in range(200):
+for s in range(sets):
+    for i in range(leaves):
         pki.leaf([f"s{s}-{i}.example"]).write(work / f"set{s}", f"f{i}")
 (work / "root.pem").write_bytes(pki.root_pem)
 '''
@@ -101,16 +112,19 @@ def instructions(tree: Path, mode: str, size: int, work: Path) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.corework", description=__doc__.split("\n")[0])
     p.add_argument("--tree", action="append", required=True, type=Path, help="a certloop checkout (repeatable)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"tiny sizes ({QUICK.leaves} leaves, a difference of one pass and one set): a smoke run")
     args = p.parse_args()
+    size = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="corework-") as tmp:
         work = Path(tmp)
-        subprocess.run([sys.executable, "-c", _FILES, str(work)], cwd=args.tree[0], check=True, timeout=600,
-                       env={**os.environ, "PYTHONPATH": str(args.tree[0])})
+        subprocess.run([sys.executable, "-c", _FILES, str(work), str(max(size.sets)), str(size.leaves)],
+                       cwd=args.tree[0], check=True, timeout=600, env={**os.environ, "PYTHONPATH": str(args.tree[0])})
         for tree in args.tree:
-            probe = [instructions(tree.resolve(), "probe", n, work) for n in PASSES]
-            files = [instructions(tree.resolve(), "files", n, work) for n in SETS]
-            per_probe = (probe[1] - probe[0]) / ((PASSES[1] - PASSES[0]) * 200)
-            per_file = (files[1] - files[0]) / ((SETS[1] - SETS[0]) * 200)
+            probe = [instructions(tree.resolve(), "probe", n, work) for n in size.passes]
+            files = [instructions(tree.resolve(), "files", n, work) for n in size.sets]
+            per_probe = (probe[1] - probe[0]) / ((size.passes[1] - size.passes[0]) * size.leaves)
+            per_file = (files[1] - files[0]) / ((size.sets[1] - size.sets[0]) * size.leaves)
             print(f"{tree}: {per_probe:,.0f} instructions per probe's core work, {per_file:,.0f} per file first read")
 
 

@@ -26,6 +26,7 @@ DEBIAN_PACKAGES=(
   systemd                       # systemd-analyze verifies the units in deploy/systemd
   logrotate                     # checks deploy/logrotate/certloop (logrotate -d)
   wrk                           # the benchmark load generator (C, cheap; Lua cycles targets)
+  valgrind                      # callgrind counts instructions for benchmarks/corework.py (A/B between trees)
   jsonnet                       # Debian 12 ships jsonnet 0.18: the mixin must render with it (tests render with both)
   dnsmasq-base                  # a real DNS server on loopback for resolver tests and name-target benchmarks
   prometheus-node-exporter      # host metrics the mixin's host alerts are evaluated on (tests/deploy)
