@@ -163,13 +163,13 @@ def port_open(host: str, port: int) -> bool:
 
 
 def wait_until(
-    predicate: Callable[[], R], timeout: float, what: str, *, interval: float = POLL_INTERVAL,
+    predicate: Callable[[], R | None], timeout: float, what: str, *, interval: float = POLL_INTERVAL,
     log_tail: Callable[[], str] = str,
 ) -> R:
-    """Poll ``predicate`` every ``interval`` seconds until it returns something truthy, and return that;
-    raise :class:`NotReady` (with ``log_tail()``, for diagnosis) at the deadline. What tests wait on
-    instead of sleeping: an exception from ``predicate`` (an assertion that the peer is still alive) ends
-    the wait at once."""
+    """Poll ``predicate`` every ``interval`` seconds until it returns something truthy, and return that
+    (never None, so a predicate answering ``X | None`` gives an ``X``); raise :class:`NotReady` (with
+    ``log_tail()``, for diagnosis) at the deadline. What tests wait on instead of sleeping: an exception
+    from ``predicate`` (an assertion that the peer is still alive) ends the wait at once."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() >= deadline:

@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,24 +21,13 @@ import yaml
 from certloop.renewer import migrations
 from certloop.renewer.database import TABLES
 from certloop.renewer.store import Store
+from stack.process import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MINT = Path(__file__).with_name("mint.py")
 TOKEN = "test-token-0123456789abcdef"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MARIADB_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -234,7 +222,7 @@ def start_renewer() -> Iterator[Callable[..., RenewerProcess]]:
                     return int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
             return 0
 
-        rp.port = wait_for(port, 30, what="the renewer to listen")
+        rp.port = wait_until(port, 30, "the renewer to listen")
         return rp
 
     yield start

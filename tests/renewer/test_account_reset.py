@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.renewer.conftest import RenewerProcess, Setup, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import RenewerProcess, Setup
 from tests.renewer.standins.peers import AcmeStack, acme_stack_fixture  # noqa: F401  # fixture
 
 FIRING = (Path(__file__).parent / "fixtures" / "firing.json").read_bytes()
@@ -39,14 +40,14 @@ def test_a_ca_that_forgot_the_account_gets_a_new_one_and_the_renewal_succeeds(
     setup.data["certificates"] = [spec]
     proc = start_renewer(setup.write())
     assert proc.post("/api/v1/alertmanager", FIRING).status_code == 202
-    wait_for(lambda: _last_job(proc).get("state") == "succeeded", 60, what="the first renewal")
+    wait_until(lambda: _last_job(proc).get("state") == "succeeded", 60, "the first renewal")
     first = _last_job(proc)["id"]
 
     acme_stack.pebble.stop()  # pebble keeps accounts in memory: a restart is a CA reset
     acme_stack.pebble.start()
     assert proc.post("/api/v1/certificates/shop/renew?force=true").status_code == 202
-    wait_for(lambda: _last_job(proc).get("id") != first and _last_job(proc).get("state") in ("succeeded", "failed"),
-             90, what="the renewal after the CA reset")
+    wait_until(lambda: _last_job(proc).get("id") != first and _last_job(proc).get("state") in ("succeeded", "failed"),
+               90, "the renewal after the CA reset")
     job = _last_job(proc)
     assert job["state"] == "succeeded", job
     assert job["attempt"] == 1  # in the same attempt: no backoff, no second order counted

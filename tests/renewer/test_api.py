@@ -38,7 +38,8 @@ from certloop.renewer.routes import build_router
 from certloop.renewer.served import ServedLeaves
 from certloop.renewer.store import Store
 from stack.alertmanager import Alertmanager
-from tests.renewer.conftest import TOKEN, Setup, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import TOKEN, Setup
 from tests.support.exposition import check_against_catalogue
 from tests.support.pki import Pki
 
@@ -324,7 +325,7 @@ def test_two_real_alertmanagers_deliver_once_each_and_one_job_is_opened(harness:
                  "annotations": {"summary": "shop expires soon; $(rm -rf /)"}}
         for am in managers:
             am.post_alerts([alert])
-        wait_for(lambda: _webhook_count(harness) >= 2, 20, what="both Alertmanagers to deliver")
+        wait_until(lambda: _webhook_count(harness) >= 2, 20, "both Alertmanagers to deliver")
     finally:
         for am in managers:
             am.stop()

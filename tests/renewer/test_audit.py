@@ -21,7 +21,8 @@ from certloop.renewer.audit import AuditTrail
 from certloop.renewer.metrics import RenewerMetrics
 from certloop.renewer.records import AuditEvent, State
 from certloop.renewer.store import Store
-from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -120,7 +121,7 @@ def test_renewals_refusals_and_webhooks_are_audited_by_name(renewer: RenewerProc
         got = _audit(renewer)
         return got if len(got) >= 5 else None
 
-    events = wait_for(five, 10, what="5 audit events")
+    events = wait_until(five, 10, "5 audit events")
     seen = {(e["actor"], e["action"], e["target"], e["status"]) for e in events}
     assert ("otto", "renew", "shop", 202) in seen
     assert ("vera", "refused", "POST /api/v1/certificates/shop/renew", 403) in seen
@@ -141,8 +142,8 @@ def test_retry_through_the_api_needs_the_renew_permission(renewer: RenewerProces
     (Path(renewer.log).parent / "fail").write_text("fail")
     job_id = s.post(url + "/api/v1/certificates/shop/renew?force=true", headers=basic("otto"),
                     timeout=30).json()["job_id"]
-    wait_for(lambda: s.get(url + f"/api/v1/jobs/{job_id}", headers=basic("vera"), timeout=10).json()["state"]
-             == "failed", 60, what="the job to fail")
+    wait_until(lambda: s.get(url + f"/api/v1/jobs/{job_id}", headers=basic("vera"), timeout=10).json()["state"]
+               == "failed", 60, "the job to fail")
     assert s.post(url + f"/api/v1/jobs/{job_id}/retry", headers=basic("vera"), timeout=10).status_code == 403
     (Path(renewer.log).parent / "fail").unlink()
     retried = s.post(url + f"/api/v1/jobs/{job_id}/retry", headers=basic("otto"), timeout=10)
@@ -151,8 +152,8 @@ def test_retry_through_the_api_needs_the_renew_permission(renewer: RenewerProces
     assert new["retry_of"] == job_id and new["created"] and new["job_id"] != job_id
     assert s.post(url + f"/api/v1/jobs/{new['job_id']}/retry", headers=basic("otto"), timeout=10).status_code == 409
     assert s.post(url + "/api/v1/jobs/424242/retry", headers=basic("otto"), timeout=10).status_code == 404
-    wait_for(lambda: s.get(url + f"/api/v1/jobs/{new['job_id']}", headers=basic("vera"), timeout=10).json()["state"]
-             == "succeeded", 60, what="the retried job to succeed")
+    wait_until(lambda: s.get(url + f"/api/v1/jobs/{new['job_id']}", headers=basic("vera"), timeout=10).json()["state"]
+               == "succeeded", 60, "the retried job to succeed")
     seen = {(e["actor"], e["action"], e["target"], e["status"]) for e in _audit(renewer)}
     assert ("otto", "retry", f"job {job_id}", 202) in seen and ("vera", "refused", f"POST /api/v1/jobs/{job_id}/retry",
                                                                403) in seen
@@ -172,7 +173,7 @@ def test_a_401_flood_writes_a_bounded_number_of_rows(renewer: RenewerProcess) ->
                       for x in f.samples if x.labels.get("reason") == "rate_limited" and x.name.endswith("_total"))
         return (rows, dropped) if rows + dropped >= 300 else None
 
-    rows, dropped = wait_for(settled, 20, what="every refusal written or counted")
+    rows, dropped = wait_until(settled, 20, "every refusal written or counted")
     assert rows + dropped == 300 and 60 <= rows <= 120, (rows, dropped)
 
 

@@ -30,7 +30,8 @@ import yaml
 
 from certloop.renewer import install
 from stack.moto import MotoServer
-from tests.renewer.conftest import PG_ADMIN, TOKEN, RenewerProcess, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import PG_ADMIN, TOKEN, RenewerProcess
 from tests.renewer.standins.peers import DOMAIN, AcmeStack, acme_stack_fixture  # noqa: F401  # fixture
 
 CERTLOOP = [sys.executable, "-m", "certloop.cli"]
@@ -81,7 +82,7 @@ def _renew(proc: RenewerProcess) -> dict[str, Any]:
         assert job["state"] not in {"failed", "rolled_back"}, job
         return job if job["state"] == "succeeded" else None
 
-    result: dict[str, Any] = wait_for(done, 120, 0.2, "the renewal job to succeed")
+    result: dict[str, Any] = wait_until(done, 120, "the renewal job to succeed", interval=0.2)
     return result
 
 
@@ -151,8 +152,8 @@ def test_restore_drill_postgresql_from_s3_then_renew_through_pebble(
                          "--passphrase-file", str(passphrase))
     assert f"from {offsite}renewer-" in restored
     renewer = start_renewer(config, log_name="renewer-restored.log")
-    wait_for(lambda: requests.get(f"{renewer.url}/-/ready", timeout=5).status_code == 200, 30, 0.05,
-             "the restored renewer to be ready")
+    wait_until(lambda: requests.get(f"{renewer.url}/-/ready", timeout=5).status_code == 200, 30,
+               "the restored renewer to be ready")
     ready_seconds = time.monotonic() - t0
     history = renewer.get("/api/v1/jobs").json()["jobs"]
     assert [(j["id"], j["state"]) for j in history] == [(first["id"], "succeeded")]

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from certloop.cli import main as certloop_main
 from certloop.renewer import migrations
 from certloop.renewer.cli import main
-from tests.renewer.conftest import RenewerProcess, Setup, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import RenewerProcess, Setup
 
 
 def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -126,7 +127,7 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     assert _durations(proc) == {setup.data["certificates"][0]["issuer"]["type"]: 0.0}
     setup.path.write_text(setup.path.read_text() + "\nsurprise: 1\n")
     proc.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: _reload_ok(proc) == 0, 10, what="the failed reload to show")
+    wait_until(lambda: _reload_ok(proc) == 0, 10, "the failed reload to show")
     assert _cert_ids(proc) == ["shop"]
     bad = proc.post("/-/reload")
     assert bad.status_code == 500 and "surprise: unknown key" in bad.json()["error"]

@@ -22,7 +22,8 @@ from certloop.renewer.access import Principal
 from certloop.renewer.csrf import EXPIRED, WRONG, Csrf
 from certloop.renewer.sharedsecret import shared_secret, shared_secrets
 from certloop.renewer.store import Store
-from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 OTTO = Principal("otto", "operator", "password")
@@ -182,7 +183,7 @@ def test_a_form_from_one_process_is_accepted_by_another_on_the_same_database(
                           headers=_basic("otto"), timeout=10, allow_redirects=False)
     assert resp.status_code == 303, resp.text
     job = int(resp.headers["Location"].rsplit("/", 1)[1])
-    wait_for(lambda: a.get(f"/api/v1/jobs/{job}").json()["state"] == "succeeded", 60, what="the queued job")
+    wait_until(lambda: a.get(f"/api/v1/jobs/{job}").json()["state"] == "succeeded", 60, "the queued job")
     audit = a.get("/api/v1/audit").json()["events"]
     refusals = sorted(e["detail"] for e in audit if e["actor"] == "otto" and e["status"] == 403)
     assert refusals == sorted([WRONG, EXPIRED]), audit

@@ -16,7 +16,7 @@ import pytest
 
 from certloop.renewer.database import abort_connection
 from certloop.renewer.deadline import Watchdog
-from tests.renewer.conftest import wait_for
+from stack.process import wait_until
 
 PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -62,7 +62,7 @@ def test_a_failing_abort_is_logged_once_with_its_traceback_and_the_watchdog_goes
         for n in range(3):
             with watchdog.deadline(time.monotonic() + 0.05) as arm:
                 watchdog.watch(f"conn-{n}")
-                wait_for(lambda: arm is not None and arm.fired, 10, what=f"deadline {n} to fire")
+                wait_until(lambda: arm is not None and arm.fired, 10, f"deadline {n} to fire")
         assert aborted == ["conn-0", "conn-1", "conn-2"] and watchdog.abort_failures == 3
     finally:
         watchdog.close()

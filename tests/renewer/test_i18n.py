@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from certloop.renewer.i18n import CATALOGUE, PHRASES, Text, choose_language
-from stack.process import free_port
-from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, wait_for
+from stack.process import free_port, wait_until
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup
 
 PASSWORD = "correct horse battery"
 TEMPLATES = Path(__file__).resolve().parents[2] / "renewer" / "templates"
@@ -145,7 +145,7 @@ def renewer(make_setup: Callable[..., Setup], start_renewer: Callable[..., Renew
     setup.write()
     r = start_renewer(setup.path, extra=[f"--web.config.file={web}"])
     job = r.post("/api/v1/certificates/blog/renew?force=true").json()["job_id"]
-    wait_for(lambda: r.get(f"/api/v1/jobs/{job}").json()["state"] == "succeeded", 60, what="blog's leaf")
+    wait_until(lambda: r.get(f"/api/v1/jobs/{job}").json()["state"] == "succeeded", 60, "blog's leaf")
     return r
 
 
@@ -160,7 +160,7 @@ def _pages(r: RenewerProcess, lang: str | None, accept: str | None) -> dict[str,
     queued = s.post(r.url + "/status/certificates/blog/renew" + q, data={"csrf": token}, headers=headers,
                     timeout=10, allow_redirects=False)
     job = queued.headers["Location"]
-    wait_for(lambda: "refresh" not in s.get(r.url + job, headers=headers, timeout=10).text, 60, what="the job")
+    wait_until(lambda: "refresh" not in s.get(r.url + job, headers=headers, timeout=10).text, 60, "the job")
     refused = s.post(r.url + "/status/certificates/blog/renew" + q, data={"csrf": "1." + "0" * 64},
                      headers=headers, timeout=10)
     return {

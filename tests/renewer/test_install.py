@@ -34,8 +34,7 @@ from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore
 from stack.challtestsrv import ChallTestSrv
 from stack.nginx import Nginx
-from stack.process import free_port
-from tests.renewer.conftest import wait_for
+from stack.process import free_port, wait_until
 from tests.support.pki import Issued, Pki
 
 DOMAIN = "shop.example"
@@ -74,7 +73,7 @@ class Served:
 
     def wait_served(self, fingerprint: str, within: float = 10) -> None:
         """Wait (bounded) until nginx serves ``fingerprint``: a reload signalled elsewhere takes a moment."""
-        wait_for(lambda: self.served() == fingerprint, within, what=f"nginx to serve {fingerprint[:16]}")
+        wait_until(lambda: self.served() == fingerprint, within, f"nginx to serve {fingerprint[:16]}")
 
 
 @pytest.fixture
@@ -338,7 +337,7 @@ def test_kill_9_during_deploy_then_recover(served: Served, pki: Pki) -> None:
             assert child.poll() is None, "deploy child exited early"
             return started.exists()
 
-        wait_for(step_started, 20, what="the deploy step to start")
+        wait_until(step_started, 20, "the deploy step to start")
         os.kill(child.pid, signal.SIGKILL)
         child.wait(5)
     finally:

@@ -23,7 +23,7 @@ from certloop.renewer.errors import BackendFailed, NotDue, PendingManual
 from certloop.renewer.keystore import Keystore
 from certloop.renewer.spec import CertificateSpec
 from certloop.truststore import TrustStore
-from tests.renewer.conftest import wait_for
+from stack.process import wait_until
 from tests.renewer.standins.peers import recorded, standin_env
 from tests.support.pki import Pki
 
@@ -112,7 +112,7 @@ def test_timeout_kills_the_process_group(tmp_path: Path, monkeypatch: pytest.Mon
     assert info.value.returncode is None
     child = int(pidfile.read_text())
     # the grandchild dies with the group (a zombie counts as dead)
-    wait_for(lambda: not _alive(child), 5, what="the hung issuer's child to die with the timeout")
+    wait_until(lambda: not _alive(child), 5, "the hung issuer's child to die with the timeout")
 
 
 def _alive(pid: int) -> bool:

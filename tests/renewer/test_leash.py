@@ -14,7 +14,7 @@ import pytest
 
 from certloop.renewer.errors import BackendFailed
 from certloop.renewer.programs import run_program
-from tests.renewer.conftest import wait_for
+from stack.process import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,12 +47,12 @@ def test_kill_9_of_the_parent_kills_the_program_and_its_children(tmp_path: Path)
         return pids.exists()
 
     try:
-        wait_for(started, 20, what="the program to start")
+        wait_until(started, 20, "the program to start")
         family = [int(p) for p in pids.read_text().split()]
         assert all(_alive(p) for p in family)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        wait_for(lambda: not any(_alive(p) for p in family), 10, what="the children to die with the parent")
+        wait_until(lambda: not any(_alive(p) for p in family), 10, "the children to die with the parent")
     finally:
         for pid in family:
             if _alive(pid):
@@ -83,4 +83,4 @@ def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     with pytest.raises(BackendFailed, match="timed out after 1s"):
         asyncio.run(run_program(["sh", "-c", _FAMILY.format(pids=pids)], time_limit=1))
     family = [int(p) for p in pids.read_text().split()]
-    wait_for(lambda: not any(_alive(p) for p in family), 5, what="the group to die with the timeout")
+    wait_until(lambda: not any(_alive(p) for p in family), 5, "the group to die with the timeout")

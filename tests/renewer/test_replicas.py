@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from certloop.renewer.store import Store
-from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean
 from tests.renewer.loadgen import alert_payload, post_all
 
 CERTIFICATES = 20
@@ -52,7 +53,7 @@ def test_two_replicas_same_webhooks_one_issuance_per_certificate(
                                   bodies, connections=8))
     print(f"\nwebhook intake, 2 replicas on PostgreSQL: {result.summary()}")
     assert result.statuses.count(202) == 2 * WEBHOOKS
-    wait_for(lambda: _all_succeeded(a), 90, interval=0.5, what="every certificate to be renewed")
+    wait_until(lambda: _all_succeeded(a), 90, "every certificate to be renewed", interval=0.5)
     assert sorted(setup.issued()) == sorted(ids)
     jobs = a.get("/api/v1/jobs?limit=1000").json()["jobs"]
     assert len(jobs) == CERTIFICATES and {j["state"] for j in jobs} == {"succeeded"}

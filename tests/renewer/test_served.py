@@ -22,8 +22,8 @@ from certloop.renewer.install import verify_resolver
 from certloop.renewer.served import Served, ServedLeaves, judge
 from certloop.renewer.spec import CertificateSpec
 from stack.nginx import Nginx
-from stack.process import free_port
-from tests.renewer.conftest import RenewerProcess, Setup, wait_for
+from stack.process import free_port, wait_until
+from tests.renewer.conftest import RenewerProcess, Setup
 from tests.support.pki import Issued, Pki
 
 
@@ -111,8 +111,8 @@ def test_the_page_and_api_show_the_served_leaf_drift_and_probe_failures(
     nginx.remove_site(nginx.sites[0])
     nginx.add_site(["shop.example"], live, live.with_name("key.pem"), listen=[("127.0.0.1", port)], default=True)
     nginx.reload()
-    wait_for(lambda: _certs(r)["shop"]["served"]["state"] == "serves_installed", 20, interval=0.3,
-             what="the installed leaf to be served")
+    wait_until(lambda: _certs(r)["shop"]["served"]["state"] == "serves_installed", 20,
+               "the installed leaf to be served", interval=0.3)
     assert "drift" not in _row(r.get("/status").text, "shop")
 
 
@@ -132,8 +132,8 @@ def test_a_dead_endpoint_never_holds_the_page_beyond_its_budget(
     assert elapsed < 2.5, elapsed  # 0.3s of waiting plus the page itself, on a loaded 2-core box
     assert ">probing<" in _row(html, "slow")
     assert r.get("/api/v1/certificates").json()["certificates"][0]["served"]["state"] == "probing"
-    page = wait_for(lambda: (t := r.get("/status").text) and "probe timed out" in t and t, 15, interval=0.3,
-                    what="the probe to time out")
+    page = wait_until(lambda: t if "probe timed out" in (t := r.get("/status").text) else None, 15,
+                      "the probe to time out", interval=0.3)
     assert "probe failed: probe timed out" in _row(page, "slow")
 
 

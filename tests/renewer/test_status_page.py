@@ -13,7 +13,8 @@ import bcrypt
 import pytest
 import yaml
 
-from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup
 
 PASSWORD = "correct horse battery"
 
@@ -35,7 +36,7 @@ def renewer(make_setup: Callable[..., Setup], start_renewer: Callable[..., Renew
     setup.write()
     r = start_renewer(setup.path, extra=[f"--web.config.file={web}"])
     job = r.post("/api/v1/certificates/blog/renew?force=true").json()["job_id"]  # blog gets a leaf; shop has none
-    wait_for(lambda: r.get(f"/api/v1/jobs/{job}").json()["state"] == "succeeded", 60, what="blog's first leaf")
+    wait_until(lambda: r.get(f"/api/v1/jobs/{job}").json()["state"] == "succeeded", 60, "blog's first leaf")
     return r
 
 
@@ -46,7 +47,7 @@ def page_with(r: RenewerProcess, path: str, user: str, text: str, timeout: float
         html = r.session.get(r.url + path, headers=basic(user), timeout=10).text
         return html if text in html else None
 
-    page: str = wait_for(get, timeout, what=f"{path} to show {text!r}")
+    page: str = wait_until(get, timeout, f"{path} to show {text!r}")
     return page
 
 
@@ -123,7 +124,7 @@ def test_retry_button_appears_for_a_failed_job_and_requeues_it(renewer: RenewerP
     s, url = renewer.session, renewer.url
     (tmp_path / "fail").write_text("fail")
     job = renewer.post("/api/v1/certificates/shop/renew?force=true").json()["job_id"]
-    wait_for(lambda: renewer.get(f"/api/v1/jobs/{job}").json()["state"] == "failed", 60, what="failure")
+    wait_until(lambda: renewer.get(f"/api/v1/jobs/{job}").json()["state"] == "failed", 60, "failure")
     (tmp_path / "fail").unlink()
     html = s.get(url + "/status", headers=basic("otto"), timeout=10).text
     assert 'id="retry-shop"' in html and "told to fail" in html.split('id="cert-shop"')[1].split("</tr>")[0]

@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from certloop.renewer.errors import StoreUnavailable
 from certloop.renewer.store import Store
 from certloop.renewer.worker import OutageLog
-from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import TOKEN, RenewerProcess, Setup, clean
 from tests.support.servers import PrivatePostgres, ThreadedServer, private_postgres, silent
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -143,7 +144,7 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
         # The store has 8 threads; the default executor and the watchdog a few more: no pile-up.
         assert threads_of(r.proc.pid) <= baseline + 8 + 2, (baseline, threads_of(r.proc.pid))
         # The outage lasts until several claim polls failed (each logged at debug, the first one warned of).
-        wait_for(lambda: r.log.read_text().count("claim attempt ") >= 3, 30, what="three more failed claims")
+        wait_until(lambda: r.log.read_text().count("claim attempt ") >= 3, 30, "three more failed claims")
     finally:
         pg.thaw()
 
@@ -151,9 +152,9 @@ def test_frozen_postgres_gives_fast_503s_bounded_threads_and_recovers(
         resp = r.post("/api/v1/alertmanager", FIRING)
         return resp.status_code == 202 and r.get("/-/ready").status_code == 200
 
-    wait_for(recovered, 15, what="the renewer to use the thawed database")
-    wait_for(lambda: "job store answers again" in r.log.read_text(), 10, what="the recovery line")
-    wait_for(lambda: gauge(r, "certloop_renewer_database_up") == 1, 15, what="database_up back to 1")
+    wait_until(recovered, 15, "the renewer to use the thawed database")
+    wait_until(lambda: "job store answers again" in r.log.read_text(), 10, "the recovery line")
+    wait_until(lambda: gauge(r, "certloop_renewer_database_up") == 1, 15, "database_up back to 1")
     log = r.log.read_text()
     assert log.count("cannot claim jobs") == 1, log
     assert "Traceback" not in log
@@ -200,7 +201,7 @@ def test_write_locked_sqlite_is_not_ready(
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    wait_for(lambda: r.get("/-/ready").status_code == 200, 10, what="readiness after the lock is released")
+    wait_until(lambda: r.get("/-/ready").status_code == 200, 10, "readiness after the lock is released")
     assert r.post("/api/v1/alertmanager", FIRING).status_code == 202
 
 
@@ -239,7 +240,7 @@ def test_store_calls_past_their_deadline_are_aborted_and_the_threads_come_back(p
 
         asyncio.run(frozen_calls())
         # Connects begun during the freeze end at libpq's connect_timeout; aborted queries at once.
-        wait_for(lambda: store.pool_stats().checked_out == 0, 30, what="every store thread back, server frozen")
+        wait_until(lambda: store.pool_stats().checked_out == 0, 30, "every store thread back, server frozen")
         pg.thaw()
         asyncio.run(store.call(store.ping))  # within its 0.8 s deadline, first try: nothing left stuck
     finally:

@@ -29,7 +29,8 @@ from certloop.renewer.records import Job, LedgerEvent, State
 from certloop.renewer.scheduler import SafetyNet
 from certloop.renewer.store import Store
 from certloop.renewer.worker import Worker
-from tests.renewer.conftest import RenewerProcess, Setup, wait_for
+from stack.process import wait_until
+from tests.renewer.conftest import RenewerProcess, Setup
 from tests.support.pki import Pki
 
 # A deploy step that fails while the live certificate is valid for more than 10 days (the new one).
@@ -210,7 +211,7 @@ def test_the_reason_a_job_waits_shows_in_the_certificates_api(
         {"name": "certificates_per_name_set", "scope": "name_set", "limit": 1, "window": "7d"}]})
     proc = start_renewer(setup.path)
     assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
-    wait_for(lambda: _job_state(proc) == "succeeded", 20, what="the first renewal")
+    wait_until(lambda: _job_state(proc) == "succeeded", 20, "the first renewal")
     assert proc.post("/api/v1/certificates/shop/renew?force=true").status_code == 202
 
     def waiting() -> dict[str, object] | None:
@@ -218,7 +219,7 @@ def test_the_reason_a_job_waits_shows_in_the_certificates_api(
         job = cert["open_job"]
         return job if job and job["waiting"] else None
 
-    job = wait_for(waiting, 20, what="the job to wait")
+    job = wait_until(waiting, 20, "the job to wait")
     assert str(job["waiting"]).startswith("waiting: rate limit certificates_per_name_set for shop.example: 1/1 per 1w")
     assert datetime.fromisoformat(str(job["not_before"])) > datetime.now(UTC) + timedelta(days=6)
     assert setup.issued() == ["shop"]
@@ -261,7 +262,7 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
         monkeypatch.setenv("CERTLOOP_TEST_MINT_SLEEP", str(pid_file))
     proc = start_renewer(setup.path)
     assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
-    wait_for(lambda: _job_state(proc) == stage and pid_file.exists(), 20, what=f"the job to reach {stage}")
+    wait_until(lambda: _job_state(proc) == stage and pid_file.exists(), 20, f"the job to reach {stage}")
     proc.kill(signal.SIGKILL)
     _kill_pid_file(pid_file)  # the slow child dies with the renewer (its leash); in case it lingers
     cert_pem = Path(outputs["fullchain"]).read_bytes()
@@ -273,7 +274,7 @@ def test_kill_9_mid_job_then_restart_finishes_the_job(
     data["certificates"][0]["deploy"] = [["true"]]
     setup.path.write_text(yaml.safe_dump(data))
     again = start_renewer(setup.path, log_name="renewer2.log")
-    wait_for(lambda: _job_state(again) == "succeeded", 30, what="the resumed job to succeed")
+    wait_until(lambda: _job_state(again) == "succeeded", 30, "the resumed job to succeed")
     job = again.get("/api/v1/jobs?certificate=shop").json()["jobs"][0]
     trail = [e["to_state"] for e in again.get(f"/api/v1/jobs/{job['id']}").json()["events"]]
     live = x509.load_pem_x509_certificate(Path(outputs["fullchain"]).read_bytes())
@@ -308,20 +309,20 @@ def test_kill_9_during_issuance_kills_the_issuer_and_start_up_removes_its_stagin
     monkeypatch.setenv("CERTLOOP_TEST_MINT_SLEEP", str(pid_file))
     proc = start_renewer(setup.path)
     assert proc.post("/api/v1/alertmanager", AM_FIRING).status_code == 202
-    wait_for(pid_file.exists, 20, what="the slow issuer to start")
+    wait_until(pid_file.exists, 20, "the slow issuer to start")
     issuer_pid = int(pid_file.read_text())
     staging = Path(setup.data["data_dir"]) / "staging" / "shop"
     keys = list(staging.glob("*/key.pem"))
     assert len(keys) == 1
     try:
         proc.kill(signal.SIGKILL)
-        wait_for(lambda: not _alive(issuer_pid), 10, what="the issuer to die with the renewer")
+        wait_until(lambda: not _alive(issuer_pid), 10, "the issuer to die with the renewer")
     finally:
         _kill_pid_file(pid_file)
     assert keys[0].exists()  # nobody cleaned up after the killed renewer
     monkeypatch.delenv("CERTLOOP_TEST_MINT_SLEEP")
     again = start_renewer(setup.path, log_name="renewer2.log")
-    wait_for(lambda: _job_state(again) == "succeeded", 30, what="the resumed job to succeed")
+    wait_until(lambda: _job_state(again) == "succeeded", 30, "the resumed job to succeed")
     assert list(staging.iterdir()) == []
     assert "removed 1 staging directory left by an interrupted issuance" in again.log.read_text()
     assert setup.issued() == ["shop"]
@@ -360,7 +361,7 @@ def test_daemon_safety_net_renews_without_any_alert(
     outputs = setup.data["certificates"][0]["outputs"]
     Path(outputs["fullchain"]).write_bytes(pki.leaf(["shop.example"], days=2).fullchain_pem)
     proc = start_renewer(setup.path)
-    wait_for(lambda: _job_state(proc) == "succeeded", 20, what="the safety net's renewal")
+    wait_until(lambda: _job_state(proc) == "succeeded", 20, "the safety net's renewal")
     assert setup.issued() == ["shop"]
     assert proc.get("/api/v1/jobs").json()["jobs"][0]["trigger"] == "schedule"
 
