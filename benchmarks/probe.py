@@ -22,10 +22,10 @@ is counted (at N = 5,000 most names are probed only a few times in a run).
 
 nginx itself is warmed before either exporter runs (:func:`warm_server`: every target handshaken
 ``SERVER_WARM_PASSES`` times by Python's ``ssl``, a client that is neither side). An nginx worker
-does set-up work on its first handshake with a server block's key: at N = 5,000 RSA names it spent
-0.457 ms per probe in certloop's first round and 0.315 ms in its second (benchmarks/RESULTS.md).
-Without the warm pass that one-time cost fell on the first rounds, most of it on the side that
-probed first; it is the server's, not either exporter's.
+does set-up work on its first handshake with a server block's key; without the warm pass that
+one-time cost fell on the first rounds, most of it on the side that probed first, though it is the
+server's, not either exporter's. The per-round figures:
+benchmarks/RESULTS.md, "Issue 11 guard on the fourth 2026-12-07 session's machine".
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ Layout = Literal["ports", "sni", "hosts", "dns"]
 LAYOUTS: tuple[Layout, ...] = ("ports", "sni", "hosts", "dns")
 NAME_LAYOUTS = ("hosts", "dns")
 DNS_TTL = 300  # seconds: a common TTL for a web name; longer than a benchmark run, as in production
-SERVER_WARM_PASSES = 3  # handshakes per target before measuring: each of nginx's two workers sees every key
+SERVER_WARM_PASSES = 3  # handshakes per target before measuring, so each nginx worker most likely sees every key
 GOALS = {"ports": 1.5, "sni": 1.5, "hosts": 1.3, "dns": 1.3}  # probes/s, certloop/blackbox (issue 11: 1 and 1b)
 CERTLOOP_SUCCESS = "certloop_probe_success{[^\n]*} 1\n"
 BLACKBOX_SUCCESS = "\nprobe_success 1\n"
@@ -149,8 +149,8 @@ def warm_server(targets: Targets, passes: int = SERVER_WARM_PASSES, threads: int
     """Handshake every target ``passes`` times (no verification, SNI as given); the handshakes done.
 
     Which nginx worker accepts a connection is the kernel's choice, so a key reaches both workers
-    only with some probability; after three passes nginx spent 3 % more per probe in certloop's first
-    measured round than in its second, against 45 % with no warm pass (benchmarks/RESULTS.md).
+    only with some probability: several passes make a worker that never saw a key rare enough that a
+    first round costs nginx about what a later one does (the same RESULTS.md section measures it).
     Raises RuntimeError naming the first target that does not complete a handshake.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

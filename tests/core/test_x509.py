@@ -291,7 +291,7 @@ def test_hostile_pem_is_parsed_in_linear_time(pki: Pki, caches: Caches) -> None:
     the CPU (a parser quadratic in the BEGIN lines would cost sixteen). CPU time of this thread, best of
     two: the ratio holds on a loaded machine, where wall-clock budgets do not. The cyclic collector is off
     while timing: late in a full run its heap is large, and whether the larger input's allocations cross
-    its threshold for a full collection (once cost 0.54 s against 0.06 s, in CI) says nothing of the parser."""
+    its threshold for a full collection (which once failed this test in CI) says nothing of the parser."""
     leaf = pki.leaf(["h.example"])
 
     def cost(blocks: int) -> float:
